@@ -1,0 +1,104 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { createInterface } from "node:readline/promises";
+import { pathToFileURL } from "node:url";
+import sade from "sade";
+import { openDatabase } from "./db/client.ts";
+import { ConfigError, loadConfig } from "./lib/config.ts";
+import { createServices, type Services } from "./lib/context.ts";
+import { errorMessage } from "./lib/logger.ts";
+import { buildNvsImage, parseNvsCsv } from "./lib/provisioning/nvs.ts";
+import { loadSampleFleet, wipeFleet } from "./lib/sample-fleet.ts";
+
+/** Fails the command with a one-line reason (exit 1). */
+class CommandFailed extends Error {}
+
+async function withServices<T>(work: (services: Services) => Promise<T>): Promise<T> {
+  const services = await createServices(loadConfig(), { processName: "cli" });
+  try {
+    return await work(services);
+  } finally {
+    await services.close();
+  }
+}
+
+async function confirm(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) return false;
+  const prompt = createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    return /^y(es)?$/i.test((await prompt.question(`${question} [y/N] `)).trim());
+  } finally {
+    prompt.close();
+  }
+}
+
+const parseSize = (text: string) => {
+  const size = Number(text);
+  if (!Number.isInteger(size)) throw new CommandFailed(`--size must be a number such as 0x4000, not "${text}"`);
+  return size;
+};
+
+function run(action: (...args: any[]) => Promise<void>) {
+  return async (...args: unknown[]) => {
+    try {
+      await action(...args);
+      process.exit(0);
+    } catch (error) {
+      const message = error instanceof ConfigError ? error.message : errorMessage(error);
+      process.stderr.write(`error: ${message}\n`);
+      process.exit(1);
+    }
+  };
+}
+
+export const cli = sade("iotsupport");
+
+cli
+  .command("migrate")
+  .describe("Apply database migrations (under an advisory lock on PostgreSQL)")
+  .action(
+    run(async () => {
+      const database = await openDatabase(loadConfig());
+      try {
+        await database.migrate();
+        process.stdout.write(`migrations applied (${database.kind})\n`);
+      } finally {
+        await database.close();
+      }
+    }),
+  );
+
+cli
+  .command("load-test-data")
+  .describe("Replace all models and devices with a small sample fleet (asks first)")
+  .option("--yes", "Do not ask before wiping existing data", false)
+  .action(
+    run(async (options: { yes: boolean }) => {
+      await withServices(async (services) => {
+        const existing = (await services.devices.list({})).length + (await services.models.list()).length;
+        if (existing > 0 && !options.yes && !(await confirm(`This deletes ${existing} existing models and devices (and their OAuth2 clients). Continue?`))) {
+          throw new CommandFailed("nothing changed: confirm with --yes to wipe existing data");
+        }
+        await wipeFleet(services);
+        const loaded = await loadSampleFleet(services);
+        process.stdout.write(`loaded ${loaded.models} device models and ${loaded.devices} devices\n`);
+      });
+    }),
+  );
+
+cli
+  .command("nvs-image")
+  .describe("Build an ESP-IDF NVS partition image (format version 2) from a CSV of string entries")
+  .option("--csv", "Input CSV (key,type,encoding,value) as for Espressif's nvs_partition_gen")
+  .option("--size", "Partition size, e.g. 0x4000 (a multiple of 0x1000, at least 0x3000)")
+  .option("--output", "Where to write the image")
+  .example("nvs-image --csv prov.csv --size 0x4000 --output prov.bin")
+  .action(
+    run(async (options: { csv?: string; size?: string; output?: string }) => {
+      if (!options.csv || !options.size || !options.output) throw new CommandFailed("--csv, --size and --output are required");
+      const image = buildNvsImage(parseNvsCsv(readFileSync(options.csv, "utf8")), parseSize(String(options.size)));
+      writeFileSync(options.output, image);
+      process.stdout.write(`wrote ${image.length} bytes to ${options.output}\n`);
+    }),
+  );
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) cli.parse(process.argv);

@@ -1,0 +1,17 @@
+import { defineRoute } from "../../../../lib/http/route.ts";
+import { noContent } from "../../../../lib/http/respond.ts";
+import { idParams } from "../../../../lib/schemas.ts";
+
+export default defineRoute({
+  method: "DELETE",
+  path: "/api/devices/:id",
+  access: "admin",
+  summary: "Delete a device and its OAuth2 client",
+  tags: ["Devices"],
+  request: { params: idParams },
+  responses: { 204: { description: "Deleted" } },
+  async handler(_request, { services, params }) {
+    await services.devices.remove(params.id);
+    return noContent();
+  },
+});

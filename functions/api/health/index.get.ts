@@ -1,0 +1,29 @@
+import { z } from "zod";
+import { checkHealth } from "../../../lib/health.ts";
+import { defineRoute } from "../../../lib/http/route.ts";
+import { json } from "../../../lib/http/respond.ts";
+
+const healthSchema = z
+  .object({
+    status: z.enum(["healthy", "unhealthy"]),
+    database: z.enum(["connected", "disconnected"]),
+    mqtt: z.enum(["connected", "disconnected", "disabled"]),
+    error: z.string().optional(),
+  })
+  .meta({ id: "Health" });
+
+export default defineRoute({
+  method: "GET",
+  path: "/api/health",
+  access: "public",
+  summary: "Readiness: 200 while the database answers, 503 when it does not",
+  tags: ["Operations"],
+  responses: {
+    200: { description: "Ready", content: { "application/json": { schema: healthSchema } } },
+    503: { description: "Not ready", content: { "application/json": { schema: healthSchema } } },
+  },
+  async handler(_request, { services }) {
+    const { healthy, body } = await checkHealth(services);
+    return json(body, healthy ? 200 : 503, { "cache-control": "no-store" });
+  },
+});

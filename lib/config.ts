@@ -1,0 +1,105 @@
+import { z } from "zod";
+
+/**
+ * Every setting the backend reads, validated at start. Problems are collected and reported together
+ * (loadConfig throws ConfigError listing all of them); values of secret settings never appear in messages.
+ */
+const optionalText = z.string().trim().min(1).optional();
+const url = z.url({ protocol: /^https?$/ }).optional();
+const bool = (fallback: boolean) =>
+  z
+    .enum(["true", "false", "1", "0", ""])
+    .optional()
+    .transform((v) => (v === undefined || v === "" ? fallback : v === "true" || v === "1"));
+const int = (fallback: number, min: number) => z.coerce.number().int().min(min).default(fallback);
+
+const envSchema = z.object({
+  NODE_ENV: z.string().default("development"),
+  PORT: int(3201, 0),
+  HOST: z.string().default("0.0.0.0"),
+  LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
+  DATA_DIR: z.string().default("./data"),
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL").optional(),
+  MIGRATE_ON_START: bool(false),
+  ASSETS_DIR: optionalText,
+  FIRMWARE_MAX_BYTES: int(16 * 1024 * 1024, 1024),
+
+  BASEURL: url,
+  DEVICE_BASEURL: url,
+  MQTT_URL: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, "must be an mqtt:// URL").optional(),
+  DEVICE_MQTT_URL: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, "must be an mqtt:// URL").optional(),
+  MQTT_USERNAME: optionalText,
+  MQTT_PASSWORD: optionalText,
+  MQTT_LEGACY_TOPICS: bool(false),
+  MQTT_PUBLISH_TIMEOUT_MS: int(5000, 100),
+  WIFI_SSID: optionalText,
+  WIFI_PASSWORD: optionalText,
+
+  SECRET_ENCRYPTION_KEY: optionalText,
+  ADMIN_API_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  AUTH_DISABLED: bool(false),
+
+  KEYCLOAK_BASE_URL: url,
+  KEYCLOAK_REALM: optionalText,
+  KEYCLOAK_ADMIN_CLIENT_ID: optionalText,
+  KEYCLOAK_ADMIN_CLIENT_SECRET: optionalText,
+  KEYCLOAK_DEVICE_SCOPE_NAME: z.string().default("iot-device-audience"),
+  KEYCLOAK_CONSOLE_URL: url,
+  OIDC_TOKEN_URL: url,
+  OIDC_ISSUER_URL: url,
+  OIDC_CLIENT_ID: optionalText,
+  OIDC_CLIENT_SECRET: optionalText,
+  OIDC_AUDIENCE: optionalText,
+  OIDC_CLOCK_SKEW_SECONDS: int(30, 0),
+
+  ROTATION_CRON: z.string().default("0 8 * * 6#1"),
+  ROTATION_TIMEZONE: z.string().default("UTC"),
+  ROTATION_TIMEOUT_SECONDS: int(300, 1),
+  ROTATION_CRITICAL_THRESHOLD_DAYS: int(7, 0),
+  ROTATION_SCHEDULER: z.enum(["internal", "external"]).default("internal"),
+  ROTATION_INTERVAL_SECONDS: int(30, 1),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export type Config = Env & {
+  production: boolean;
+  /** PGlite under DATA_DIR when no DATABASE_URL is set. */
+  embeddedDatabase: boolean;
+  assetsDir: string;
+  identity: "keycloak" | "builtin";
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  }
+}
+
+const KEYCLOAK_SETTINGS = ["KEYCLOAK_REALM", "KEYCLOAK_ADMIN_CLIENT_ID", "KEYCLOAK_ADMIN_CLIENT_SECRET"] as const;
+
+export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+  const raw = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = envSchema.safeParse(raw);
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
+  if (!parsed.success) throw new ConfigError(problems);
+
+  const env = parsed.data;
+  const production = env.NODE_ENV === "production";
+  if (env.AUTH_DISABLED && production) problems.push("AUTH_DISABLED: must not be true when NODE_ENV=production");
+  if (production && !env.SECRET_ENCRYPTION_KEY) problems.push("SECRET_ENCRYPTION_KEY: required when NODE_ENV=production");
+  if (env.KEYCLOAK_BASE_URL) {
+    for (const name of KEYCLOAK_SETTINGS) if (!env[name]) problems.push(`${name}: required when KEYCLOAK_BASE_URL is set`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    ...env,
+    production,
+    embeddedDatabase: !env.DATABASE_URL,
+    assetsDir: env.ASSETS_DIR ?? `${env.DATA_DIR}/firmware`,
+    identity: env.KEYCLOAK_BASE_URL ? "keycloak" : "builtin",
+  };
+}

@@ -1,0 +1,126 @@
+import { join } from "node:path";
+import { type DatabaseHandle, openDatabase } from "../db/client.ts";
+import type { Config } from "./config.ts";
+import { readOrCreateSecretFile } from "./data-dir.ts";
+import { createDeviceModelService } from "./device-models.ts";
+import { createDeviceService } from "./devices.ts";
+import { type Authenticator, createAuthenticator } from "./http/auth.ts";
+import { createBuiltinClientStore } from "./identity/builtin-clients.ts";
+import { createKeycloakProvider } from "./identity/keycloak.ts";
+import type { IdentityProvider } from "./identity/provider.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { createMetrics, type Metrics } from "./metrics.ts";
+import { createMqttNotifier, disabledNotifier, type Notifier } from "./mqtt.ts";
+import { createSecretBox, generateFernetKey, type SecretBox } from "./secrets.ts";
+import { randomBytes } from "node:crypto";
+
+/** The composition root: every service built once from the configuration. Tests replace parts via overrides. */
+export type Services = {
+  config: Config;
+  logger: Logger;
+  metrics: Metrics;
+  database: DatabaseHandle;
+  secretBox: SecretBox;
+  identity: IdentityProvider;
+  notifier: Notifier;
+  auth: Authenticator;
+  models: ReturnType<typeof createDeviceModelService>;
+  devices: ReturnType<typeof createDeviceService>;
+  close(): Promise<void>;
+};
+
+export type ServiceOverrides = Partial<Pick<Services, "logger" | "metrics" | "notifier" | "database">> & {
+  /** A provider, or a wrapper around the configured one (tests inject faults this way). */
+  identity?: IdentityProvider | ((configured: IdentityProvider) => IdentityProvider);
+  /** Name for the MQTT client id, so each process is told apart at the broker. */
+  processName?: string;
+};
+
+export function publicBaseUrl(config: Config): string {
+  return config.BASEURL ?? `http://localhost:${config.PORT}`;
+}
+
+function loadSecretBox(config: Config, logger: Logger): SecretBox {
+  if (config.SECRET_ENCRYPTION_KEY) return createSecretBox(config.SECRET_ENCRYPTION_KEY);
+  const file = join(config.DATA_DIR, "secret-encryption-key");
+  const { value, created } = readOrCreateSecretFile(file, generateFernetKey);
+  if (created) logger.warn("Generated SECRET_ENCRYPTION_KEY; back it up with the data directory", { file });
+  return createSecretBox(value);
+}
+
+/** The static admin token: ADMIN_API_TOKEN, or in embedded mode (no admin IdP) one generated once and printed. */
+function loadAdminApiToken(config: Config, logger: Logger): string | null {
+  if (config.ADMIN_API_TOKEN) return config.ADMIN_API_TOKEN;
+  if (config.OIDC_ISSUER_URL || config.production) return null;
+  const file = join(config.DATA_DIR, "admin-api-token");
+  const { value, created } = readOrCreateSecretFile(file, () => randomBytes(24).toString("base64url"));
+  if (created) {
+    process.stdout.write(`\nAdmin API token (shown once; kept in ${file}):\n  ${value}\nUse it as: Authorization: Bearer <token>\n\n`);
+  } else {
+    logger.info("Admin API token loaded", { file });
+  }
+  return value;
+}
+
+function createIdentity(config: Config, database: DatabaseHandle, secretBox: SecretBox, metrics: Metrics): IdentityProvider {
+  if (config.identity === "keycloak") {
+    const baseUrl = config.KEYCLOAK_BASE_URL!.replace(/\/$/, "");
+    const realm = config.KEYCLOAK_REALM!;
+    return createKeycloakProvider({
+      baseUrl,
+      realm,
+      adminClientId: config.KEYCLOAK_ADMIN_CLIENT_ID!,
+      adminClientSecret: config.KEYCLOAK_ADMIN_CLIENT_SECRET!,
+      tokenUrl: config.OIDC_TOKEN_URL ?? `${baseUrl}/realms/${realm}/protocol/openid-connect/token`,
+      deviceScopeName: config.KEYCLOAK_DEVICE_SCOPE_NAME,
+      consoleBaseUrl: config.KEYCLOAK_CONSOLE_URL,
+      record: (operation, status) => metrics.keycloakOperations.inc({ operation, status }),
+    });
+  }
+  return createBuiltinClientStore({ db: database.db, secretBox, tokenUrl: `${publicBaseUrl(config)}/oauth2/token` });
+}
+
+export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
+  const logger = overrides.logger ?? createLogger(config.LOG_LEVEL);
+  const metrics = overrides.metrics ?? createMetrics();
+  const database = overrides.database ?? (await openDatabase(config));
+  if (config.embeddedDatabase || config.MIGRATE_ON_START) await database.migrate();
+  const secretBox = loadSecretBox(config, logger);
+  const configured = () => createIdentity(config, database, secretBox, metrics);
+  const identity =
+    typeof overrides.identity === "function" ? overrides.identity(configured()) : (overrides.identity ?? configured());
+  const notifier =
+    overrides.notifier ??
+    (config.MQTT_URL
+      ? createMqttNotifier({
+          url: config.MQTT_URL,
+          username: config.MQTT_USERNAME,
+          password: config.MQTT_PASSWORD,
+          legacyTopics: config.MQTT_LEGACY_TOPICS,
+          timeoutMs: config.MQTT_PUBLISH_TIMEOUT_MS,
+          clientIdPrefix: `iotsupport-${overrides.processName ?? "server"}`,
+          metrics,
+          logger,
+        })
+      : disabledNotifier());
+  const auth = createAuthenticator({ config, adminApiToken: loadAdminApiToken(config, logger) });
+  const models = createDeviceModelService(database.db);
+  const devices = createDeviceService({ db: database.db, identity, notifier, logger });
+
+  return {
+    config,
+    logger,
+    metrics,
+    database,
+    secretBox,
+    identity,
+    notifier,
+    auth,
+    models,
+    devices,
+    async close() {
+      await notifier.close();
+      await database.close();
+    },
+  };
+}

@@ -1,0 +1,104 @@
+import { asc, eq, sql } from "drizzle-orm";
+import type { Database } from "../db/client.ts";
+import { deviceModels } from "../db/schema.ts";
+import { isForeignKeyViolation, isUniqueViolation } from "./db-errors.ts";
+import { conflict, notFound, validationFailed } from "./http/errors.ts";
+import { checkJsonSchema } from "./json-schema.ts";
+import type { z } from "zod";
+import type { createModelBody, Model, ModelSummary, updateModelBody } from "./schemas.ts";
+
+type ModelRow = typeof deviceModels.$inferSelect;
+
+const toSummary = (row: ModelRow, deviceCount: number): ModelSummary => ({
+  id: row.id,
+  code: row.code,
+  name: row.name,
+  firmware_version: row.firmwareVersion,
+  has_config_schema: row.configSchema !== null,
+  device_count: deviceCount,
+});
+
+const toModel = (row: ModelRow, deviceCount: number): Model => ({
+  ...toSummary(row, deviceCount),
+  config_schema: row.configSchema,
+  created_at: row.createdAt.toISOString(),
+  updated_at: row.updatedAt.toISOString(),
+});
+
+function assertValidSchema(text: string | null | undefined) {
+  if (text === null || text === undefined) return;
+  const problems = checkJsonSchema(text);
+  if (problems.length > 0) {
+    throw validationFailed(problems.map((message) => ({ field: "config_schema", message })), problems[0]);
+  }
+}
+
+// Spelled out with table names: drizzle leaves columns unqualified here, and "id" would bind to devices.id.
+const deviceCountOf = sql<number>`(select count(*) from devices d where d.device_model_id = "device_models"."id")`.mapWith(Number);
+
+export function createDeviceModelService(db: Database, hooks: { onDeleted?: (model: ModelRow) => Promise<void> } = {}) {
+  async function findRow(id: number) {
+    const [found] = await db.select({ row: deviceModels, deviceCount: deviceCountOf }).from(deviceModels).where(eq(deviceModels.id, id));
+    if (!found) throw notFound(`Device model ${id} does not exist.`, "DEVICE_MODEL_NOT_FOUND");
+    return found;
+  }
+
+  return {
+    findRow: async (id: number) => (await findRow(id)).row,
+
+    async list(): Promise<ModelSummary[]> {
+      const rows = await db.select({ row: deviceModels, deviceCount: deviceCountOf }).from(deviceModels).orderBy(asc(deviceModels.code));
+      return rows.map(({ row, deviceCount }) => toSummary(row, deviceCount));
+    },
+
+    async get(id: number): Promise<Model> {
+      const { row, deviceCount } = await findRow(id);
+      return toModel(row, deviceCount);
+    },
+
+    async create(input: z.output<typeof createModelBody>): Promise<Model> {
+      assertValidSchema(input.config_schema);
+      try {
+        const [row] = await db
+          .insert(deviceModels)
+          .values({ code: input.code, name: input.name, configSchema: input.config_schema ?? null })
+          .returning();
+        return toModel(row!, 0);
+      } catch (error) {
+        if (isUniqueViolation(error)) throw conflict(`A device model with code "${input.code}" already exists.`, "DUPLICATE_MODEL_CODE");
+        throw error;
+      }
+    },
+
+    async update(id: number, input: z.output<typeof updateModelBody>): Promise<Model> {
+      assertValidSchema(input.config_schema);
+      const changes = {
+        ...(input.name != null && { name: input.name }),
+        ...(input.config_schema != null && { configSchema: input.config_schema }),
+      };
+      if (Object.keys(changes).length > 0) {
+        const updated = await db.update(deviceModels).set({ ...changes, updatedAt: new Date() }).where(eq(deviceModels.id, id)).returning({ id: deviceModels.id });
+        if (updated.length === 0) throw notFound(`Device model ${id} does not exist.`, "DEVICE_MODEL_NOT_FOUND");
+      }
+      return this.get(id);
+    },
+
+    async remove(id: number): Promise<void> {
+      const { row, deviceCount } = await findRow(id);
+      if (deviceCount > 0) throw modelInUse(row.code, deviceCount);
+      try {
+        await db.delete(deviceModels).where(eq(deviceModels.id, id));
+      } catch (error) {
+        // A device was added between the check and the delete.
+        if (isForeignKeyViolation(error)) throw modelInUse(row.code, 1);
+        throw error;
+      }
+      await hooks.onDeleted?.(row);
+    },
+  };
+}
+
+const modelInUse = (code: string, n: number) =>
+  conflict(`Device model "${code}" still has ${n} device${n === 1 ? "" : "s"}; delete or move them first.`, "MODEL_HAS_DEVICES");
+
+export type DeviceModelService = ReturnType<typeof createDeviceModelService>;

@@ -1,0 +1,155 @@
+import { randomInt } from "node:crypto";
+import { and, asc, eq, type SQL } from "drizzle-orm";
+import type { z } from "zod";
+import type { Database } from "../db/client.ts";
+import { deviceModels, devices } from "../db/schema.ts";
+import { isUniqueViolation } from "./db-errors.ts";
+import { notFound, validationFailed } from "./http/errors.ts";
+import type { IdentityProvider } from "./identity/provider.ts";
+import { validateAgainstSchema } from "./json-schema.ts";
+import type { Logger } from "./logger.ts";
+import { errorMessage } from "./logger.ts";
+import type { Notifier } from "./mqtt.ts";
+import type { createDeviceBody, Device, DeviceListQuery, DeviceSummary, updateDeviceBody } from "./schemas.ts";
+
+export type DeviceRow = typeof devices.$inferSelect;
+type ModelRow = typeof deviceModels.$inferSelect;
+
+const KEY_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
+export const generateDeviceKey = () => Array.from({ length: 8 }, () => KEY_ALPHABET[randomInt(KEY_ALPHABET.length)]).join("");
+export const deviceClientId = (modelCode: string, key: string) => `iotdevice-${modelCode}-${key}`;
+
+const iso = (date: Date | null) => date?.toISOString() ?? null;
+
+export const toDeviceSummary = (row: DeviceRow): DeviceSummary => ({
+  id: row.id,
+  key: row.key,
+  device_model_id: row.deviceModelId,
+  device_name: row.deviceName,
+  device_entity_id: row.deviceEntityId,
+  enable_ota: row.enableOta,
+  rotation_state: row.rotationState,
+  secret_created_at: iso(row.secretCreatedAt),
+});
+
+const toDevice = (row: DeviceRow, model: ModelRow): Device => ({
+  ...toDeviceSummary(row),
+  device_model: { id: model.id, code: model.code, name: model.name, firmware_version: model.firmwareVersion },
+  config: row.config,
+  client_id: row.clientId,
+  last_rotation_attempt_at: iso(row.lastRotationAttemptAt),
+  last_rotation_completed_at: iso(row.lastRotationCompletedAt),
+  created_at: row.createdAt.toISOString(),
+  updated_at: row.updatedAt.toISOString(),
+});
+
+/** Parses the config text, checks it against the model's schema and extracts the copied top-level fields. */
+function parseConfig(text: string, model: ModelRow) {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw validationFailed([{ field: "config", message: `is not valid JSON (${errorMessage(error)})` }], "The config is not valid JSON.");
+  }
+  if (model.configSchema) {
+    const errors = validateAgainstSchema(model.configSchema, value);
+    if (errors.length > 0) throw validationFailed(errors, `The config does not match the schema of model "${model.code}".`);
+  }
+  const object = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  const text_ = (v: unknown) => (typeof v === "string" ? v : null);
+  return {
+    config: text,
+    deviceName: text_(object.deviceName),
+    deviceEntityId: text_(object.deviceEntityId),
+    enableOta: typeof object.enableOTA === "boolean" ? object.enableOTA : null,
+  };
+}
+
+export function createDeviceService(deps: { db: Database; identity: IdentityProvider; notifier: Notifier; logger: Logger }) {
+  const { db, identity, notifier, logger } = deps;
+
+  async function findWithModel(id: number) {
+    const [found] = await db
+      .select({ device: devices, model: deviceModels })
+      .from(devices)
+      .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
+      .where(eq(devices.id, id));
+    if (!found) throw notFound(`Device ${id} does not exist.`, "DEVICE_NOT_FOUND");
+    return found;
+  }
+
+  async function insertWithClient(model: ModelRow, fields: ReturnType<typeof parseConfig>): Promise<DeviceRow> {
+    const key = generateDeviceKey();
+    const clientId = deviceClientId(model.code, key);
+    let clientCreated = false;
+    try {
+      return await db.transaction(async (tx) => {
+        const [row] = await tx.insert(devices).values({ ...fields, key, clientId, deviceModelId: model.id }).returning();
+        await identity.createClient(clientId);
+        clientCreated = true;
+        const [withSecret] = await tx.update(devices).set({ secretCreatedAt: new Date() }).where(eq(devices.id, row!.id)).returning();
+        return withSecret!;
+      });
+    } catch (error) {
+      // The row rolled back: a client created for it must go too, or it would be an orphan.
+      if (clientCreated) {
+        await identity.deleteClient(clientId).catch((cleanupError) =>
+          logger.error("Could not remove the OAuth2 client of a device that failed to save", { client_id: clientId, error: errorMessage(cleanupError) }),
+        );
+      }
+      throw error;
+    }
+  }
+
+  return {
+    findWithModel,
+
+    async list(query: DeviceListQuery): Promise<DeviceSummary[]> {
+      const filters: SQL[] = [];
+      if (query.model_id) filters.push(eq(devices.deviceModelId, query.model_id));
+      if (query.rotation_state) filters.push(eq(devices.rotationState, query.rotation_state));
+      const rows = await db.select().from(devices).where(and(...filters)).orderBy(asc(devices.key));
+      return rows.map(toDeviceSummary);
+    },
+
+    async get(id: number): Promise<Device> {
+      const { device, model } = await findWithModel(id);
+      return toDevice(device, model);
+    },
+
+    async create(input: z.output<typeof createDeviceBody>): Promise<Device> {
+      const [model] = await db.select().from(deviceModels).where(eq(deviceModels.id, input.device_model_id));
+      if (!model) {
+        throw validationFailed([{ field: "device_model_id", message: `no device model with id ${input.device_model_id}` }], `Device model ${input.device_model_id} does not exist.`);
+      }
+      const fields = parseConfig(input.config, model);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return toDevice(await insertWithClient(model, fields), model);
+        } catch (error) {
+          if (!isUniqueViolation(error) || attempt >= 5) throw error;
+        }
+      }
+    },
+
+    async update(id: number, input: z.output<typeof updateDeviceBody>): Promise<Device> {
+      const { model } = await findWithModel(id);
+      const fields = parseConfig(input.config, model);
+      const [row] = await db.update(devices).set({ ...fields, updatedAt: new Date() }).where(eq(devices.id, id)).returning();
+      if (!row) throw notFound(`Device ${id} does not exist.`, "DEVICE_NOT_FOUND");
+      await notifier.publish("config", row.clientId, { device_key: row.key });
+      return toDevice(row, model);
+    },
+
+    async remove(id: number): Promise<void> {
+      await db.transaction(async (tx) => {
+        const [row] = await tx.delete(devices).where(eq(devices.id, id)).returning();
+        if (!row) throw notFound(`Device ${id} does not exist.`, "DEVICE_NOT_FOUND");
+        // Inside the transaction: if the provider refuses, the device row stays as well.
+        await identity.deleteClient(row.clientId);
+      });
+    },
+  };
+}
+
+export type DeviceService = ReturnType<typeof createDeviceService>;

@@ -1,0 +1,23 @@
+import { sql } from "drizzle-orm";
+import type { Services } from "./context.ts";
+import { errorMessage } from "./logger.ts";
+
+const DB_TIMEOUT_MS = 2000;
+
+/** Readiness: the database must answer; the broker's state is reported but an outage only degrades notices. */
+export async function checkHealth(services: Pick<Services, "database" | "notifier" | "logger">) {
+  const mqtt = services.notifier.state();
+  try {
+    await Promise.race([
+      services.database.db.execute(sql`select 1`),
+      new Promise((_, reject) => setTimeout(() => reject(new Error("timed out")), DB_TIMEOUT_MS).unref()),
+    ]);
+    return { healthy: true as const, body: { status: "healthy", database: "connected", mqtt } };
+  } catch (error) {
+    services.logger.warn("Health check: database not answering", { error: errorMessage(error) });
+    return {
+      healthy: false as const,
+      body: { status: "unhealthy", database: "disconnected", mqtt, error: "The database is not answering." },
+    };
+  }
+}

@@ -1,0 +1,86 @@
+import { randomUUID } from "node:crypto";
+import { Router } from "itty-router";
+import type { Services } from "../context.ts";
+import { errorMessage } from "../logger.ts";
+import { readJsonBody } from "./body.ts";
+import { AppError, notFound } from "./errors.ts";
+import { errorResponse } from "./respond.ts";
+import type { Route } from "./route.ts";
+import { parseInput, parseParams } from "./validate.ts";
+
+type RequestState = { requestId: string; route: Route | null };
+type RoutedRequest = Request & { params: Record<string, string>; query: Record<string, string | string[]> };
+
+const SAFE_REQUEST_ID = /^[\w.:-]{1,128}$/;
+const pickRequestId = (request: Request) => {
+  const given = request.headers.get("x-request-id");
+  return given && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
+};
+
+const methodNotAllowed = (allowed: string[]) =>
+  new AppError(405, "METHOD_NOT_ALLOWED", `This URL accepts only ${allowed.join(", ")}.`, { allowed }, { allow: allowed.join(", ") });
+
+/** Builds the fetch handler: route list → itty-router, with auth, input parsing, the error envelope, logs, metrics. */
+export function createApp(routes: Route[], services: Services): (request: Request) => Promise<Response> {
+  const router = Router<RoutedRequest, [RequestState]>();
+
+  for (const route of routes) {
+    router[route.method.toLowerCase() as "get"](route.path, async (request: RoutedRequest, state: RequestState) => {
+      state.route = route;
+      const principal = await services.auth.authenticate(request, route.access);
+      const { params, query, body } = route.request ?? {};
+      return route.handler(request, {
+        services,
+        routes,
+        requestId: state.requestId,
+        logger: services.logger.child({ request_id: state.requestId }),
+        principal,
+        params: params ? parseParams(params, request.params) : undefined,
+        query: query ? parseInput(query, request.query) : undefined,
+        body: body ? parseInput(body, await readJsonBody(request)) : undefined,
+      });
+    });
+  }
+  for (const path of new Set(routes.map((route) => route.path))) {
+    const allowed: string[] = routes.filter((route) => route.path === path).map((route) => route.method);
+    if (allowed.includes("GET")) allowed.push("HEAD");
+    router.all(path, () => {
+      throw methodNotAllowed(allowed);
+    });
+  }
+  router.all("*", () => {
+    throw notFound("There is no such endpoint.", "ROUTE_NOT_FOUND");
+  });
+
+  return async function handle(incoming: Request): Promise<Response> {
+    const started = performance.now();
+    const state: RequestState = { requestId: pickRequestId(incoming), route: null };
+    const isHead = incoming.method === "HEAD";
+    const request = isHead ? new Request(incoming.url, { method: "GET", headers: incoming.headers }) : incoming;
+    let response: Response;
+    try {
+      response = await router.fetch(request as RoutedRequest, state);
+    } catch (error) {
+      if (!(error instanceof AppError)) {
+        services.logger.error("Unhandled error", { request_id: state.requestId, error: errorMessage(error), stack: (error as Error)?.stack });
+      }
+      response = errorResponse(error, state.requestId);
+    }
+    const headers = new Headers(response.headers);
+    headers.set("x-request-id", state.requestId);
+    const final = new Response(isHead ? null : response.body, { status: response.status, statusText: response.statusText, headers });
+
+    const route = state.route?.path ?? "unmatched";
+    const seconds = (performance.now() - started) / 1000;
+    services.metrics.httpRequests.inc({ route, method: incoming.method, status: final.status });
+    services.metrics.httpDuration.observe({ route, method: incoming.method }, seconds);
+    services.logger.info("request", {
+      request_id: state.requestId,
+      method: incoming.method,
+      route,
+      status: final.status,
+      duration_ms: Math.round(seconds * 10000) / 10,
+    });
+    return final;
+  };
+}

@@ -1,0 +1,66 @@
+import { timingSafeEqual } from "node:crypto";
+import type { Config } from "../config.ts";
+import type { DeviceRow } from "../devices.ts";
+import { forbidden, unauthorized } from "./errors.ts";
+import type { Access } from "./route.ts";
+
+export type AdminPrincipal = { kind: "admin"; subject: string; email: string | null; name: string | null; roles: string[] };
+export type DevicePrincipal = { kind: "device"; device: DeviceRow; modelCode: string; tokenIssuedAt: Date | null };
+export type Principal = { kind: "anonymous" } | AdminPrincipal | DevicePrincipal;
+
+/** Verifies a bearer token (JWT) and returns the principal it names; provided by the identity layer. */
+export type TokenVerifier<P> = (token: string, request: Request) => Promise<P>;
+
+export type Authenticator = {
+  authenticate(request: Request, access: Access): Promise<Principal>;
+};
+
+export function bearerToken(request: Request): string | null {
+  const header = request.headers.get("authorization");
+  const match = header?.match(/^Bearer\s+(\S+)\s*$/i);
+  return match?.[1] ?? null;
+}
+
+const sameText = (a: string, b: string) => {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+};
+
+const STATIC_ADMIN: AdminPrincipal = { kind: "admin", subject: "admin-api-token", email: null, name: "Admin API token", roles: ["admin"] };
+const DEV_ADMIN: AdminPrincipal = { kind: "admin", subject: "auth-disabled", email: null, name: "Development (auth disabled)", roles: ["admin"] };
+
+export function createAuthenticator(options: {
+  config: Pick<Config, "AUTH_DISABLED">;
+  adminApiToken: string | null;
+  /** Reads the admin's token from the BFF cookie when there is no Authorization header. */
+  adminTokenFromRequest?: (request: Request) => Promise<string | null>;
+  verifyAdminToken?: TokenVerifier<AdminPrincipal>;
+  verifyDeviceToken?: TokenVerifier<DevicePrincipal>;
+}): Authenticator {
+  async function admin(request: Request): Promise<AdminPrincipal> {
+    if (options.config.AUTH_DISABLED) return DEV_ADMIN;
+    const token = bearerToken(request) ?? (await options.adminTokenFromRequest?.(request)) ?? null;
+    if (!token) throw unauthorized("Sign in or send an admin bearer token.");
+    if (options.adminApiToken && sameText(token, options.adminApiToken)) return STATIC_ADMIN;
+    if (!options.verifyAdminToken) throw unauthorized("The bearer token is not valid.", "INVALID_TOKEN");
+    const principal = await options.verifyAdminToken(token, request);
+    if (!principal.roles.includes("admin")) throw forbidden("This account does not have the admin role.");
+    return principal;
+  }
+
+  async function device(request: Request): Promise<DevicePrincipal> {
+    const token = bearerToken(request);
+    if (!token) throw unauthorized("A device bearer token is required.");
+    if (!options.verifyDeviceToken) throw unauthorized("The bearer token is not valid.", "INVALID_TOKEN");
+    return options.verifyDeviceToken(token, request);
+  }
+
+  return {
+    async authenticate(request, access) {
+      if (access === "admin") return admin(request);
+      if (access === "device") return device(request);
+      return { kind: "anonymous" };
+    },
+  };
+}

@@ -1,0 +1,50 @@
+import { AppError, badRequest } from "./errors.ts";
+
+export const JSON_BODY_LIMIT = 1024 * 1024;
+
+export const payloadTooLarge = (limit: number) =>
+  new AppError(413, "PAYLOAD_TOO_LARGE", `The request body is larger than the limit of ${limit} bytes.`, { limit_bytes: limit });
+
+export const unsupportedMediaType = (expected: string[]) =>
+  new AppError(415, "UNSUPPORTED_MEDIA_TYPE", `Send the body as ${expected.join(" or ")}.`, { expected });
+
+export const mediaType = (request: Request) => request.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase() ?? "";
+
+/** Rejects a body by its Content-Length before reading it; the streamed count below catches a lying header. */
+export function assertDeclaredLength(request: Request, limit: number) {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > limit) throw payloadTooLarge(limit);
+}
+
+/** Yields the body's chunks, failing with 413 as soon as more than `limit` bytes have arrived. */
+export async function* limitedChunks(request: Request, limit: number): AsyncGenerator<Uint8Array> {
+  assertDeclaredLength(request, limit);
+  if (!request.body) return;
+  let received = 0;
+  const reader = request.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      received += value.byteLength;
+      if (received > limit) throw payloadTooLarge(limit);
+      yield value;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+export async function readJsonBody(request: Request, limit = JSON_BODY_LIMIT): Promise<unknown> {
+  const type = mediaType(request);
+  if (type !== "application/json" && !type.endsWith("+json")) throw unsupportedMediaType(["application/json"]);
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of limitedChunks(request, limit)) chunks.push(chunk);
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text.trim() === "") throw badRequest("The request body is empty; a JSON object is expected.", "EMPTY_BODY");
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw badRequest("The request body is not valid JSON.", "MALFORMED_JSON");
+  }
+}

@@ -1,0 +1,56 @@
+import type { z } from "zod";
+import type { ZodOpenApiResponsesObject } from "zod-openapi";
+import type { Services } from "../context.ts";
+import type { Logger } from "../logger.ts";
+import type { Principal } from "./auth.ts";
+
+export type Method = "GET" | "POST" | "PUT" | "DELETE";
+export type Access = "admin" | "device" | "public";
+
+type Schema = z.ZodType;
+type Out<S> = S extends Schema ? z.output<S> : undefined;
+
+export type RouteContext<P = unknown, Q = unknown, B = unknown> = {
+  services: Services;
+  /** Every route of the app (the OpenAPI document is built from it). */
+  routes: Route[];
+  requestId: string;
+  logger: Logger;
+  principal: Principal;
+  params: P;
+  query: Q;
+  body: B;
+};
+
+/**
+ * Everything about one endpoint in one value: the router and the OpenAPI document are both built from the list
+ * of these (functions/index.ts), so the docs cannot drift from the code.
+ */
+export type Route = {
+  method: Method;
+  /** itty-router pattern, e.g. /api/devices/:id */
+  path: string;
+  access: Access;
+  summary: string;
+  tags: string[];
+  description?: string;
+  request?: {
+    params?: Schema;
+    query?: Schema;
+    /** A JSON body is read (size-limited, application/json only) and parsed with this schema. */
+    body?: Schema;
+    /** Documentation of a body the handler reads itself (e.g. a firmware stream). */
+    rawBody?: { contentTypes: string[]; description: string };
+  };
+  responses: ZodOpenApiResponsesObject;
+  handler: (request: Request, ctx: RouteContext<any, any, any>) => Promise<Response>;
+};
+
+export function defineRoute<P extends Schema | undefined = undefined, Q extends Schema | undefined = undefined, B extends Schema | undefined = undefined>(
+  route: Omit<Route, "request" | "handler"> & {
+    request?: { params?: P; query?: Q; body?: B; rawBody?: { contentTypes: string[]; description: string } };
+    handler: (request: Request, ctx: RouteContext<Out<P>, Out<Q>, Out<B>>) => Promise<Response>;
+  },
+): Route {
+  return route as Route;
+}

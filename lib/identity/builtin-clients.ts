@@ -1,0 +1,68 @@
+import { randomBytes } from "node:crypto";
+import { eq } from "drizzle-orm";
+import type { Database } from "../../db/client.ts";
+import { builtinClients } from "../../db/schema.ts";
+import { isUniqueViolation } from "../db-errors.ts";
+import { conflict, notFound } from "../http/errors.ts";
+import type { SecretBox } from "../secrets.ts";
+import type { IdentityProvider } from "./provider.ts";
+
+export const generateClientSecret = () => randomBytes(24).toString("base64url");
+
+/**
+ * Device clients of the built-in identity provider: rows in builtin_clients with Fernet-encrypted secrets, so the
+ * provisioning download can show the current secret (as Keycloak can) while the database never holds it in clear.
+ */
+export function createBuiltinClientStore(options: { db: Database; secretBox: SecretBox; tokenUrl: string }): IdentityProvider {
+  const { db, secretBox } = options;
+
+  async function storeSecret(clientId: string, secret: string) {
+    const updated = await db
+      .update(builtinClients)
+      .set({ secretEncrypted: secretBox.encrypt(secret), secretUpdatedAt: new Date(), updatedAt: new Date() })
+      .where(eq(builtinClients.clientId, clientId))
+      .returning({ clientId: builtinClients.clientId });
+    if (updated.length === 0) throw missing(clientId);
+  }
+
+  return {
+    kind: "builtin",
+    tokenUrl: options.tokenUrl,
+
+    async createClient(clientId) {
+      const secret = generateClientSecret();
+      try {
+        await db.insert(builtinClients).values({ clientId, secretEncrypted: secretBox.encrypt(secret) });
+      } catch (error) {
+        if (isUniqueViolation(error)) throw conflict(`OAuth2 client ${clientId} already exists.`, "CLIENT_EXISTS");
+        throw error;
+      }
+      return { externalId: clientId, secret };
+    },
+
+    async deleteClient(clientId) {
+      await db.delete(builtinClients).where(eq(builtinClients.clientId, clientId));
+    },
+
+    async getSecret(clientId) {
+      const [row] = await db.select().from(builtinClients).where(eq(builtinClients.clientId, clientId));
+      if (!row) throw missing(clientId);
+      return secretBox.decrypt(row.secretEncrypted);
+    },
+
+    async regenerateSecret(clientId) {
+      const secret = generateClientSecret();
+      await storeSecret(clientId, secret);
+      return secret;
+    },
+
+    setSecret: storeSecret,
+
+    async status(clientId) {
+      const [row] = await db.select({ clientId: builtinClients.clientId }).from(builtinClients).where(eq(builtinClients.clientId, clientId));
+      return { exists: Boolean(row), externalId: row ? clientId : null, consoleUrl: null };
+    },
+  };
+}
+
+const missing = (clientId: string) => notFound(`OAuth2 client ${clientId} does not exist.`, "CLIENT_NOT_FOUND");

@@ -1,0 +1,31 @@
+/**
+ * What the backend needs from an identity provider for device clients. Implemented by the built-in provider
+ * (lib/identity/builtin.ts) and by Keycloak (lib/identity/keycloak.ts); both pass the same contract tests.
+ *
+ * Failures: an upstream that answers with an error throws upstreamError (502), one that cannot be reached throws
+ * upstreamUnavailable (503), both from lib/http/errors.ts. Methods never log or embed secrets in error messages.
+ */
+export type ClientStatus = {
+  exists: boolean;
+  /** The provider's own id for the client (Keycloak's UUID); null when it does not exist. */
+  externalId: string | null;
+  /** Where an admin can look at the client; null when the provider has no console. */
+  consoleUrl: string | null;
+};
+
+export interface IdentityProvider {
+  readonly kind: "builtin" | "keycloak";
+  /** The OAuth2 token endpoint devices use (the `token_url` of the provisioning package). */
+  readonly tokenUrl: string;
+  /** Creates a confidential, client-credentials-only client and returns its initial secret. Fails if it exists. */
+  createClient(clientId: string): Promise<{ externalId: string; secret: string }>;
+  /** Deletes the client; deleting a client that does not exist is not an error. */
+  deleteClient(clientId: string): Promise<void>;
+  /** The client's current secret. Throws notFound when the client does not exist. */
+  getSecret(clientId: string): Promise<string>;
+  /** Generates, stores and returns a new secret; the old one stops working. */
+  regenerateSecret(clientId: string): Promise<string>;
+  /** Sets a specific secret (used to restore the previous one when a rotation times out). */
+  setSecret(clientId: string, secret: string): Promise<void>;
+  status(clientId: string): Promise<ClientStatus>;
+}

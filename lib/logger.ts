@@ -1,0 +1,32 @@
+/** Structured JSON log lines on stdout. Callers pass fields, never secrets. */
+export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
+export type Logger = {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+  child(fields: Record<string, unknown>): Logger;
+};
+
+const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
+
+export function createLogger(
+  level: LogLevel = "info",
+  base: Record<string, unknown> = {},
+  write: (line: string) => void = (line) => process.stdout.write(line + "\n"),
+): Logger {
+  const log = (at: Exclude<LogLevel, "silent">) => (message: string, fields: Record<string, unknown> = {}) => {
+    if (rank[at] < rank[level]) return;
+    write(JSON.stringify({ time: new Date().toISOString(), level: at, message, ...base, ...fields }));
+  };
+  return {
+    debug: log("debug"),
+    info: log("info"),
+    warn: log("warn"),
+    error: log("error"),
+    child: (fields) => createLogger(level, { ...base, ...fields }, write),
+  };
+}
+
+/** The message of an unknown thrown value, for logs only (never for response bodies). */
+export const errorMessage = (error: unknown) => (error instanceof Error ? error.message : String(error));

@@ -1,0 +1,80 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** The Prometheus metrics of CONTRACT §8. One registry per process (tests build their own). */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: "iot_http_requests_total",
+      help: "HTTP requests by route pattern, method and status",
+      labelNames: ["route", "method", "status"],
+      registers,
+    }),
+    httpDuration: new Histogram({
+      name: "iot_http_request_duration_seconds",
+      help: "HTTP request duration by route pattern",
+      labelNames: ["route", "method"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers,
+    }),
+    configOperations: new Counter({
+      name: "iot_config_operations_total",
+      help: "Device and model operations by operation and status",
+      labelNames: ["operation", "status"],
+      registers,
+    }),
+    configOperationDuration: new Histogram({
+      name: "iot_config_operation_duration_seconds",
+      help: "Device and model operation duration",
+      labelNames: ["operation"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    authValidations: new Counter({
+      name: "iot_auth_validation_total",
+      help: "Token validations by result",
+      labelNames: ["status"],
+      registers,
+    }),
+    mqttPublishes: new Counter({
+      name: "iot_mqtt_publish_total",
+      help: "MQTT notices by topic kind and result",
+      labelNames: ["topic", "status"],
+      registers,
+    }),
+    mqttConnectionState: new Gauge({
+      name: "iot_mqtt_connection_state",
+      help: "1 while connected to the MQTT broker, 0 otherwise (absent when MQTT is disabled)",
+      registers,
+    }),
+    rotationJobRuns: new Counter({
+      name: "iot_rotation_job_runs_total",
+      help: "Rotation cycles by result",
+      labelNames: ["result"],
+      registers,
+    }),
+    rotationDuration: new Histogram({
+      name: "iot_rotation_duration_seconds",
+      help: "Time from a device becoming PENDING to its rotation completing",
+      buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900],
+      registers,
+    }),
+    keycloakOperations: new Counter({
+      name: "iot_keycloak_operations_total",
+      help: "Identity provider operations by operation and status",
+      labelNames: ["operation", "status"],
+      registers,
+    }),
+    devicesByState: new Gauge({
+      name: "iot_devices",
+      help: "Devices per rotation state",
+      labelNames: ["rotation_state"],
+      registers,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,93 @@
+import { randomBytes } from "node:crypto";
+import mqtt from "mqtt";
+import type { Logger } from "./logger.ts";
+import { errorMessage } from "./logger.ts";
+import type { Metrics } from "./metrics.ts";
+
+export type NoticeKind = "rotation" | "config" | "firmware";
+export type MqttState = "connected" | "disconnected" | "disabled";
+
+/** Device notices over MQTT (CONTRACT §7). publish() resolves true only once the broker acknowledged (PUBACK). */
+export type Notifier = {
+  state(): MqttState;
+  publish(kind: NoticeKind, clientId: string, payload: Record<string, unknown>): Promise<boolean>;
+  close(): Promise<void>;
+};
+
+const LEGACY_TOPIC: Record<NoticeKind, string> = {
+  rotation: "iotsupport/updates/provisioning",
+  config: "iotsupport/updates/config",
+  firmware: "iotsupport/updates/firmware",
+};
+
+export const deviceTopic = (clientId: string, kind: NoticeKind) => `iotsupport/${clientId}/${kind}`;
+
+export function disabledNotifier(): Notifier {
+  return { state: () => "disabled", publish: async () => false, close: async () => {} };
+}
+
+export function createMqttNotifier(options: {
+  url: string;
+  username?: string;
+  password?: string;
+  legacyTopics: boolean;
+  timeoutMs: number;
+  /** Each process needs its own MQTT client id, or the broker disconnects the other one. */
+  clientIdPrefix: string;
+  metrics: Metrics;
+  logger: Logger;
+}): Notifier {
+  const { metrics, logger } = options;
+  const client = mqtt.connect(options.url, {
+    clientId: `${options.clientIdPrefix}-${process.pid}-${randomBytes(3).toString("hex")}`,
+    username: options.username,
+    password: options.password,
+    protocolVersion: 5,
+    reconnectPeriod: 2000,
+    connectTimeout: options.timeoutMs,
+  });
+  const setGauge = () => metrics.mqttConnectionState.set(client.connected ? 1 : 0);
+  setGauge();
+  client.on("connect", () => {
+    setGauge();
+    logger.info("MQTT connected");
+  });
+  client.on("close", setGauge);
+  client.on("offline", setGauge);
+  client.on("error", (error) => logger.warn("MQTT error", { error: errorMessage(error) }));
+
+  async function publishOne(topic: string, kind: NoticeKind, body: string): Promise<boolean> {
+    // Never queue while offline: a notice reported as failed must not arrive later by surprise.
+    if (!client.connected) {
+      metrics.mqttPublishes.inc({ topic: kind, status: "error" });
+      logger.warn("MQTT notice not sent: broker not connected", { topic });
+      return false;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no PUBACK within ${options.timeoutMs} ms`)), options.timeoutMs);
+    });
+    try {
+      await Promise.race([client.publishAsync(topic, body, { qos: 1 }), timeout]);
+      metrics.mqttPublishes.inc({ topic: kind, status: "success" });
+      return true;
+    } catch (error) {
+      metrics.mqttPublishes.inc({ topic: kind, status: "error" });
+      logger.warn("MQTT notice failed", { topic, error: errorMessage(error) });
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  return {
+    state: () => (client.connected ? "connected" : "disconnected"),
+    async publish(kind, clientId, payload) {
+      const body = JSON.stringify({ client_id: clientId, ...payload });
+      const delivered = await publishOne(deviceTopic(clientId, kind), kind, body);
+      if (options.legacyTopics) await publishOne(LEGACY_TOPIC[kind], kind, body);
+      return delivered;
+    },
+    close: () => client.endAsync(true).then(() => undefined),
+  };
+}

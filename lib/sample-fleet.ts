@@ -1,0 +1,55 @@
+import { eq } from "drizzle-orm";
+import { devices } from "../db/schema.ts";
+import type { Services } from "./context.ts";
+
+/** A small fleet for trying the product: three models (one with a schema) and devices in every rotation state. */
+const MODELS = [
+  {
+    code: "esp32_thermostat",
+    name: "ESP32 Thermostat",
+    config_schema: JSON.stringify({
+      $schema: "https://json-schema.org/draft/2020-12/schema",
+      type: "object",
+      properties: {
+        deviceName: { type: "string", minLength: 1 },
+        deviceEntityId: { type: "string" },
+        enableOTA: { type: "boolean" },
+        targetTemperature: { type: "number", minimum: 5, maximum: 30 },
+      },
+      required: ["deviceName"],
+    }),
+  },
+  { code: "esp32_switch", name: "ESP32 Relay Switch", config_schema: null },
+  { code: "esp32c3_sensor", name: "ESP32-C3 Air Sensor", config_schema: null },
+];
+
+const ROOMS = ["Kitchen", "Hall", "Office", "Garage", "Bedroom", "Attic", "Cellar", "Porch", "Lab"];
+const STATES = ["OK", "OK", "OK", "QUEUED", "QUEUED", "PENDING", "TIMEOUT", "TIMEOUT", "OK"] as const;
+
+export async function wipeFleet(services: Services) {
+  for (const device of await services.devices.list({})) await services.devices.remove(device.id);
+  for (const model of await services.models.list()) await services.models.remove(model.id);
+}
+
+export async function loadSampleFleet(services: Services) {
+  const models = [];
+  for (const model of MODELS) models.push(await services.models.create(model));
+  let created = 0;
+  for (const [index, room] of ROOMS.entries()) {
+    const model = models[index % models.length]!;
+    const config = { deviceName: `${room} ${model.name.split(" ").at(-1)}`, deviceEntityId: `${model.code}.${room.toLowerCase()}`, enableOTA: index % 2 === 0 };
+    const device = await services.devices.create({ device_model_id: model.id, config: JSON.stringify(config, null, 2) });
+    const state = STATES[index]!;
+    const daysAgo = state === "TIMEOUT" ? (index % 2 === 0 ? 3 : 30) : 10;
+    await services.database.db
+      .update(devices)
+      .set({
+        rotationState: state,
+        lastRotationCompletedAt: new Date(Date.now() - daysAgo * 86_400_000),
+        rotationStartedAt: state === "PENDING" ? new Date() : null,
+      })
+      .where(eq(devices.id, device.id));
+    created++;
+  }
+  return { models: models.length, devices: created };
+}

@@ -1,0 +1,98 @@
+import { z } from "zod";
+import { rotationStates } from "../db/schema.ts";
+
+/** Request and response shapes of the admin API (CONTRACT §2). Types elsewhere are inferred from these. */
+const timestamp = z.iso.datetime().meta({ example: "2026-03-07T08:00:00.000Z" });
+const nullableText = z.string().nullable();
+
+export const idParams = z.object({ id: z.coerce.number().int().positive().max(2_147_483_647) });
+
+export const rotationStateSchema = z.enum(rotationStates).meta({ id: "RotationState" });
+
+export const modelSummarySchema = z
+  .object({
+    id: z.number().int(),
+    code: z.string(),
+    name: z.string(),
+    firmware_version: nullableText,
+    has_config_schema: z.boolean(),
+    device_count: z.number().int(),
+  })
+  .meta({ id: "ModelSummary" });
+
+export const modelSchema = modelSummarySchema
+  .extend({ config_schema: nullableText, created_at: timestamp, updated_at: timestamp })
+  .meta({ id: "Model" });
+
+export const modelListSchema = z.object({ device_models: z.array(modelSummarySchema), count: z.number().int() });
+
+const modelCode = z
+  .string()
+  .min(1, "must not be empty")
+  .max(50, "must be at most 50 characters")
+  .regex(/^[a-z0-9_]+$/, "may contain only lowercase letters, digits and underscores");
+const modelName = z.string().trim().min(1, "must not be empty").max(255, "must be at most 255 characters");
+const configSchemaText = z.string().max(256 * 1024).nullable().meta({ description: "JSON text of a JSON Schema" });
+
+export const createModelBody = z
+  .strictObject({ code: modelCode, name: modelName, config_schema: configSchemaText.optional() })
+  .meta({ id: "CreateModel" });
+
+export const updateModelBody = z
+  .strictObject({ name: modelName.nullable().optional(), config_schema: configSchemaText.optional() })
+  .meta({ id: "UpdateModel", description: "Absent or null fields stay unchanged; code cannot change." });
+
+export const deviceSummarySchema = z
+  .object({
+    id: z.number().int(),
+    key: z.string(),
+    device_model_id: z.number().int(),
+    device_name: nullableText,
+    device_entity_id: nullableText,
+    enable_ota: z.boolean().nullable(),
+    rotation_state: rotationStateSchema,
+    secret_created_at: timestamp.nullable(),
+  })
+  .meta({ id: "DeviceSummary" });
+
+export const deviceSchema = deviceSummarySchema
+  .extend({
+    device_model: z.object({ id: z.number().int(), code: z.string(), name: z.string(), firmware_version: nullableText }),
+    config: z.string().meta({ description: "The device's configuration as JSON text" }),
+    client_id: z.string(),
+    last_rotation_attempt_at: timestamp.nullable(),
+    last_rotation_completed_at: timestamp.nullable(),
+    created_at: timestamp,
+    updated_at: timestamp,
+  })
+  .meta({ id: "Device" });
+
+export const deviceListSchema = z.object({ devices: z.array(deviceSummarySchema), count: z.number().int() });
+
+export const deviceListQuery = z.strictObject({
+  model_id: z.coerce.number().int().positive().optional(),
+  rotation_state: rotationStateSchema.optional(),
+});
+
+const configText = z.string().max(512 * 1024).meta({ description: "JSON text; validated against the model's schema" });
+
+export const createDeviceBody = z
+  .strictObject({ device_model_id: z.number().int().positive(), config: configText })
+  .meta({ id: "CreateDevice" });
+
+export const updateDeviceBody = z.strictObject({ config: configText }).meta({ id: "UpdateDevice" });
+
+export const errorSchema = z
+  .object({
+    error: z.string(),
+    code: z.string(),
+    details: z.record(z.string(), z.unknown()).nullable(),
+    correlationId: z.string(),
+  })
+  .meta({ id: "Error" });
+
+export type ModelSummary = z.infer<typeof modelSummarySchema>;
+export type Model = z.infer<typeof modelSchema>;
+export type DeviceSummary = z.infer<typeof deviceSummarySchema>;
+export type Device = z.infer<typeof deviceSchema>;
+export type DeviceListQuery = z.infer<typeof deviceListQuery>;

@@ -1,0 +1,78 @@
+import { createServer, type Server } from "node:http";
+import { pathToFileURL } from "node:url";
+import { createServerAdapter } from "@whatwg-node/server";
+import { routes } from "./functions/index.ts";
+import { ConfigError, loadConfig, type Config } from "./lib/config.ts";
+import { createServices, type ServiceOverrides, type Services } from "./lib/context.ts";
+import { createApp } from "./lib/http/app.ts";
+import { errorMessage } from "./lib/logger.ts";
+
+export { createApp, routes };
+
+const SHUTDOWN_DEADLINE_MS = 25_000;
+
+/** Starts the HTTP server on the configured host and port; resolves once it listens. */
+export async function startServer(config: Config, overrides: ServiceOverrides = {}) {
+  const services = await createServices(config, overrides);
+  const app = createApp(routes, services);
+  const server: Server = createServer(createServerAdapter(app));
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.PORT, config.HOST, resolve);
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : config.PORT;
+  return { server, services, port, stop: () => stopServer(server, services) };
+}
+
+/** Graceful stop: no new connections, in-flight requests finish (up to a deadline), then DB and MQTT close. */
+async function stopServer(server: Server, services: Services) {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const deadline = setTimeout(() => server.closeAllConnections(), SHUTDOWN_DEADLINE_MS);
+  await closed;
+  clearTimeout(deadline);
+  await services.close();
+}
+
+async function main() {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    process.stderr.write(`${error instanceof ConfigError ? error.message : errorMessage(error)}\n`);
+    process.exit(1);
+  }
+  const started = await startServer(config);
+  const { logger } = started.services;
+  logger.info("IoT Support Backend listening", {
+    url: `http://${config.HOST === "0.0.0.0" ? "localhost" : config.HOST}:${started.port}`,
+    database: started.services.database.kind,
+    identity: started.services.identity.kind,
+    mqtt: started.services.notifier.state(),
+    docs: `/api/docs`,
+  });
+  let stopping = false;
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      logger.info("Shutting down", { signal });
+      started.stop().then(
+        () => process.exit(0),
+        (error) => {
+          logger.error("Shutdown failed", { error: errorMessage(error) });
+          process.exit(1);
+        },
+      );
+    });
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((error) => {
+    process.stderr.write(`Failed to start: ${errorMessage(error)}\n`);
+    process.exit(1);
+  });
+}
