@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# A real Keycloak for development, tests and CI, without Docker.
+#
+#   bash keycloak/start.sh          start (fetching and unpacking Keycloak the first time); idempotent
+#   bash keycloak/start.sh stop     stop the Keycloak this script started
+#   bash keycloak/start.sh reset    stop, drop Keycloak's dev database, start again (re-imports the realm)
+#   bash keycloak/start.sh status   print whether it is ready
+#
+# Environment: KEYCLOAK_VERSION (26.5.5), KEYCLOAK_CACHE_DIR (~/.cache/iot-support/keycloak),
+# KEYCLOAK_PORT (8180), KEYCLOAK_MANAGEMENT_PORT (9180), KEYCLOAK_START_TIMEOUT (180 s),
+# JAVA_OPTS_KC_HEAP (-Xms256m -Xmx768m).
+#
+# The realm keycloak/realm-iotsupport.json is imported on the first start only (Keycloak ignores a realm that
+# already exists). After changing that file, run `bash keycloak/start.sh reset`.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+version=${KEYCLOAK_VERSION:-26.5.5}
+cache=${KEYCLOAK_CACHE_DIR:-$HOME/.cache/iot-support/keycloak}
+host=127.0.0.1
+port=${KEYCLOAK_PORT:-8180}
+mport=${KEYCLOAK_MANAGEMENT_PORT:-9180}
+timeout=${KEYCLOAK_START_TIMEOUT:-180}
+kc_home=$cache/keycloak-$version
+zip=$cache/keycloak-quarkus-dist-$version.zip
+pidfile=$cache/keycloak.pid
+log=$cache/keycloak.log
+realm_file=$here/realm-iotsupport.json
+ready_url=http://$host:$mport/health/ready
+
+say() { echo "keycloak: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+is_ready() {
+  local body
+  body=$(curl -fsS --max-time 2 "$ready_url" 2>/dev/null) || return 1
+  [[ $body == *'"UP"'* ]]
+}
+
+running_pid() {
+  local pid
+  [[ -f $pidfile ]] || return 1
+  pid=$(cat "$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+realm_changed_warning() {
+  local stamp=$kc_home/data/import/.imported.sha256
+  if [[ -f $stamp ]] && ! sha256sum --status -c "$stamp" 2>/dev/null; then
+    say "WARNING: $realm_file changed since Keycloak imported it; run \`bash keycloak/start.sh reset\` to re-import."
+  fi
+}
+
+stop() {
+  local pid
+  if ! pid=$(running_pid); then
+    rm -f "$pidfile"
+    if is_ready; then die "a Keycloak answers on port $mport but was not started by this script (no pid file in $cache)"; fi
+    say "not running"
+    return 0
+  fi
+  say "stopping (pid $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; say "stopped"; return 0; }
+    sleep 0.5
+  done
+  say "did not stop within 30 s; killing"
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
+# Fetch the distribution zip with Maven (or straight from Maven Central when there is no mvn).
+fetch() {
+  local mvn_pattern="maven-dependency-plugin.*keycloak-quarkus-dist:$version"
+  if pgrep -f "$mvn_pattern" >/dev/null 2>&1; then
+    say "a download of keycloak-quarkus-dist $version is already running; waiting for it"
+    while pgrep -f "$mvn_pattern" >/dev/null 2>&1; do sleep 1; done
+  fi
+  if [[ -f $zip ]] && unzip -tqq "$zip" >/dev/null 2>&1; then return 0; fi
+  rm -f "$zip"
+  say "downloading keycloak-quarkus-dist $version (about 160 MB)"
+  if command -v mvn >/dev/null 2>&1; then
+    mvn -B -q -Dstyle.color=never org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+      "-Dartifact=org.keycloak:keycloak-quarkus-dist:$version:zip" "-DoutputDirectory=$cache"
+  else
+    curl -fSL --retry 3 -o "$zip.part" \
+      "https://repo1.maven.org/maven2/org/keycloak/keycloak-quarkus-dist/$version/keycloak-quarkus-dist-$version.zip"
+    mv "$zip.part" "$zip"
+  fi
+  [[ -f $zip ]] || die "download failed: $zip is missing"
+}
+
+unpack() {
+  local tmp=$cache/.unpack-$$
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  say "unpacking $zip"
+  if command -v unzip >/dev/null 2>&1; then
+    unzip -q "$zip" -d "$tmp"
+  elif command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$zip" "$tmp"
+  elif command -v jar >/dev/null 2>&1; then
+    (cd "$tmp" && jar xf "$zip")
+  else
+    die "need unzip, python3 or jar to unpack $zip"
+  fi
+  chmod +x "$tmp/keycloak-$version/bin/"*.sh
+  rm -rf "$kc_home"
+  mv "$tmp/keycloak-$version" "$kc_home" # kc.sh present means fully unpacked
+  rm -rf "$tmp"
+}
+
+start() {
+  if is_ready; then realm_changed_warning; say "ready on http://$host:$port"; return 0; fi
+  command -v curl >/dev/null 2>&1 || die "curl is required"
+  command -v java >/dev/null 2>&1 || die "java (17 or newer) is required; Keycloak $version runs on the JVM"
+  mkdir -p "$cache"
+
+  # One start.sh at a time per cache dir (parallel CI steps, two terminals).
+  exec 9>"$cache/.lock"
+  flock 9
+  if is_ready; then say "ready on http://$host:$port"; return 0; fi
+
+  local pid
+  if pid=$(running_pid); then
+    say "already starting (pid $pid); waiting"
+  else
+    if [[ ! -x $kc_home/bin/kc.sh ]]; then
+      fetch
+      unpack
+    fi
+    mkdir -p "$kc_home/data/import"
+    cp "$realm_file" "$kc_home/data/import/realm-iotsupport.json"
+    if [[ ! -d $kc_home/data/h2 ]]; then
+      (cd "$here" && sha256sum "$realm_file") >"$kc_home/data/import/.imported.sha256"
+    fi
+    realm_changed_warning
+    say "starting Keycloak $version on http://$host:$port (management $mport); log: $log"
+    (
+      exec 9>&- # do not hand the start lock to Keycloak
+      cd "$kc_home"
+      export KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD=admin
+      export JAVA_OPTS_KC_HEAP="${JAVA_OPTS_KC_HEAP:--Xms256m -Xmx768m}"
+      exec setsid nohup bin/kc.sh start-dev --http-host="$host" --http-port="$port" \
+        --http-management-port="$mport" --health-enabled=true --import-realm </dev/null >"$log" 2>&1
+    ) &
+    pid=$!
+    echo "$pid" >"$pidfile"
+  fi
+
+  local started=$SECONDS
+  until is_ready; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      rm -f "$pidfile"
+      say "Keycloak exited during start-up; last lines of $log:"
+      tail -n 40 "$log" >&2 || true
+      exit 1
+    fi
+    if ((SECONDS - started >= timeout)); then
+      say "not ready after ${timeout} s; last lines of $log:"
+      tail -n 40 "$log" >&2 || true
+      stop || true
+      exit 1
+    fi
+    sleep 1
+  done
+  say "ready on http://$host:$port after $((SECONDS - started)) s"
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  reset)
+    stop
+    rm -rf "$kc_home/data/h2" "$kc_home/data/import/.imported.sha256"
+    start
+    ;;
+  status)
+    if is_ready; then say "ready on http://$host:$port"; else say "not ready"; exit 1; fi
+    ;;
+  *) die "usage: bash keycloak/start.sh [start|stop|reset|status]" ;;
+esac

@@ -1,0 +1,269 @@
+/**
+ * Keycloak as the identity provider for devices: one confidential, service-accounts-only client per device,
+ * managed through the admin REST API with the backend's own service account (client-credentials token).
+ *
+ * Errors: Keycloak unreachable or too slow → upstreamUnavailable (503); Keycloak answered with an error →
+ * upstreamError (502). Messages name the operation and the HTTP status, never a secret or Keycloak's body.
+ */
+import { conflict, notFound, upstreamError, upstreamUnavailable } from "../http/errors.ts";
+import type { ClientStatus, IdentityProvider } from "./provider.ts";
+
+export type KeycloakOperation =
+  | "create_client"
+  | "delete_client"
+  | "get_secret"
+  | "regenerate_secret"
+  | "set_secret"
+  | "status";
+
+export type KeycloakProviderOptions = {
+  /** e.g. http://127.0.0.1:8180 (no trailing /admin or /realms). */
+  baseUrl: string;
+  realm: string;
+  adminClientId: string;
+  adminClientSecret: string;
+  /** {baseUrl}/realms/{realm}/protocol/openid-connect/token; also the token URL devices use. */
+  tokenUrl: string;
+  /** Client scope attached to every device client (adds the backend's audience), e.g. iot-device-audience. */
+  deviceScopeName: string;
+  /** Public URL of the Keycloak console when it differs from baseUrl. */
+  consoleBaseUrl?: string;
+  /** Called once per operation (metrics). Any thrown error counts as "error". */
+  record?: (operation: string, status: "success" | "error") => void;
+  fetch?: typeof fetch;
+  /** Per HTTP request; default 10 s. */
+  requestTimeoutMs?: number;
+};
+
+type Reply = { status: number; headers: Headers; text: string };
+type ClientRepresentation = { id: string; clientId: string };
+
+const SERVICE = "keycloak";
+const TOKEN_REFRESH_MARGIN_MS = 30_000;
+
+const DESCRIPTIONS: Record<KeycloakOperation, string> = {
+  create_client: "create the OAuth2 client",
+  delete_client: "delete the OAuth2 client",
+  get_secret: "read the client secret",
+  regenerate_secret: "regenerate the client secret",
+  set_secret: "set the client secret",
+  status: "look up the OAuth2 client",
+};
+
+export function createKeycloakProvider(options: KeycloakProviderOptions): IdentityProvider {
+  const baseUrl = options.baseUrl.replace(/\/+$/, "");
+  const adminBase = `${baseUrl}/admin/realms/${encodeURIComponent(options.realm)}`;
+  const consoleBase = (options.consoleBaseUrl ?? baseUrl).replace(/\/+$/, "");
+  const doFetch = options.fetch ?? fetch;
+  const timeoutMs = options.requestTimeoutMs ?? 10_000;
+
+  let cachedToken: { value: string; expiresAt: number } | null = null;
+  let pendingToken: Promise<string> | null = null;
+  let deviceScopeId: string | null = null;
+
+  const failed = (op: KeycloakOperation, status: number, hint = "") =>
+    upstreamError(SERVICE, `Keycloak could not ${DESCRIPTIONS[op]} (${op}: HTTP ${status}).${hint}`);
+
+  /** One HTTP exchange; the body is read here so that a timeout while reading it is also a 503. */
+  async function send(op: KeycloakOperation, url: string, init: RequestInit): Promise<Reply> {
+    try {
+      const res = await doFetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+      return { status: res.status, headers: res.headers, text: await res.text() };
+    } catch (error) {
+      const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
+      const why = timedOut ? `no answer within ${timeoutMs} ms` : "connection failed";
+      throw upstreamUnavailable(SERVICE, `Keycloak is unreachable, so it could not ${DESCRIPTIONS[op]} (${op}: ${why}).`);
+    }
+  }
+
+  function parse<T>(op: KeycloakOperation, reply: Reply): T {
+    try {
+      return JSON.parse(reply.text) as T;
+    } catch {
+      throw upstreamError(SERVICE, `Keycloak sent an unreadable answer while trying to ${DESCRIPTIONS[op]} (${op}).`);
+    }
+  }
+
+  async function fetchToken(op: KeycloakOperation): Promise<string> {
+    const reply = await send(op, options.tokenUrl, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
+      body: new URLSearchParams({
+        grant_type: "client_credentials",
+        client_id: options.adminClientId,
+        client_secret: options.adminClientSecret,
+      }),
+    });
+    if (reply.status < 200 || reply.status >= 300) {
+      throw upstreamError(
+        SERVICE,
+        `Keycloak refused the backend's service-account login (client ${options.adminClientId}), ` +
+          `so it could not ${DESCRIPTIONS[op]} (${op}: HTTP ${reply.status}). Check KEYCLOAK_ADMIN_CLIENT_ID/SECRET.`,
+      );
+    }
+    const body = parse<{ access_token?: unknown; expires_in?: unknown }>(op, reply);
+    if (typeof body.access_token !== "string") {
+      throw upstreamError(SERVICE, `Keycloak's token answer has no access token (${op}).`);
+    }
+    const lifetimeSeconds = typeof body.expires_in === "number" ? body.expires_in : 60;
+    cachedToken = { value: body.access_token, expiresAt: Date.now() + lifetimeSeconds * 1000 };
+    return body.access_token;
+  }
+
+  /** The cached admin token, or a new one (concurrent callers share one token request). */
+  function adminToken(op: KeycloakOperation): Promise<string> {
+    if (cachedToken && Date.now() < cachedToken.expiresAt - TOKEN_REFRESH_MARGIN_MS) {
+      return Promise.resolve(cachedToken.value);
+    }
+    pendingToken ??= fetchToken(op).finally(() => {
+      pendingToken = null;
+    });
+    return pendingToken;
+  }
+
+  /** An admin API call; a 401 (token revoked or expired early) is retried once with a fresh token. */
+  async function admin(op: KeycloakOperation, method: string, path: string, body?: unknown): Promise<Reply> {
+    const call = async () => {
+      const token = await adminToken(op);
+      const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: "application/json" };
+      if (body !== undefined) headers["content-type"] = "application/json";
+      const init: RequestInit = { method, headers };
+      if (body !== undefined) init.body = JSON.stringify(body);
+      return { token, reply: await send(op, `${adminBase}${path}`, init) };
+    };
+    const first = await call();
+    if (first.reply.status !== 401) return first.reply;
+    if (cachedToken?.value === first.token) cachedToken = null;
+    return (await call()).reply;
+  }
+
+  const ok = (reply: Reply) => reply.status >= 200 && reply.status < 300;
+  const forbiddenHint = (reply: Reply) =>
+    reply.status === 403 ? " The backend's service account needs realm-management manage-clients and view-clients." : "";
+
+  function check(op: KeycloakOperation, reply: Reply, clientId?: string): Reply {
+    if (ok(reply)) return reply;
+    if (reply.status === 404 && clientId !== undefined) throw notFound(`There is no OAuth2 client ${clientId} in Keycloak.`);
+    throw failed(op, reply.status, forbiddenHint(reply));
+  }
+
+  async function findClient(op: KeycloakOperation, clientId: string): Promise<ClientRepresentation | null> {
+    const reply = check(op, await admin(op, "GET", `/clients?clientId=${encodeURIComponent(clientId)}`));
+    const clients = parse<ClientRepresentation[]>(op, reply);
+    return (Array.isArray(clients) && clients.find((c) => c.clientId === clientId)) || null;
+  }
+
+  async function requireClient(op: KeycloakOperation, clientId: string): Promise<ClientRepresentation> {
+    const client = await findClient(op, clientId);
+    if (!client) throw notFound(`There is no OAuth2 client ${clientId} in Keycloak.`);
+    return client;
+  }
+
+  async function lookUpDeviceScope(op: KeycloakOperation): Promise<string> {
+    if (deviceScopeId) return deviceScopeId;
+    const scopes = parse<{ id: string; name: string }[]>(op, check(op, await admin(op, "GET", "/client-scopes")));
+    const scope = Array.isArray(scopes) ? scopes.find((s) => s.name === options.deviceScopeName) : undefined;
+    if (!scope) {
+      throw upstreamError(
+        SERVICE,
+        `Keycloak realm ${options.realm} has no client scope named ${options.deviceScopeName} ` +
+          `(KEYCLOAK_DEVICE_SCOPE_NAME), so device tokens would lack the backend's audience (${op}).`,
+      );
+    }
+    deviceScopeId = scope.id;
+    return scope.id;
+  }
+
+  async function secretOf(op: KeycloakOperation, clientId: string, uuid: string, method: "GET" | "POST") {
+    const reply = check(op, await admin(op, method, `/clients/${uuid}/client-secret`), clientId);
+    const body = parse<{ value?: unknown }>(op, reply);
+    if (typeof body.value !== "string" || body.value === "") {
+      throw upstreamError(SERVICE, `Keycloak's answer has no client secret (${op}).`);
+    }
+    return body.value;
+  }
+
+  async function run<T>(op: KeycloakOperation, work: () => Promise<T>): Promise<T> {
+    try {
+      const result = await work();
+      options.record?.(op, "success");
+      return result;
+    } catch (error) {
+      options.record?.(op, "error");
+      throw error;
+    }
+  }
+
+  return {
+    kind: "keycloak",
+    tokenUrl: options.tokenUrl,
+
+    createClient: (clientId) =>
+      run("create_client", async () => {
+        const op = "create_client";
+        const scopeId = await lookUpDeviceScope(op);
+        const created = await admin(op, "POST", "/clients", {
+          clientId,
+          name: clientId,
+          description: "IoT device (managed by the IoT Support backend)",
+          enabled: true,
+          protocol: "openid-connect",
+          publicClient: false,
+          clientAuthenticatorType: "client-secret",
+          serviceAccountsEnabled: true,
+          standardFlowEnabled: false,
+          directAccessGrantsEnabled: false,
+          implicitFlowEnabled: false,
+        });
+        if (created.status === 409) throw conflict(`An OAuth2 client ${clientId} already exists in Keycloak.`);
+        check(op, created);
+        const uuid = created.headers.get("location")?.split("/").pop();
+        if (!uuid) throw upstreamError(SERVICE, `Keycloak did not say where it created the client (${op}).`);
+        try {
+          check(op, await admin(op, "PUT", `/clients/${uuid}/default-client-scopes/${scopeId}`));
+          return { externalId: uuid, secret: await secretOf(op, clientId, uuid, "GET") };
+        } catch (error) {
+          // No half-created client: remove it, then report the original failure.
+          await admin(op, "DELETE", `/clients/${uuid}`).catch(() => undefined);
+          throw error;
+        }
+      }),
+
+    deleteClient: (clientId) =>
+      run("delete_client", async () => {
+        const client = await findClient("delete_client", clientId);
+        if (!client) return;
+        const reply = await admin("delete_client", "DELETE", `/clients/${client.id}`);
+        if (reply.status !== 404) check("delete_client", reply);
+      }),
+
+    getSecret: (clientId) =>
+      run("get_secret", async () => {
+        const client = await requireClient("get_secret", clientId);
+        return secretOf("get_secret", clientId, client.id, "GET");
+      }),
+
+    regenerateSecret: (clientId) =>
+      run("regenerate_secret", async () => {
+        const client = await requireClient("regenerate_secret", clientId);
+        return secretOf("regenerate_secret", clientId, client.id, "POST");
+      }),
+
+    setSecret: (clientId, secret) =>
+      run("set_secret", async () => {
+        const client = await requireClient("set_secret", clientId);
+        check("set_secret", await admin("set_secret", "PUT", `/clients/${client.id}`, { clientId, secret }), clientId);
+      }),
+
+    status: (clientId) =>
+      run("status", async (): Promise<ClientStatus> => {
+        const client = await findClient("status", clientId);
+        if (!client) return { exists: false, externalId: null, consoleUrl: null };
+        return {
+          exists: true,
+          externalId: client.id,
+          consoleUrl: `${consoleBase}/admin/master/console/#/${encodeURIComponent(options.realm)}/clients/${client.id}/settings`,
+        };
+      }),
+  };
+}

@@ -1,0 +1,115 @@
+/**
+ * Behaviour every IdentityProvider must have (Keycloak and built-in run the same suite).
+ *
+ *   describeIdentityProviderContract("keycloak", async () => ({ provider, canAuthenticate, close }));
+ *
+ * canAuthenticate(clientId, secret) answers whether a client-credentials grant with that secret succeeds now
+ * (it should throw on anything other than success or a credentials rejection).
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { AppError } from "../../lib/http/errors.ts";
+import type { IdentityProvider } from "../../lib/identity/provider.ts";
+
+export type IdentityContractSetup = () => Promise<{
+  provider: IdentityProvider;
+  canAuthenticate(clientId: string, secret: string): Promise<boolean>;
+  close(): Promise<void>;
+}>;
+
+/** A client id shaped like a device's (`iotdevice-<model code>-<key>`), unique per call. */
+export function testClientId(): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  const key = Array.from(randomBytes(8), (b) => alphabet[b % alphabet.length]).join("");
+  return `iotdevice-test-${key}`;
+}
+
+async function rejectsWithStatus(promise: Promise<unknown>, status: number) {
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof AppError, `expected an AppError, got ${String(error)}`);
+    assert.equal(error.status, status, `expected HTTP ${status}, got ${error.status} (${error.message})`);
+    return true;
+  });
+}
+
+export function describeIdentityProviderContract(name: string, setup: IdentityContractSetup): void {
+  describe(`IdentityProvider contract: ${name}`, () => {
+    let env: Awaited<ReturnType<IdentityContractSetup>>;
+    const created: string[] = [];
+
+    async function create() {
+      const clientId = testClientId();
+      created.push(clientId);
+      const result = await env.provider.createClient(clientId);
+      return { clientId, ...result };
+    }
+
+    before(async () => {
+      env = await setup();
+    });
+
+    after(async () => {
+      if (!env) return;
+      try {
+        for (const clientId of created) await env.provider.deleteClient(clientId);
+      } finally {
+        await env.close();
+      }
+    });
+
+    it("creates a client whose secret works, can be read back and shows in status", async () => {
+      const { clientId, externalId, secret } = await create();
+      assert.ok(externalId, "externalId is set");
+      assert.ok(secret.length >= 16, "the secret is not trivially short");
+      assert.equal(await env.canAuthenticate(clientId, secret), true);
+      assert.equal(await env.provider.getSecret(clientId), secret);
+      const status = await env.provider.status(clientId);
+      assert.equal(status.exists, true);
+      assert.equal(status.externalId, externalId);
+    });
+
+    it("regenerates: a different secret that works, and the old one stops working", async () => {
+      const { clientId, secret: old } = await create();
+      const fresh = await env.provider.regenerateSecret(clientId);
+      assert.notEqual(fresh, old);
+      assert.equal(await env.canAuthenticate(clientId, fresh), true);
+      assert.equal(await env.canAuthenticate(clientId, old), false);
+      assert.equal(await env.provider.getSecret(clientId), fresh);
+    });
+
+    it("setSecret restores a previous secret, which works again", async () => {
+      const { clientId, secret: old } = await create();
+      const fresh = await env.provider.regenerateSecret(clientId);
+      await env.provider.setSecret(clientId, old);
+      assert.equal(await env.canAuthenticate(clientId, old), true);
+      assert.equal(await env.canAuthenticate(clientId, fresh), false);
+      assert.equal(await env.provider.getSecret(clientId), old);
+    });
+
+    it("deletes: authentication fails, status says it does not exist, deleting again is fine", async () => {
+      const { clientId, secret } = await create();
+      await env.provider.deleteClient(clientId);
+      assert.equal(await env.canAuthenticate(clientId, secret), false);
+      assert.deepEqual(await env.provider.status(clientId), { exists: false, externalId: null, consoleUrl: null });
+      await env.provider.deleteClient(clientId);
+    });
+
+    it("reports a client that never existed as not existing, and deleting it is fine", async () => {
+      const clientId = testClientId();
+      assert.equal((await env.provider.status(clientId)).exists, false);
+      await env.provider.deleteClient(clientId);
+    });
+
+    it("refuses to create a client that already exists (409) and keeps the existing secret", async () => {
+      const { clientId, secret } = await create();
+      await rejectsWithStatus(env.provider.createClient(clientId), 409);
+      assert.equal(await env.provider.getSecret(clientId), secret);
+      assert.equal(await env.canAuthenticate(clientId, secret), true);
+    });
+
+    it("getSecret of a missing client is a 404", async () => {
+      await rejectsWithStatus(env.provider.getSecret(testClientId()), 404);
+    });
+  });
+}
