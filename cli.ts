@@ -68,6 +68,19 @@ cli
   );
 
 cli
+  .command("rotation-job")
+  .describe("Run one credential-rotation cycle (scheduled queueing, timeouts, start next) and exit; for a CronJob")
+  .action(
+    run(async () => {
+      await withServices(async (services) => {
+        const summary = await services.rotation.runCycle();
+        process.stdout.write(`${JSON.stringify({ rotation_job: summary })}\n`);
+        if (summary.errors.length > 0) throw new CommandFailed(summary.errors.join("; "));
+      });
+    }),
+  );
+
+cli
   .command("load-test-data")
   .describe("Replace all models and devices with a small sample fleet (asks first)")
   .option("--yes", "Do not ask before wiping existing data", false)

@@ -6,6 +6,7 @@ import { ConfigError, loadConfig, type Config } from "./lib/config.ts";
 import { createServices, type ServiceOverrides, type Services } from "./lib/context.ts";
 import { createApp } from "./lib/http/app.ts";
 import { errorMessage } from "./lib/logger.ts";
+import { startRotationTimer } from "./lib/rotation/timer.ts";
 
 export { createApp, routes };
 
@@ -23,7 +24,19 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
   });
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.PORT;
-  return { server, services, port, stop: () => stopServer(server, services) };
+  const stopRotation =
+    config.ROTATION_SCHEDULER === "internal"
+      ? startRotationTimer(services.rotation, config.ROTATION_INTERVAL_SECONDS, services.logger)
+      : async () => {};
+  return {
+    server,
+    services,
+    port,
+    async stop() {
+      await stopRotation();
+      await stopServer(server, services);
+    },
+  };
 }
 
 /** Graceful stop: no new connections, in-flight requests finish (up to a deadline), then DB and MQTT close. */

@@ -1,4 +1,4 @@
-import type { Route } from "../lib/http/route.ts";
+import { alsoUnderApi, type Route } from "../lib/http/route.ts";
 import listDocsAssets from "./api/docs/assets/[file].get.ts";
 import getDocs from "./api/docs/index.get.ts";
 import getOpenApi from "./api/docs/openapi.json.get.ts";
@@ -10,11 +10,31 @@ import createDeviceModel from "./api/device-models/index.post.ts";
 import deleteDevice from "./api/devices/[id]/index.delete.ts";
 import getDevice from "./api/devices/[id]/index.get.ts";
 import putDevice from "./api/devices/[id]/index.put.ts";
+import getDeviceClientStatus from "./api/devices/[id]/keycloak-status.get.ts";
+import syncDeviceClient from "./api/devices/[id]/keycloak-sync.post.ts";
+import getProvisioning from "./api/devices/[id]/provisioning.get.ts";
 import listDevices from "./api/devices/index.get.ts";
 import createDevice from "./api/devices/index.post.ts";
+import authCallback from "./api/auth/callback.get.ts";
+import authLogin from "./api/auth/login.get.ts";
+import authLogout from "./api/auth/logout.get.ts";
+import authSelf from "./api/auth/self.get.ts";
 import getHealth from "./api/health/index.get.ts";
 import getLiveness from "./api/health/live.get.ts";
 import getMetrics from "./metrics.get.ts";
+import getIotConfig from "./iot/config.get.ts";
+import getIotFirmwareVersion from "./iot/firmware-version.get.ts";
+import getIotFirmware from "./iot/firmware.get.ts";
+import getIotProvisioning from "./iot/provisioning.get.ts";
+import uploadFirmware from "./api/device-models/[id]/firmware.post.ts";
+import downloadFirmware from "./api/device-models/[id]/firmware.get.ts";
+import getOpenIdConfiguration from "./oauth2/.well-known/openid-configuration.get.ts";
+import getJwks from "./oauth2/jwks.get.ts";
+import postToken from "./oauth2/token.post.ts";
+import rotateDevice from "./api/devices/[id]/rotate.post.ts";
+import getRotationDashboard from "./api/rotation/dashboard.get.ts";
+import getRotationStatus from "./api/rotation/status.get.ts";
+import triggerRotation from "./api/rotation/trigger.post.ts";
 
 /** Every endpoint, explicitly: the router and the OpenAPI document are built from this list. */
 export const routes: Route[] = [
@@ -23,13 +43,33 @@ export const routes: Route[] = [
   getDeviceModel,
   putDeviceModel,
   deleteDeviceModel,
+  uploadFirmware,
+  downloadFirmware,
   listDevices,
   createDevice,
   getDevice,
   putDevice,
   deleteDevice,
+  getProvisioning,
+  getDeviceClientStatus,
+  syncDeviceClient,
+  rotateDevice,
+  getRotationStatus,
+  triggerRotation,
+  getRotationDashboard,
+  ...alsoUnderApi(getIotConfig),
+  ...alsoUnderApi(getIotFirmwareVersion),
+  ...alsoUnderApi(getIotFirmware),
+  ...alsoUnderApi(getIotProvisioning),
+  postToken,
+  getJwks,
+  getOpenIdConfiguration,
   getHealth,
   getLiveness,
+  authSelf,
+  authLogin,
+  authCallback,
+  authLogout,
   getMetrics,
   getDocs,
   getOpenApi,

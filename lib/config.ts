@@ -1,3 +1,4 @@
+import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
 
 /**
@@ -15,7 +16,7 @@ const int = (fallback: number, min: number) => z.coerce.number().int().min(min).
 
 const envSchema = z.object({
   NODE_ENV: z.string().default("development"),
-  PORT: int(3201, 0),
+  PORT: z.coerce.number().int().min(0).max(65535, "must be a TCP port (0–65535)").default(3201),
   HOST: z.string().default("0.0.0.0"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
   DATA_DIR: z.string().default("./data"),
@@ -49,15 +50,20 @@ const envSchema = z.object({
   OIDC_ISSUER_URL: url,
   OIDC_CLIENT_ID: optionalText,
   OIDC_CLIENT_SECRET: optionalText,
-  OIDC_AUDIENCE: optionalText,
+  OIDC_AUDIENCE: z.string().trim().min(1).default("iot-backend"),
   OIDC_CLOCK_SKEW_SECONDS: int(30, 0),
 
   ROTATION_CRON: z.string().default("0 8 * * 6#1"),
-  ROTATION_TIMEZONE: z.string().default("UTC"),
+  ROTATION_TIMEZONE: z
+    .string()
+    .default("UTC")
+    .refine(isTimeZone, "must be an IANA time zone such as Europe/Berlin"),
   ROTATION_TIMEOUT_SECONDS: int(300, 1),
   ROTATION_CRITICAL_THRESHOLD_DAYS: int(7, 0),
   ROTATION_SCHEDULER: z.enum(["internal", "external"]).default("internal"),
   ROTATION_INTERVAL_SECONDS: int(30, 1),
+  /** First wait before a TIMEOUT device is retried; doubles per failure, capped at a day. */
+  ROTATION_RETRY_BACKOFF_SECONDS: int(900, 1),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -84,15 +90,18 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   const problems = parsed.success
     ? []
     : parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
+  // Checks across settings read the raw values, so they are listed even when another setting failed to parse.
+  const production = raw.NODE_ENV === "production";
+  if (production && (raw.AUTH_DISABLED === "true" || raw.AUTH_DISABLED === "1")) problems.push("AUTH_DISABLED: must not be true when NODE_ENV=production");
+  if (production && !raw.SECRET_ENCRYPTION_KEY) problems.push("SECRET_ENCRYPTION_KEY: required when NODE_ENV=production");
+  if (raw.KEYCLOAK_BASE_URL) {
+    for (const name of KEYCLOAK_SETTINGS) if (!raw[name]) problems.push(`${name}: required when KEYCLOAK_BASE_URL is set`);
+  }
   if (!parsed.success) throw new ConfigError(problems);
 
   const env = parsed.data;
-  const production = env.NODE_ENV === "production";
-  if (env.AUTH_DISABLED && production) problems.push("AUTH_DISABLED: must not be true when NODE_ENV=production");
-  if (production && !env.SECRET_ENCRYPTION_KEY) problems.push("SECRET_ENCRYPTION_KEY: required when NODE_ENV=production");
-  if (env.KEYCLOAK_BASE_URL) {
-    for (const name of KEYCLOAK_SETTINGS) if (!env[name]) problems.push(`${name}: required when KEYCLOAK_BASE_URL is set`);
-  }
+  const cronProblem = checkCron(env.ROTATION_CRON, env.ROTATION_TIMEZONE);
+  if (cronProblem) problems.push(`ROTATION_CRON: ${cronProblem}`);
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
@@ -102,4 +111,22 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     assetsDir: env.ASSETS_DIR ?? `${env.DATA_DIR}/firmware`,
     identity: env.KEYCLOAK_BASE_URL ? "keycloak" : "builtin",
   };
+}
+
+function checkCron(expression: string, tz: string): string | null {
+  try {
+    CronExpressionParser.parse(expression, { tz });
+    return null;
+  } catch (error) {
+    return `not a valid cron expression (${(error as Error).message})`;
+  }
+}
+
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -4,13 +4,20 @@ import type { Config } from "./config.ts";
 import { readOrCreateSecretFile } from "./data-dir.ts";
 import { createDeviceModelService } from "./device-models.ts";
 import { createDeviceService } from "./devices.ts";
+import { createFirmwareStore, type FirmwareStore } from "./firmware/store.ts";
 import { type Authenticator, createAuthenticator } from "./http/auth.ts";
 import { createBuiltinClientStore } from "./identity/builtin-clients.ts";
+import { type BrowserSession, createBrowserSession } from "./identity/browser-session.ts";
+import { createOidcClient } from "./identity/oidc-client.ts";
+import { type BuiltinIssuer, createBuiltinIssuer } from "./identity/builtin-issuer.ts";
+import { createTokenVerifiers } from "./identity/principals.ts";
 import { createKeycloakProvider } from "./identity/keycloak.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import { createLogger, type Logger } from "./logger.ts";
-import { createMetrics, type Metrics } from "./metrics.ts";
+import { createMetrics, instrument, type Metrics } from "./metrics.ts";
 import { createMqttNotifier, disabledNotifier, type Notifier } from "./mqtt.ts";
+import { createRotationEngine } from "./rotation/engine.ts";
+import { createRotationService, type RotationService } from "./rotation/service.ts";
 import { createSecretBox, generateFernetKey, type SecretBox } from "./secrets.ts";
 import { randomBytes } from "node:crypto";
 
@@ -22,10 +29,16 @@ export type Services = {
   database: DatabaseHandle;
   secretBox: SecretBox;
   identity: IdentityProvider;
+  /** The built-in OAuth2 token server (/oauth2/*); null when Keycloak issues the device tokens. */
+  builtinIssuer: BuiltinIssuer | null;
   notifier: Notifier;
+  /** The web UI's login (BFF, /api/auth/*); null unless OIDC_ISSUER_URL, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are set. */
+  browserSession: BrowserSession | null;
   auth: Authenticator;
   models: ReturnType<typeof createDeviceModelService>;
   devices: ReturnType<typeof createDeviceService>;
+  firmware: FirmwareStore;
+  rotation: RotationService;
   close(): Promise<void>;
 };
 
@@ -80,6 +93,14 @@ function createIdentity(config: Config, database: DatabaseHandle, secretBox: Sec
   return createBuiltinClientStore({ db: database.db, secretBox, tokenUrl: `${publicBaseUrl(config)}/oauth2/token` });
 }
 
+function createBrowserLogin(config: Config, secretBox: SecretBox): BrowserSession | null {
+  const { OIDC_ISSUER_URL: issuerUrl, OIDC_CLIENT_ID: clientId, OIDC_CLIENT_SECRET: clientSecret } = config;
+  if (!issuerUrl || !clientId || !clientSecret) return null;
+  const baseUrl = publicBaseUrl(config);
+  const oidc = createOidcClient({ issuerUrl, clientId, clientSecret, redirectUri: `${baseUrl}/api/auth/callback` });
+  return createBrowserSession({ oidc, secretBox, baseUrl });
+}
+
 export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL);
   const metrics = overrides.metrics ?? createMetrics();
@@ -103,9 +124,47 @@ export async function createServices(config: Config, overrides: ServiceOverrides
           logger,
         })
       : disabledNotifier());
-  const auth = createAuthenticator({ config, adminApiToken: loadAdminApiToken(config, logger) });
-  const models = createDeviceModelService(database.db);
-  const devices = createDeviceService({ db: database.db, identity, notifier, logger });
+  const builtinIssuer =
+    config.identity === "builtin"
+      ? createBuiltinIssuer({
+          db: database.db,
+          secretBox,
+          issuer: `${publicBaseUrl(config)}/oauth2`,
+          audience: config.OIDC_AUDIENCE,
+          clients: identity,
+        })
+      : null;
+  const browserSession = createBrowserLogin(config, secretBox);
+  const auth = createAuthenticator({
+    config,
+    adminApiToken: loadAdminApiToken(config, logger),
+    adminTokenFromRequest: browserSession?.tokenFromRequest,
+    ...createTokenVerifiers({ config, db: database.db, builtinIssuer, metrics }),
+  });
+  const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, notifier, logger }), metrics, { save: "upload_firmware" });
+  await firmware.init();
+  const models = instrument(createDeviceModelService(database.db, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
+  const devices = instrument(createDeviceService({ db: database.db, identity, notifier, logger }), metrics, {
+    create: "create_device",
+    update: "update_device",
+    remove: "delete_device",
+  });
+  const rotation = createRotationService({
+    db: database.db,
+    engine: createRotationEngine({
+      db: database.db,
+      identity,
+      notifier,
+      secretBox,
+      logger,
+      metrics,
+      settings: { timeoutSeconds: config.ROTATION_TIMEOUT_SECONDS, retryBackoffSeconds: config.ROTATION_RETRY_BACKOFF_SECONDS },
+    }),
+    schedule: { cron: config.ROTATION_CRON, timezone: config.ROTATION_TIMEZONE },
+    criticalThresholdDays: config.ROTATION_CRITICAL_THRESHOLD_DAYS,
+    metrics,
+    logger,
+  });
 
   return {
     config,
@@ -114,10 +173,14 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     database,
     secretBox,
     identity,
+    builtinIssuer,
     notifier,
+    browserSession,
     auth,
     models,
     devices,
+    firmware,
+    rotation,
     async close() {
       await notifier.close();
       await database.close();

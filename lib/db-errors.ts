@@ -9,3 +9,15 @@ function pgCode(error: unknown): string | undefined {
 
 export const isUniqueViolation = (error: unknown) => pgCode(error) === "23505";
 export const isForeignKeyViolation = (error: unknown) => pgCode(error) === "23503";
+
+// Connection-level failures (server gone, database dropped, shutting down): the database is unreachable, not our bug.
+const UNAVAILABLE_SQLSTATE = /^(08...|57P0[123]|3D000)$/;
+const UNAVAILABLE_DRIVER_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "CONNECT_TIMEOUT"]);
+
+export function isDatabaseUnavailable(error: unknown): boolean {
+  for (let current = error; current && typeof current === "object"; current = (current as { cause?: unknown }).cause) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_DRIVER_CODES.has(code))) return true;
+  }
+  return false;
+}

@@ -78,3 +78,30 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Counts and times one device or model operation (iot_config_operations_total, iot_config_operation_duration_seconds). */
+export async function measure<T>(metrics: Metrics, operation: string, work: () => Promise<T>): Promise<T> {
+  const stopTimer = metrics.configOperationDuration.startTimer({ operation });
+  try {
+    const result = await work();
+    metrics.configOperations.inc({ operation, status: "success" });
+    return result;
+  } catch (error) {
+    metrics.configOperations.inc({ operation, status: "error" });
+    throw error;
+  } finally {
+    stopTimer();
+  }
+}
+
+type AsyncMethods<S> = { [K in keyof S]: S[K] extends (...args: any[]) => Promise<unknown> ? K : never }[keyof S];
+
+/** The same service with the named methods measured under the given operation names. */
+export function instrument<S extends object>(service: S, metrics: Metrics, operations: Partial<Record<AsyncMethods<S>, string>>): S {
+  const wrapped = { ...service } as Record<string, unknown>;
+  for (const [method, operation] of Object.entries(operations) as [string, string][]) {
+    const original = (service as Record<string, (...args: unknown[]) => Promise<unknown>>)[method]!;
+    wrapped[method] = (...args: unknown[]) => measure(metrics, operation, () => original.apply(service, args));
+  }
+  return wrapped as S;
+}

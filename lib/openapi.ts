@@ -21,7 +21,8 @@ export function buildOpenApiDocument(routes: Route[], serverUrl?: string) {
       description: route.description,
       tags: route.tags,
       security: SECURITY[route.access],
-      requestParams: { path: params as never, query: query as never },
+      // zod-openapi reads every key given here, so an absent schema must be an absent key.
+      requestParams: { ...(params && { path: params as never }), ...(query && { query: query as never }) },
       requestBody: body
         ? { required: true, content: { "application/json": { schema: body } } }
         : rawBody

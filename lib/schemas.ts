@@ -82,6 +82,12 @@ export const createDeviceBody = z
 
 export const updateDeviceBody = z.strictObject({ config: configText }).meta({ id: "UpdateDevice" });
 
+export const firmwareUploadSchema = z
+  .object({ id: z.number().int(), code: z.string(), firmware_version: z.string() })
+  .meta({ id: "FirmwareUpload" });
+
+export const binaryContent = { "application/octet-stream": { schema: { type: "string" as const, format: "binary" } } };
+
 export const errorSchema = z
   .object({
     error: z.string(),
@@ -96,3 +102,36 @@ export type Model = z.infer<typeof modelSchema>;
 export type DeviceSummary = z.infer<typeof deviceSummarySchema>;
 export type Device = z.infer<typeof deviceSchema>;
 export type DeviceListQuery = z.infer<typeof deviceListQuery>;
+
+export const rotationStatusSchema = z
+  .object({
+    counts_by_state: z.object({ OK: z.number().int(), QUEUED: z.number().int(), PENDING: z.number().int(), TIMEOUT: z.number().int() }),
+    pending_device_id: z.number().int().nullable(),
+    last_rotation_completed_at: timestamp.nullable(),
+    next_scheduled_rotation: timestamp.nullable(),
+  })
+  .meta({ id: "RotationStatus" });
+
+export const dashboardRowSchema = z
+  .object({
+    id: z.number().int(),
+    key: z.string(),
+    device_name: nullableText,
+    device_model_code: z.string(),
+    rotation_state: rotationStateSchema,
+    last_rotation_completed_at: timestamp.nullable(),
+    days_since_rotation: z.number().int().nullable(),
+  })
+  .meta({ id: "RotationDashboardRow" });
+
+export const dashboardSchema = z
+  .object({
+    healthy: z.array(dashboardRowSchema),
+    warning: z.array(dashboardRowSchema),
+    critical: z.array(dashboardRowSchema),
+    counts: z.object({ healthy: z.number().int(), warning: z.number().int(), critical: z.number().int() }),
+  })
+  .meta({ id: "RotationDashboard" });
+
+export type DashboardRow = z.infer<typeof dashboardRowSchema>;
+export type RotationStatus = z.infer<typeof rotationStatusSchema>;

@@ -4,6 +4,7 @@ import type { Services } from "../context.ts";
 import { errorMessage } from "../logger.ts";
 import { readJsonBody } from "./body.ts";
 import { AppError, notFound } from "./errors.ts";
+import { takeResponseCookies } from "./pending-cookies.ts";
 import { errorResponse } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { parseInput, parseParams } from "./validate.ts";
@@ -19,6 +20,17 @@ const pickRequestId = (request: Request) => {
 
 const methodNotAllowed = (allowed: string[]) =>
   new AppError(405, "METHOD_NOT_ALLOWED", `This URL accepts only ${allowed.join(", ")}.`, { allowed }, { allow: allowed.join(", ") });
+
+/** Adds the request id and pending cookies; false when the headers are immutable (e.g. a fetch() result). */
+function stampHeaders(headers: Headers, requestId: string, cookies: string[]): boolean {
+  try {
+    headers.set("x-request-id", requestId);
+  } catch {
+    return false;
+  }
+  for (const cookie of cookies) headers.append("set-cookie", cookie);
+  return true;
+}
 
 /** Builds the fetch handler: route list → itty-router, with auth, input parsing, the error envelope, logs, metrics. */
 export function createApp(routes: Route[], services: Services): (request: Request) => Promise<Response> {
@@ -56,7 +68,7 @@ export function createApp(routes: Route[], services: Services): (request: Reques
     const started = performance.now();
     const state: RequestState = { requestId: pickRequestId(incoming), route: null };
     const isHead = incoming.method === "HEAD";
-    const request = isHead ? new Request(incoming.url, { method: "GET", headers: incoming.headers }) : incoming;
+    const request = isHead ? new Request(incoming.url, { method: "GET", headers: incoming.headers, signal: incoming.signal }) : incoming;
     let response: Response;
     try {
       response = await router.fetch(request as RoutedRequest, state);
@@ -66,9 +78,16 @@ export function createApp(routes: Route[], services: Services): (request: Reques
       }
       response = errorResponse(error, state.requestId);
     }
-    const headers = new Headers(response.headers);
-    headers.set("x-request-id", state.requestId);
-    const final = new Response(isHead ? null : response.body, { status: response.status, statusText: response.statusText, headers });
+    const cookies = takeResponseCookies(request);
+    let final = response;
+    // The response goes out as it is when its headers can take ours: a copy would cost a body stream per request.
+    if (isHead || !stampHeaders(response.headers, state.requestId, cookies)) {
+      const headers = new Headers(response.headers);
+      stampHeaders(headers, state.requestId, cookies);
+      // A HEAD drops the body unread: cancel it so that, e.g., an opened file is closed now.
+      if (isHead) await response.body?.cancel().catch(() => {});
+      final = new Response(isHead ? null : response.body, { status: response.status, statusText: response.statusText, headers });
+    }
 
     const route = state.route?.path ?? "unmatched";
     const seconds = (performance.now() - started) / 1000;

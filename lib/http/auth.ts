@@ -13,6 +13,8 @@ export type TokenVerifier<P> = (token: string, request: Request) => Promise<P>;
 
 export type Authenticator = {
   authenticate(request: Request, access: Access): Promise<Principal>;
+  /** Who is signed in (admin or not: /api/auth/self shows a non-admin that they lack the role); 401 when nobody. */
+  identify(request: Request): Promise<AdminPrincipal>;
 };
 
 export function bearerToken(request: Request): string | null {
@@ -38,13 +40,17 @@ export function createAuthenticator(options: {
   verifyAdminToken?: TokenVerifier<AdminPrincipal>;
   verifyDeviceToken?: TokenVerifier<DevicePrincipal>;
 }): Authenticator {
-  async function admin(request: Request): Promise<AdminPrincipal> {
+  async function identify(request: Request): Promise<AdminPrincipal> {
     if (options.config.AUTH_DISABLED) return DEV_ADMIN;
     const token = bearerToken(request) ?? (await options.adminTokenFromRequest?.(request)) ?? null;
     if (!token) throw unauthorized("Sign in or send an admin bearer token.");
     if (options.adminApiToken && sameText(token, options.adminApiToken)) return STATIC_ADMIN;
     if (!options.verifyAdminToken) throw unauthorized("The bearer token is not valid.", "INVALID_TOKEN");
-    const principal = await options.verifyAdminToken(token, request);
+    return options.verifyAdminToken(token, request);
+  }
+
+  async function admin(request: Request): Promise<AdminPrincipal> {
+    const principal = await identify(request);
     if (!principal.roles.includes("admin")) throw forbidden("This account does not have the admin role.");
     return principal;
   }
@@ -57,10 +63,17 @@ export function createAuthenticator(options: {
   }
 
   return {
+    identify,
     async authenticate(request, access) {
       if (access === "admin") return admin(request);
       if (access === "device") return device(request);
       return { kind: "anonymous" };
     },
   };
+}
+
+/** The device of a `device` route (createAuthenticator guarantees it; this narrows the type). */
+export function devicePrincipal(principal: Principal): DevicePrincipal {
+  if (principal.kind !== "device") throw unauthorized("A device bearer token is required.");
+  return principal;
 }

@@ -48,3 +48,13 @@ export async function readJsonBody(request: Request, limit = JSON_BODY_LIMIT): P
     throw badRequest("The request body is not valid JSON.", "MALFORMED_JSON");
   }
 }
+
+/** OAuth2 token requests are a few hundred bytes. */
+export const FORM_BODY_LIMIT = 64 * 1024;
+
+export async function readFormBody(request: Request, limit = FORM_BODY_LIMIT): Promise<URLSearchParams> {
+  if (mediaType(request) !== "application/x-www-form-urlencoded") throw unsupportedMediaType(["application/x-www-form-urlencoded"]);
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of limitedChunks(request, limit)) chunks.push(chunk);
+  return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+}

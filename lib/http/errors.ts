@@ -2,6 +2,9 @@
 export type FieldError = { field: string; message: string };
 
 export class AppError extends Error {
+  /** OAuth2 error code (RFC 6749 §5.2) of token-endpoint errors: rendered as `error`, the sentence as `error_description`. */
+  oauthError?: string;
+
   constructor(
     readonly status: number,
     readonly code: string,
@@ -12,6 +15,14 @@ export class AppError extends Error {
     super(message);
     this.name = new.target.name;
   }
+}
+
+/** An error of the OAuth2 token endpoint, shaped as OAuth2 clients expect and still in the envelope. */
+export function oauthError(status: number, error: "invalid_request" | "invalid_client" | "unsupported_grant_type", message: string) {
+  const headers: Record<string, string> = error === "invalid_client" ? { "WWW-Authenticate": 'Basic realm="iotsupport"' } : {};
+  const appError = new AppError(status, error.toUpperCase(), message, null, { "cache-control": "no-store", ...headers });
+  appError.oauthError = error;
+  return appError;
 }
 
 export const badRequest = (message: string, code = "BAD_REQUEST", details: Record<string, unknown> | null = null) =>

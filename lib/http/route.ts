@@ -54,3 +54,6 @@ export function defineRoute<P extends Schema | undefined = undefined, Q extends 
 ): Route {
   return route as Route;
 }
+
+/** A device route and its compatible copy under /api (CONTRACT §3: /iot/... is also served as /api/iot/...). */
+export const alsoUnderApi = (route: Route): Route[] => [route, { ...route, path: `/api${route.path}` }];

@@ -62,6 +62,16 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
       const [row] = await db.select({ clientId: builtinClients.clientId }).from(builtinClients).where(eq(builtinClients.clientId, clientId));
       return { exists: Boolean(row), externalId: row ? clientId : null, consoleUrl: null };
     },
+
+    // A stored client has nothing to repair: its row is all there is.
+    async ensureClient(clientId) {
+      const inserted = await db
+        .insert(builtinClients)
+        .values({ clientId, secretEncrypted: secretBox.encrypt(generateClientSecret()) })
+        .onConflictDoNothing()
+        .returning({ clientId: builtinClients.clientId });
+      return { created: inserted.length > 0 };
+    },
   };
 }
 

@@ -14,7 +14,8 @@ export type KeycloakOperation =
   | "get_secret"
   | "regenerate_secret"
   | "set_secret"
-  | "status";
+  | "status"
+  | "ensure_client";
 
 export type KeycloakProviderOptions = {
   /** e.g. http://127.0.0.1:8180 (no trailing /admin or /realms). */
@@ -48,6 +49,20 @@ const DESCRIPTIONS: Record<KeycloakOperation, string> = {
   regenerate_secret: "regenerate the client secret",
   set_secret: "set the client secret",
   status: "look up the OAuth2 client",
+  ensure_client: "repair the OAuth2 client",
+};
+
+/** How every device client is configured; createClient sets it and ensureClient puts it back. */
+const DEVICE_CLIENT_SETTINGS = {
+  enabled: true,
+  protocol: "openid-connect",
+  publicClient: false,
+  bearerOnly: false,
+  clientAuthenticatorType: "client-secret",
+  serviceAccountsEnabled: true,
+  standardFlowEnabled: false,
+  directAccessGrantsEnabled: false,
+  implicitFlowEnabled: false,
 };
 
 export function createKeycloakProvider(options: KeycloakProviderOptions): IdentityProvider {
@@ -183,6 +198,28 @@ export function createKeycloakProvider(options: KeycloakProviderOptions): Identi
     return body.value;
   }
 
+  async function createDeviceClient(op: KeycloakOperation, clientId: string) {
+    const scopeId = await lookUpDeviceScope(op);
+    const created = await admin(op, "POST", "/clients", {
+      clientId,
+      name: clientId,
+      description: "IoT device (managed by the IoT Support backend)",
+      ...DEVICE_CLIENT_SETTINGS,
+    });
+    if (created.status === 409) throw conflict(`An OAuth2 client ${clientId} already exists in Keycloak.`);
+    check(op, created);
+    const uuid = created.headers.get("location")?.split("/").pop();
+    if (!uuid) throw upstreamError(SERVICE, `Keycloak did not say where it created the client (${op}).`);
+    try {
+      check(op, await admin(op, "PUT", `/clients/${uuid}/default-client-scopes/${scopeId}`));
+      return { externalId: uuid, secret: await secretOf(op, clientId, uuid, "GET") };
+    } catch (error) {
+      // No half-created client: remove it, then report the original failure.
+      await admin(op, "DELETE", `/clients/${uuid}`).catch(() => undefined);
+      throw error;
+    }
+  }
+
   async function run<T>(op: KeycloakOperation, work: () => Promise<T>): Promise<T> {
     try {
       const result = await work();
@@ -198,36 +235,7 @@ export function createKeycloakProvider(options: KeycloakProviderOptions): Identi
     kind: "keycloak",
     tokenUrl: options.tokenUrl,
 
-    createClient: (clientId) =>
-      run("create_client", async () => {
-        const op = "create_client";
-        const scopeId = await lookUpDeviceScope(op);
-        const created = await admin(op, "POST", "/clients", {
-          clientId,
-          name: clientId,
-          description: "IoT device (managed by the IoT Support backend)",
-          enabled: true,
-          protocol: "openid-connect",
-          publicClient: false,
-          clientAuthenticatorType: "client-secret",
-          serviceAccountsEnabled: true,
-          standardFlowEnabled: false,
-          directAccessGrantsEnabled: false,
-          implicitFlowEnabled: false,
-        });
-        if (created.status === 409) throw conflict(`An OAuth2 client ${clientId} already exists in Keycloak.`);
-        check(op, created);
-        const uuid = created.headers.get("location")?.split("/").pop();
-        if (!uuid) throw upstreamError(SERVICE, `Keycloak did not say where it created the client (${op}).`);
-        try {
-          check(op, await admin(op, "PUT", `/clients/${uuid}/default-client-scopes/${scopeId}`));
-          return { externalId: uuid, secret: await secretOf(op, clientId, uuid, "GET") };
-        } catch (error) {
-          // No half-created client: remove it, then report the original failure.
-          await admin(op, "DELETE", `/clients/${uuid}`).catch(() => undefined);
-          throw error;
-        }
-      }),
+    createClient: (clientId) => run("create_client", () => createDeviceClient("create_client", clientId)),
 
     deleteClient: (clientId) =>
       run("delete_client", async () => {
@@ -264,6 +272,21 @@ export function createKeycloakProvider(options: KeycloakProviderOptions): Identi
           externalId: client.id,
           consoleUrl: `${consoleBase}/admin/master/console/#/${encodeURIComponent(options.realm)}/clients/${client.id}/settings`,
         };
+      }),
+
+    ensureClient: (clientId) =>
+      run("ensure_client", async () => {
+        const op = "ensure_client";
+        const client = await findClient(op, clientId);
+        if (!client) {
+          await createDeviceClient(op, clientId);
+          return { created: true };
+        }
+        const scopeId = await lookUpDeviceScope(op);
+        // A partial representation: Keycloak updates only the fields given, so the secret stays.
+        check(op, await admin(op, "PUT", `/clients/${client.id}`, { clientId, ...DEVICE_CLIENT_SETTINGS }), clientId);
+        check(op, await admin(op, "PUT", `/clients/${client.id}/default-client-scopes/${scopeId}`), clientId);
+        return { created: false };
       }),
   };
 }

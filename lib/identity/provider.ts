@@ -28,4 +28,9 @@ export interface IdentityProvider {
   /** Sets a specific secret (used to restore the previous one when a rotation times out). */
   setSecret(clientId: string, secret: string): Promise<void>;
   status(clientId: string): Promise<ClientStatus>;
+  /**
+   * Repairs the client's settings (enabled, confidential, service accounts only, device scope) keeping its secret;
+   * creates it when missing, with a new secret (`created: true`), which the device does not hold yet.
+   */
+  ensureClient(clientId: string): Promise<{ created: boolean }>;
 }

@@ -20,7 +20,7 @@ export interface NvsContents {
   namespaces: NvsNamespace[];
 }
 
-const PAGE_SIZE = 0x1000;
+export const PAGE_SIZE = 0x1000;
 const ENTRY_SIZE = 32;
 const ENTRIES_PER_PAGE = 126;
 const FIRST_ENTRY_OFFSET = 64;
@@ -38,9 +38,9 @@ const MAX_NAME_BYTES = 15;
 const MAX_VALUE_BYTES = 124 * ENTRY_SIZE - 1;
 // Namespace indexes are one byte; 0 holds the namespace entries themselves and 255 means "any".
 const MAX_NAMESPACES = 254;
-const MIN_PARTITION_SIZE = 3 * PAGE_SIZE;
+export const MIN_PARTITION_SIZE = 3 * PAGE_SIZE;
 // Not a format limit: a guard against allocating absurd buffers on request. NVS partitions are KiBs.
-const MAX_PARTITION_SIZE = 0x1000000;
+export const MAX_PARTITION_SIZE = 0x1000000;
 
 const utf8 = new TextEncoder();
 const hex = (n: number) => `0x${n.toString(16)}`;
@@ -121,7 +121,7 @@ function sealItem(item: Uint8Array): Uint8Array {
  * Builds an NVS partition image of `partitionSize` bytes holding the given namespaces and string entries,
  * in order. Throws an Error with a readable message when the input or size is not acceptable.
  */
-export function buildNvsImage(contents: NvsContents, partitionSize: number): Uint8Array {
+export function buildNvsImage(contents: NvsContents, partitionSize: number): Uint8Array<ArrayBuffer> {
   checkPartitionSize(partitionSize);
   checkContents(contents);
 

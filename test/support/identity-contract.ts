@@ -108,6 +108,25 @@ export function describeIdentityProviderContract(name: string, setup: IdentityCo
       assert.equal(await env.canAuthenticate(clientId, secret), true);
     });
 
+    it("ensureClient leaves a healthy client alone: not created, same secret, still works", async () => {
+      const { clientId, externalId, secret } = await create();
+      assert.deepEqual(await env.provider.ensureClient(clientId), { created: false });
+      assert.equal(await env.provider.getSecret(clientId), secret);
+      assert.equal(await env.canAuthenticate(clientId, secret), true);
+      assert.equal((await env.provider.status(clientId)).externalId, externalId);
+    });
+
+    it("ensureClient recreates a deleted client with a new secret that works", async () => {
+      const { clientId, secret: old } = await create();
+      await env.provider.deleteClient(clientId);
+      assert.deepEqual(await env.provider.ensureClient(clientId), { created: true });
+      const fresh = await env.provider.getSecret(clientId);
+      assert.notEqual(fresh, old);
+      assert.equal(await env.canAuthenticate(clientId, fresh), true);
+      assert.equal(await env.canAuthenticate(clientId, old), false);
+      assert.equal((await env.provider.status(clientId)).exists, true);
+    });
+
     it("getSecret of a missing client is a 404", async () => {
       await rejectsWithStatus(env.provider.getSecret(testClientId()), 404);
     });

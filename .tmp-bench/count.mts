@@ -1,0 +1,22 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Request as PonyRequest } from "@whatwg-node/fetch";
+import { routes } from "/work/main/functions/index.ts";
+import { loadConfig } from "/work/main/lib/config.ts";
+import { createServices } from "/work/main/lib/context.ts";
+import { createApp } from "/work/main/lib/http/app.ts";
+import { generateFernetKey } from "/work/main/lib/secrets.ts";
+import { createTestDatabase } from "/work/main/test/support/database.ts";
+const database = await createTestDatabase();
+const services = await createServices(loadConfig({ DATABASE_URL: database.url, DATA_DIR: mkdtempSync(join(tmpdir(), "m-")), SECRET_ENCRYPTION_KEY: generateFernetKey(), ADMIN_API_TOKEN: "x".repeat(20), BASEURL: "http://bench.local", LOG_LEVEL: "warn", MIGRATE_ON_START: "true" }));
+const model = await services.models.create({ code: "bench", name: "Bench" });
+const device = await services.devices.create({ device_model_id: model.id, config: '{"a":1}' });
+const token = (await services.builtinIssuer!.issueToken(device.client_id)).access_token;
+const app = createApp(routes, services);
+const sql = (services.database as any);
+console.log(Object.keys(sql));
+for (let i = 0; i < 100; i++) { const r = await app(new PonyRequest("http://bench.local/iot/config", { headers: { authorization: `Bearer ${token}` } }) as unknown as Request); await r.text(); }
+console.log(await services.metrics.registry.getSingleMetricAsString("iot_auth_validation_total"));
+console.log(await services.metrics.registry.getSingleMetricAsString("iot_config_operations_total"));
+await services.close(); await database.drop(); process.exit(0);

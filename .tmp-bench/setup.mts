@@ -1,0 +1,13 @@
+import { writeFileSync } from "node:fs";
+import { loadConfig } from "/work/main/lib/config.ts";
+import { createServices } from "/work/main/lib/context.ts";
+import { createTestDatabase } from "/work/main/test/support/database.ts";
+const database = await createTestDatabase();
+const env = { DATABASE_URL: database.url, DATA_DIR: "/tmp/benchdata", SECRET_ENCRYPTION_KEY: "x".repeat(43) + "=", ADMIN_API_TOKEN: "x".repeat(20), BASEURL: "http://bench.local", LOG_LEVEL: "warn", MIGRATE_ON_START: "true" };
+env.SECRET_ENCRYPTION_KEY = Buffer.alloc(32, 7).toString("base64url") + "=";
+const services = await createServices(loadConfig(env));
+const model = await services.models.create({ code: "bench", name: "Bench" });
+const device = await services.devices.create({ device_model_id: model.id, config: '{"a":1}' });
+const token = (await services.builtinIssuer!.issueToken(device.client_id)).access_token;
+writeFileSync("/tmp/bench.env", Object.entries({ ...env, MIGRATE_ON_START: "false", ROTATION_SCHEDULER: "external", HOST: "127.0.0.1", PORT: "32011" }).map(([k, v]) => `export ${k}='${v}'`).join("\n") + `\nexport TOKEN='${token}'\nexport DBNAME='${new URL(database.url).pathname.slice(1)}'\n`);
+await services.close(); process.exit(0);

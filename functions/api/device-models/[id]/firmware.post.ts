@@ -1,0 +1,25 @@
+import { defineRoute } from "../../../../lib/http/route.ts";
+import { json } from "../../../../lib/http/respond.ts";
+import { UPLOAD_CONTENT_TYPES, uploadedFile } from "../../../../lib/http/upload.ts";
+import { firmwareUploadSchema, idParams } from "../../../../lib/schemas.ts";
+
+export default defineRoute({
+  method: "POST",
+  path: "/api/device-models/:id/firmware",
+  access: "admin",
+  summary: "Upload the model's firmware (an ESP32-family application image)",
+  description:
+    "The image is validated while it streams in (400 INVALID_FIRMWARE says what is wrong), stored, and then the " +
+    "model's `firmware_version` changes; every device of the model gets an MQTT firmware notice. Limit: FIRMWARE_MAX_BYTES (413).",
+  tags: ["Device models"],
+  request: {
+    params: idParams,
+    rawBody: { contentTypes: UPLOAD_CONTENT_TYPES, description: "The image as the raw body, or as the multipart field `file`" },
+  },
+  responses: { 200: { description: "Stored", content: { "application/json": { schema: firmwareUploadSchema } } } },
+  async handler(request, { services, params }) {
+    const model = await services.models.findRow(params.id);
+    const info = await services.firmware.save(model, uploadedFile(request, services.config.FIRMWARE_MAX_BYTES));
+    return json({ id: model.id, code: model.code, firmware_version: info.version });
+  },
+});

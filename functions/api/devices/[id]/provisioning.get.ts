@@ -1,0 +1,94 @@
+import { z } from "zod";
+import { AppError, conflict } from "../../../../lib/http/errors.ts";
+import { defineRoute } from "../../../../lib/http/route.ts";
+import { json } from "../../../../lib/http/respond.ts";
+import { MAX_PARTITION_SIZE, MIN_PARTITION_SIZE, PAGE_SIZE } from "../../../../lib/provisioning/nvs.ts";
+import { buildProvisioningPackage, provisioningNvsImage, provisioningPackageSchema } from "../../../../lib/provisioning/package.ts";
+import { errorSchema, idParams } from "../../../../lib/schemas.ts";
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+const partitionSize = z
+  .string()
+  .regex(/^(0x[0-9a-fA-F]+|[0-9]+)$/, "must be a number of bytes, decimal or 0x-hex (e.g. 0x4000)")
+  .transform(Number)
+  .refine(
+    (size) => size >= MIN_PARTITION_SIZE && size <= MAX_PARTITION_SIZE && size % PAGE_SIZE === 0,
+    `must be a multiple of ${hex(PAGE_SIZE)} from ${hex(MIN_PARTITION_SIZE)} to ${hex(MAX_PARTITION_SIZE)}`,
+  )
+  .meta({ description: "Size of the device's NVS partition in bytes (decimal or 0x-hex)", example: "0x4000" });
+
+const query = z
+  .strictObject({
+    format: z.enum(["json", "nvs"]).optional().meta({ description: "json (default) or nvs (the raw image; needs partition_size)" }),
+    partition_size: partitionSize.optional(),
+  })
+  .superRefine((q, ctx) => {
+    if (q.format === "nvs" && q.partition_size === undefined) {
+      ctx.addIssue({ code: "custom", path: ["partition_size"], message: "is required with format=nvs" });
+    }
+    if (q.format === "json" && q.partition_size !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["partition_size"], message: "applies only to the NVS image; leave it out with format=json" });
+    }
+  });
+
+const nvsBase64Schema = z
+  .object({ size: z.number().int(), data: z.string().meta({ description: "The NVS partition image, base64" }) })
+  .meta({ id: "ProvisioningNvsBase64" });
+
+const NO_STORE = { "cache-control": "no-store" };
+
+const attachment = (body: string | Uint8Array<ArrayBuffer>, contentType: string, filename: string) =>
+  new Response(body, {
+    headers: { "content-type": contentType, "content-disposition": `attachment; filename="${filename}"`, ...NO_STORE },
+  });
+
+export default defineRoute({
+  method: "GET",
+  path: "/api/devices/:id/provisioning",
+  access: "admin",
+  summary: "Download the device's provisioning package",
+  description:
+    "No query: the JSON package as a file. `?partition_size=N`: `{size, data}` with the package as a base64 NVS " +
+    "partition image (namespace `prov`). `?format=nvs&partition_size=N`: the raw NVS image. Reading never changes " +
+    "the secret. Missing WIFI_/MQTT_/BASEURL settings: 400 PROVISIONING_NOT_CONFIGURED.",
+  tags: ["Devices"],
+  request: { params: idParams, query },
+  responses: {
+    200: {
+      description: "The package (JSON file), its NVS image as base64 JSON, or the raw NVS image",
+      content: {
+        "application/json": { schema: z.union([provisioningPackageSchema, nvsBase64Schema]) },
+        "application/octet-stream": { schema: { type: "string", format: "binary" } },
+      },
+    },
+    409: {
+      description: "The device's OAuth2 client is missing in the identity provider (CLIENT_MISSING; see keycloak-sync)",
+      content: { "application/json": { schema: errorSchema } },
+    },
+  },
+  async handler(_request, { services, params, query }) {
+    const { device } = await services.devices.findWithModel(params.id);
+    const pkg = await buildProvisioningPackage({
+      config: services.config,
+      tokenUrl: services.identity.tokenUrl,
+      device: { key: device.key, clientId: device.clientId },
+      readSecret: () =>
+        services.identity.getSecret(device.clientId).catch((error: unknown) => {
+          if (error instanceof AppError && error.status === 404) {
+            throw conflict(
+              `The OAuth2 client ${device.clientId} of this device is missing in the identity provider; recreate it with keycloak-sync first.`,
+              "CLIENT_MISSING",
+            );
+          }
+          throw error;
+        }),
+    });
+    if (query.partition_size === undefined) {
+      return attachment(`${JSON.stringify(pkg, null, 2)}\n`, "application/json; charset=utf-8", `provisioning-${device.key}.json`);
+    }
+    const image = provisioningNvsImage(pkg, query.partition_size);
+    if (query.format === "nvs") return attachment(image, "application/octet-stream", `provisioning-${device.key}.bin`);
+    return json({ size: image.length, data: Buffer.from(image).toString("base64") }, 200, NO_STORE);
+  },
+});

@@ -1,0 +1,27 @@
+import { devicePrincipal } from "../../lib/http/auth.ts";
+import { defineRoute } from "../../lib/http/route.ts";
+import { json } from "../../lib/http/respond.ts";
+import { buildProvisioningPackage, provisioningPackageSchema } from "../../lib/provisioning/package.ts";
+
+export default defineRoute({
+  method: "GET",
+  path: "/iot/provisioning",
+  access: "device",
+  summary: "The calling device's provisioning package; during its rotation, the new secret",
+  description:
+    "Outside a rotation: the current secret, unchanged. While the device is PENDING: the first call stores the old secret, then issues a new one; repeated calls return the same new secret.",
+  tags: ["Device API"],
+  responses: {
+    200: { description: "The provisioning package", content: { "application/json": { schema: provisioningPackageSchema } } },
+  },
+  async handler(_request, { services, principal }) {
+    const device = devicePrincipal(principal);
+    const pkg = await buildProvisioningPackage({
+      config: services.config,
+      tokenUrl: services.identity.tokenUrl,
+      device: { key: device.device.key, clientId: device.device.clientId },
+      readSecret: () => services.rotation.engine.issueSecret(device),
+    });
+    return json(pkg, 200, { "cache-control": "no-store" });
+  },
+});

@@ -1,0 +1,222 @@
+/**
+ * Firmware files on disk, kept in step with the model rows (CONTRACT §1, §6).
+ *
+ * An upload streams through the image inspector into a temporary file in the assets directory, is fsynced and
+ * renamed to a name of its own (`<model code>/<sha256>-<random>.bin`); then one transaction points the model
+ * at it. Only after that commit is the previous file unlinked — downloads already reading it keep their open
+ * handle, new downloads open the new file — so a device never gets a mix of two images, and a failed upload
+ * leaves the old firmware and version as they were. Leftovers of a crash (temporary files, a renamed file whose
+ * transaction never committed) are swept at start.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { eq } from "drizzle-orm";
+import type { Database } from "../../db/client.ts";
+import { deviceModels, devices } from "../../db/schema.ts";
+import { badRequest, notFound } from "../http/errors.ts";
+import type { OpenFile } from "../http/file-response.ts";
+import type { Logger } from "../logger.ts";
+import { errorMessage } from "../logger.ts";
+import type { Notifier } from "../mqtt.ts";
+import { createImageInspector, FirmwareRejected, type FirmwareInfo } from "./image.ts";
+
+type ModelRow = typeof deviceModels.$inferSelect;
+
+export type StoredFirmware = OpenFile & { modelCode: string; version: string };
+
+/** A file untouched for this long cannot belong to an upload still in progress on another replica. */
+const STALE_MS = 10 * 60 * 1000;
+const TEMP_PREFIX = ".upload-";
+const ENOENT = (error: unknown) => (error as NodeJS.ErrnoException)?.code === "ENOENT";
+
+/** `.upload-<host>-<pid>-<random>.tmp`: the host and pid tell at start which leftovers are surely dead. */
+const tempName = () => `${TEMP_PREFIX}${hostname().replace(/[^\w.]/g, "_")}-${process.pid}-${randomBytes(6).toString("hex")}.tmp`;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** A temporary file of a process on this host that is no longer running (or is us, starting). */
+function leftByDeadProcess(name: string): boolean {
+  const match = name.match(/^\.upload-(.+)-(\d+)-[0-9a-f]+\.tmp$/);
+  if (!match || match[1] !== hostname().replace(/[^\w.]/g, "_")) return false;
+  const pid = Number(match[2]);
+  return pid === process.pid || !processAlive(pid);
+}
+
+async function writeAll(handle: import("node:fs/promises").FileHandle, chunk: Uint8Array) {
+  let written = 0;
+  while (written < chunk.byteLength) written += (await handle.write(chunk, written, chunk.byteLength - written)).bytesWritten;
+}
+
+export function createFirmwareStore(deps: { db: Database; assetsDir: string; notifier: Notifier; logger: Logger }) {
+  const { db, assetsDir, notifier, logger } = deps;
+  const absolute = (file: string) => join(assetsDir, file);
+
+  const removeQuietly = (path: string, what: string) =>
+    rm(path, { force: true, recursive: true }).catch((error) => logger.error(`Could not remove ${what}`, { path, error: errorMessage(error) }));
+
+  /** Stream `chunks` into a temporary file while validating them; returns the file and what the image says. */
+  async function receive(chunks: AsyncIterable<Uint8Array>): Promise<{ temp: string; info: FirmwareInfo }> {
+    await mkdir(assetsDir, { recursive: true });
+    const temp = absolute(tempName());
+    const handle = await open(temp, "wx");
+    try {
+      const inspector = createImageInspector();
+      for await (const chunk of chunks) {
+        inspector.update(chunk);
+        await writeAll(handle, chunk);
+      }
+      const info = inspector.finish();
+      await handle.sync();
+      return { temp, info };
+    } catch (error) {
+      await removeQuietly(temp, "a temporary firmware file");
+      if (error instanceof FirmwareRejected) throw badRequest(error.message, "INVALID_FIRMWARE");
+      throw error;
+    } finally {
+      await handle.close().catch(() => {});
+    }
+  }
+
+  /** Point the model at `file`; returns the file it had before. */
+  async function commit(modelId: number, file: string, info: FirmwareInfo): Promise<string | null> {
+    return db.transaction(async (tx) => {
+      const [row] = await tx.select({ file: deviceModels.firmwareFile }).from(deviceModels).where(eq(deviceModels.id, modelId)).for("update");
+      if (!row) throw notFound(`Device model ${modelId} does not exist.`, "DEVICE_MODEL_NOT_FOUND");
+      await tx
+        .update(deviceModels)
+        .set({
+          firmwareVersion: info.version,
+          firmwareFile: file,
+          firmwareSha256: info.sha256,
+          firmwareSize: info.size,
+          firmwareProjectName: info.projectName,
+          firmwareIdfVersion: info.idfVersion,
+          firmwareChip: info.chip,
+          firmwareUploadedAt: new Date(),
+          updatedAt: new Date(),
+        })
+        .where(eq(deviceModels.id, modelId));
+      return row.file;
+    });
+  }
+
+  async function notifyDevices(modelId: number, version: string) {
+    const rows = await db.select({ clientId: devices.clientId }).from(devices).where(eq(devices.deviceModelId, modelId));
+    // Notifier.publish never throws (a broker outage is logged and counted): the upload has succeeded already.
+    await Promise.all(rows.map(({ clientId }) => notifier.publish("firmware", clientId, { firmware_version: version })));
+  }
+
+  /** Removes temporary files of uploads that can no longer finish. */
+  async function sweepTemporary(): Promise<void> {
+    await mkdir(assetsDir, { recursive: true });
+    const now = Date.now();
+    for (const entry of await readdir(assetsDir, { withFileTypes: true })) {
+      if (!entry.isFile() || !entry.name.startsWith(TEMP_PREFIX)) continue;
+      const path = absolute(entry.name);
+      const stale = leftByDeadProcess(entry.name) || now - (await stat(path).catch(() => ({ mtimeMs: now }))).mtimeMs > STALE_MS;
+      if (stale) await removeQuietly(path, "a stale temporary firmware file");
+    }
+  }
+
+  /** Removes firmware files no model points at (a crash between rename and commit), once surely not in flight. */
+  async function sweepOrphans(): Promise<void> {
+    const rows = await db.select({ code: deviceModels.code, file: deviceModels.firmwareFile }).from(deviceModels);
+    const codes = new Set(rows.map((row) => row.code));
+    const referenced = new Set(rows.map((row) => row.file));
+    const now = Date.now();
+    for (const dir of await readdir(assetsDir, { withFileTypes: true })) {
+      if (!dir.isDirectory()) continue;
+      for (const name of await readdir(absolute(dir.name))) {
+        const file = `${dir.name}/${name}`;
+        if (referenced.has(file)) continue;
+        const { mtimeMs } = await stat(absolute(file)).catch(() => ({ mtimeMs: now }));
+        if (now - mtimeMs > STALE_MS) await removeQuietly(absolute(file), "an orphaned firmware file");
+      }
+      if (!codes.has(dir.name) && (await readdir(absolute(dir.name))).length === 0) await removeQuietly(absolute(dir.name), "an empty firmware directory");
+    }
+  }
+
+  return {
+    /** Creates the assets directory and sweeps what a crashed upload left behind. */
+    async init(): Promise<void> {
+      await sweepTemporary();
+      // Before the first migration there is no table to compare with; the next start sweeps then.
+      await sweepOrphans().catch((error) => logger.warn("Firmware orphan sweep skipped", { error: errorMessage(error) }));
+    },
+
+    /**
+     * Validates and stores an uploaded image for `model`, then notifies the model's devices.
+     * Throws 400 INVALID_FIRMWARE (with the reason), 413, or 404 if the model vanished meanwhile.
+     */
+    async save(model: ModelRow, chunks: AsyncIterable<Uint8Array>): Promise<FirmwareInfo> {
+      const { temp, info } = await receive(chunks);
+      const file = `${model.code}/${info.sha256}-${randomBytes(4).toString("hex")}.bin`;
+      let previous: string | null;
+      try {
+        await mkdir(absolute(model.code), { recursive: true });
+        await rename(temp, absolute(file));
+      } catch (error) {
+        await removeQuietly(temp, "a temporary firmware file");
+        throw error;
+      }
+      try {
+        previous = await commit(model.id, file, info);
+      } catch (error) {
+        await removeQuietly(absolute(file), "a firmware file whose upload failed");
+        throw error;
+      }
+      if (previous) await removeQuietly(absolute(previous), "the previous firmware file");
+      logger.info("Firmware stored", { model: model.code, version: info.version, size: info.size, sha256: info.sha256 });
+      await notifyDevices(model.id, info.version);
+      return info;
+    },
+
+    /**
+     * Opens the current firmware of a model for reading. The handle is opened before the response is built,
+     * so a concurrent upload can unlink the file without cutting this download short.
+     */
+    async open(modelId: number): Promise<StoredFirmware> {
+      for (let attempt = 1; ; attempt++) {
+        const [row] = await db.select().from(deviceModels).where(eq(deviceModels.id, modelId));
+        if (!row) throw notFound(`Device model ${modelId} does not exist.`, "DEVICE_MODEL_NOT_FOUND");
+        if (!row.firmwareFile || !row.firmwareSha256 || !row.firmwareVersion) {
+          throw notFound(`Device model "${row.code}" has no firmware yet.`, "FIRMWARE_NOT_FOUND");
+        }
+        try {
+          const handle = await open(absolute(row.firmwareFile), "r");
+          const { size } = await handle.stat().catch(async (error) => {
+            await handle.close();
+            throw error;
+          });
+          return {
+            handle,
+            size,
+            etag: `"${row.firmwareSha256}"`,
+            lastModified: row.firmwareUploadedAt ?? row.updatedAt,
+            modelCode: row.code,
+            version: row.firmwareVersion,
+          };
+        } catch (error) {
+          // A newer upload committed and unlinked this file between the read and the open: read the row again.
+          if (!ENOENT(error) || attempt >= 3) throw error;
+        }
+      }
+    },
+
+    /** The model row is gone: its firmware directory goes too. */
+    async removeModelFiles(model: ModelRow): Promise<void> {
+      await removeQuietly(absolute(model.code), "the firmware of a deleted model");
+    },
+  };
+}
+
+export type FirmwareStore = ReturnType<typeof createFirmwareStore>;

@@ -1,0 +1,65 @@
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import busboy from "busboy";
+import { limitedChunks, mediaType, payloadTooLarge, unsupportedMediaType } from "./body.ts";
+import { AppError, badRequest, validationFailed } from "./errors.ts";
+
+/** The multipart form field that carries the file. */
+export const FILE_FIELD = "file";
+export const UPLOAD_CONTENT_TYPES = ["application/octet-stream", "multipart/form-data"];
+
+/** Room for the multipart boundaries, part headers and small extra fields around the file. */
+const MULTIPART_OVERHEAD = 64 * 1024;
+
+/**
+ * The bytes of an uploaded file, streamed (never buffered whole) and limited to `limit` bytes (413 beyond):
+ * either the raw body (`application/octet-stream`, or no content type) or the field `file` of a
+ * `multipart/form-data` body. The content type is checked at once (415), before any byte is read.
+ */
+export function uploadedFile(request: Request, limit: number): AsyncIterable<Uint8Array> {
+  const type = mediaType(request);
+  if (type === "" || type === "application/octet-stream") return limitedChunks(request, limit);
+  if (type === "multipart/form-data") return multipartFile(request, limit);
+  throw unsupportedMediaType(UPLOAD_CONTENT_TYPES);
+}
+
+const malformed = (reason: string) =>
+  badRequest(`The multipart body is malformed: ${reason.replace(/\.$/, "")}.`, "MALFORMED_MULTIPART");
+
+async function* multipartFile(request: Request, limit: number): AsyncGenerator<Uint8Array> {
+  let parser: busboy.Busboy;
+  try {
+    parser = busboy({
+      headers: { "content-type": request.headers.get("content-type") ?? "" },
+      // One byte more than allowed, so that the count below sees the excess and answers 413.
+      limits: { files: 1, fileSize: limit + 1, fields: 20, fieldSize: 16 * 1024, parts: 40 },
+    });
+  } catch (error) {
+    throw malformed((error as Error).message);
+  }
+  const file = new Promise<Readable | null>((resolve, reject) => {
+    parser.on("file", (name, stream) => (name === FILE_FIELD ? resolve(stream) : stream.resume()));
+    parser.on("error", reject);
+  });
+  const source = Readable.from(limitedChunks(request, limit + MULTIPART_OVERHEAD));
+  const parsed = pipeline(source, parser);
+  file.catch(() => {});
+  parsed.catch(() => {});
+  try {
+    const stream = await Promise.race([file, parsed.then(() => null)]);
+    if (!stream) throw validationFailed([{ field: FILE_FIELD, message: "is required" }], `The multipart body has no "${FILE_FIELD}" field.`);
+    let size = 0;
+    for await (const chunk of stream as AsyncIterable<Uint8Array>) {
+      size += chunk.byteLength;
+      if (size > limit) throw payloadTooLarge(limit);
+      yield chunk;
+    }
+    await parsed;
+  } catch (error) {
+    if (error instanceof AppError) throw error;
+    throw malformed((error as Error).message);
+  } finally {
+    source.destroy();
+    parser.destroy();
+  }
+}

@@ -1,0 +1,87 @@
+import { eq } from "drizzle-orm";
+import type { Database } from "../../db/client.ts";
+import { deviceModels, devices } from "../../db/schema.ts";
+import type { Config } from "../config.ts";
+import { AppError, forbidden, unauthorized } from "../http/errors.ts";
+import type { AdminPrincipal, DevicePrincipal, TokenVerifier } from "../http/auth.ts";
+import type { Metrics } from "../metrics.ts";
+import type { BuiltinIssuer } from "./builtin-issuer.ts";
+import { createJwtCheck, remoteKeySet, type JwtCheck } from "./tokens.ts";
+
+/** `iotdevice-<model code>-<device key>` (CONTRACT §2); model codes have no hyphen, so the split is unambiguous. */
+export const DEVICE_CLIENT_ID = /^iotdevice-([a-z0-9_]+)-([a-z0-9]{8})$/;
+
+/** A device token names its device through `azp`; the device must exist and belong to the named model. */
+export function createDeviceTokenVerifier(check: JwtCheck, db: Database): TokenVerifier<DevicePrincipal> {
+  return async (token) => {
+    const claims = await check(token);
+    const match = DEVICE_CLIENT_ID.exec(claims.azp ?? "");
+    if (!match) throw unauthorized("This token does not belong to a device.", "INVALID_TOKEN");
+    const modelCode = match[1]!;
+    const key = match[2]!;
+    const [found] = await db
+      .select({ device: devices, modelCode: deviceModels.code })
+      .from(devices)
+      .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
+      .where(eq(devices.key, key));
+    if (!found || found.modelCode !== modelCode) throw unauthorized("The device this token was issued to does not exist.", "UNKNOWN_DEVICE");
+    return { kind: "device", device: found.device, modelCode, tokenIssuedAt: claims.iat === undefined ? null : new Date(claims.iat * 1000) };
+  };
+}
+
+/** An admin token: roles from the realm and from the backend's client; a device's token is never an admin. */
+export function createAdminTokenVerifier(check: JwtCheck, rolesClientId: string): TokenVerifier<AdminPrincipal> {
+  return async (token) => {
+    const claims = await check(token);
+    if (DEVICE_CLIENT_ID.test(claims.azp ?? "")) throw forbidden("A device token cannot be used for the admin API.");
+    const roles = new Set([...(claims.realm_access?.roles ?? []), ...(claims.resource_access?.[rolesClientId]?.roles ?? [])]);
+    return {
+      kind: "admin",
+      subject: claims.sub ?? "",
+      email: claims.email ?? null,
+      name: claims.name ?? claims.preferred_username ?? null,
+      roles: [...roles],
+    };
+  };
+}
+
+/** Counts every token check in iot_auth_validation_total{status}. */
+function counted<P>(metrics: Metrics, verify: TokenVerifier<P>): TokenVerifier<P> {
+  return async (token, request) => {
+    try {
+      const principal = await verify(token, request);
+      metrics.authValidations.inc({ status: "success" });
+      return principal;
+    } catch (error) {
+      metrics.authValidations.inc({ status: error instanceof AppError && error.status < 500 ? "invalid" : "unavailable" });
+      throw error;
+    }
+  };
+}
+
+/**
+ * The bearer-token verifiers for createAuthenticator. Devices: the built-in issuer, or the Keycloak realm
+ * (OIDC_ISSUER_URL when set). Admins: OIDC_ISSUER_URL only; without it only ADMIN_API_TOKEN (or the BFF) admits.
+ */
+export function createTokenVerifiers(options: { config: Config; db: Database; builtinIssuer: BuiltinIssuer | null; metrics: Metrics }) {
+  const { config, db, builtinIssuer, metrics } = options;
+  const keySets = new Map<string, ReturnType<typeof remoteKeySet>>();
+  const sharedKeySet = (issuer: string) => {
+    if (!keySets.has(issuer)) keySets.set(issuer, remoteKeySet(issuer));
+    return keySets.get(issuer)!;
+  };
+  const checkFor = (issuer: string, keys = sharedKeySet(issuer)) =>
+    createJwtCheck({ keys, issuer, audience: config.OIDC_AUDIENCE, clockSkewSeconds: config.OIDC_CLOCK_SKEW_SECONDS });
+
+  const adminIssuer = config.OIDC_ISSUER_URL?.replace(/\/+$/, "");
+  const deviceCheck = builtinIssuer
+    ? checkFor(builtinIssuer.issuer, builtinIssuer.keys)
+    : checkFor(adminIssuer ?? `${config.KEYCLOAK_BASE_URL!.replace(/\/+$/, "")}/realms/${config.KEYCLOAK_REALM}`);
+
+  return {
+    verifyDeviceToken: counted(metrics, createDeviceTokenVerifier(deviceCheck, db)),
+    verifyAdminToken: adminIssuer
+      ? counted(metrics, createAdminTokenVerifier(checkFor(adminIssuer), config.OIDC_CLIENT_ID ?? config.OIDC_AUDIENCE))
+      : undefined,
+  };
+}

@@ -1,0 +1,75 @@
+import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import { AppError, unauthorized, upstreamError, upstreamUnavailable } from "../http/errors.ts";
+
+/** Asymmetric algorithms only: never `none`, never HS* (a public key must not become an HMAC secret). */
+export const ALLOWED_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"];
+
+export type TokenClaims = JWTPayload & {
+  azp?: string;
+  typ?: string;
+  email?: string;
+  name?: string;
+  preferred_username?: string;
+  realm_access?: { roles?: string[] };
+  resource_access?: Record<string, { roles?: string[] } | undefined>;
+};
+
+/** A Keycloak realm's signing keys: cached, refetched on an unknown kid at most once per cooldown. */
+export function remoteKeySet(issuer: string): JWTVerifyGetKey {
+  return createRemoteJWKSet(new URL(`${issuer}/protocol/openid-connect/certs`), {
+    timeoutDuration: 5_000,
+    cooldownDuration: 30_000,
+    cacheMaxAge: 10 * 60_000,
+  });
+}
+
+const SERVICE = "identity provider";
+
+/** jose's failure → 401 for anything wrong with the token, 502/503 when the issuer's keys cannot be had. */
+function tokenFailure(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  if (error instanceof errors.JWTExpired) return unauthorized("The token has expired; request a new one.", "TOKEN_EXPIRED");
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    if (error.claim === "iss") return unauthorized("The token was issued by an issuer this service does not trust.", "INVALID_TOKEN");
+    if (error.claim === "aud") return unauthorized("The token is not meant for this service (wrong audience).", "INVALID_TOKEN");
+    if (error.claim === "nbf") return unauthorized("The token is not valid yet.", "INVALID_TOKEN");
+    return unauthorized(`The token's "${error.claim}" claim is missing or not valid.`, "INVALID_TOKEN");
+  }
+  if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported) {
+    return unauthorized("The token is signed with an algorithm this service does not accept.", "INVALID_TOKEN");
+  }
+  if (error instanceof errors.JWKSNoMatchingKey) return unauthorized("The token is signed with a key the issuer does not publish.", "INVALID_TOKEN");
+  if (error instanceof errors.JWSSignatureVerificationFailed) return unauthorized("The token's signature is not valid.", "INVALID_TOKEN");
+  if (error instanceof errors.JWKSTimeout || !(error instanceof errors.JOSEError)) {
+    return upstreamUnavailable(SERVICE, "The identity provider's signing keys could not be fetched, so the token cannot be checked. Try again later.");
+  }
+  if (error instanceof errors.JWKSInvalid || error.code === errors.JOSEError.code) {
+    return upstreamError(SERVICE, "The identity provider answered with unusable signing keys, so the token cannot be checked.");
+  }
+  return unauthorized("The bearer token is not a valid JWT.", "INVALID_TOKEN");
+}
+
+/** Checks signature, issuer, audience, lifetime (with leeway) and algorithm; returns the claims. */
+export function createJwtCheck(options: { keys: JWTVerifyGetKey; issuer: string; audience: string; clockSkewSeconds: number }) {
+  return async function checkJwt(token: string): Promise<TokenClaims> {
+    let claims: TokenClaims;
+    try {
+      ({ payload: claims } = await jwtVerify<TokenClaims>(token, options.keys, {
+        issuer: options.issuer,
+        audience: options.audience,
+        algorithms: ALLOWED_ALGORITHMS,
+        clockTolerance: options.clockSkewSeconds,
+        requiredClaims: ["exp", "iat"],
+      }));
+    } catch (error) {
+      throw tokenFailure(error);
+    }
+    // Keycloak also signs ID tokens (typ "ID") with the same keys and audience: only access tokens are accepted.
+    if (claims.typ !== undefined && String(claims.typ).toLowerCase() !== "bearer") {
+      throw unauthorized("The token is not an access token.", "INVALID_TOKEN");
+    }
+    return claims;
+  };
+}
+
+export type JwtCheck = ReturnType<typeof createJwtCheck>;

@@ -1,0 +1,124 @@
+import { and, count, eq, inArray, max } from "drizzle-orm";
+import type { Database } from "../../db/client.ts";
+import { deviceModels, devices, rotationStates } from "../../db/schema.ts";
+import { notFound } from "../http/errors.ts";
+import type { DashboardRow, RotationStatus } from "../schemas.ts";
+import type { Logger } from "../logger.ts";
+import type { Metrics } from "../metrics.ts";
+import type { RotationEngine } from "./engine.ts";
+import { nextOccurrence, queueScheduled, type Schedule } from "./schedule.ts";
+
+export type CycleSummary = {
+  baseline_recorded: boolean;
+  queued: number;
+  timed_out: number;
+  started: string | null;
+  pending: string | null;
+  errors: string[];
+};
+
+const DAY_MS = 86_400_000;
+
+/** What the rotation routes, the CronJob and the internal timer call; the state machine itself is in engine.ts. */
+export function createRotationService(deps: {
+  db: Database;
+  engine: RotationEngine;
+  schedule: Schedule;
+  criticalThresholdDays: number;
+  metrics: Metrics;
+  logger: Logger;
+}) {
+  const { db, engine, schedule, metrics, logger } = deps;
+
+  async function pendingKey(): Promise<string | null> {
+    const [row] = await db.select({ key: devices.key }).from(devices).where(eq(devices.rotationState, "PENDING")).limit(1);
+    return row?.key ?? null;
+  }
+
+  return {
+    engine,
+
+    /** One cycle: scheduled queueing, timeouts, start next. Safe to run from several processes at once. */
+    async runCycle(): Promise<CycleSummary> {
+      try {
+        const scheduled = await queueScheduled(db, schedule, new Date());
+        const timeouts = await engine.expireTimedOut();
+        const started = await engine.startNext();
+        const summary = {
+          baseline_recorded: scheduled.baseline,
+          queued: scheduled.queued,
+          timed_out: timeouts.expired,
+          started: started?.key ?? null,
+          pending: await pendingKey(),
+          errors: timeouts.errors,
+        };
+        metrics.rotationJobRuns.inc({ result: summary.errors.length > 0 ? "error" : "success" });
+        if (summary.queued || summary.timed_out || summary.started || summary.errors.length) logger.info("Rotation cycle", summary);
+        return summary;
+      } catch (error) {
+        metrics.rotationJobRuns.inc({ result: "error" });
+        throw error;
+      }
+    },
+
+    /** Every OK device becomes QUEUED, and rotation starts at once. */
+    async triggerAll(): Promise<number> {
+      const queued = await db.update(devices).set({ rotationState: "QUEUED", updatedAt: new Date() }).where(eq(devices.rotationState, "OK")).returning({ id: devices.id });
+      await engine.startNext();
+      return queued.length;
+    },
+
+    /** Queues one device and, if nothing is rotating, starts this very device. */
+    async rotateDevice(id: number): Promise<"queued" | "already_pending"> {
+      const [device] = await db.select({ state: devices.rotationState }).from(devices).where(eq(devices.id, id));
+      if (!device) throw notFound(`Device ${id} does not exist.`, "DEVICE_NOT_FOUND");
+      if (device.state === "PENDING") return "already_pending";
+      await db
+        .update(devices)
+        .set({ rotationState: "QUEUED", nextRetryAt: null, updatedAt: new Date() })
+        .where(and(eq(devices.id, id), inArray(devices.rotationState, ["OK", "TIMEOUT"])));
+      await engine.startNext(id);
+      return "queued";
+    },
+
+    async status(): Promise<RotationStatus> {
+      const rows = await db.select({ state: devices.rotationState, n: count() }).from(devices).groupBy(devices.rotationState);
+      const [pending] = await db.select({ id: devices.id }).from(devices).where(eq(devices.rotationState, "PENDING")).limit(1);
+      const [last] = await db.select({ at: max(devices.lastRotationCompletedAt) }).from(devices);
+      return {
+        counts_by_state: Object.fromEntries(rotationStates.map((state) => [state, rows.find((row) => row.state === state)?.n ?? 0])) as RotationStatus["counts_by_state"],
+        pending_device_id: pending?.id ?? null,
+        last_rotation_completed_at: last?.at ? new Date(last.at).toISOString() : null,
+        next_scheduled_rotation: nextOccurrence(schedule, new Date()).toISOString(),
+      };
+    },
+
+    async dashboard() {
+      const now = Date.now();
+      const rows = await db
+        .select({
+          id: devices.id,
+          key: devices.key,
+          device_name: devices.deviceName,
+          device_model_code: deviceModels.code,
+          rotation_state: devices.rotationState,
+          completed: devices.lastRotationCompletedAt,
+        })
+        .from(devices)
+        .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
+        .orderBy(devices.key);
+      const groups = { healthy: [] as DashboardRow[], warning: [] as DashboardRow[], critical: [] as DashboardRow[] };
+      for (const { completed, ...rest } of rows) {
+        const days = completed ? Math.floor((now - completed.getTime()) / DAY_MS) : null;
+        const row = { ...rest, last_rotation_completed_at: completed?.toISOString() ?? null, days_since_rotation: days };
+        if (row.rotation_state !== "TIMEOUT") groups.healthy.push(row);
+        else if (days !== null && days < deps.criticalThresholdDays) groups.warning.push(row);
+        else groups.critical.push(row);
+      }
+      return { ...groups, counts: { healthy: groups.healthy.length, warning: groups.warning.length, critical: groups.critical.length } };
+    },
+  };
+}
+
+
+export type RotationService = ReturnType<typeof createRotationService>;

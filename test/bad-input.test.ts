@@ -1,0 +1,255 @@
+/**
+ * Every route of functions/index.ts (new routes are picked up automatically) against bad input: each answer is the
+ * error envelope with the right status, never a 500 or internal text, and no data changes.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { z } from "zod";
+import { routes } from "../functions/index.ts";
+import type { Route } from "../lib/http/route.ts";
+import { ADMIN_TOKEN, createTestApp, type TestApp } from "./support/app.ts";
+import { assertErrorEnvelope, snapshotData } from "./support/envelope.ts";
+
+const BASE = "http://iot.test";
+const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"];
+const SAFE_REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+const label = (route: Route) => `${route.method} ${route.path}`;
+/** A concrete URL for a pattern: ids become `id`, other parameters a harmless word. */
+const concrete = (path: string, id = "1") => path.replace(/:(\w+)/g, (_, name: string) => (name === "id" ? id : "sample"));
+const bodyRoutes = routes.filter((route) => route.request?.body);
+const idRoutes = routes.filter((route) => /:id\b/.test(route.path) && route.access !== "device");
+
+type JsonSchema = { type?: string | string[]; anyOf?: JsonSchema[]; properties?: Record<string, JsonSchema>; required?: string[]; $ref?: string; $defs?: Record<string, JsonSchema> };
+
+/** The route's body schema as JSON Schema (as the OpenAPI document shows it), with the top-level $ref resolved. */
+function bodyJsonSchema(route: Route): JsonSchema {
+  const document = z.toJSONSchema(route.request!.body!, { io: "input" }) as JsonSchema;
+  return document.$ref ? document.$defs![document.$ref.split("/").pop()!]! : document;
+}
+
+const typesOf = (schema: JsonSchema): string[] =>
+  schema.anyOf ? schema.anyOf.flatMap(typesOf) : schema.type ? [schema.type].flat() : [];
+
+/** A body that passes the schema's type checks (for reaching the handler with an unknown id). */
+function sampleValue(schema: JsonSchema): unknown {
+  const [type] = typesOf(schema);
+  if (type === "object") {
+    return Object.fromEntries((schema.required ?? []).map((key) => [key, sampleValue(schema.properties?.[key] ?? {})]));
+  }
+  return { string: "{}", integer: 1, number: 1, boolean: true, array: [], null: null }[type ?? "null"];
+}
+
+/** A value none of the field's declared types accepts, or undefined for a field that accepts anything. */
+function wrongValue(schema: JsonSchema): unknown {
+  const types = typesOf(schema);
+  if (types.length === 0) return undefined;
+  const jsonType = (value: unknown) =>
+    Array.isArray(value) ? "array" : value === null ? "null" : Number.isInteger(value) ? "integer" : typeof value;
+  const accepts = (value: unknown) => types.some((type) => type === jsonType(value) || (type === "number" && jsonType(value) === "integer"));
+  return [12345, "text", true, { nested: 1 }, [1], 1.5].find((value) => !accepts(value));
+}
+
+describe("bad input on every route", () => {
+  let app: TestApp;
+  let before_: Record<string, string>;
+
+  const send = (method: string, path: string, init: { body?: BodyInit; headers?: Record<string, string>; token?: string | null } = {}) => {
+    const headers: Record<string, string> = { ...init.headers };
+    const token = init.token === undefined ? ADMIN_TOKEN : init.token;
+    if (token) headers.authorization = `Bearer ${token}`;
+    return app.fetch(new Request(`${BASE}${path}`, { method, headers, body: init.body }));
+  };
+  const sendJson = (route: Route, body: BodyInit, contentType: string | null = "application/json", path = concrete(route.path)) =>
+    send(route.method, path, { body, headers: contentType ? { "content-type": contentType } : {} });
+
+  before(async () => {
+    app = await createTestApp({ env: { ROTATION_SCHEDULER: "external" } });
+    // Some data, so that "nothing changed" means something.
+    const model = await (await app.call("POST", "/api/device-models", { body: { code: "seed", name: "Seed" } })).json();
+    const device = await app.call("POST", "/api/devices", { body: { device_model_id: model.id, config: '{"deviceName": "seed"}' } });
+    assert.equal(device.status, 201);
+    before_ = await snapshotData(app);
+  });
+
+  after(async () => {
+    // Whatever the bad input was, no data changed.
+    if (before_) assert.deepEqual(await snapshotData(app), before_);
+    await app.close();
+  });
+
+  test("the route list has routes with JSON bodies and with ids (the checks below are not vacuous)", () => {
+    assert.ok(bodyRoutes.length >= 4, bodyRoutes.map(label).join(", "));
+    assert.ok(idRoutes.length >= 6, idRoutes.map(label).join(", "));
+  });
+
+  test("malformed JSON → 400", async () => {
+    for (const route of bodyRoutes) {
+      for (const text of ['{"code": ', "{'code': 'x'}", '{"a": 1} trailing', "nul", "\u00ff\u00fe"]) {
+        await assertErrorEnvelope(await sendJson(route, text), 400, `${label(route)} with ${JSON.stringify(text)}`);
+      }
+    }
+    assert.deepEqual(await snapshotData(app), before_);
+  });
+
+  test("wrong or missing content type → 415", async () => {
+    for (const route of bodyRoutes) {
+      const valid = JSON.stringify(sampleValue(bodyJsonSchema(route)));
+      for (const type of ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml", "application/jsonx", null]) {
+        const body = await assertErrorEnvelope(await sendJson(route, new TextEncoder().encode(valid), type), 415, `${label(route)} as ${type}`);
+        assert.equal(body.code, "UNSUPPORTED_MEDIA_TYPE");
+      }
+    }
+    assert.deepEqual(await snapshotData(app), before_);
+  });
+
+  test("a body over 1 MiB → 413", async () => {
+    const huge = JSON.stringify({ code: "x".repeat(1024 * 1024), name: "big", config: "y".repeat(1024) });
+    for (const route of bodyRoutes) {
+      const body = await assertErrorEnvelope(await sendJson(route, huge), 413, `${label(route)} with ${huge.length} bytes`);
+      assert.equal(body.code, "PAYLOAD_TOO_LARGE");
+      // A lying Content-Length is caught by the streamed count as well; an honest large one before reading.
+      const declared = await send(route.method, concrete(route.path), { body: huge, headers: { "content-type": "application/json", "content-length": String(huge.length) } });
+      await assertErrorEnvelope(declared, 413, `${label(route)} with Content-Length ${huge.length}`);
+    }
+    assert.deepEqual(await snapshotData(app), before_);
+  });
+
+  test("empty body, and JSON that is not an object → 400", async () => {
+    for (const route of bodyRoutes) {
+      for (const text of ["", "   \n", "[]", '"text"', "42", "null", "true", "[{}]"]) {
+        await assertErrorEnvelope(await sendJson(route, text), 400, `${label(route)} with ${JSON.stringify(text)}`);
+      }
+      const noBody = await send(route.method, concrete(route.path), { headers: { "content-type": "application/json" } });
+      await assertErrorEnvelope(noBody, 400, `${label(route)} without a body`);
+    }
+    assert.deepEqual(await snapshotData(app), before_);
+  });
+
+  test("unknown fields → 400 VALIDATION_FAILED naming the field", async () => {
+    for (const route of bodyRoutes) {
+      const body = { ...(sampleValue(bodyJsonSchema(route)) as object), definitely_not_a_field: 1 };
+      const envelope = await assertErrorEnvelope(await sendJson(route, JSON.stringify(body)), 400, `${label(route)} with an unknown field`);
+      assert.equal(envelope.code, "VALIDATION_FAILED");
+      const fields = (envelope.details!.errors as { field: string; message: string }[]).map((error) => error.field);
+      assert.ok(fields.includes("definitely_not_a_field"), `${label(route)}: ${JSON.stringify(envelope.details)}`);
+    }
+    assert.deepEqual(await snapshotData(app), before_);
+  });
+
+  test("a wrong type in each field → 400 VALIDATION_FAILED naming the field", async () => {
+    let checked = 0;
+    for (const route of bodyRoutes) {
+      const schema = bodyJsonSchema(route);
+      for (const [field, fieldSchema] of Object.entries(schema.properties ?? {})) {
+        const wrong = wrongValue(fieldSchema);
+        if (wrong === undefined) continue;
+        const body = { ...(sampleValue(schema) as object), [field]: wrong };
+        const where = `${label(route)} with ${field}=${JSON.stringify(wrong)}`;
+        const envelope = await assertErrorEnvelope(await sendJson(route, JSON.stringify(body)), 400, where);
+        assert.equal(envelope.code, "VALIDATION_FAILED", where);
+        const errors = envelope.details!.errors as { field: string; message: string }[];
+        assert.ok(errors.some((error) => error.field === field || error.field.startsWith(`${field}.`)), `${where}: ${JSON.stringify(errors)}`);
+        assert.ok(errors.every((error) => typeof error.message === "string" && error.message.length > 0), where);
+        checked++;
+      }
+    }
+    assert.ok(checked >= 5, `only ${checked} fields checked`);
+    assert.deepEqual(await snapshotData(app), before_);
+  });
+
+  test("ids that are not positive integers, too large, or unknown → JSON 404", async () => {
+    for (const route of idRoutes) {
+      const body = route.request?.body ? JSON.stringify(sampleValue(bodyJsonSchema(route))) : undefined;
+      const headers: Record<string, string> = body ? { "content-type": "application/json" } : {};
+      for (const id of ["abc", "0", "-1", "1.5", "1e3", "0x10", "99999999999", "2147483647", "%20", "1%2F2"]) {
+        const response = await send(route.method, concrete(route.path, id), { body, headers });
+        const envelope = await assertErrorEnvelope(response, 404, `${route.method} ${concrete(route.path, id)}`);
+        assert.match(envelope.code, /NOT_FOUND$/);
+      }
+    }
+    assert.deepEqual(await snapshotData(app), before_);
+  });
+
+  test("unknown routes → 404 ROUTE_NOT_FOUND", async () => {
+    const paths = ["/api/does-not-exist", "/api/devices/1/does-not-exist", "/api/device-models/1/2/3", "/nothing-here", "/api/", "/iot/nothing"];
+    for (const path of paths) {
+      for (const method of ["GET", "POST", "DELETE"]) {
+        const envelope = await assertErrorEnvelope(await send(method, path), 404, `${method} ${path}`);
+        assert.equal(envelope.code, "ROUTE_NOT_FOUND", `${method} ${path}`);
+      }
+    }
+  });
+
+  test("a method the path does not serve → 405 with Allow", async () => {
+    const byPath = new Map<string, Set<string>>();
+    for (const route of routes) byPath.set(route.path, (byPath.get(route.path) ?? new Set()).add(route.method));
+    for (const [path, served] of byPath) {
+      const allowed = new Set(served);
+      if (allowed.has("GET")) allowed.add("HEAD");
+      for (const method of METHODS.filter((m) => !allowed.has(m))) {
+        const response = await send(method, concrete(path), { body: method === "GET" ? undefined : "{}", headers: { "content-type": "application/json" } });
+        const where = `${method} ${concrete(path)}`;
+        assert.deepEqual(new Set(response.headers.get("allow")?.split(/,\s*/)), allowed, `Allow of ${where}`);
+        const envelope = await assertErrorEnvelope(response, 405, where);
+        assert.equal(envelope.code, "METHOD_NOT_ALLOWED");
+      }
+    }
+    assert.deepEqual(await snapshotData(app), before_);
+  });
+
+  test("admin routes without a token or with a bad one → 401", async () => {
+    const admin = routes.filter((route) => route.access === "admin");
+    assert.ok(admin.length > 0);
+    const fakeJwt = [{ alg: "RS256", kid: "nope", typ: "JWT" }, { sub: "x", roles: ["admin"], exp: 4102444800 }]
+      .map((part) => Buffer.from(JSON.stringify(part)).toString("base64url"))
+      .concat("c2lnbmF0dXJl")
+      .join(".");
+    for (const route of admin) {
+      const path = concrete(route.path);
+      const headers = route.request?.body ? { "content-type": "application/json" } : undefined;
+      const body = route.request?.body ? JSON.stringify(sampleValue(bodyJsonSchema(route))) : undefined;
+      const attempts: [string, Record<string, string>][] = [
+        ["no token", {}],
+        ["a wrong token", { authorization: "Bearer not-the-admin-token" }],
+        ["the admin token with one character changed", { authorization: `Bearer ${ADMIN_TOKEN.slice(0, -1)}X` }],
+        ["an unsigned JWT", { authorization: `Bearer ${fakeJwt}` }],
+        ["basic auth", { authorization: `Basic ${Buffer.from(`admin:${ADMIN_TOKEN}`).toString("base64")}` }],
+        ["an empty bearer", { authorization: "Bearer " }],
+      ];
+      for (const [what, auth] of attempts) {
+        const response = await send(route.method, path, { token: null, body, headers: { ...headers, ...auth } });
+        await assertErrorEnvelope(response, 401, `${label(route)} with ${what}`);
+      }
+    }
+    assert.deepEqual(await snapshotData(app), before_);
+  });
+
+  test("device routes without a token, with a bad one or with the admin token → 401/403", async () => {
+    for (const route of routes.filter((r) => r.access === "device")) {
+      const path = concrete(route.path);
+      await assertErrorEnvelope(await send(route.method, path, { token: null }), 401, `${label(route)} without a token`);
+      await assertErrorEnvelope(await send(route.method, path, { token: "not.a.jwt" }), 401, `${label(route)} with a bad token`);
+      await assertErrorEnvelope(await send(route.method, path, { token: ADMIN_TOKEN }), [401, 403], `${label(route)} with the admin token`);
+    }
+    assert.deepEqual(await snapshotData(app), before_);
+  });
+
+  test("a safe X-Request-Id is echoed, also as correlationId; an unsafe one is replaced", async () => {
+    const ok = await send("GET", "/api/health/live", { headers: { "x-request-id": "my-trace.42:a_b-c" } });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get("x-request-id"), "my-trace.42:a_b-c");
+    const failed = await send("GET", "/api/devices/99999", { headers: { "x-request-id": "trace-404" } });
+    assert.equal((await assertErrorEnvelope(failed, 404, "unknown device")).correlationId, "trace-404");
+
+    const generated = await send("GET", "/api/health/live");
+    assert.match(generated.headers.get("x-request-id") ?? "", SAFE_REQUEST_ID);
+    for (const unsafe of ["x".repeat(129), "has space", "semi;colon", "<script>", "a/b", "quote\"d", "new%0Aline"]) {
+      const response = await send("GET", "/api/does-not-exist", { headers: { "x-request-id": unsafe } });
+      const id = response.headers.get("x-request-id") ?? "";
+      assert.notEqual(id, unsafe);
+      assert.match(id, SAFE_REQUEST_ID, `replacement for ${JSON.stringify(unsafe)}`);
+      assert.equal((await assertErrorEnvelope(response, 404, `X-Request-Id ${unsafe}`)).correlationId, id);
+    }
+  });
+});

@@ -1,0 +1,195 @@
+import assert from "node:assert/strict";
+import { after, describe, test } from "node:test";
+import { eq } from "drizzle-orm";
+import { devices, settings } from "../db/schema.ts";
+import { createFleet, deviceRow, statesOf } from "./support/fleet.ts";
+import { startTestServer, type TestServer } from "./support/server.ts";
+import { createSimulatedDevice, type Misbehaviour } from "./support/simulated-device.ts";
+import { waitFor } from "./support/wait.ts";
+
+/** Rotation end to end with the built-in identity provider, real PostgreSQL and real Mosquitto. */
+const servers: TestServer[] = [];
+after(async () => {
+  for (const server of servers) await server.close();
+});
+async function server(env: Record<string, string> = {}) {
+  const started = await startTestServer({ env });
+  servers.push(started);
+  return started;
+}
+
+const tokenUrlOf = (s: TestServer) => s.services.identity.tokenUrl;
+const simulate = (s: TestServer, device: { clientId: string; secret: string }, misbehaviour: Misbehaviour = "none") =>
+  createSimulatedDevice({ baseUrl: s.url, tokenUrl: tokenUrlOf(s), clientId: device.clientId, secret: device.secret, misbehaviour });
+
+async function expireNow(s: TestServer, id: number) {
+  await s.services.database.db.update(devices).set({ rotationStartedAt: new Date(Date.now() - 3_600_000) }).where(eq(devices.id, id));
+}
+
+describe("credential rotation (built-in provider)", () => {
+  test("a fleet of 20 rotates one device at a time and every device ends OK with a working secret", async () => {
+    const s = await server();
+    const fleet = await createFleet(s, 20);
+    const sims = fleet.map((device) => simulate(s, device));
+    await Promise.all(sims.map((sim) => sim.ready));
+    let maxPending = 0;
+    const watcher = setInterval(async () => {
+      const states = Object.values(await statesOf(s));
+      maxPending = Math.max(maxPending, states.filter((state) => state === "PENDING").length);
+    }, 20);
+
+    const trigger = await s.admin("POST", "/api/rotation/trigger");
+    assert.deepEqual(await trigger.json(), { queued_count: 20 });
+    await waitFor("all 20 devices to be OK", async () => {
+      const status = await (await s.admin("GET", "/api/rotation/status")).json();
+      return status.counts_by_state.OK === 20 && status;
+    }, 60_000);
+    clearInterval(watcher);
+
+    assert.equal(maxPending, 1, "never more than one device PENDING");
+    for (const [index, sim] of sims.entries()) {
+      assert.equal(sim.rotations, 1);
+      assert.notEqual(sim.secret, fleet[index]!.secret, "the secret changed");
+      assert.equal((await sim.tokenFor()).ok, true, "the device's new secret works");
+      assert.equal((await sim.tokenFor(fleet[index]!.secret)).ok, false, "the old secret no longer works");
+      const row = await deviceRow(s, fleet[index]!.id);
+      assert.ok(row.lastRotationCompletedAt);
+      assert.equal(row.previousSecretEncrypted, null, "the cached old secret is cleared");
+    }
+    const status = await (await s.admin("GET", "/api/rotation/status")).json();
+    assert.equal(status.pending_device_id, null);
+    assert.ok(status.last_rotation_completed_at);
+    await Promise.all(sims.map((sim) => sim.stop()));
+  });
+
+  test("broker down at the notice: the device stays QUEUED and no secret changes", async () => {
+    const s = await server({ MQTT_URL: "mqtt://127.0.0.1:1", MQTT_PUBLISH_TIMEOUT_MS: "200" });
+    const [device] = await createFleet(s, 1);
+    const rotate = await s.admin("POST", `/api/devices/${device!.id}/rotate`);
+    assert.deepEqual(await rotate.json(), { status: "queued" });
+    const row = await deviceRow(s, device!.id);
+    assert.equal(row.rotationState, "QUEUED");
+    assert.equal(row.previousSecretEncrypted, null);
+    assert.equal(await s.services.identity.getSecret(device!.clientId), device!.secret);
+    const summary = await s.services.rotation.runCycle();
+    assert.equal(summary.started, null);
+    assert.equal((await deviceRow(s, device!.id)).rotationState, "QUEUED");
+  });
+
+  test("an offline device times out and keeps its working secret; the fleet goes on", async () => {
+    const s = await server();
+    const [offline, online] = await createFleet(s, 2);
+    const sim = simulate(s, online!);
+    await sim.ready;
+    assert.deepEqual(await (await s.admin("POST", `/api/devices/${offline!.id}/rotate`)).json(), { status: "queued" });
+    assert.equal((await deviceRow(s, offline!.id)).rotationState, "PENDING", "this device starts at once");
+    assert.deepEqual(await (await s.admin("POST", `/api/devices/${offline!.id}/rotate`)).json(), { status: "already_pending" });
+    await s.admin("POST", `/api/devices/${online!.id}/rotate`);
+    assert.equal((await deviceRow(s, online!.id)).rotationState, "QUEUED", "waits while another is pending");
+
+    await expireNow(s, offline!.id);
+    const summary = await s.services.rotation.runCycle();
+    assert.equal(summary.timed_out, 1);
+    const row = await deviceRow(s, offline!.id);
+    assert.equal(row.rotationState, "TIMEOUT");
+    assert.match(row.rotationError!, /did not fetch/);
+    assert.ok(row.nextRetryAt! > new Date(), "retried later, with back-off");
+    const device = simulate(s, offline!, "offline");
+    assert.equal((await device.tokenFor()).ok, true, "its secret still works");
+    await waitFor("the other device to rotate", async () => (await deviceRow(s, online!.id)).rotationState === "OK");
+
+    const dashboard = await (await s.admin("GET", "/api/rotation/dashboard")).json();
+    assert.deepEqual(dashboard.critical.map((r: { id: number }) => r.id), [offline!.id], "never rotated → critical");
+    assert.equal(dashboard.counts.healthy, 1);
+    await sim.stop();
+  });
+
+  test("provisioning response lost: TIMEOUT, and the old secret is restored and works", async () => {
+    const s = await server();
+    const [device] = await createFleet(s, 1);
+    const sim = simulate(s, device!, "lose-provisioning-response");
+    await sim.ready;
+    await s.admin("POST", `/api/devices/${device!.id}/rotate`);
+    await waitFor("the new secret to be issued", async () => (await deviceRow(s, device!.id)).newSecretIssuedAt);
+    assert.notEqual(await s.services.identity.getSecret(device!.clientId), device!.secret, "a new secret was issued");
+    await expireNow(s, device!.id);
+    await s.services.rotation.runCycle();
+    const row = await deviceRow(s, device!.id);
+    assert.equal(row.rotationState, "TIMEOUT");
+    assert.match(row.rotationError!, /restored/);
+    assert.equal(await s.services.identity.getSecret(device!.clientId), device!.secret);
+    assert.equal((await sim.tokenFor(device!.secret)).ok, true, "the device's (old) secret works again");
+    await sim.stop();
+  });
+
+  test("a repeated provisioning call returns the same new secret; a token from the old secret never completes", async () => {
+    const s = await server();
+    const [device] = await createFleet(s, 1);
+    const sim = simulate(s, device!, "offline");
+    const oldToken = (await sim.tokenFor()).token!;
+    await s.admin("POST", `/api/devices/${device!.id}/rotate`);
+    const fetchPackage = async (token: string) =>
+      (await (await fetch(`${s.url}/iot/provisioning`, { headers: { authorization: `Bearer ${token}` } })).json()).client_secret as string;
+    const first = await fetchPackage(oldToken);
+    const second = await fetchPackage(oldToken);
+    assert.equal(second, first, "no second regeneration");
+    assert.notEqual(first, device!.secret);
+
+    const config = await fetch(`${s.url}/iot/config`, { headers: { authorization: `Bearer ${oldToken}` } });
+    assert.equal(config.status, 200, "the old token still reads the config");
+    assert.equal((await deviceRow(s, device!.id)).rotationState, "PENDING", "but does not complete the rotation");
+
+    const newToken = (await sim.tokenFor(first)).token!;
+    await (await fetch(`${s.url}/iot/config`, { headers: { authorization: `Bearer ${newToken}` } })).body?.cancel();
+    const row = await deviceRow(s, device!.id);
+    assert.equal(row.rotationState, "OK");
+    assert.ok(row.secretCreatedAt! > new Date(Date.now() - 60_000));
+  });
+
+  test("outside a rotation the provisioning call returns the current secret unchanged", async () => {
+    const s = await server();
+    const [device] = await createFleet(s, 1);
+    const sim = simulate(s, device!, "offline");
+    const token = (await sim.tokenFor()).token!;
+    const body = await (await fetch(`${s.url}/iot/provisioning`, { headers: { authorization: `Bearer ${token}` } })).json();
+    assert.equal(body.client_secret, device!.secret);
+    assert.equal((await deviceRow(s, device!.id)).previousSecretEncrypted, null);
+  });
+
+  test("the schedule: the first run records a baseline, a passed occurrence queues every OK device", async () => {
+    const s = await server({ ROTATION_CRON: "0 * * * *", MQTT_URL: "mqtt://127.0.0.1:1", MQTT_PUBLISH_TIMEOUT_MS: "100" });
+    const fleet = await createFleet(s, 3);
+    const first = await s.services.rotation.runCycle();
+    assert.equal(first.baseline_recorded, true);
+    assert.equal(first.queued, 0, "installing does not rotate the fleet");
+    const second = await s.services.rotation.runCycle();
+    assert.equal(second.queued, 0, "no occurrence has passed since");
+    await s.services.database.db.update(settings).set({ value: new Date(Date.now() - 2 * 3_600_000).toISOString() }).where(eq(settings.key, "rotation.schedule_baseline"));
+    const due = await s.services.rotation.runCycle();
+    assert.equal(due.queued, 3);
+    assert.deepEqual(Object.values(await statesOf(s)).sort(), fleet.map(() => "QUEUED"));
+    const status = await (await s.admin("GET", "/api/rotation/status")).json();
+    assert.ok(new Date(status.next_scheduled_rotation) > new Date());
+  });
+
+  test("jobs and triggers racing from several processes never make two devices PENDING", async () => {
+    const s = await server({ MQTT_PUBLISH_TIMEOUT_MS: "1000" });
+    await createFleet(s, 6);
+    const others = [await startTestServer({ databaseUrl: s.databaseUrl }), await startTestServer({ databaseUrl: s.databaseUrl })];
+    try {
+      await s.admin("POST", "/api/rotation/trigger");
+      for (let round = 0; round < 5; round++) {
+        await Promise.all(
+          [s, ...others].flatMap((instance) => [instance.services.rotation.runCycle(), instance.services.rotation.runCycle(), instance.services.rotation.engine.startNext()]),
+        );
+        const pending = Object.values(await statesOf(s)).filter((state) => state === "PENDING");
+        assert.equal(pending.length, 1, `round ${round}`);
+        // Let the pending device time out so the next round has to start another one.
+        const [row] = await s.services.database.db.select().from(devices).where(eq(devices.rotationState, "PENDING"));
+        await expireNow(s, row!.id);
+      }
+    } finally {
+      for (const other of others) await other.stop();
+    }
+  });
+});

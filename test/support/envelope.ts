@@ -1,0 +1,56 @@
+/** Checks every error response against CONTRACT §1: the envelope, the request id, and nothing internal leaking. */
+import assert from "node:assert/strict";
+import { sql } from "drizzle-orm";
+import type { TestApp } from "./app.ts";
+
+// Words that only appear in a body when internal text leaks: SQL, stack frames, module paths.
+const LEAKS: [RegExp, string][] = [
+  [/\bselect\b/i, "SQL (select)"],
+  [/\binsert\b/i, "SQL (insert)"],
+  [/\bat (async )?[\w.<>$]+ \(|\bat (file|node):|\n\s+at /, "a stack frame"],
+  [/node_modules/, "a module path"],
+  [/\bstack\b/i, "a stack"],
+];
+
+export type Envelope = { error: string; code: string; details: Record<string, unknown> | null; correlationId: string };
+
+/** Asserts the status (one of `status`), the envelope and the absence of leaks; returns the parsed envelope. */
+export async function assertErrorEnvelope(response: Response, status: number | number[], label: string): Promise<Envelope> {
+  const text = await response.text();
+  const where = `${label} → ${response.status} ${text.slice(0, 300)}`;
+  const allowed = Array.isArray(status) ? status : [status];
+  assert.notEqual(response.status, 500, `500: ${where}`);
+  assert.ok(allowed.includes(response.status), `expected ${allowed.join("/")}: ${where}`);
+  assert.match(response.headers.get("content-type") ?? "", /^application\/json/, `JSON content type: ${where}`);
+  for (const [pattern, what] of LEAKS) assert.doesNotMatch(text, pattern, `${what} in the body: ${where}`);
+
+  const body = JSON.parse(text) as Envelope;
+  assert.equal(typeof body.error, "string", `error is a string: ${where}`);
+  assert.ok(body.error.trim().length >= 5 && /\s/.test(body.error.trim()) && !body.error.includes("\n"), `error reads as a sentence: ${where}`);
+  assert.match(body.code, /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$/, `code is UPPER_SNAKE: ${where}`);
+  assert.ok("details" in body, `details is present: ${where}`);
+  assert.ok(body.details === null || (typeof body.details === "object" && !Array.isArray(body.details)), `details is an object or null: ${where}`);
+  const requestId = response.headers.get("x-request-id");
+  assert.ok(requestId, `X-Request-Id header: ${where}`);
+  assert.equal(body.correlationId, requestId, `correlationId equals X-Request-Id: ${where}`);
+  return body;
+}
+
+/**
+ * Row count and content hash of every table (except `settings`, which holds bookkeeping such as a lazily created
+ * signing key): equal snapshots mean a request changed no data.
+ */
+export async function snapshotData(app: TestApp): Promise<Record<string, string>> {
+  const db = app.services.database.db;
+  const tables = (await db.execute(
+    sql`select table_name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE' and table_name <> 'settings' order by 1`,
+  )) as unknown as { table_name: string }[];
+  const snapshot: Record<string, string> = {};
+  for (const { table_name: table } of tables) {
+    const [row] = (await db.execute(
+      sql.raw(`select count(*)::int as n, coalesce(md5(string_agg(t::text, '|' order by t::text)), '') as h from "${table}" t`),
+    )) as unknown as { n: number; h: string }[];
+    snapshot[table] = `${row!.n} rows, ${row!.h}`;
+  }
+  return snapshot;
+}

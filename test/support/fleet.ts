@@ -1,0 +1,28 @@
+import { eq } from "drizzle-orm";
+import { devices } from "../../db/schema.ts";
+import type { DeviceRow } from "../../lib/devices.ts";
+import type { TestServer } from "./server.ts";
+
+/** Creates a model and `count` devices through the admin API; returns their ids, client ids and initial secrets. */
+export async function createFleet(server: TestServer, count: number, code = `m${Math.random().toString(36).slice(2, 8)}`) {
+  const model = await (await server.admin("POST", "/api/device-models", { code, name: `Model ${code}` })).json();
+  const fleet: { id: number; key: string; clientId: string; secret: string }[] = [];
+  for (let i = 0; i < count; i++) {
+    const response = await server.admin("POST", "/api/devices", { device_model_id: model.id, config: JSON.stringify({ deviceName: `device ${i}` }) });
+    if (response.status !== 201) throw new Error(`device creation failed: ${response.status} ${await response.text()}`);
+    const device = await response.json();
+    fleet.push({ id: device.id, key: device.key, clientId: device.client_id, secret: await server.services.identity.getSecret(device.client_id) });
+  }
+  return fleet;
+}
+
+export async function deviceRow(server: Pick<TestServer, "services">, id: number): Promise<DeviceRow> {
+  const [row] = await server.services.database.db.select().from(devices).where(eq(devices.id, id));
+  if (!row) throw new Error(`device ${id} is gone`);
+  return row;
+}
+
+export async function statesOf(server: Pick<TestServer, "services">) {
+  const rows = await server.services.database.db.select({ id: devices.id, state: devices.rotationState }).from(devices);
+  return Object.fromEntries(rows.map((row) => [row.id, row.state]));
+}

@@ -1,0 +1,82 @@
+import mqtt from "mqtt";
+import { MQTT_TEST_URL } from "./server.ts";
+
+/**
+ * A device that follows the rotation protocol of the README: on a notice it fetches /iot/provisioning with a token
+ * from its current secret, proves the new secret by getting a token with it, then calls /iot/config with that token.
+ * It keeps the old secret until the new one has worked, so a lost response or a restored secret never locks it out.
+ */
+export type Misbehaviour = "none" | "offline" | "lose-provisioning-response" | "never-acknowledge" | "acknowledge-with-old-token";
+
+export type SimulatedDevice = {
+  clientId: string;
+  secret: string;
+  rotations: number;
+  /** Resolves once the device is subscribed (immediately for an offline device). */
+  ready: Promise<void>;
+  tokenFor(secret?: string): Promise<{ ok: boolean; status: number; token?: string }>;
+  /** Runs the device side of a rotation, as on a notice. */
+  rotate(): Promise<void>;
+  stop(): Promise<void>;
+};
+
+export function createSimulatedDevice(options: {
+  baseUrl: string;
+  tokenUrl: string;
+  clientId: string;
+  secret: string;
+  misbehaviour?: Misbehaviour;
+  mqttUrl?: string;
+}): SimulatedDevice {
+  const misbehaviour = options.misbehaviour ?? "none";
+  let busy: Promise<void> = Promise.resolve();
+
+  const device: SimulatedDevice = {
+    clientId: options.clientId,
+    secret: options.secret,
+    rotations: 0,
+    ready: Promise.resolve(),
+    async tokenFor(secret = device.secret) {
+      const response = await fetch(options.tokenUrl, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ grant_type: "client_credentials", client_id: options.clientId, client_secret: secret }),
+      });
+      const body = (await response.json().catch(() => ({}))) as { access_token?: string };
+      return { ok: response.ok && Boolean(body.access_token), status: response.status, token: body.access_token };
+    },
+    async rotate() {
+      const oldToken = await device.tokenFor();
+      if (!oldToken.ok) throw new Error(`${options.clientId}: the current secret does not work (HTTP ${oldToken.status})`);
+      const provisioning = await fetch(`${options.baseUrl}/iot/provisioning`, { headers: { authorization: `Bearer ${oldToken.token}` } });
+      if (!provisioning.ok) throw new Error(`${options.clientId}: provisioning answered ${provisioning.status}`);
+      const { client_secret: newSecret } = (await provisioning.json()) as { client_secret: string };
+      if (misbehaviour === "lose-provisioning-response") return;
+      const newToken = await device.tokenFor(newSecret);
+      if (!newToken.ok) return; // the new secret does not work (yet): keep the old one
+      device.secret = newSecret;
+      if (misbehaviour === "never-acknowledge") return;
+      const ackToken = misbehaviour === "acknowledge-with-old-token" ? oldToken.token : newToken.token;
+      const config = await fetch(`${options.baseUrl}/iot/config`, { headers: { authorization: `Bearer ${ackToken}` } });
+      await config.body?.cancel();
+      if (config.ok) device.rotations++;
+    },
+    async stop() {},
+  };
+
+  if (misbehaviour === "offline") return device;
+
+  const client = mqtt.connect(options.mqttUrl ?? MQTT_TEST_URL, { clientId: `sim-${options.clientId}-${process.pid}`, protocolVersion: 5 });
+  device.ready = new Promise((resolve, reject) => {
+    client.once("error", reject);
+    client.once("connect", () => client.subscribe(`iotsupport/${options.clientId}/rotation`, { qos: 1 }, (error) => (error ? reject(error) : resolve())));
+  });
+  client.on("message", () => {
+    busy = busy.then(() => device.rotate()).catch(() => {});
+  });
+  device.stop = async () => {
+    await busy;
+    await client.endAsync();
+  };
+  return device;
+}
