@@ -27,7 +27,7 @@ export type Child = {
   kill(): void;
 };
 
-export function runEntry(entry: "server.ts" | "cli.ts", args: string[], options: { cwd: string; env: Record<string, string> }): Child {
+export function runEntry(entry: "server.ts" | "cli.ts" | "test/support/crashing-server.ts", args: string[], options: { cwd: string; env: Record<string, string> }): Child {
   const child = spawn(process.execPath, ["--import", TSX, `${PROJECT_ROOT}${entry}`, ...args], {
     cwd: options.cwd,
     env: options.env,

@@ -36,12 +36,12 @@ export type TestServer = {
 
 /** A real listening server (127.0.0.1, free port) on a fresh PostgreSQL database; several may share one database. */
 export async function startTestServer(
-  options: { env?: Record<string, string>; overrides?: ServiceOverrides; databaseUrl?: string } = {},
+  options: { env?: Record<string, string>; overrides?: ServiceOverrides; databaseUrl?: string; port?: number } = {},
 ): Promise<TestServer> {
   const database = options.databaseUrl ? null : await createTestDatabase();
   const databaseUrl = options.databaseUrl ?? database!.url;
   const dataDir = mkdtempSync(join(tmpdir(), "iot-server-"));
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const env = {
     DATABASE_URL: databaseUrl,
     DATA_DIR: dataDir,

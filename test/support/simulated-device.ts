@@ -4,19 +4,27 @@ import { MQTT_TEST_URL } from "./server.ts";
 /**
  * A device that follows the rotation protocol of the README: on a notice it fetches /iot/provisioning with a token
  * from its current secret, proves the new secret by getting a token with it, then calls /iot/config with that token.
- * It keeps the old secret until the new one has worked, so a lost response or a restored secret never locks it out.
+ * It keeps the old secret until the acknowledgement succeeded, and tries the new one first and the old one second,
+ * so a lost response, a crash or a restored secret never locks it out.
  */
-export type Misbehaviour = "none" | "offline" | "lose-provisioning-response" | "never-acknowledge" | "acknowledge-with-old-token";
+export type Misbehaviour = "none" | "offline" | "lose-provisioning-response" | "never-acknowledge";
 
 export type SimulatedDevice = {
   clientId: string;
+  /** The confirmed secret (acknowledged, or never rotated). */
   secret: string;
+  /** A new secret received but not yet acknowledged. */
+  candidate: string | null;
   rotations: number;
   /** Resolves once the device is subscribed (immediately for an offline device). */
   ready: Promise<void>;
   tokenFor(secret?: string): Promise<{ ok: boolean; status: number; token?: string }>;
+  /** What firmware does at boot: a token from the candidate secret if it works, else from the confirmed one. */
+  authenticate(): Promise<{ ok: boolean; status: number; token?: string }>;
   /** Runs the device side of a rotation, as on a notice. */
   rotate(): Promise<void>;
+  /** Resolves when the rotations triggered by notices so far have finished (or failed). */
+  settled(): Promise<void>;
   stop(): Promise<void>;
 };
 
@@ -34,6 +42,7 @@ export function createSimulatedDevice(options: {
   const device: SimulatedDevice = {
     clientId: options.clientId,
     secret: options.secret,
+    candidate: null,
     rotations: 0,
     ready: Promise.resolve(),
     async tokenFor(secret = device.secret) {
@@ -45,22 +54,33 @@ export function createSimulatedDevice(options: {
       const body = (await response.json().catch(() => ({}))) as { access_token?: string };
       return { ok: response.ok && Boolean(body.access_token), status: response.status, token: body.access_token };
     },
+    async authenticate() {
+      if (device.candidate) {
+        const result = await device.tokenFor(device.candidate);
+        if (result.ok) return result;
+      }
+      return device.tokenFor(device.secret);
+    },
     async rotate() {
-      const oldToken = await device.tokenFor();
-      if (!oldToken.ok) throw new Error(`${options.clientId}: the current secret does not work (HTTP ${oldToken.status})`);
+      const oldToken = await device.authenticate();
+      if (!oldToken.ok) throw new Error(`${options.clientId}: no secret it holds works (HTTP ${oldToken.status})`);
       const provisioning = await fetch(`${options.baseUrl}/iot/provisioning`, { headers: { authorization: `Bearer ${oldToken.token}` } });
       if (!provisioning.ok) throw new Error(`${options.clientId}: provisioning answered ${provisioning.status}`);
       const { client_secret: newSecret } = (await provisioning.json()) as { client_secret: string };
       if (misbehaviour === "lose-provisioning-response") return;
       const newToken = await device.tokenFor(newSecret);
       if (!newToken.ok) return; // the new secret does not work (yet): keep the old one
-      device.secret = newSecret;
+      device.candidate = newSecret;
       if (misbehaviour === "never-acknowledge") return;
-      const ackToken = misbehaviour === "acknowledge-with-old-token" ? oldToken.token : newToken.token;
-      const config = await fetch(`${options.baseUrl}/iot/config`, { headers: { authorization: `Bearer ${ackToken}` } });
+      const config = await fetch(`${options.baseUrl}/iot/config`, { headers: { authorization: `Bearer ${newToken.token}` } });
       await config.body?.cancel();
-      if (config.ok) device.rotations++;
+      // Only a completed acknowledgement makes the old secret safe to forget: a timeout may have restored it.
+      if (config.headers.get("x-rotation") !== "completed") return;
+      device.secret = newSecret;
+      device.candidate = null;
+      device.rotations++;
     },
+    settled: () => busy,
     async stop() {},
   };
 
