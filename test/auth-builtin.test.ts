@@ -7,9 +7,11 @@ import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, generateKeyPair, importJWK, jwtVerify, SignJWT, type JWK } from "jose";
 import { deviceModels, devices, settings } from "../db/schema.ts";
+import { loadConfig } from "../lib/config.ts";
 import { createServices } from "../lib/context.ts";
 import { SIGNING_KEY_SETTING } from "../lib/identity/builtin-issuer.ts";
 import { ADMIN_TOKEN, createTestApp, type TestApp } from "./support/app.ts";
+import { createTestDatabase } from "./support/database.ts";
 
 const ISSUER = "http://iot.test/oauth2";
 
@@ -209,6 +211,21 @@ describe("built-in OAuth2 token server and device API", () => {
     assert.equal((await asDevice("/iot/config", token)).status, 200);
   });
 
+  test("replicas starting together on a fresh database end up with one signing key", async () => {
+    const fresh = await createTestDatabase();
+    const config = loadConfig({ DATABASE_URL: fresh.url, DATA_DIR: app.dataDir, LOG_LEVEL: "silent", ADMIN_API_TOKEN: ADMIN_TOKEN, MIGRATE_ON_START: "true" });
+    const replicas = [await createServices(config), await createServices(config), await createServices(config)];
+    try {
+      const kids = await Promise.all(replicas.map(async (replica) => (await replica.builtinIssuer!.jwks()).keys[0]!.kid));
+      assert.equal(new Set(kids).size, 1, kids.join(", "));
+      const rows = await replicas[0]!.database.db.select().from(settings).where(eq(settings.key, SIGNING_KEY_SETTING));
+      assert.equal(rows.length, 1);
+    } finally {
+      await Promise.all(replicas.map((replica) => replica.close()));
+      await fresh.drop();
+    }
+  });
+
   test("tokens that are wrong in any one way are 401 with the envelope", async () => {
     const now = Math.floor(Date.now() / 1000);
     const [otherModel] = await app.services.database.db.select().from(deviceModels).where(eq(deviceModels.code, "other"));
@@ -273,6 +290,15 @@ describe("built-in OAuth2 token server and device API", () => {
     }
     await assertRejected(await app.call("GET", "/iot/config", { token: ADMIN_TOKEN }));
     await assertRejected(await app.call("GET", "/api/iot/firmware-version", { token: ADMIN_TOKEN }));
+  });
+
+  test("the device and OAuth2 routes are in the OpenAPI document", async () => {
+    const document = await (await app.call("GET", "/api/docs/openapi.json", { token: null })).json();
+    for (const path of ["/iot/config", "/api/iot/config", "/iot/firmware-version", "/api/iot/firmware-version", "/oauth2/jwks"]) {
+      assert.deepEqual(document.paths[path].get.security, path.includes("iot") ? [{ deviceBearer: [] }] : [], path);
+    }
+    assert.ok(document.paths["/oauth2/token"].post.requestBody.content["application/x-www-form-urlencoded"]);
+    assert.ok(document.paths["/oauth2/.well-known/openid-configuration"].get);
   });
 
   test("token checks are counted in iot_auth_validation_total", async () => {

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { eq } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { builtinClients } from "../../db/schema.ts";
+import { executorFor } from "../../db/transaction-scope.ts";
 import { isUniqueViolation } from "../db-errors.ts";
 import { conflict, notFound } from "../http/errors.ts";
 import type { SecretBox } from "../secrets.ts";
@@ -17,7 +18,7 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
   const { db, secretBox } = options;
 
   async function storeSecret(clientId: string, secret: string) {
-    const updated = await db
+    const updated = await executorFor(db)
       .update(builtinClients)
       .set({ secretEncrypted: secretBox.encrypt(secret), secretUpdatedAt: new Date(), updatedAt: new Date() })
       .where(eq(builtinClients.clientId, clientId))
@@ -32,7 +33,7 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
     async createClient(clientId) {
       const secret = generateClientSecret();
       try {
-        await db.insert(builtinClients).values({ clientId, secretEncrypted: secretBox.encrypt(secret) });
+        await executorFor(db).insert(builtinClients).values({ clientId, secretEncrypted: secretBox.encrypt(secret) });
       } catch (error) {
         if (isUniqueViolation(error)) throw conflict(`OAuth2 client ${clientId} already exists.`, "CLIENT_EXISTS");
         throw error;
@@ -41,11 +42,11 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
     },
 
     async deleteClient(clientId) {
-      await db.delete(builtinClients).where(eq(builtinClients.clientId, clientId));
+      await executorFor(db).delete(builtinClients).where(eq(builtinClients.clientId, clientId));
     },
 
     async getSecret(clientId) {
-      const [row] = await db.select().from(builtinClients).where(eq(builtinClients.clientId, clientId));
+      const [row] = await executorFor(db).select().from(builtinClients).where(eq(builtinClients.clientId, clientId));
       if (!row) throw missing(clientId);
       return secretBox.decrypt(row.secretEncrypted);
     },
@@ -59,13 +60,13 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
     setSecret: storeSecret,
 
     async status(clientId) {
-      const [row] = await db.select({ clientId: builtinClients.clientId }).from(builtinClients).where(eq(builtinClients.clientId, clientId));
+      const [row] = await executorFor(db).select({ clientId: builtinClients.clientId }).from(builtinClients).where(eq(builtinClients.clientId, clientId));
       return { exists: Boolean(row), externalId: row ? clientId : null, consoleUrl: null };
     },
 
     // A stored client has nothing to repair: its row is all there is.
     async ensureClient(clientId) {
-      const inserted = await db
+      const inserted = await executorFor(db)
         .insert(builtinClients)
         .values({ clientId, secretEncrypted: secretBox.encrypt(generateClientSecret()) })
         .onConflictDoNothing()

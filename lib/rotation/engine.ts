@@ -1,6 +1,7 @@
 import { and, asc, eq, isNull, lte, or, sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { devices } from "../../db/schema.ts";
+import { inTransaction } from "../../db/transaction-scope.ts";
 import { isUniqueViolation } from "../db-errors.ts";
 import type { DeviceRow } from "../devices.ts";
 import type { DevicePrincipal } from "../http/auth.ts";
@@ -101,7 +102,7 @@ export function createRotationEngine(deps: Deps) {
    */
   async function issueSecret(principal: DevicePrincipal): Promise<string> {
     const { id, clientId } = principal.device;
-    const needsNewSecret = await db.transaction(async (tx) => {
+    const needsNewSecret = await inTransaction(db, async (tx) => {
       const row = await lockDevice(tx, id);
       if (!row || row.rotationState !== "PENDING" || row.newSecretIssuedAt) return false;
       if (!row.previousSecretEncrypted) {
@@ -112,7 +113,7 @@ export function createRotationEngine(deps: Deps) {
     });
     if (!needsNewSecret) return identity.getSecret(clientId);
 
-    const issued = await db.transaction(async (tx) => {
+    const issued = await inTransaction(db, async (tx) => {
       const row = await lockDevice(tx, id);
       if (!row || row.rotationState !== "PENDING" || !row.previousSecretEncrypted || row.newSecretIssuedAt) return null;
       const secret = await identity.regenerateSecret(clientId);
@@ -159,7 +160,7 @@ export function createRotationEngine(deps: Deps) {
   /** PENDING longer than the timeout: restore the old secret if a new one may have been issued, then TIMEOUT. */
   async function expire(id: number): Promise<"expired" | "skipped"> {
     const deadline = new Date(Date.now() - settings.timeoutSeconds * 1000);
-    return db.transaction(async (tx) => {
+    return inTransaction(db, async (tx) => {
       const [row] = await tx.select().from(devices).where(and(eq(devices.id, id), eq(devices.rotationState, "PENDING"))).for("update", { skipLocked: true });
       if (!row || !row.rotationStartedAt || row.rotationStartedAt > deadline) return "skipped";
       let reason = "The device did not fetch its new secret in time; its secret is unchanged.";

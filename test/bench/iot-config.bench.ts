@@ -1,0 +1,242 @@
+/**
+ * GET /iot/config under load: the real server (built-in provider, PostgreSQL) against a bare node:http server that
+ * does the same token check (jose jwtVerify, same key) and the same device query, each in a child process of its
+ * own, loaded by autocannon from this process. The ratio is what the framework (adapter, router, envelope, logs,
+ * metrics) costs; the goal is ≥ 75 %.
+ *
+ *   node --import tsx test/bench/iot-config.bench.ts        (PostgreSQL on 127.0.0.1:5432)
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import autocannon from "autocannon";
+import { eq } from "drizzle-orm";
+import { createLocalJWKSet, jwtVerify } from "jose";
+import { openPostgres } from "../../db/client.ts";
+import { deviceModels, devices } from "../../db/schema.ts";
+import { loadConfig } from "../../lib/config.ts";
+import { createServices } from "../../lib/context.ts";
+import { generateFernetKey } from "../../lib/secrets.ts";
+import { createTestDatabase } from "../support/database.ts";
+import { figuresTable, type BenchResult } from "./report.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const THIS_FILE = fileURLToPath(import.meta.url);
+const BASE_URL = "http://bench.local";
+const ISSUER = `${BASE_URL}/oauth2`;
+const AUDIENCE = "iot-backend";
+const DEVICE_CLIENT_ID = /^iotdevice-([a-z0-9_]+)-([a-z0-9]{8})$/;
+const CONFIG = JSON.stringify({ deviceName: "Bench sensor", deviceEntityId: "sensor.bench", enableOTA: true, interval: 30, thresholds: { low: 18.5, high: 24 } });
+
+type Figures = { requestsPerSecond: number; p50: number; p99: number; cpuMicrosPerRequest: number; non2xx: number; errors: number };
+
+const CLOCK_TICKS_PER_SECOND = 100;
+/** User + system CPU time of a process in ms (Linux /proc): robust to other load on the machine, unlike req/s. */
+function cpuMillis(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** The comparison server: nothing but node:http, jwtVerify and the device query. */
+async function serveBare(port: number) {
+  const keys = createLocalJWKSet(JSON.parse(process.env.BENCH_JWKS!));
+  const { db } = openPostgres(process.env.DATABASE_URL!);
+  const unauthorized = '{"error":"unauthorized"}';
+  createServer(async (req, res) => {
+    try {
+      const token = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
+      const { payload } = await jwtVerify<{ azp?: string }>(token, keys, {
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        algorithms: ["RS256"],
+        clockTolerance: 30,
+        requiredClaims: ["exp", "iat"],
+      });
+      const match = DEVICE_CLIENT_ID.exec(payload.azp ?? "");
+      const [found] = match
+        ? await db
+            .select({ device: devices, modelCode: deviceModels.code })
+            .from(devices)
+            .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
+            .where(eq(devices.key, match[2]!))
+        : [];
+      if (!found || found.modelCode !== match![1]) {
+        res.writeHead(401, { "content-type": "application/json" }).end(unauthorized);
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/json", "cache-control": "no-cache" }).end(found.device.config);
+    } catch {
+      res.writeHead(401, { "content-type": "application/json" }).end(unauthorized);
+    }
+  }).listen(port, "127.0.0.1");
+  process.once("SIGTERM", () => process.exit(0));
+}
+
+async function waitUntilListening(url: string, child: ChildProcess) {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    if (child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode}`);
+    try {
+      await fetch(url, { signal: AbortSignal.timeout(500) });
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  throw new Error(`no server answered at ${url}`);
+}
+
+/** BENCH_CPU_PROF_DIR=<dir> writes a CPU profile of each server (open it in Chrome DevTools). */
+function startChild(args: string[], env: Record<string, string>): ChildProcess {
+  const profile = process.env.BENCH_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
+  return spawn(process.execPath, [...profile, "--import", "tsx", ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "inherit"] });
+}
+
+async function stopChild(child: ChildProcess) {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  await exited;
+}
+
+type Target = { name: string; child: ChildProcess; port: number };
+type Round = { requests: number; seconds: number; p50: number; p99: number; cpuMillis: number; non2xx: number; errors: number };
+
+async function load(target: Target, tokens: string[], seconds: number, connections: number): Promise<Round> {
+  const cpuBefore = cpuMillis(target.child.pid!);
+  const result = await autocannon({
+    url: `http://127.0.0.1:${target.port}`,
+    connections,
+    duration: seconds,
+    requests: tokens.map((token) => ({ method: "GET", path: "/iot/config", headers: { authorization: `Bearer ${token}` } })),
+  });
+  return {
+    requests: result.requests.total,
+    seconds: result.duration,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    cpuMillis: cpuMillis(target.child.pid!) - cpuBefore,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+  };
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+function summarize(target: Target, rounds: Round[]): Figures {
+  const requests = rounds.reduce((sum, round) => sum + round.requests, 0);
+  const figures = {
+    requestsPerSecond: requests / rounds.reduce((sum, round) => sum + round.seconds, 0),
+    p50: median(rounds.map((round) => round.p50)),
+    p99: median(rounds.map((round) => round.p99)),
+    cpuMicrosPerRequest: (rounds.reduce((sum, round) => sum + round.cpuMillis, 0) * 1000) / requests,
+    non2xx: rounds.reduce((sum, round) => sum + round.non2xx, 0),
+    errors: rounds.reduce((sum, round) => sum + round.errors, 0),
+  };
+  process.stdout.write(
+    `${target.name}: ${figures.requestsPerSecond.toFixed(0)} req/s, p50 ${figures.p50} ms, p99 ${figures.p99} ms, ${figures.cpuMicrosPerRequest.toFixed(0)} µs CPU/request\n`,
+  );
+  if (figures.non2xx > 0 || figures.errors > 0) throw new Error(`${target.name}: ${figures.non2xx} non-2xx answers and ${figures.errors} errors`);
+  return figures;
+}
+
+/**
+ * Both servers run side by side and are loaded in alternating rounds (never at once), so a change in the
+ * machine's other load during the run hits both alike.
+ */
+async function compare(targets: [Target, Target], tokens: string[], seconds: number, connections: number, rounds = 5) {
+  try {
+    for (const target of targets) {
+      await waitUntilListening(`http://127.0.0.1:${target.port}/`, target.child);
+      await load(target, tokens, 2, connections); // warm-up: JIT, pool connections, key import
+    }
+    const results: [Round[], Round[]] = [[], []];
+    for (let round = 0; round < rounds; round++) {
+      for (const [index, target] of targets.entries()) results[index]!.push(await load(target, tokens, seconds / rounds, connections));
+    }
+    return [summarize(targets[0], results[0]), summarize(targets[1], results[1])] as const;
+  } finally {
+    await Promise.all(targets.map((target) => stopChild(target.child)));
+  }
+}
+
+export async function run(options: { seconds?: number; connections?: number; devices?: number } = {}): Promise<BenchResult> {
+  const { seconds = 10, connections = 64, devices: deviceCount = 50 } = options;
+  const database = await createTestDatabase();
+  const dataDir = mkdtempSync(join(tmpdir(), "iot-bench-"));
+  const env = {
+    DATABASE_URL: database.url,
+    DATA_DIR: dataDir,
+    SECRET_ENCRYPTION_KEY: generateFernetKey(),
+    ADMIN_API_TOKEN: "bench-admin-token-0123456789",
+    BASEURL: BASE_URL,
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "warn",
+    ROTATION_SCHEDULER: "external",
+  };
+  const services = await createServices(loadConfig({ ...env, MIGRATE_ON_START: "true" }));
+  try {
+    const model = await services.models.create({ code: "bench", name: "Bench" });
+    const tokens: string[] = [];
+    for (let i = 0; i < deviceCount; i++) {
+      const device = await services.devices.create({ device_model_id: model.id, config: CONFIG });
+      tokens.push((await services.builtinIssuer!.issueToken(device.client_id)).access_token);
+    }
+    const jwks = JSON.stringify(await services.builtinIssuer!.jwks());
+
+    const serverPort = 32_001;
+    const barePort = 32_002;
+    const [server, bare] = await compare(
+      [
+        { name: "server", child: startChild(["server.ts"], { ...env, PORT: String(serverPort) }), port: serverPort },
+        {
+          name: "bare node:http",
+          child: startChild([THIS_FILE, "--bare-server", String(barePort)], { DATABASE_URL: database.url, BENCH_JWKS: jwks }),
+          port: barePort,
+        },
+      ],
+      tokens,
+      seconds,
+      connections,
+    );
+    const ratio = server.requestsPerSecond / bare.requestsPerSecond;
+    process.stdout.write(`ratio server/bare: ${(ratio * 100).toFixed(1)} % (goal ≥ 75 %)\n`);
+    return {
+      title: `GET /iot/config, ${connections} connections, ${seconds} s, ${deviceCount} devices: server vs bare node:http`,
+      figures: {
+        "server req/s": Math.round(server.requestsPerSecond),
+        "server p50 ms": server.p50,
+        "server p99 ms": server.p99,
+        "server CPU µs/request": Math.round(server.cpuMicrosPerRequest),
+        "bare req/s": Math.round(bare.requestsPerSecond),
+        "bare p50 ms": bare.p50,
+        "bare p99 ms": bare.p99,
+        "bare CPU µs/request": Math.round(bare.cpuMicrosPerRequest),
+        "ratio % (goal ≥ 75)": Math.round(ratio * 1000) / 10,
+        "CPU ratio % (bare/server µs)": Math.round((bare.cpuMicrosPerRequest / server.cpuMicrosPerRequest) * 1000) / 10,
+      },
+      notes: [
+        "Each server runs in its own child process (PostgreSQL pool of 10, LOG_LEVEL=warn); autocannon runs in the bench process and loads them in 5 alternating rounds (p50/p99: median of the rounds).",
+        "Both do the same RS256 jwtVerify with the built-in provider's key and the same device+model query.",
+        "CPU µs/request is the server process's user+system time over the measured run divided by its requests: it stays meaningful on a busy machine, where req/s does not.",
+      ],
+    };
+  } finally {
+    await services.close();
+    await database.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const bareAt = process.argv.indexOf("--bare-server");
+  if (bareAt > 0) {
+    await serveBare(Number(process.argv[bareAt + 1]));
+  } else {
+    const result = await run();
+    process.stdout.write(`${result.title}\n${figuresTable(result.figures)}\n`);
+    process.exit(0);
+  }
+}

@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { eq } from "drizzle-orm";
+import { devices } from "../db/schema.ts";
+import { loadConfig } from "../lib/config.ts";
+import { createServices, type Services } from "../lib/context.ts";
+import type { DevicePrincipal } from "../lib/http/auth.ts";
+import { MQTT_TEST_URL } from "./support/server.ts";
+
+/**
+ * The embedded default (PGlite has a single connection) with the built-in provider, whose secrets live in the same
+ * database: every rotation step must finish rather than wait on itself.
+ */
+describe("rotation on the embedded database", () => {
+  let services: Services;
+  let dataDir: string;
+  before(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), "iot-embedded-rotation-"));
+    services = await createServices(loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: "silent", MQTT_URL: MQTT_TEST_URL, ROTATION_TIMEOUT_SECONDS: "1" }));
+  });
+  after(async () => {
+    await services.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const principal = async (id: number, tokenIssuedAt: Date): Promise<DevicePrincipal> => {
+    const [device] = await services.database.db.select().from(devices).where(eq(devices.id, id));
+    return { kind: "device", device: device!, modelCode: "emb", tokenIssuedAt };
+  };
+  const within = <T>(promise: Promise<T>) =>
+    Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the step did not finish (deadlock?)")), 10_000))]);
+
+  test("fetch, acknowledge and timeout-restore all complete", async () => {
+    const model = await services.models.create({ code: "emb", name: "Embedded" });
+    const device = await within(services.devices.create({ device_model_id: model.id, config: "{}" }));
+    const original = await services.identity.getSecret(device.client_id);
+    await services.database.db.update(devices).set({ rotationState: "QUEUED" });
+    await waitForConnection(services);
+    assert.equal((await within(services.rotation.engine.startNext()))?.id, device.id);
+
+    const issued = await within(services.rotation.engine.issueSecret(await principal(device.id, new Date())));
+    assert.notEqual(issued, original);
+    assert.equal(await services.identity.getSecret(device.client_id), issued);
+    assert.equal(await within(services.rotation.engine.acknowledge(await principal(device.id, new Date(Date.now() + 1000)))), true);
+
+    await services.rotation.rotateDevice(device.id);
+    await within(services.rotation.engine.issueSecret(await principal(device.id, new Date())));
+    await services.database.db.update(devices).set({ rotationStartedAt: new Date(Date.now() - 60_000) });
+    const summary = await within(services.rotation.runCycle());
+    assert.equal(summary.timed_out, 1);
+    assert.equal(await services.identity.getSecret(device.client_id), issued, "the secret before this rotation is back");
+  });
+});
+
+async function waitForConnection(services: Services) {
+  for (let i = 0; i < 100 && services.notifier.state() !== "connected"; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+}
