@@ -3,6 +3,7 @@ import { and, asc, eq, type SQL } from "drizzle-orm";
 import type { z } from "zod";
 import type { Database } from "../db/client.ts";
 import { deviceModels, devices } from "../db/schema.ts";
+import { inTransaction } from "../db/transaction-scope.ts";
 import { isUniqueViolation } from "./db-errors.ts";
 import { notFound, validationFailed } from "./http/errors.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
@@ -93,23 +94,30 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
     return found;
   }
 
+  /**
+   * The row and the client are made in one transaction: the built-in provider's client joins it (see
+   * db/transaction-scope.ts), and a Keycloak client made for a row that then fails to commit is deleted again.
+   */
   async function insertWithClient(model: ModelRow, fields: ReturnType<typeof parseConfig>): Promise<DeviceRow> {
     const key = generateDeviceKey();
     const clientId = deviceClientId(model.code, key);
-    // No transaction around the provider call: the built-in provider writes through `db`, and PGlite's single
-    // connection would wait forever on a transaction held open here. The row goes first (a key collision fails
-    // here, before any client exists) and is removed again when the client cannot be created.
-    const [row] = await db.insert(devices).values({ ...fields, key, clientId, deviceModelId: model.id }).returning();
+    let clientCreated = false;
     try {
-      await identity.createClient(clientId);
+      return await inTransaction(db, async (tx) => {
+        const [row] = await tx.insert(devices).values({ ...fields, key, clientId, deviceModelId: model.id }).returning();
+        await identity.createClient(clientId);
+        clientCreated = true;
+        const [withSecret] = await tx.update(devices).set({ secretCreatedAt: new Date() }).where(eq(devices.id, row!.id)).returning();
+        return withSecret!;
+      });
     } catch (error) {
-      await db.delete(devices).where(eq(devices.id, row!.id)).catch((cleanupError) =>
-        logger.error("Could not remove the row of a device whose OAuth2 client failed", { client_id: clientId, error: errorMessage(cleanupError) }),
-      );
+      if (clientCreated) {
+        await identity.deleteClient(clientId).catch((cleanupError) =>
+          logger.error("Could not remove the OAuth2 client of a device that failed to save", { client_id: clientId, error: errorMessage(cleanupError) }),
+        );
+      }
       throw error;
     }
-    const [withSecret] = await db.update(devices).set({ secretCreatedAt: new Date() }).where(eq(devices.id, row!.id)).returning();
-    return withSecret!;
   }
 
   return {
@@ -153,11 +161,12 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
     },
 
     async remove(id: number): Promise<void> {
-      // The client first (outside a transaction, see insertWithClient): if the provider refuses, the row stays too.
-      const { device } = await findWithModel(id);
-      await identity.deleteClient(device.clientId);
-      const deleted = await db.delete(devices).where(eq(devices.id, id)).returning({ id: devices.id });
-      if (deleted.length === 0) throw notFound(`Device ${id} does not exist.`, "DEVICE_NOT_FOUND");
+      await inTransaction(db, async (tx) => {
+        const [row] = await tx.delete(devices).where(eq(devices.id, id)).returning({ clientId: devices.clientId });
+        if (!row) throw notFound(`Device ${id} does not exist.`, "DEVICE_NOT_FOUND");
+        // Inside the transaction: if the provider refuses, the device row stays as well.
+        await identity.deleteClient(row.clientId);
+      });
     },
   };
 }
