@@ -15,6 +15,8 @@ const SHUTDOWN_DEADLINE_MS = 25_000;
 /** Starts the HTTP server on the configured host and port; resolves once it listens. */
 export async function startServer(config: Config, overrides: ServiceOverrides = {}) {
   const services = await createServices(config, overrides);
+  // Only the server sweeps ASSETS_DIR: CLI commands (the rotation CronJob) need no firmware volume.
+  await services.firmware.init();
   const app = createApp(routes, services);
   const server: Server = createServer(createServerAdapter(app));
   server.keepAliveTimeout = 65_000;

@@ -142,7 +142,6 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     ...createTokenVerifiers({ config, db: database.db, builtinIssuer, metrics }),
   });
   const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, notifier, logger }), metrics, { save: "upload_firmware" });
-  await firmware.init();
   const models = instrument(createDeviceModelService(database.db, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
   const devices = instrument(createDeviceService({ db: database.db, identity, notifier, logger }), metrics, {
     create: "create_device",

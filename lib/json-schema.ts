@@ -9,12 +9,16 @@ import type { FieldError } from "./http/errors.ts";
  */
 const DRAFT_07 = /json-schema\.org\/draft-07\/schema/;
 
-function makeAjv<T extends Ajv | Ajv2020>(ajv: T): T {
+// Built on first use: compiling the meta-schemas costs start-up time that most processes never need.
+const options = { allErrors: true, strict: false };
+const withFormats = <T extends Ajv | Ajv2020>(ajv: T): T => {
   addFormats.default(ajv);
   return ajv;
-}
-const draft2020 = makeAjv(new Ajv2020({ allErrors: true, strict: false }));
-const draft07 = makeAjv(new Ajv({ allErrors: true, strict: false }));
+};
+let draft2020: Ajv2020 | undefined;
+let draft07: Ajv | undefined;
+const ajvFor = (isDraft07: boolean): Ajv | Ajv2020 =>
+  isDraft07 ? (draft07 ??= withFormats(new Ajv(options))) : (draft2020 ??= withFormats(new Ajv2020(options)));
 
 const cache = new Map<string, ValidateFunction>();
 const CACHE_LIMIT = 200;
@@ -51,9 +55,7 @@ function compile(text: string): ValidateFunction {
   if (typeof schema !== "object" || schema === null || Array.isArray(schema)) {
     if (typeof schema !== "boolean") throw new Error("config_schema must be a JSON object (a JSON Schema)");
   }
-  const ajv = typeof schema === "object" && schema && DRAFT_07.test(String((schema as { $schema?: unknown }).$schema))
-    ? draft07
-    : draft2020;
+  const ajv = ajvFor(typeof schema === "object" && schema !== null && DRAFT_07.test(String((schema as { $schema?: unknown }).$schema)));
   if (!ajv.validateSchema(schema as object)) {
     throw new Error(`config_schema is not a valid JSON Schema: ${ajv.errorsText(ajv.errors, { dataVar: "schema" })}`);
   }
