@@ -34,7 +34,10 @@ RUN groupadd --gid 10001 app \
  && mkdir -p /data/firmware \
  && chown -R 10001:10001 /data
 WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
+# The bundle holds every other dependency; these two stay files on disk (PGlite loads its WebAssembly next to
+# itself, the API docs serve Swagger UI's assets).
+COPY --from=deps /app/node_modules/@electric-sql/pglite ./node_modules/@electric-sql/pglite
+COPY --from=deps /app/node_modules/swagger-ui-dist ./node_modules/swagger-ui-dist
 COPY --from=build /src/dist ./dist
 # "type": "module": dist/*.js are ES modules.
 COPY package.json ./
