@@ -34,7 +34,7 @@ describe("firmware", () => {
   const admin = (method: string, path: string, init: { body?: BodyInit; headers?: Record<string, string> } = {}) =>
     fetch(server.url + path, { method, body: init.body, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...init.headers }, duplex: "half" } as RequestInit);
   const upload = (model: number, bytes: Uint8Array, type = "application/octet-stream") =>
-    admin("POST", `/api/device-models/${model}/firmware`, { body: bytes, headers: { "content-type": type } });
+    admin("POST", `/api/device-models/${model}/firmware`, { body: bytes as BodyInit, headers: { "content-type": type } });
   const version = async (model: number) => (await (await admin("GET", `/api/device-models/${model}`)).json()).firmware_version;
   const filesIn = (dir = assetsDir): string[] =>
     readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesIn(join(dir, e.name)).map((f) => `${e.name}/${f}`) : [e.name]));

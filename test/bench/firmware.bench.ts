@@ -9,7 +9,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { Agent, createServer as createHttpServer, request } from "node:http";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -18,20 +17,13 @@ import { createServices } from "../../lib/context.ts";
 import { generateFernetKey } from "../../lib/secrets.ts";
 import { createTestDatabase } from "../support/database.ts";
 import { buildImage } from "../support/firmware-image.ts";
+import { freePort } from "../support/server.ts";
 import { figuresTable, median, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const THIS_FILE = fileURLToPath(import.meta.url);
 const MiB = 1024 * 1024;
 const ADMIN_TOKEN = "bench-admin-token-0123456789";
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function waitUntilListening(url: string, child: ChildProcess) {
   for (let attempt = 0; attempt < 300; attempt++) {
@@ -160,7 +152,7 @@ async function rssGrowth(pid: number, url: string, token: string, size: number, 
   return { baselineMb: baseline / 1e6, peakMb: peak / 1e6, growthMb: (peak - baseline) / 1e6 };
 }
 
-async function timedUpload(base: string, modelId: number, image: Uint8Array): Promise<number> {
+async function timedUpload(base: string, modelId: number, image: Uint8Array<ArrayBuffer>): Promise<number> {
   const started = performance.now();
   const response = await fetch(`${base}/api/device-models/${modelId}/firmware`, {
     method: "POST",

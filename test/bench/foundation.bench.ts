@@ -5,7 +5,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +15,7 @@ import { createServices } from "../../lib/context.ts";
 import { deviceClientId, generateDeviceKey } from "../../lib/devices.ts";
 import { generateFernetKey } from "../../lib/secrets.ts";
 import { createTestDatabase } from "../support/database.ts";
+import { freePort } from "../support/server.ts";
 import { median, percentile, type BenchResult } from "./report.ts";
 
 const DEVICE_COUNT = 10_000;
@@ -36,14 +36,6 @@ const deviceConfig = (i: number) =>
   JSON.stringify({ deviceName: `Sensor ${i}`, deviceEntityId: `sensor.room_${i}`, enableOTA: i % 2 === 0, interval: 30, thresholds: { low: 18.5, high: 24 } });
 
 const ms = (value: number) => Math.round(value * 10) / 10;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 type RunningServer = { port: number; process: ChildProcess; startMs: number; cpuMs: number; rssMb: number; stop(): Promise<void> };
 

@@ -10,7 +10,7 @@ export const readVector = (name: "esp_idf_blink_esp32s2.bin" | "bootloader_esp32
  * (hash appended), a first segment opening with the app descriptor, a second segment of random bytes, zero
  * padding to 16, the XOR checksum byte and the SHA-256 of everything before it. Checked with the inspector.
  */
-export function buildImage(options: { version: string; projectName?: string; idfVersion?: string; size: number }): Uint8Array {
+export function buildImage(options: { version: string; projectName?: string; idfVersion?: string; size: number }): Uint8Array<ArrayBuffer> {
   const first = 256;
   const overhead = 24 + 8 + first + 8 + 16 + 32;
   const second = Math.max(0, Math.floor((options.size - overhead) / 4) * 4);
