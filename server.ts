@@ -10,8 +10,6 @@ import { startRotationTimer } from "./lib/rotation/timer.ts";
 
 export { createApp, routes };
 
-const SHUTDOWN_DEADLINE_MS = 25_000;
-
 /** Starts the HTTP server on the configured host and port; resolves once it listens. */
 export async function startServer(config: Config, overrides: ServiceOverrides = {}) {
   const services = await createServices(config, overrides);
@@ -36,17 +34,21 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
     port,
     async stop() {
       await stopRotation();
-      await stopServer(server, services);
+      await stopServer(server, services, config.SHUTDOWN_DEADLINE_SECONDS * 1000);
     },
   };
 }
 
 /** Graceful stop: no new connections, in-flight requests finish (up to a deadline), then DB and MQTT close. */
-async function stopServer(server: Server, services: Services) {
+async function stopServer(server: Server, services: Services, deadlineMs: number) {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
-  const deadline = setTimeout(() => server.closeAllConnections(), SHUTDOWN_DEADLINE_MS);
+  // close() only ends the connections idle at that moment: a keep-alive connection whose response finishes later
+  // would stay open until the deadline, so sweep until the last one is gone.
+  const sweep = setInterval(() => server.closeIdleConnections(), 100);
+  const deadline = setTimeout(() => server.closeAllConnections(), deadlineMs);
   await closed;
+  clearInterval(sweep);
   clearTimeout(deadline);
   await services.close();
 }

@@ -24,6 +24,7 @@ const envSchema = z.object({
   MIGRATE_ON_START: bool(false),
   ASSETS_DIR: optionalText,
   FIRMWARE_MAX_BYTES: int(16 * 1024 * 1024, 1024),
+  SHUTDOWN_DEADLINE_SECONDS: int(25, 1),
 
   BASEURL: url,
   DEVICE_BASEURL: url,
