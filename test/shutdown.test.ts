@@ -13,7 +13,8 @@ import { freePort } from "./support/server.ts";
 import { waitFor } from "./support/wait.ts";
 
 const ADMIN_TOKEN = "shutdown-test-admin-token-0123";
-const IMAGE_BYTES = 4 * 1024 * 1024;
+// Larger than loopback's send buffer (up to 4 MiB), so the server is still writing when SIGTERM arrives.
+const IMAGE_BYTES = 8 * 1024 * 1024;
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
 type Running = { child: Child; url: string; port: number; logLines(): Array<Record<string, unknown>> };
@@ -109,7 +110,7 @@ describe("graceful shutdown of the server process", () => {
   }
 
   /** A model with a ~4 MiB firmware image; returns the model id and the image. */
-  async function modelWithFirmware(server: Running, code: string) {
+  async function modelWithFirmware(server: Running, code: string, size = IMAGE_BYTES) {
     const created = await fetch(`${server.url}/api/device-models`, {
       method: "POST",
       headers: { ...auth, "content-type": "application/json" },
@@ -117,7 +118,7 @@ describe("graceful shutdown of the server process", () => {
     });
     assert.equal(created.status, 201, await created.clone().text());
     const id = (await created.json()).id as number;
-    const image = buildImage({ version: `${code}-1.0.0`, size: IMAGE_BYTES });
+    const image = buildImage({ version: `${code}-1.0.0`, size });
     const uploaded = await fetch(`${server.url}/api/device-models/${id}/firmware`, {
       method: "POST",
       headers: { ...auth, "content-type": "application/octet-stream" },
@@ -170,7 +171,9 @@ describe("graceful shutdown of the server process", () => {
   test("a client that stops reading does not keep the process alive past the shutdown deadline", async (t) => {
     const DEADLINE_SECONDS = 2;
     const server = await startProcess({ SHUTDOWN_DEADLINE_SECONDS: String(DEADLINE_SECONDS) });
-    const { id, image } = await modelWithFirmware(server, "shutdown_stalled");
+    // Larger than loopback's socket buffers (send buffer up to 4 MiB, an unread receive window ~128 KiB), so the
+    // server cannot hand the whole response to the kernel and call it finished.
+    const { id, image } = await modelWithFirmware(server, "shutdown_stalled", 12 * 1024 * 1024);
 
     const stalled = download(`${server.url}/api/device-models/${id}/firmware`, { stall: true });
     t.after(stalled.close);
