@@ -1,6 +1,6 @@
 import { CronExpressionParser } from "cron-parser";
-import { eq, sql } from "drizzle-orm";
-import type { Database } from "../../db/client.ts";
+import { count, eq, sql } from "drizzle-orm";
+import type { Database, Executor } from "../../db/client.ts";
 import { devices, settings } from "../../db/schema.ts";
 
 const BASELINE_KEY = "rotation.schedule_baseline";
@@ -33,12 +33,17 @@ export async function queueScheduled(db: Database, schedule: Schedule, now: Date
     }
     const due = previousOccurrence(schedule, now) > new Date(row.value);
     if (!due) return { queued: 0, baseline: false };
-    const queued = await tx
-      .update(devices)
-      .set({ rotationState: "QUEUED", updatedAt: sql`now()` })
-      .where(eq(devices.rotationState, "OK"))
-      .returning({ id: devices.id });
+    const queued = await queueAllOk(tx);
     await recordBaseline();
-    return { queued: queued.length, baseline: false };
+    return { queued, baseline: false };
   });
+}
+
+/** Every OK device becomes QUEUED; returns how many. Counted in the database: a fleet need not travel back. */
+export async function queueAllOk(db: Executor): Promise<number> {
+  const queued = db
+    .$with("queued")
+    .as(db.update(devices).set({ rotationState: "QUEUED", updatedAt: sql`now()` }).where(eq(devices.rotationState, "OK")).returning({ id: devices.id }));
+  const [result] = await db.with(queued).select({ n: count() }).from(queued);
+  return result?.n ?? 0;
 }

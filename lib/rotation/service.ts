@@ -6,7 +6,7 @@ import type { DashboardRow, RotationStatus } from "../schemas.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { RotationEngine } from "./engine.ts";
-import { nextOccurrence, queueScheduled, type Schedule } from "./schedule.ts";
+import { nextOccurrence, queueAllOk, queueScheduled, type Schedule } from "./schedule.ts";
 
 export type CycleSummary = {
   baseline_recorded: boolean;
@@ -63,9 +63,9 @@ export function createRotationService(deps: {
 
     /** Every OK device becomes QUEUED, and rotation starts at once. */
     async triggerAll(): Promise<number> {
-      const queued = await db.update(devices).set({ rotationState: "QUEUED", updatedAt: new Date() }).where(eq(devices.rotationState, "OK")).returning({ id: devices.id });
+      const queued = await queueAllOk(db);
       await engine.startNext();
-      return queued.length;
+      return queued;
     },
 
     /** Queues one device and, if nothing is rotating, starts this very device. */
