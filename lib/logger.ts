@@ -1,3 +1,5 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+
 /** Structured JSON log lines on stdout. Callers pass fields, never secrets. */
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 export type Logger = {
@@ -10,6 +12,11 @@ export type Logger = {
 
 const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
 
+const requestContext = new AsyncLocalStorage<{ request_id: string }>();
+
+/** Runs `work` so that every line logged during it, by any service, carries this request id. */
+export const withRequestId = <T>(requestId: string, work: () => T): T => requestContext.run({ request_id: requestId }, work);
+
 export function createLogger(
   level: LogLevel = "info",
   base: Record<string, unknown> = {},
@@ -17,7 +24,7 @@ export function createLogger(
 ): Logger {
   const log = (at: Exclude<LogLevel, "silent">) => (message: string, fields: Record<string, unknown> = {}) => {
     if (rank[at] < rank[level]) return;
-    write(JSON.stringify({ time: new Date().toISOString(), level: at, message, ...base, ...fields }));
+    write(JSON.stringify({ time: new Date().toISOString(), level: at, message, ...requestContext.getStore(), ...base, ...fields }));
   };
   return {
     debug: log("debug"),

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import { devices, settings } from "../db/schema.ts";
+import { createLogger } from "../lib/logger.ts";
+import { ADMIN_TOKEN } from "./support/app.ts";
 import { createFleet, deviceRow, statesOf } from "./support/fleet.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 import { createSimulatedDevice, type Misbehaviour } from "./support/simulated-device.ts";
@@ -144,6 +146,32 @@ describe("credential rotation (built-in provider)", () => {
     const row = await deviceRow(s, device!.id);
     assert.equal(row.rotationState, "OK");
     assert.ok(row.secretCreatedAt! > new Date(Date.now() - 60_000));
+  });
+
+  test("each transition is logged with the device key and the request id, never a secret", async () => {
+    const lines: string[] = [];
+    const s = await startTestServer({ overrides: { logger: createLogger("info", {}, (line) => lines.push(line)) } });
+    servers.push(s);
+    const [device] = await createFleet(s, 1);
+    const sim = simulate(s, device!, "offline");
+    const rotate = await fetch(`${s.url}/api/devices/${device!.id}/rotate`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "x-request-id": "rotate-req-1" },
+    });
+    assert.equal(rotate.status, 200);
+    const token = (await sim.tokenFor()).token!;
+    const provisioning = await fetch(`${s.url}/iot/provisioning`, { headers: { authorization: `Bearer ${token}`, "x-request-id": "prov-req-1" } });
+    const { client_secret: issued } = await provisioning.json();
+
+    const logged = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    const started = logged.find((line) => line.message === "Rotation started");
+    assert.equal(started?.request_id, "rotate-req-1");
+    assert.equal(started?.device_key, device!.key);
+    const issuedLine = logged.find((line) => line.message === "New secret issued");
+    assert.equal(issuedLine?.request_id, "prov-req-1");
+    for (const line of lines) {
+      assert.ok(!line.includes(device!.secret) && !line.includes(issued), `no secret in: ${line}`);
+    }
   });
 
   test("outside a rotation the provisioning call returns the current secret unchanged", async () => {

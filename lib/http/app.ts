@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Router } from "itty-router";
 import type { Services } from "../context.ts";
-import { errorMessage } from "../logger.ts";
+import { errorMessage, withRequestId } from "../logger.ts";
 import { readJsonBody } from "./body.ts";
 import { AppError, notFound } from "./errors.ts";
 import { takeResponseCookies } from "./pending-cookies.ts";
@@ -45,7 +45,7 @@ export function createApp(routes: Route[], services: Services): (request: Reques
         services,
         routes,
         requestId: state.requestId,
-        logger: services.logger.child({ request_id: state.requestId }),
+        logger: services.logger,
         principal,
         params: params ? parseParams(params, request.params) : undefined,
         query: query ? parseInput(query, request.query) : undefined,
@@ -71,7 +71,7 @@ export function createApp(routes: Route[], services: Services): (request: Reques
     const request = isHead ? new Request(incoming.url, { method: "GET", headers: incoming.headers, signal: incoming.signal }) : incoming;
     let response: Response;
     try {
-      response = await router.fetch(request as RoutedRequest, state);
+      response = await withRequestId(state.requestId, () => router.fetch(request as RoutedRequest, state));
     } catch (error) {
       if (!(error instanceof AppError)) {
         services.logger.error("Unhandled error", { request_id: state.requestId, error: errorMessage(error), stack: (error as Error)?.stack });
