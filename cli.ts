@@ -73,6 +73,8 @@ cli
   .action(
     run(async () => {
       await withServices(async (services) => {
+        // A fresh process: give the broker connection a moment, or no device could be notified this run.
+        await services.notifier.waitUntilConnected(services.config.MQTT_PUBLISH_TIMEOUT_MS);
         const summary = await services.rotation.runCycle();
         process.stdout.write(`${JSON.stringify({ rotation_job: summary })}\n`);
         if (summary.errors.length > 0) throw new CommandFailed(summary.errors.join("; "));

@@ -10,6 +10,8 @@ export type MqttState = "connected" | "disconnected" | "disabled";
 /** Device notices over MQTT (CONTRACT §7). publish() resolves true only once the broker acknowledged (PUBACK). */
 export type Notifier = {
   state(): MqttState;
+  /** Resolves true once connected, false after `timeoutMs` (or at once when MQTT is disabled). */
+  waitUntilConnected(timeoutMs: number): Promise<boolean>;
   publish(kind: NoticeKind, clientId: string, payload: Record<string, unknown>): Promise<boolean>;
   close(): Promise<void>;
 };
@@ -23,7 +25,7 @@ const LEGACY_TOPIC: Record<NoticeKind, string> = {
 export const deviceTopic = (clientId: string, kind: NoticeKind) => `iotsupport/${clientId}/${kind}`;
 
 export function disabledNotifier(): Notifier {
-  return { state: () => "disabled", publish: async () => false, close: async () => {} };
+  return { state: () => "disabled", waitUntilConnected: async () => false, publish: async () => false, close: async () => {} };
 }
 
 export function createMqttNotifier(options: {
@@ -82,6 +84,19 @@ export function createMqttNotifier(options: {
 
   return {
     state: () => (client.connected ? "connected" : "disconnected"),
+    waitUntilConnected(timeoutMs) {
+      if (client.connected) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const done = (connected: boolean) => {
+          clearTimeout(timer);
+          client.off("connect", onConnect);
+          resolve(connected);
+        };
+        const onConnect = () => done(true);
+        const timer = setTimeout(() => done(false), timeoutMs);
+        client.on("connect", onConnect);
+      });
+    },
     async publish(kind, clientId, payload) {
       const body = JSON.stringify({ client_id: clientId, ...payload });
       const delivered = await publishOne(deviceTopic(clientId, kind), kind, body);

@@ -65,6 +65,8 @@ export function createRotationEngine(deps: Deps) {
    * between processes: a second claimer gets a unique violation and backs off.
    */
   async function startNext(preferId?: number): Promise<DeviceRow | null> {
+    // Without a broker no device can learn it is PENDING: leave the queue as it is rather than churn every cycle.
+    if (notifier.state() !== "connected") return null;
     const [pending] = await db.select({ id: devices.id }).from(devices).where(eq(devices.rotationState, "PENDING")).limit(1);
     if (pending) return null;
     const candidate = await nextCandidate(preferId);

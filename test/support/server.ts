@@ -60,6 +60,8 @@ export async function startTestServer(
   };
   const config = loadConfig(env);
   const started = await startServer(config, options.overrides);
+  // Rotation starts no device until the broker connection is up; tests begin once it is.
+  if (env.MQTT_URL === MQTT_TEST_URL) await started.services.notifier.waitUntilConnected(5_000);
   const url = `http://127.0.0.1:${port}`;
   let stopped = false;
   const stop = async () => {
