@@ -7,7 +7,7 @@ import { checkJsonSchema } from "./json-schema.ts";
 import type { z } from "zod";
 import type { createModelBody, Model, ModelSummary, updateModelBody } from "./schemas.ts";
 
-type ModelRow = typeof deviceModels.$inferSelect;
+export type ModelRow = typeof deviceModels.$inferSelect;
 
 const toSummary = (row: ModelRow, deviceCount: number): ModelSummary => ({
   id: row.id,

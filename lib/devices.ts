@@ -5,6 +5,7 @@ import type { Database } from "../db/client.ts";
 import { deviceModels, devices } from "../db/schema.ts";
 import { inTransaction } from "../db/transaction-scope.ts";
 import { isUniqueViolation } from "./db-errors.ts";
+import type { ModelRow } from "./device-models.ts";
 import { notFound, validationFailed } from "./http/errors.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import { validateAgainstSchema } from "./json-schema.ts";
@@ -14,7 +15,6 @@ import type { Notifier } from "./mqtt.ts";
 import type { createDeviceBody, Device, DeviceListQuery, DeviceSummary, updateDeviceBody } from "./schemas.ts";
 
 export type DeviceRow = typeof devices.$inferSelect;
-type ModelRow = typeof deviceModels.$inferSelect;
 
 const KEY_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 export const generateDeviceKey = () => Array.from({ length: 8 }, () => KEY_ALPHABET[randomInt(KEY_ALPHABET.length)]).join("");

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
-import { devices } from "../db/schema.ts";
+import { deviceModels, devices } from "../db/schema.ts";
 import { loadConfig } from "../lib/config.ts";
 import { createServices, type Services } from "../lib/context.ts";
 import type { DevicePrincipal } from "../lib/http/auth.ts";
@@ -28,7 +28,8 @@ describe("rotation on the embedded database", () => {
 
   const principal = async (id: number, tokenIssuedAt: Date): Promise<DevicePrincipal> => {
     const [device] = await services.database.db.select().from(devices).where(eq(devices.id, id));
-    return { kind: "device", device: device!, modelCode: "emb", tokenIssuedAt };
+    const [model] = await services.database.db.select().from(deviceModels).where(eq(deviceModels.id, device!.deviceModelId));
+    return { kind: "device", device: device!, model: model!, tokenIssuedAt };
   };
   const within = <T>(promise: Promise<T>) =>
     Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the step did not finish (deadlock?)")), 10_000))]);

@@ -15,8 +15,7 @@ export default defineRoute({
       content: { "application/json": { schema: z.object({ firmware_version: z.string().nullable() }) } },
     },
   },
-  async handler(_request, { services, principal }) {
-    const model = await services.models.findRow(devicePrincipal(principal).device.deviceModelId);
-    return json({ firmware_version: model.firmwareVersion });
+  async handler(_request, { principal }) {
+    return json({ firmware_version: devicePrincipal(principal).model.firmwareVersion });
   },
 });

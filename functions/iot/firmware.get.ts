@@ -18,7 +18,7 @@ export default defineRoute({
     416: { description: "Range not satisfiable" },
   },
   async handler(request, { services, principal }) {
-    const { device } = devicePrincipal(principal);
-    return fileResponse(request, await services.firmware.open(device.deviceModelId), { "cache-control": "no-cache" });
+    const { model } = devicePrincipal(principal);
+    return fileResponse(request, await services.firmware.open(model), { "cache-control": "no-cache" });
   },
 });

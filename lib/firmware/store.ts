@@ -14,6 +14,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
+import type { ModelRow } from "../device-models.ts";
 import { deviceModels, devices } from "../../db/schema.ts";
 import { badRequest, notFound } from "../http/errors.ts";
 import type { OpenFile } from "../http/file-response.ts";
@@ -22,7 +23,6 @@ import { errorMessage } from "../logger.ts";
 import type { Notifier } from "../mqtt.ts";
 import { createImageInspector, FirmwareRejected, type FirmwareInfo } from "./image.ts";
 
-type ModelRow = typeof deviceModels.$inferSelect;
 
 export type StoredFirmware = OpenFile & { modelCode: string; version: string };
 
@@ -181,13 +181,12 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; not
     },
 
     /**
-     * Opens the current firmware of a model for reading. The handle is opened before the response is built,
-     * so a concurrent upload can unlink the file without cutting this download short.
+     * Opens the current firmware of a model (a row the caller already read) for reading. The handle is opened
+     * before the response is built, so a concurrent upload can unlink the file without cutting this download short.
      */
-    async open(modelId: number): Promise<StoredFirmware> {
+    async open(model: ModelRow): Promise<StoredFirmware> {
+      let row = model;
       for (let attempt = 1; ; attempt++) {
-        const [row] = await db.select().from(deviceModels).where(eq(deviceModels.id, modelId));
-        if (!row) throw notFound(`Device model ${modelId} does not exist.`, "DEVICE_MODEL_NOT_FOUND");
         if (!row.firmwareFile || !row.firmwareSha256 || !row.firmwareVersion) {
           throw notFound(`Device model "${row.code}" has no firmware yet.`, "FIRMWARE_NOT_FOUND");
         }
@@ -208,6 +207,9 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; not
         } catch (error) {
           // A newer upload committed and unlinked this file between the read and the open: read the row again.
           if (!ENOENT(error) || attempt >= 3) throw error;
+          const [fresh] = await db.select().from(deviceModels).where(eq(deviceModels.id, row.id));
+          if (!fresh) throw notFound(`Device model ${row.id} does not exist.`, "DEVICE_MODEL_NOT_FOUND");
+          row = fresh;
         }
       }
     },

@@ -1,11 +1,13 @@
 import { timingSafeEqual } from "node:crypto";
 import type { Config } from "../config.ts";
+import type { ModelRow } from "../device-models.ts";
 import type { DeviceRow } from "../devices.ts";
 import { forbidden, unauthorized } from "./errors.ts";
 import type { Access } from "./route.ts";
 
 export type AdminPrincipal = { kind: "admin"; subject: string; email: string | null; name: string | null; roles: string[] };
-export type DevicePrincipal = { kind: "device"; device: DeviceRow; modelCode: string; tokenIssuedAt: Date | null };
+/** The device a token names, with its model row (read by the same query, so device routes need no second one). */
+export type DevicePrincipal = { kind: "device"; device: DeviceRow; model: ModelRow; tokenIssuedAt: Date | null };
 export type Principal = { kind: "anonymous" } | AdminPrincipal | DevicePrincipal;
 
 /** Verifies a bearer token (JWT) and returns the principal it names; provided by the identity layer. */

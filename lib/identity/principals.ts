@@ -17,15 +17,14 @@ export function createDeviceTokenVerifier(check: JwtCheck, db: Database): TokenV
     const claims = await check(token);
     const match = DEVICE_CLIENT_ID.exec(claims.azp ?? "");
     if (!match) throw unauthorized("This token does not belong to a device.", "INVALID_TOKEN");
-    const modelCode = match[1]!;
     const key = match[2]!;
     const [found] = await db
-      .select({ device: devices, modelCode: deviceModels.code })
+      .select({ device: devices, model: deviceModels })
       .from(devices)
       .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
       .where(eq(devices.key, key));
-    if (!found || found.modelCode !== modelCode) throw unauthorized("The device this token was issued to does not exist.", "UNKNOWN_DEVICE");
-    return { kind: "device", device: found.device, modelCode, tokenIssuedAt: claims.iat === undefined ? null : new Date(claims.iat * 1000) };
+    if (!found || found.model.code !== match[1]) throw unauthorized("The device this token was issued to does not exist.", "UNKNOWN_DEVICE");
+    return { kind: "device", device: found.device, model: found.model, tokenIssuedAt: claims.iat === undefined ? null : new Date(claims.iat * 1000) };
   };
 }
 

@@ -17,7 +17,7 @@ export default defineRoute({
     416: { description: "Range not satisfiable" },
   },
   async handler(request, { services, params }) {
-    const firmware = await services.firmware.open(params.id);
+    const firmware = await services.firmware.open(await services.models.findRow(params.id));
     return fileResponse(request, firmware, {
       "content-disposition": `attachment; filename="firmware-${firmware.modelCode}.bin"`,
       "cache-control": "no-cache",
