@@ -3,6 +3,7 @@ import { after, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import { devices, settings } from "../db/schema.ts";
 import { createLogger } from "../lib/logger.ts";
+import type { Notifier } from "../lib/mqtt.ts";
 import { ADMIN_TOKEN } from "./support/app.ts";
 import { createFleet, deviceRow, statesOf } from "./support/fleet.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
@@ -76,6 +77,24 @@ describe("credential rotation (built-in provider)", () => {
     const summary = await s.services.rotation.runCycle();
     assert.equal(summary.started, null);
     assert.equal((await deviceRow(s, device!.id)).rotationState, "QUEUED");
+  });
+
+  test("a notice the broker does not acknowledge puts the device back to QUEUED, also a TIMEOUT retry", async () => {
+    // A broker that is connected but never acknowledges (the PUBACK timeout path).
+    const refusing: Notifier = { state: () => "connected", waitUntilConnected: async () => true, publish: async () => false, close: async () => {} };
+    const s = await startTestServer({ overrides: { notifier: refusing } });
+    servers.push(s);
+    const [queued, retry] = await createFleet(s, 2);
+    await s.services.database.db.update(devices).set({ rotationState: "TIMEOUT", nextRetryAt: new Date(Date.now() - 1000) }).where(eq(devices.id, retry!.id));
+    await s.admin("POST", `/api/devices/${queued!.id}/rotate`);
+    assert.equal((await deviceRow(s, queued!.id)).rotationState, "QUEUED");
+    await s.services.database.db.update(devices).set({ rotationState: "OK" }).where(eq(devices.id, queued!.id));
+    const summary = await s.services.rotation.runCycle();
+    assert.equal(summary.started, null);
+    const row = await deviceRow(s, retry!.id);
+    assert.equal(row.rotationState, "QUEUED");
+    assert.equal(row.previousSecretEncrypted, null);
+    assert.equal(await s.services.identity.getSecret(retry!.clientId), retry!.secret, "no secret changed");
   });
 
   test("an offline device times out and keeps its working secret; the fleet goes on", async () => {

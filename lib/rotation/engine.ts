@@ -1,5 +1,5 @@
 import { and, asc, eq, isNull, lte, or, sql } from "drizzle-orm";
-import type { Database } from "../../db/client.ts";
+import type { Database, Transaction } from "../../db/client.ts";
 import { devices } from "../../db/schema.ts";
 import { inTransaction } from "../../db/transaction-scope.ts";
 import { isUniqueViolation } from "../db-errors.ts";
@@ -37,7 +37,7 @@ export function createRotationEngine(deps: Deps) {
   const log = (message: string, device: Pick<DeviceRow, "key" | "clientId">, fields: Record<string, unknown> = {}) =>
     logger.info(message, { device_key: device.key, client_id: device.clientId, ...fields });
 
-  const lockDevice = async (tx: Parameters<Parameters<Database["transaction"]>[0]>[0], id: number) =>
+  const lockDevice = async (tx: Transaction, id: number) =>
     (await tx.select().from(devices).where(eq(devices.id, id)).for("update"))[0];
 
   async function nextCandidate(preferId?: number): Promise<DeviceRow | undefined> {
@@ -89,12 +89,13 @@ export function createRotationEngine(deps: Deps) {
       log("Rotation started", claimed, { from: candidate.rotationState });
       return claimed;
     }
-    // Not delivered: put the device back as it was, unless it already began fetching (the PUBACK may just be late).
+    // Not delivered: back to QUEUED with nothing else changed (CONTRACT §7.2), unless the device already began
+    // fetching (the PUBACK may just be late).
     await db
       .update(devices)
-      .set({ rotationState: candidate.rotationState, rotationStartedAt: candidate.rotationStartedAt, lastRotationAttemptAt: candidate.lastRotationAttemptAt, updatedAt: now })
+      .set({ rotationState: "QUEUED", rotationStartedAt: candidate.rotationStartedAt, lastRotationAttemptAt: candidate.lastRotationAttemptAt, updatedAt: now })
       .where(and(eq(devices.id, claimed.id), eq(devices.rotationState, "PENDING"), isNull(devices.previousSecretEncrypted)));
-    log("Rotation notice not delivered; device left as it was", claimed, { state: candidate.rotationState });
+    log("Rotation notice not delivered; device back in the queue", claimed, { was: candidate.rotationState });
     return null;
   }
 
@@ -103,7 +104,9 @@ export function createRotationEngine(deps: Deps) {
    * Later calls in the same rotation return the secret already issued. No rotation: the current secret.
    */
   async function issueSecret(principal: DevicePrincipal): Promise<string> {
-    const { id, clientId } = principal.device;
+    const { id, clientId, rotationState } = principal.device;
+    // The common case, no rotation: no transaction, no row lock.
+    if (rotationState !== "PENDING") return identity.getSecret(clientId);
     const needsNewSecret = await inTransaction(db, async (tx) => {
       const row = await lockDevice(tx, id);
       if (!row || row.rotationState !== "PENDING" || row.newSecretIssuedAt) return false;
