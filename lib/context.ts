@@ -18,8 +18,7 @@ import { createMetrics, instrument, type Metrics } from "./metrics.ts";
 import { createMqttNotifier, disabledNotifier, type Notifier } from "./mqtt.ts";
 import { createRotationEngine } from "./rotation/engine.ts";
 import { createRotationService, type RotationService } from "./rotation/service.ts";
-import { createSecretBox, generateFernetKey, type SecretBox } from "./secrets.ts";
-import { randomBytes } from "node:crypto";
+import { createSecretBox, generateFernetKey, randomSecret, type SecretBox } from "./secrets.ts";
 
 /** The composition root: every service built once from the configuration. Tests replace parts via overrides. */
 export type Services = {
@@ -66,7 +65,7 @@ function loadAdminApiToken(config: Config, logger: Logger): string | null {
   if (config.ADMIN_API_TOKEN) return config.ADMIN_API_TOKEN;
   if (config.OIDC_ISSUER_URL || config.production) return null;
   const file = join(config.DATA_DIR, "admin-api-token");
-  const { value, created } = readOrCreateSecretFile(file, () => randomBytes(24).toString("base64url"));
+  const { value, created } = readOrCreateSecretFile(file, randomSecret);
   if (created) {
     process.stdout.write(`\nAdmin API token (shown once; kept in ${file}):\n  ${value}\nUse it as: Authorization: Bearer <token>\n\n`);
   } else {

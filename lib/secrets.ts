@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 
 /**
  * Fernet (the spec used by Python's cryptography package), so secrets written here can be read by other tools
@@ -10,6 +10,14 @@ export type SecretBox = {
   /** Throws SecretKeyMismatch when no configured key can read the token. */
   decrypt(token: string): string;
 };
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest();
+
+/** A new random secret (192 bits, URL-safe): device client secrets, the generated admin token. */
+export const randomSecret = () => randomBytes(24).toString("base64url");
+
+/** Compares two secrets in constant time; digests first, so not even their lengths show. */
+export const sameSecret = (a: string, b: string) => timingSafeEqual(sha256(a), sha256(b));
 
 export class SecretKeyMismatch extends Error {
   constructor() {

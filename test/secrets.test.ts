@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { createSecretBox, generateFernetKey, isValidFernetKey, SecretKeyMismatch } from "../lib/secrets.ts";
+import { createSecretBox, generateFernetKey, isValidFernetKey, randomSecret, sameSecret, SecretKeyMismatch } from "../lib/secrets.ts";
 
 // The test vector of the Fernet specification (github.com/fernet/spec, generate.json / verify.json).
 const SPEC_KEY = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
@@ -58,5 +58,15 @@ describe("Fernet secret box", () => {
     const fresh = rotated.encrypt("written after");
     assert.equal(createSecretBox(newKey).decrypt(fresh), "written after", "encrypted with the first key");
     assert.throws(() => createSecretBox(oldKey).decrypt(fresh), SecretKeyMismatch);
+  });
+
+  test("secrets compare by content, whatever their lengths, and new ones are random", () => {
+    const secret = randomSecret();
+    assert.equal(sameSecret(secret, `${secret}`), true);
+    assert.equal(sameSecret(secret, secret.slice(0, -1)), false);
+    assert.equal(sameSecret(secret, `${secret}x`), false);
+    assert.equal(sameSecret("", secret), false);
+    assert.notEqual(randomSecret(), secret);
+    assert.match(secret, /^[A-Za-z0-9_-]{32}$/);
   });
 });

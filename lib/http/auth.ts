@@ -1,5 +1,5 @@
-import { timingSafeEqual } from "node:crypto";
 import type { Config } from "../config.ts";
+import { sameSecret } from "../secrets.ts";
 import type { ModelRow } from "../device-models.ts";
 import type { DeviceRow } from "../devices.ts";
 import { forbidden, unauthorized } from "./errors.ts";
@@ -25,12 +25,6 @@ export function bearerToken(request: Request): string | null {
   return match?.[1] ?? null;
 }
 
-const sameText = (a: string, b: string) => {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
-};
-
 const STATIC_ADMIN: AdminPrincipal = { kind: "admin", subject: "admin-api-token", email: null, name: "Admin API token", roles: ["admin"] };
 const DEV_ADMIN: AdminPrincipal = { kind: "admin", subject: "auth-disabled", email: null, name: "Development (auth disabled)", roles: ["admin"] };
 
@@ -46,7 +40,7 @@ export function createAuthenticator(options: {
     if (options.config.AUTH_DISABLED) return DEV_ADMIN;
     const token = bearerToken(request) ?? (await options.adminTokenFromRequest?.(request)) ?? null;
     if (!token) throw unauthorized("Sign in or send an admin bearer token.");
-    if (options.adminApiToken && sameText(token, options.adminApiToken)) return STATIC_ADMIN;
+    if (options.adminApiToken && sameSecret(token, options.adminApiToken)) return STATIC_ADMIN;
     if (!options.verifyAdminToken) throw unauthorized("The bearer token is not valid.", "INVALID_TOKEN");
     return options.verifyAdminToken(token, request);
   }

@@ -1,14 +1,12 @@
-import { randomBytes } from "node:crypto";
 import { eq } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { builtinClients } from "../../db/schema.ts";
 import { executorFor } from "../../db/transaction-scope.ts";
 import { isUniqueViolation } from "../db-errors.ts";
 import { conflict, notFound } from "../http/errors.ts";
-import type { SecretBox } from "../secrets.ts";
+import { randomSecret, type SecretBox } from "../secrets.ts";
 import type { IdentityProvider } from "./provider.ts";
 
-export const generateClientSecret = () => randomBytes(24).toString("base64url");
 
 /**
  * Device clients of the built-in identity provider: rows in builtin_clients with Fernet-encrypted secrets, so the
@@ -31,7 +29,7 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
     tokenUrl: options.tokenUrl,
 
     async createClient(clientId) {
-      const secret = generateClientSecret();
+      const secret = randomSecret();
       try {
         await executorFor(db).insert(builtinClients).values({ clientId, secretEncrypted: secretBox.encrypt(secret) });
       } catch (error) {
@@ -52,7 +50,7 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
     },
 
     async regenerateSecret(clientId) {
-      const secret = generateClientSecret();
+      const secret = randomSecret();
       await storeSecret(clientId, secret);
       return secret;
     },
@@ -68,7 +66,7 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
     async ensureClient(clientId) {
       const inserted = await executorFor(db)
         .insert(builtinClients)
-        .values({ clientId, secretEncrypted: secretBox.encrypt(generateClientSecret()) })
+        .values({ clientId, secretEncrypted: secretBox.encrypt(randomSecret()) })
         .onConflictDoNothing()
         .returning({ clientId: builtinClients.clientId });
       return { created: inserted.length > 0 };

@@ -1,10 +1,10 @@
-import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
 import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type JWTVerifyGetKey } from "jose";
 import type { Database } from "../../db/client.ts";
 import { settings } from "../../db/schema.ts";
 import { AppError, notFound } from "../http/errors.ts";
-import { SecretKeyMismatch, type SecretBox } from "../secrets.ts";
+import { sameSecret, SecretKeyMismatch, type SecretBox } from "../secrets.ts";
 import type { IdentityProvider } from "./provider.ts";
 
 /**
@@ -50,7 +50,6 @@ async function loadSigningKey(db: Database, secretBox: SecretBox): Promise<Signi
   return { kid: jwk.kid, privateKey: await importJWK(jwk, ALG), publicJwk, keySet: createLocalJWKSet({ keys: [publicJwk] }) };
 }
 
-const digest = (text: string) => createHash("sha256").update(text).digest();
 
 export function createBuiltinIssuer(options: {
   db: Database;
@@ -89,7 +88,7 @@ export function createBuiltinIssuer(options: {
         if (error instanceof AppError && error.status === 404) return null;
         throw error;
       });
-      const same = timingSafeEqual(digest(stored ?? ""), digest(secret));
+      const same = sameSecret(stored ?? "", secret);
       return stored !== null && same;
     },
 
