@@ -105,7 +105,7 @@ export type DeviceListQuery = z.infer<typeof deviceListQuery>;
 
 export const rotationStatusSchema = z
   .object({
-    counts_by_state: z.object({ OK: z.number().int(), QUEUED: z.number().int(), PENDING: z.number().int(), TIMEOUT: z.number().int() }),
+    counts_by_state: z.record(rotationStateSchema, z.number().int()),
     pending_device_id: z.number().int().nullable(),
     last_rotation_completed_at: timestamp.nullable(),
     next_scheduled_rotation: timestamp.nullable(),

@@ -30,6 +30,11 @@ export function createRotationService(deps: {
 }) {
   const { db, engine, schedule, metrics, logger } = deps;
 
+  async function countsByState(): Promise<RotationStatus["counts_by_state"]> {
+    const rows = await db.select({ state: devices.rotationState, n: count() }).from(devices).groupBy(devices.rotationState);
+    return Object.fromEntries(rotationStates.map((state) => [state, rows.find((row) => row.state === state)?.n ?? 0])) as RotationStatus["counts_by_state"];
+  }
+
   async function pendingKey(): Promise<string | null> {
     const [row] = await db.select({ key: devices.key }).from(devices).where(eq(devices.rotationState, "PENDING")).limit(1);
     return row?.key ?? null;
@@ -81,12 +86,14 @@ export function createRotationService(deps: {
       return "queued";
     },
 
+    /** Devices per rotation state, every state present (also for the fleet gauges of /metrics). */
+    countsByState,
+
     async status(): Promise<RotationStatus> {
-      const rows = await db.select({ state: devices.rotationState, n: count() }).from(devices).groupBy(devices.rotationState);
       const [pending] = await db.select({ id: devices.id }).from(devices).where(eq(devices.rotationState, "PENDING")).limit(1);
       const [last] = await db.select({ at: max(devices.lastRotationCompletedAt) }).from(devices);
       return {
-        counts_by_state: Object.fromEntries(rotationStates.map((state) => [state, rows.find((row) => row.state === state)?.n ?? 0])) as RotationStatus["counts_by_state"],
+        counts_by_state: await countsByState(),
         pending_device_id: pending?.id ?? null,
         last_rotation_completed_at: last?.at ? new Date(last.at).toISOString() : null,
         next_scheduled_rotation: nextOccurrence(schedule, new Date()).toISOString(),
