@@ -1,4 +1,5 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { isProcessRunning } from "../lib/process-alive.ts";
 
 /**
  * Two processes on one PGlite data directory lose committed rows, so the directory is claimed with a lock file
@@ -13,7 +14,7 @@ export function acquireDataDirLock(dataDir: string): () => void {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       const owner = Number(readFileSync(path, "utf8"));
-      if (owner === process.pid || isRunning(owner)) {
+      if (owner === process.pid || isProcessRunning(owner)) {
         throw new Error(
           `The embedded database in ${dataDir} is in use by process ${owner} (the server?). ` +
             "Stop it first, or set DATABASE_URL to use PostgreSQL.",
@@ -23,14 +24,4 @@ export function acquireDataDirLock(dataDir: string): () => void {
     }
   }
   throw new Error(`Could not lock ${dataDir}`);
-}
-
-function isRunning(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }

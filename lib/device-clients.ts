@@ -6,7 +6,7 @@ import { eq } from "drizzle-orm";
 import { z } from "zod";
 import { devices } from "../db/schema.ts";
 import type { Services } from "./context.ts";
-import { notFound } from "./http/errors.ts";
+import { deviceNotFound } from "./http/errors.ts";
 
 export const deviceClientStatusSchema = z
   .object({
@@ -55,7 +55,7 @@ export async function syncDeviceClient(deps: Deps, deviceId: number): Promise<z.
     if (updated.length === 0) {
       // Deleted meanwhile: the client just created would be an orphan.
       await deps.identity.deleteClient(device.clientId);
-      throw notFound(`Device ${deviceId} does not exist.`, "DEVICE_NOT_FOUND");
+      throw deviceNotFound(deviceId);
     }
     deps.logger.warn("OAuth2 client recreated; the device must be provisioned again", { client_id: device.clientId });
   }

@@ -2,7 +2,7 @@ import { asc, eq, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import { deviceModels } from "../db/schema.ts";
 import { isForeignKeyViolation, isUniqueViolation } from "./db-errors.ts";
-import { conflict, notFound, validationFailed } from "./http/errors.ts";
+import { conflict, modelNotFound, validationFailed } from "./http/errors.ts";
 import { checkJsonSchema } from "./json-schema.ts";
 import type { z } from "zod";
 import type { createModelBody, Model, ModelSummary, updateModelBody } from "./schemas.ts";
@@ -39,7 +39,7 @@ const deviceCountOf = sql<number>`(select count(*) from devices d where d.device
 export function createDeviceModelService(db: Database, hooks: { onDeleted?: (model: ModelRow) => Promise<void> } = {}) {
   async function findRow(id: number) {
     const [found] = await db.select({ row: deviceModels, deviceCount: deviceCountOf }).from(deviceModels).where(eq(deviceModels.id, id));
-    if (!found) throw notFound(`Device model ${id} does not exist.`, "DEVICE_MODEL_NOT_FOUND");
+    if (!found) throw modelNotFound(id);
     return found;
   }
 
@@ -78,7 +78,7 @@ export function createDeviceModelService(db: Database, hooks: { onDeleted?: (mod
       };
       if (Object.keys(changes).length > 0) {
         const updated = await db.update(deviceModels).set({ ...changes, updatedAt: new Date() }).where(eq(deviceModels.id, id)).returning({ id: deviceModels.id });
-        if (updated.length === 0) throw notFound(`Device model ${id} does not exist.`, "DEVICE_MODEL_NOT_FOUND");
+        if (updated.length === 0) throw modelNotFound(id);
       }
       return this.get(id);
     },

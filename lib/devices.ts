@@ -6,7 +6,7 @@ import { deviceModels, devices } from "../db/schema.ts";
 import { inTransaction } from "../db/transaction-scope.ts";
 import { isUniqueViolation } from "./db-errors.ts";
 import type { ModelRow } from "./device-models.ts";
-import { notFound, validationFailed } from "./http/errors.ts";
+import { deviceNotFound, validationFailed } from "./http/errors.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import { validateAgainstSchema } from "./json-schema.ts";
 import type { Logger } from "./logger.ts";
@@ -90,7 +90,7 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
       .from(devices)
       .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
       .where(eq(devices.id, id));
-    if (!found) throw notFound(`Device ${id} does not exist.`, "DEVICE_NOT_FOUND");
+    if (!found) throw deviceNotFound(id);
     return found;
   }
 
@@ -155,7 +155,7 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
       const { model } = await findWithModel(id);
       const fields = parseConfig(input.config, model);
       const [row] = await db.update(devices).set({ ...fields, updatedAt: new Date() }).where(eq(devices.id, id)).returning();
-      if (!row) throw notFound(`Device ${id} does not exist.`, "DEVICE_NOT_FOUND");
+      if (!row) throw deviceNotFound(id);
       await notifier.publish("config", row.clientId, { device_key: row.key });
       return toDevice(row, model);
     },
@@ -163,7 +163,7 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
     async remove(id: number): Promise<void> {
       await inTransaction(db, async (tx) => {
         const [row] = await tx.delete(devices).where(eq(devices.id, id)).returning({ clientId: devices.clientId });
-        if (!row) throw notFound(`Device ${id} does not exist.`, "DEVICE_NOT_FOUND");
+        if (!row) throw deviceNotFound(id);
         // Inside the transaction: if the provider refuses, the device row stays as well.
         await identity.deleteClient(row.clientId);
       });

@@ -15,8 +15,9 @@ import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import type { ModelRow } from "../device-models.ts";
+import { isProcessRunning } from "../process-alive.ts";
 import { deviceModels, devices } from "../../db/schema.ts";
-import { badRequest, notFound } from "../http/errors.ts";
+import { badRequest, modelNotFound, notFound } from "../http/errors.ts";
 import type { OpenFile } from "../http/file-response.ts";
 import type { Logger } from "../logger.ts";
 import { errorMessage } from "../logger.ts";
@@ -31,24 +32,16 @@ const STALE_MS = 10 * 60 * 1000;
 const TEMP_PREFIX = ".upload-";
 const ENOENT = (error: unknown) => (error as NodeJS.ErrnoException)?.code === "ENOENT";
 
+const HOST = hostname().replace(/[^\w.]/g, "_");
 /** `.upload-<host>-<pid>-<random>.tmp`: the host and pid tell at start which leftovers are surely dead. */
-const tempName = () => `${TEMP_PREFIX}${hostname().replace(/[^\w.]/g, "_")}-${process.pid}-${randomBytes(6).toString("hex")}.tmp`;
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
+const tempName = () => `${TEMP_PREFIX}${HOST}-${process.pid}-${randomBytes(6).toString("hex")}.tmp`;
 
 /** A temporary file of a process on this host that is no longer running (or is us, starting). */
 function leftByDeadProcess(name: string): boolean {
   const match = name.match(/^\.upload-(.+)-(\d+)-[0-9a-f]+\.tmp$/);
-  if (!match || match[1] !== hostname().replace(/[^\w.]/g, "_")) return false;
+  if (!match || match[1] !== HOST) return false;
   const pid = Number(match[2]);
-  return pid === process.pid || !processAlive(pid);
+  return pid === process.pid || !isProcessRunning(pid);
 }
 
 async function writeAll(handle: import("node:fs/promises").FileHandle, chunk: Uint8Array) {
@@ -90,7 +83,7 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; not
   async function commit(modelId: number, file: string, info: FirmwareInfo): Promise<string | null> {
     return db.transaction(async (tx) => {
       const [row] = await tx.select({ file: deviceModels.firmwareFile }).from(deviceModels).where(eq(deviceModels.id, modelId)).for("update");
-      if (!row) throw notFound(`Device model ${modelId} does not exist.`, "DEVICE_MODEL_NOT_FOUND");
+      if (!row) throw modelNotFound(modelId);
       await tx
         .update(deviceModels)
         .set({
@@ -208,7 +201,7 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; not
           // A newer upload committed and unlinked this file between the read and the open: read the row again.
           if (!ENOENT(error) || attempt >= 3) throw error;
           const [fresh] = await db.select().from(deviceModels).where(eq(deviceModels.id, row.id));
-          if (!fresh) throw notFound(`Device model ${row.id} does not exist.`, "DEVICE_MODEL_NOT_FOUND");
+          if (!fresh) throw modelNotFound(row.id);
           row = fresh;
         }
       }

@@ -1,7 +1,7 @@
 import { and, count, eq, inArray, max } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { deviceModels, devices, rotationStates } from "../../db/schema.ts";
-import { notFound } from "../http/errors.ts";
+import { deviceNotFound } from "../http/errors.ts";
 import type { DashboardRow, RotationStatus } from "../schemas.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
@@ -76,7 +76,7 @@ export function createRotationService(deps: {
     /** Queues one device and, if nothing is rotating, starts this very device. */
     async rotateDevice(id: number): Promise<"queued" | "already_pending"> {
       const [device] = await db.select({ state: devices.rotationState }).from(devices).where(eq(devices.id, id));
-      if (!device) throw notFound(`Device ${id} does not exist.`, "DEVICE_NOT_FOUND");
+      if (!device) throw deviceNotFound(id);
       if (device.state === "PENDING") return "already_pending";
       await db
         .update(devices)
