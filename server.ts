@@ -8,7 +8,6 @@ import { createApp } from "./lib/http/app.ts";
 import { errorMessage } from "./lib/logger.ts";
 import { startRotationTimer } from "./lib/rotation/timer.ts";
 
-export { createApp, routes };
 
 /** Starts the HTTP server on the configured host and port; resolves once it listens. */
 export async function startServer(config: Config, overrides: ServiceOverrides = {}) {

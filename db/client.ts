@@ -48,7 +48,7 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
 }
 
 /** The embedded database: PGlite files under DATA_DIR. Only one process may open it (see data-dir-lock.ts). */
-export async function openPglite(dataDir: string): Promise<DatabaseHandle> {
+async function openPglite(dataDir: string): Promise<DatabaseHandle> {
   mkdirSync(dataDir, { recursive: true });
   const releaseLock = acquireDataDirLock(dataDir);
   try {

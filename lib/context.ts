@@ -48,7 +48,7 @@ export type ServiceOverrides = Partial<Pick<Services, "logger" | "metrics" | "no
   processName?: string;
 };
 
-export function publicBaseUrl(config: Config): string {
+function publicBaseUrl(config: Config): string {
   return config.BASEURL ?? `http://localhost:${config.PORT}`;
 }
 

@@ -37,7 +37,7 @@ const summaryColumns = {
   secretCreatedAt: devices.secretCreatedAt,
 };
 
-export const toDeviceSummary = (row: Pick<DeviceRow, keyof typeof summaryColumns>): DeviceSummary => ({
+const toDeviceSummary = (row: Pick<DeviceRow, keyof typeof summaryColumns>): DeviceSummary => ({
   id: row.id,
   key: row.key,
   device_model_id: row.deviceModelId,

@@ -22,7 +22,7 @@ const LEGACY_TOPIC: Record<NoticeKind, string> = {
   firmware: "iotsupport/updates/firmware",
 };
 
-export const deviceTopic = (clientId: string, kind: NoticeKind) => `iotsupport/${clientId}/${kind}`;
+const deviceTopic = (clientId: string, kind: NoticeKind) => `iotsupport/${clientId}/${kind}`;
 
 export function disabledNotifier(): Notifier {
   return { state: () => "disabled", waitUntilConnected: async () => false, publish: async () => false, close: async () => {} };

@@ -47,7 +47,7 @@ export type ImageInspector = {
 };
 
 /** esp_chip_id_t (ESP-IDF esp_app_format.h; IMAGE_CHIP_ID in esptool/targets/*.py). Beta/pre-release ids excluded. */
-export const CHIP_NAMES: ReadonlyMap<number, string> = new Map([
+const CHIP_NAMES: ReadonlyMap<number, string> = new Map([
   [0x0000, "ESP32"],
   [0x0002, "ESP32-S2"],
   [0x0005, "ESP32-C3"],

@@ -25,7 +25,7 @@ import type { Notifier } from "../mqtt.ts";
 import { createImageInspector, FirmwareRejected, type FirmwareInfo } from "./image.ts";
 
 
-export type StoredFirmware = OpenFile & { modelCode: string; version: string };
+type StoredFirmware = OpenFile & { modelCode: string; version: string };
 
 /** A file untouched for this long cannot belong to an upload still in progress on another replica. */
 const STALE_MS = 10 * 60 * 1000;

@@ -19,7 +19,7 @@ export type Authenticator = {
   identify(request: Request): Promise<AdminPrincipal>;
 };
 
-export function bearerToken(request: Request): string | null {
+function bearerToken(request: Request): string | null {
   const header = request.headers.get("authorization");
   const match = header?.match(/^Bearer\s+(\S+)\s*$/i);
   return match?.[1] ?? null;

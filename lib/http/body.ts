@@ -1,6 +1,6 @@
 import { AppError, badRequest } from "./errors.ts";
 
-export const JSON_BODY_LIMIT = 1024 * 1024;
+const JSON_BODY_LIMIT = 1024 * 1024;
 
 export const payloadTooLarge = (limit: number) =>
   new AppError(413, "PAYLOAD_TOO_LARGE", `The request body is larger than the limit of ${limit} bytes.`, { limit_bytes: limit });
@@ -11,7 +11,7 @@ export const unsupportedMediaType = (expected: string[]) =>
 export const mediaType = (request: Request) => request.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase() ?? "";
 
 /** Rejects a body by its Content-Length before reading it; the streamed count below catches a lying header. */
-export function assertDeclaredLength(request: Request, limit: number) {
+function assertDeclaredLength(request: Request, limit: number) {
   const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > limit) throw payloadTooLarge(limit);
 }
@@ -50,7 +50,7 @@ export async function readJsonBody(request: Request, limit = JSON_BODY_LIMIT): P
 }
 
 /** OAuth2 token requests are a few hundred bytes. */
-export const FORM_BODY_LIMIT = 64 * 1024;
+const FORM_BODY_LIMIT = 64 * 1024;
 
 export async function readFormBody(request: Request, limit = FORM_BODY_LIMIT): Promise<URLSearchParams> {
   if (mediaType(request) !== "application/x-www-form-urlencoded") throw unsupportedMediaType(["application/x-www-form-urlencoded"]);

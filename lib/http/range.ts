@@ -1,6 +1,6 @@
 /** HTTP range requests and validators (RFC 9110 §13–14) for serving one stored representation. */
 
-export type ByteRange = { start: number; end: number };
+type ByteRange = { start: number; end: number };
 
 /**
  * The single byte range a `Range` header asks for, or:

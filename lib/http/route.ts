@@ -4,13 +4,13 @@ import type { Services } from "../context.ts";
 import type { Logger } from "../logger.ts";
 import type { Principal } from "./auth.ts";
 
-export type Method = "GET" | "POST" | "PUT" | "DELETE";
+type Method = "GET" | "POST" | "PUT" | "DELETE";
 export type Access = "admin" | "device" | "public";
 
 type Schema = z.ZodType;
 type Out<S> = S extends Schema ? z.output<S> : undefined;
 
-export type RouteContext<P = unknown, Q = unknown, B = unknown> = {
+type RouteContext<P = unknown, Q = unknown, B = unknown> = {
   services: Services;
   /** Every route of the app (the OpenAPI document is built from it). */
   routes: Route[];

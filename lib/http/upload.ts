@@ -5,7 +5,7 @@ import { limitedChunks, mediaType, payloadTooLarge, unsupportedMediaType } from 
 import { AppError, badRequest, validationFailed } from "./errors.ts";
 
 /** The multipart form field that carries the file. */
-export const FILE_FIELD = "file";
+const FILE_FIELD = "file";
 export const UPLOAD_CONTENT_TYPES = ["application/octet-stream", "multipart/form-data"];
 
 /** Room for the multipart boundaries, part headers and small extra fields around the file. */

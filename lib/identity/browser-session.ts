@@ -12,9 +12,9 @@ import { LoginRejected, type OidcClient, type OidcTokens, SessionEnded } from ".
  * The login's own PKCE verifier, state, nonce and redirect travel in a short-lived cookie encrypted with the
  * SecretBox, named after the state so that two tabs logging in at once do not overwrite each other.
  */
-export const SESSION_COOKIES = { access: "iot_access_token", refresh: "iot_refresh_token", idToken: "iot_id_token" } as const;
+const SESSION_COOKIES = { access: "iot_access_token", refresh: "iot_refresh_token", idToken: "iot_id_token" } as const;
 const LOGIN_COOKIE_PREFIX = "iot_login_";
-export const CALLBACK_PATH = "/api/auth/callback";
+const CALLBACK_PATH = "/api/auth/callback";
 const API_PATH = "/api";
 const AUTH_PATH = "/api/auth";
 const LOGIN_SECONDS = 600;
@@ -48,7 +48,7 @@ export type BrowserSession = {
 };
 
 /** `path` with `login_error=<code>` added to its query, so the UI can say why it is not signed in. */
-export function withLoginError(path: string, code: string): string {
+function withLoginError(path: string, code: string): string {
   const url = new URL(path, "http://redirect.invalid");
   url.searchParams.set("login_error", /^[a-z_]{1,64}$/.test(code) ? code : "login_failed");
   return `${url.pathname}${url.search}${url.hash}`;

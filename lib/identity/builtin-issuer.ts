@@ -13,7 +13,7 @@ import type { IdentityProvider } from "./provider.ts";
  * every replica and every restart uses the same key.
  */
 export const SIGNING_KEY_SETTING = "builtin_oauth2_signing_key";
-export const BUILTIN_TOKEN_LIFETIME_SECONDS = 300;
+const BUILTIN_TOKEN_LIFETIME_SECONDS = 300;
 const ALG = "RS256";
 
 type SigningKey = { kid: string; privateKey: CryptoKey | Uint8Array; publicJwk: JWK; keySet: JWTVerifyGetKey };

@@ -8,7 +8,7 @@
 import { conflict, notFound, upstreamError, upstreamUnavailable } from "../http/errors.ts";
 import type { ClientStatus, IdentityProvider } from "./provider.ts";
 
-export type KeycloakOperation =
+type KeycloakOperation =
   | "create_client"
   | "delete_client"
   | "get_secret"

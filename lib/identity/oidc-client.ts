@@ -13,7 +13,7 @@ export type OidcTokens = {
   sessionSeconds: number | null;
 };
 
-export type LoginChecks = { state: string; nonce: string; codeVerifier: string };
+type LoginChecks = { state: string; nonce: string; codeVerifier: string };
 
 export type OidcClient = {
   authorizationUrl(checks: LoginChecks): Promise<URL>;

@@ -12,7 +12,7 @@ import { createJwtCheck, remoteKeySet, type JwtCheck } from "./tokens.ts";
 export const DEVICE_CLIENT_ID = /^iotdevice-([a-z0-9_]+)-([a-z0-9]{8})$/;
 
 /** A device token names its device through `azp`; the device must exist and belong to the named model. */
-export function createDeviceTokenVerifier(check: JwtCheck, db: Database): TokenVerifier<DevicePrincipal> {
+function createDeviceTokenVerifier(check: JwtCheck, db: Database): TokenVerifier<DevicePrincipal> {
   return async (token) => {
     const claims = await check(token);
     const match = DEVICE_CLIENT_ID.exec(claims.azp ?? "");
@@ -29,7 +29,7 @@ export function createDeviceTokenVerifier(check: JwtCheck, db: Database): TokenV
 }
 
 /** An admin token: roles from the realm and from the backend's client; a device's token is never an admin. */
-export function createAdminTokenVerifier(check: JwtCheck, rolesClientId: string): TokenVerifier<AdminPrincipal> {
+function createAdminTokenVerifier(check: JwtCheck, rolesClientId: string): TokenVerifier<AdminPrincipal> {
   return async (token) => {
     const claims = await check(token);
     if (DEVICE_CLIENT_ID.test(claims.azp ?? "")) throw forbidden("A device token cannot be used for the admin API.");

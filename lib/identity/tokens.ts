@@ -2,9 +2,9 @@ import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyG
 import { AppError, unauthorized, upstreamError, upstreamUnavailable } from "../http/errors.ts";
 
 /** Asymmetric algorithms only: never `none`, never HS* (a public key must not become an HMAC secret). */
-export const ALLOWED_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"];
+const ALLOWED_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"];
 
-export type TokenClaims = JWTPayload & {
+type TokenClaims = JWTPayload & {
   azp?: string;
   typ?: string;
   email?: string;

@@ -26,7 +26,7 @@ export type ProvisioningPackage = z.infer<typeof provisioningPackageSchema>;
 /** The keys in package order (also the order of the NVS entries). */
 export const PACKAGE_KEYS = Object.keys(provisioningPackageSchema.shape) as (keyof ProvisioningPackage)[];
 
-export const NVS_NAMESPACE = "prov";
+const NVS_NAMESPACE = "prov";
 
 type ProvisioningSettings = Pick<ProvisioningPackage, "base_url" | "mqtt_url" | "wifi_ssid" | "wifi_password">;
 type SettingsSource = Pick<Config, "BASEURL" | "DEVICE_BASEURL" | "MQTT_URL" | "DEVICE_MQTT_URL" | "WIFI_SSID" | "WIFI_PASSWORD">;

@@ -11,7 +11,7 @@ import type { Metrics } from "../metrics.ts";
 import type { Notifier } from "../mqtt.ts";
 import type { SecretBox } from "../secrets.ts";
 
-export type RotationSettings = { timeoutSeconds: number; retryBackoffSeconds: number };
+type RotationSettings = { timeoutSeconds: number; retryBackoffSeconds: number };
 
 type Deps = {
   db: Database;

@@ -8,7 +8,7 @@ import type { Metrics } from "../metrics.ts";
 import type { RotationEngine } from "./engine.ts";
 import { nextOccurrence, queueAllOk, queueScheduled, type Schedule } from "./schedule.ts";
 
-export type CycleSummary = {
+type CycleSummary = {
   baseline_recorded: boolean;
   queued: number;
   timed_out: number;
