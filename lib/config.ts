@@ -6,7 +6,11 @@ import { z } from "zod";
  * (loadConfig throws ConfigError listing all of them); values of secret settings never appear in messages.
  */
 const optionalText = z.string().trim().min(1).optional();
-const url = z.url({ protocol: /^https?$/ }).optional();
+// Without a trailing slash, so every use can append a path.
+const url = z
+  .url({ protocol: /^https?$/ })
+  .transform((value) => value.replace(/\/+$/, ""))
+  .optional();
 const bool = (fallback: boolean) =>
   z
     .enum(["true", "false", "1", "0", ""])

@@ -76,7 +76,7 @@ function loadAdminApiToken(config: Config, logger: Logger): string | null {
 
 function createIdentity(config: Config, database: DatabaseHandle, secretBox: SecretBox, metrics: Metrics): IdentityProvider {
   if (config.identity === "keycloak") {
-    const baseUrl = config.KEYCLOAK_BASE_URL!.replace(/\/$/, "");
+    const baseUrl = config.KEYCLOAK_BASE_URL!;
     const realm = config.KEYCLOAK_REALM!;
     return createKeycloakProvider({
       baseUrl,

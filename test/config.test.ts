@@ -23,6 +23,13 @@ describe("configuration", () => {
   const cwd = mkdtempSync(join(tmpdir(), "iot-config-test-"));
   after(() => rmSync(cwd, { recursive: true, force: true }));
 
+  test("URLs lose their trailing slashes once, so every use can append a path", () => {
+    const config = loadConfig({ BASEURL: "https://iot.lan/", KEYCLOAK_BASE_URL: "https://kc.lan//", KEYCLOAK_REALM: "r", KEYCLOAK_ADMIN_CLIENT_ID: "c", KEYCLOAK_ADMIN_CLIENT_SECRET: "s", OIDC_ISSUER_URL: "https://kc.lan/realms/r/" });
+    assert.equal(config.BASEURL, "https://iot.lan");
+    assert.equal(config.KEYCLOAK_BASE_URL, "https://kc.lan");
+    assert.equal(config.OIDC_ISSUER_URL, "https://kc.lan/realms/r");
+  });
+
   test("nothing set: the embedded defaults", () => {
     const config = loadConfig({});
     assert.equal(config.PORT, 3201);

@@ -65,7 +65,7 @@ function expiresSoon(token: string): boolean {
 
 export function createBrowserSession(options: { oidc: OidcClient; secretBox: SecretBox; baseUrl: string }): BrowserSession {
   const { oidc, secretBox } = options;
-  const baseUrl = options.baseUrl.replace(/\/+$/, "");
+  const { baseUrl } = options;
   const secure = baseUrl.startsWith("https:");
   const refreshing = new Map<string, Promise<OidcTokens>>();
 

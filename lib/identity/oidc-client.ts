@@ -67,7 +67,7 @@ export function createOidcClient(options: {
   redirectUri: string;
   scope?: string;
 }): OidcClient {
-  const issuer = new URL(options.issuerUrl.replace(/\/+$/, ""));
+  const issuer = new URL(options.issuerUrl);
   let discovered: Promise<oidc.Configuration> | null = null;
 
   // Cached for the process lifetime once it succeeds; a failed discovery is retried by the next request.

@@ -72,10 +72,10 @@ export function createTokenVerifiers(options: { config: Config; db: Database; bu
   const checkFor = (issuer: string, keys = sharedKeySet(issuer)) =>
     createJwtCheck({ keys, issuer, audience: config.OIDC_AUDIENCE, clockSkewSeconds: config.OIDC_CLOCK_SKEW_SECONDS });
 
-  const adminIssuer = config.OIDC_ISSUER_URL?.replace(/\/+$/, "");
+  const adminIssuer = config.OIDC_ISSUER_URL;
   const deviceCheck = builtinIssuer
     ? checkFor(builtinIssuer.issuer, builtinIssuer.keys)
-    : checkFor(adminIssuer ?? `${config.KEYCLOAK_BASE_URL!.replace(/\/+$/, "")}/realms/${config.KEYCLOAK_REALM}`);
+    : checkFor(adminIssuer ?? `${config.KEYCLOAK_BASE_URL}/realms/${config.KEYCLOAK_REALM}`);
 
   return {
     verifyDeviceToken: counted(metrics, createDeviceTokenVerifier(deviceCheck, db)),

@@ -37,7 +37,7 @@ type SettingsSource = Pick<Config, "BASEURL" | "DEVICE_BASEURL" | "MQTT_URL" | "
  */
 export function provisioningSettings(config: SettingsSource): ProvisioningSettings {
   const sources = [
-    { key: "base_url", setting: "BASEURL (or DEVICE_BASEURL)", value: (config.DEVICE_BASEURL ?? config.BASEURL)?.replace(/\/+$/, "") },
+    { key: "base_url", setting: "BASEURL (or DEVICE_BASEURL)", value: config.DEVICE_BASEURL ?? config.BASEURL },
     { key: "mqtt_url", setting: "MQTT_URL (or DEVICE_MQTT_URL)", value: config.DEVICE_MQTT_URL ?? config.MQTT_URL },
     { key: "wifi_ssid", setting: "WIFI_SSID", value: config.WIFI_SSID },
     { key: "wifi_password", setting: "WIFI_PASSWORD", value: config.WIFI_PASSWORD },
