@@ -35,12 +35,16 @@ export async function* limitedChunks(request: Request, limit: number): AsyncGene
   }
 }
 
+async function readText(request: Request, limit: number): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of limitedChunks(request, limit)) chunks.push(chunk);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
 export async function readJsonBody(request: Request, limit = JSON_BODY_LIMIT): Promise<unknown> {
   const type = mediaType(request);
   if (type !== "application/json" && !type.endsWith("+json")) throw unsupportedMediaType(["application/json"]);
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of limitedChunks(request, limit)) chunks.push(chunk);
-  const text = Buffer.concat(chunks).toString("utf8");
+  const text = await readText(request, limit);
   if (text.trim() === "") throw badRequest("The request body is empty; a JSON object is expected.", "EMPTY_BODY");
   try {
     return JSON.parse(text);
@@ -54,7 +58,5 @@ const FORM_BODY_LIMIT = 64 * 1024;
 
 export async function readFormBody(request: Request, limit = FORM_BODY_LIMIT): Promise<URLSearchParams> {
   if (mediaType(request) !== "application/x-www-form-urlencoded") throw unsupportedMediaType(["application/x-www-form-urlencoded"]);
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of limitedChunks(request, limit)) chunks.push(chunk);
-  return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+  return new URLSearchParams(await readText(request, limit));
 }

@@ -54,7 +54,7 @@ export function createRotationService(deps: {
           queued: scheduled.queued,
           timed_out: timeouts.expired,
           started: started?.key ?? null,
-          pending: await pendingKey(),
+          pending: started?.key ?? (await pendingKey()),
           errors: timeouts.errors,
         };
         metrics.rotationJobRuns.inc({ result: summary.errors.length > 0 ? "error" : "success" });
