@@ -10,6 +10,7 @@ export default defineRoute({
   async handler(_request, { services }) {
     const { metrics } = services;
     for (const [state, n] of Object.entries(await services.rotation.countsByState())) metrics.devicesByState.set({ rotation_state: state }, n);
+    metrics.firmwareCacheBytes.set(services.firmware.cachedBytes());
     return new Response(await metrics.registry.metrics(), { headers: { "content-type": metrics.registry.contentType } });
   },
 });

@@ -28,6 +28,7 @@ const envSchema = z.object({
   MIGRATE_ON_START: bool(false),
   ASSETS_DIR: optionalText,
   FIRMWARE_MAX_BYTES: int(16 * 1024 * 1024, 1024),
+  FIRMWARE_CACHE_BYTES: int(64 * 1024 * 1024, 0),
   SHUTDOWN_DEADLINE_SECONDS: int(25, 1),
 
   BASEURL: url,

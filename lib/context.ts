@@ -140,7 +140,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     adminTokenFromRequest: browserSession?.tokenFromRequest,
     ...createTokenVerifiers({ config, db: database.db, builtinIssuer, metrics }),
   });
-  const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, notifier, logger }), metrics, { save: "upload_firmware" });
+  const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, notifier, logger }), metrics, { save: "upload_firmware" });
   const models = instrument(createDeviceModelService(database.db, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
   const devices = instrument(createDeviceService({ db: database.db, identity, notifier, logger }), metrics, {
     create: "create_device",

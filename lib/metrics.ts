@@ -68,6 +68,11 @@ export function createMetrics() {
       labelNames: ["operation", "status"],
       registers,
     }),
+    firmwareCacheBytes: new Gauge({
+      name: "iot_firmware_cache_bytes",
+      help: "Bytes of firmware images held in memory for downloads (at most FIRMWARE_CACHE_BYTES)",
+      registers,
+    }),
     devicesByState: new Gauge({
       name: "iot_devices",
       help: "Devices per rotation state",

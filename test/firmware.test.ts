@@ -8,6 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import mqtt from "mqtt";
 import { deviceModels } from "../db/schema.ts";
+import { createLogger } from "../lib/logger.ts";
 import { ADMIN_TOKEN } from "./support/app.ts";
 import { assertErrorEnvelope } from "./support/envelope.ts";
 import { buildImage, readVector } from "./support/firmware-image.ts";
@@ -22,8 +23,15 @@ const bytesOf = async (response: Response) => new Uint8Array(await response.arra
 
 type Device = { id: number; key: string; client_id: string };
 
-describe("firmware", () => {
+/** The same promises whether images are served from the shared copy in memory or read from disk per download. */
+const MODES = [
+  { name: "images served from memory (default FIRMWARE_CACHE_BYTES)", env: {} as Record<string, string> },
+  { name: "FIRMWARE_CACHE_BYTES=0: every download reads the file", env: { FIRMWARE_CACHE_BYTES: "0" } },
+];
+
+for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
   let server: TestServer;
+  const logLines: string[] = [];
   let assetsDir: string;
   let modelA: number;
   let modelB: number;
@@ -58,7 +66,10 @@ describe("firmware", () => {
     fetch(server.url + path, { method, headers: { authorization: `Bearer ${await deviceToken(device)}`, ...headers } });
 
   before(async () => {
-    server = await startTestServer({ env: { FIRMWARE_MAX_BYTES: String(LIMIT), MQTT_URL: MQTT_TEST_URL } });
+    server = await startTestServer({
+      env: { FIRMWARE_MAX_BYTES: String(LIMIT), MQTT_URL: MQTT_TEST_URL, ...mode.env },
+      overrides: { logger: createLogger("warn", {}, (line) => logLines.push(line)) },
+    });
     assetsDir = server.services.config.assetsDir;
     const model = async (code: string) => (await (await server.admin("POST", "/api/device-models", { code, name: code })).json()).id as number;
     modelA = await model("fw_a");
@@ -409,6 +420,43 @@ describe("firmware", () => {
     assert.ok(existsSync(join(assetsDir, "fw_gone")));
     assert.equal((await admin("DELETE", `/api/device-models/${id}`)).status, 204);
     assert.equal(existsSync(join(assetsDir, "fw_gone")), false);
+  });
+
+  test("memory: one copy per served image however many download it (none without a cache), released when replaced", async () => {
+    const cached = async () => Number(/^iot_firmware_cache_bytes (\d+)$/m.exec(await (await fetch(`${server.url}/metrics`)).text())![1]);
+    const image = buildImage({ version: "memory-1", size: 300_000 });
+    assert.equal((await upload(modelB, image)).status, 200);
+    const before = await cached();
+    const downloads = await Promise.all(Array.from({ length: 20 }, async () => bytesOf(await deviceGet(deviceB))));
+    for (const bytes of downloads) assert.equal(sha256(bytes), sha256(image));
+    const expected = mode.env.FIRMWARE_CACHE_BYTES === "0" ? 0 : image.length;
+    assert.equal((await cached()) - before, expected, "20 concurrent downloads hold the image once");
+
+    const replacement = buildImage({ version: "memory-2", size: 250_000 });
+    assert.equal((await upload(modelB, replacement)).status, 200);
+    assert.equal(await cached(), before, "the replaced image is no longer held");
+    assert.equal(sha256(await bytesOf(await deviceGet(deviceB))), sha256(replacement));
+  });
+
+  test("a stored file changed or removed behind the server's back: 500 FIRMWARE_FILE_DAMAGED, never served under its ETag", async () => {
+    const image = buildImage({ version: "tampered", size: 200_000 });
+    assert.equal((await upload(modelB, image)).status, 200);
+    const [row] = await server.services.database.db.select().from(deviceModels).where(eq(deviceModels.id, modelB));
+    writeFileSync(join(assetsDir, row!.firmwareFile!), image.subarray(0, 100_000));
+    for (const response of [await deviceGet(deviceB), await admin("GET", `/api/device-models/${modelB}/firmware`)]) {
+      assert.equal(response.status, 500);
+      const body = await response.json();
+      assert.equal(body.code, "FIRMWARE_FILE_DAMAGED");
+      assert.equal(body.error, 'The stored firmware of device model "fw_b" is missing or damaged; upload it again.');
+      assert.equal(body.correlationId, response.headers.get("x-request-id"));
+    }
+    assert.ok(logLines.some((line) => line.includes("it has 100000 bytes; its model records 200000")), "the reason is logged");
+
+    rmSync(join(assetsDir, row!.firmwareFile!));
+    assert.equal((await deviceGet(deviceB)).status, 500, "a missing file: the same answer");
+    assert.ok(logLines.some((line) => line.includes("ENOENT")), "the reason is logged");
+    assert.equal((await upload(modelB, image)).status, 200, "a new upload repairs it");
+    assert.equal(sha256(await bytesOf(await deviceGet(deviceB))), sha256(image));
   });
 });
 

@@ -147,6 +147,7 @@ describe("metrics", () => {
       "iot_rotation_job_runs_total",
       "iot_keycloak_operations_total",
       "iot_devices",
+      "iot_firmware_cache_bytes",
     ]) {
       assert.match(text, new RegExp(`^# TYPE ${name} (counter|gauge|histogram)$`, "m"), name);
     }

@@ -3,13 +3,14 @@
  *
  * An upload streams through the image inspector into a temporary file in the assets directory, is fsynced and
  * renamed to a name of its own (`<model code>/<sha256>-<random>.bin`); then one transaction points the model
- * at it. Only after that commit is the previous file unlinked — downloads already reading it keep their open
- * handle, new downloads open the new file — so a device never gets a mix of two images, and a failed upload
- * leaves the old firmware and version as they were. Leftovers of a crash (temporary files, a renamed file whose
- * transaction never committed) are swept at start.
+ * at it. Only after that commit is the previous file unlinked — downloads already sending it keep their copy in
+ * memory or their open handle, new downloads read the new file — so a device never gets a mix of two images,
+ * and a failed upload leaves the old firmware and version as they were. Leftovers of a crash (temporary files, a
+ * renamed file whose transaction never committed) are swept at start. Downloads share one copy of each image in
+ * memory while it fits FIRMWARE_CACHE_BYTES (./cache.ts says why).
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
@@ -17,19 +18,22 @@ import type { Database } from "../../db/client.ts";
 import type { ModelRow } from "../device-models.ts";
 import { isProcessRunning } from "../process-alive.ts";
 import { deviceModels, devices } from "../../db/schema.ts";
-import { badRequest, modelNotFound, notFound } from "../http/errors.ts";
-import type { OpenFile } from "../http/file-response.ts";
+import { AppError, badRequest, modelNotFound, notFound } from "../http/errors.ts";
+import type { StoredFile } from "../http/file-response.ts";
 import type { Logger } from "../logger.ts";
 import { errorMessage } from "../logger.ts";
 import type { Notifier } from "../mqtt.ts";
+import { createImageCache } from "./cache.ts";
 import { createImageInspector, FirmwareRejected, type FirmwareInfo } from "./image.ts";
 
 
-type StoredFirmware = OpenFile & { modelCode: string; version: string };
+type StoredFirmware = StoredFile & { modelCode: string; version: string };
 
 /** A file untouched for this long cannot belong to an upload still in progress on another replica. */
 const STALE_MS = 10 * 60 * 1000;
 const TEMP_PREFIX = ".upload-";
+/** A stored file that is not the one its model records (changed on disk behind the server's back). */
+class FileDamaged extends Error {}
 const ENOENT = (error: unknown) => (error as NodeJS.ErrnoException)?.code === "ENOENT";
 
 const HOST = hostname().replace(/[^\w.]/g, "_");
@@ -49,12 +53,43 @@ async function writeAll(handle: import("node:fs/promises").FileHandle, chunk: Ui
   while (written < chunk.byteLength) written += (await handle.write(chunk, written, chunk.byteLength - written)).bytesWritten;
 }
 
-export function createFirmwareStore(deps: { db: Database; assetsDir: string; notifier: Notifier; logger: Logger }) {
+export function createFirmwareStore(deps: { db: Database; assetsDir: string; cacheBytes: number; notifier: Notifier; logger: Logger }) {
   const { db, assetsDir, notifier, logger } = deps;
   const absolute = (file: string) => join(assetsDir, file);
+  const cache = createImageCache(deps.cacheBytes);
 
   const removeQuietly = (path: string, what: string) =>
     rm(path, { force: true, recursive: true }).catch((error) => logger.error(`Could not remove ${what}`, { path, error: errorMessage(error) }));
+
+  /**
+   * The bytes of a stored file: shared from memory when they fit the cache, else an open handle of their own.
+   * A file whose size is not the recorded one was changed behind our back; it is refused, not served under the
+   * recorded ETag.
+   */
+  async function contentOf(file: string, recordedSize: number | null): Promise<Pick<StoredFile, "content" | "size">> {
+    const path = absolute(file);
+    const checkSize = (size: number) => {
+      if (recordedSize !== null && size !== recordedSize) throw new FileDamaged(`it has ${size} bytes; its model records ${recordedSize}`);
+    };
+    const cached = cache.get(file, recordedSize ?? Number.POSITIVE_INFINITY, async () => {
+      const bytes = await readFile(path);
+      checkSize(bytes.length);
+      return bytes;
+    });
+    if (cached) {
+      const bytes = await cached;
+      return { content: bytes, size: bytes.length };
+    }
+    const handle = await open(path, "r");
+    try {
+      const { size } = await handle.stat();
+      checkSize(size);
+      return { content: handle, size };
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
 
   /** Stream `chunks` into a temporary file while validating them; returns the file and what the image says. */
   async function receive(chunks: AsyncIterable<Uint8Array>): Promise<{ temp: string; info: FirmwareInfo }> {
@@ -167,39 +202,40 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; not
         await removeQuietly(absolute(file), "a firmware file whose upload failed");
         throw error;
       }
-      if (previous) await removeQuietly(absolute(previous), "the previous firmware file");
+      if (previous) {
+        cache.forget(previous);
+        await removeQuietly(absolute(previous), "the previous firmware file");
+      }
       logger.info("Firmware stored", { model: model.code, version: info.version, size: info.size, sha256: info.sha256 });
       await notifyDevices(model.id, info.version);
       return info;
     },
 
     /**
-     * Opens the current firmware of a model (a row the caller already read) for reading. The handle is opened
-     * before the response is built, so a concurrent upload can unlink the file without cutting this download short.
+     * The current firmware of a model (a row the caller already read): the shared copy in memory, or else a
+     * handle opened before the response is built, so that a concurrent upload can unlink the file without cutting
+     * this download short.
      */
     async open(model: ModelRow): Promise<StoredFirmware> {
       let row = model;
       for (let attempt = 1; ; attempt++) {
-        if (!row.firmwareFile || !row.firmwareSha256 || !row.firmwareVersion) {
-          throw notFound(`Device model "${row.code}" has no firmware yet.`, "FIRMWARE_NOT_FOUND");
-        }
+        const { firmwareFile: file, firmwareSha256: sha256, firmwareVersion: version } = row;
+        if (!file || !sha256 || !version) throw notFound(`Device model "${row.code}" has no firmware yet.`, "FIRMWARE_NOT_FOUND");
         try {
-          const handle = await open(absolute(row.firmwareFile), "r");
-          const { size } = await handle.stat().catch(async (error) => {
-            await handle.close();
-            throw error;
-          });
           return {
-            handle,
-            size,
-            etag: `"${row.firmwareSha256}"`,
+            ...(await contentOf(file, row.firmwareSize)),
+            etag: `"${sha256}"`,
             lastModified: row.firmwareUploadedAt ?? row.updatedAt,
             modelCode: row.code,
-            version: row.firmwareVersion,
+            version,
           };
         } catch (error) {
+          if (error instanceof FileDamaged || (ENOENT(error) && attempt >= 3)) {
+            logger.error("A stored firmware file is missing or damaged", { model: row.code, file, error: errorMessage(error) });
+            throw new AppError(500, "FIRMWARE_FILE_DAMAGED", `The stored firmware of device model "${row.code}" is missing or damaged; upload it again.`);
+          }
           // A newer upload committed and unlinked this file between the read and the open: read the row again.
-          if (!ENOENT(error) || attempt >= 3) throw error;
+          if (!ENOENT(error)) throw error;
           const [fresh] = await db.select().from(deviceModels).where(eq(deviceModels.id, row.id));
           if (!fresh) throw modelNotFound(row.id);
           row = fresh;
@@ -207,8 +243,12 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; not
       }
     },
 
+    /** Bytes of firmware held in memory. */
+    cachedBytes: () => cache.usedBytes(),
+
     /** The model row is gone: its firmware directory goes too. */
     async removeModelFiles(model: ModelRow): Promise<void> {
+      if (model.firmwareFile) cache.forget(model.firmwareFile);
       await removeQuietly(absolute(model.code), "the firmware of a deleted model");
     },
   };

@@ -3,9 +3,9 @@ import { Response as FastResponse } from "@whatwg-node/fetch";
 import { AppError } from "./errors.ts";
 import { ifRangeHolds, noneMatchHits, notModifiedSince, parseRange } from "./range.ts";
 
-/** An opened file to send; the response takes ownership of the handle and closes it. */
-export type OpenFile = {
-  handle: FileHandle;
+/** A stored file to send: its bytes in memory (shared, never changed), or an open handle the response takes over. */
+export type StoredFile = {
+  content: Buffer | FileHandle;
   size: number;
   /** Strong entity tag, quoted. */
   etag: string;
@@ -23,18 +23,21 @@ const rangeNotSatisfiable = (size: number) =>
  * A GET response for a stored file: 200, 206 for one satisfiable `Range` (honouring `If-Range`), 304 for a
  * matching `If-None-Match` (or `If-Modified-Since` without it), 416 for an unsatisfiable range.
  */
-export function fileResponse(request: Request, file: OpenFile, headers: Record<string, string> = {}): Response {
+export function fileResponse(request: Request, file: StoredFile, headers: Record<string, string> = {}): Response {
   const validators = {
     etag: file.etag,
     "last-modified": file.lastModified.toUTCString(),
     "accept-ranges": "bytes",
     ...headers,
   };
+  const release = () => {
+    if (!Buffer.isBuffer(file.content)) file.content.close().catch(() => {});
+  };
   const ifNoneMatch = request.headers.get("if-none-match");
   const unchanged =
     ifNoneMatch !== null ? noneMatchHits(ifNoneMatch, file.etag) : notModifiedSince(request.headers.get("if-modified-since"), file.lastModified);
   if (unchanged) {
-    file.handle.close().catch(() => {});
+    release();
     return new Response(null, { status: 304, headers: validators });
   }
 
@@ -42,15 +45,17 @@ export function fileResponse(request: Request, file: OpenFile, headers: Record<s
     ? parseRange(request.headers.get("range"), file.size)
     : null;
   if (range === "unsatisfiable") {
-    file.handle.close().catch(() => {});
+    release();
     throw rangeNotSatisfiable(file.size);
   }
   const { start, end } = range ?? { start: 0, end: file.size - 1 };
-  // A Node stream in the server adapter's own Response: @whatwg-node/server pipes it straight into the socket
-  // (reading only as fast as the client takes it, about one chunk in memory per download) and destroys it when
-  // the client goes, which closes the handle. Reading by handle keeps serving a file that was unlinked meanwhile
-  // (a newer firmware replaced it), so a download is never a mix of two files.
-  const body = file.handle.createReadStream({ start, end, highWaterMark: CHUNK_BYTES });
+  // Either kind of body goes straight into the socket in the server adapter's own Response: a Buffer (a view
+  // of the shared copy, not a copy) is written as it is; a Node stream is piped, read only as fast as the client
+  // takes it, and destroyed when the client goes, which closes the handle. Reading by handle keeps serving a file
+  // that was unlinked meanwhile (a newer firmware replaced it), so a download is never a mix of two files.
+  const body = Buffer.isBuffer(file.content)
+    ? file.content.subarray(start, end + 1)
+    : file.content.createReadStream({ start, end, highWaterMark: CHUNK_BYTES });
   return new FastResponse(body as unknown as BodyInit, {
     status: range ? 206 : 200,
     headers: {
