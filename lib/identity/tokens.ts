@@ -49,9 +49,31 @@ function tokenFailure(error: unknown): AppError {
   return unauthorized("The bearer token is not a valid JWT.", "INVALID_TOKEN");
 }
 
-/** Checks signature, issuer, audience, lifetime (with leeway) and algorithm; returns the claims. */
+/**
+ * How many checked tokens are remembered. A device sends the same token with every request until it expires, and
+ * checking the signature was the largest CPU cost of a device request; a fleet of a few hundred devices holds a
+ * few hundred tokens.
+ */
+const REMEMBERED_TOKENS = 4096;
+
+/**
+ * Checks signature, issuer, audience, lifetime (with leeway) and algorithm; returns the claims. A token that passed
+ * is remembered until it expires, so the same token is not checked again; the caller still looks up what the
+ * token names (a deleted device is refused at once).
+ */
 export function createJwtCheck(options: { keys: JWTVerifyGetKey; issuer: string; audience: string; clockSkewSeconds: number }) {
+  const passed = new Map<string, { claims: TokenClaims; validUntilMs: number }>();
   return async function checkJwt(token: string): Promise<TokenClaims> {
+    const known = passed.get(token);
+    if (known && Date.now() < known.validUntilMs) return known.claims;
+    passed.delete(token);
+    const claims = await verify(token);
+    if (passed.size >= REMEMBERED_TOKENS) passed.delete(passed.keys().next().value!);
+    passed.set(token, { claims, validUntilMs: (claims.exp! + options.clockSkewSeconds) * 1000 });
+    return claims;
+  };
+
+  async function verify(token: string): Promise<TokenClaims> {
     let claims: TokenClaims;
     try {
       ({ payload: claims } = await jwtVerify<TokenClaims>(token, options.keys, {
@@ -69,7 +91,7 @@ export function createJwtCheck(options: { keys: JWTVerifyGetKey; issuer: string;
       throw unauthorized("The token is not an access token.", "INVALID_TOKEN");
     }
     return claims;
-  };
+  }
 }
 
 export type JwtCheck = ReturnType<typeof createJwtCheck>;
