@@ -26,7 +26,7 @@ export function buildOpenApiDocument(routes: Route[], serverUrl?: string) {
       requestBody: body
         ? { required: true, content: { "application/json": { schema: body } } }
         : rawBody
-          ? { required: true, description: rawBody.description, content: Object.fromEntries(rawBody.contentTypes.map((type) => [type, { schema: { type: "string" as const, format: "binary" } }])) }
+          ? { required: true, ...rawBody }
           : undefined,
       responses: {
         ...route.responses,

@@ -320,5 +320,15 @@ describe("API docs", () => {
     const createModel = doc.components!.schemas!.CreateModel;
     assert.deepEqual([...createModel.required].sort(), ["code", "name"]);
     assert.equal(createModel.properties.code.pattern, "^[a-z0-9_]+$");
+
+    // Bodies the handlers read themselves are documented as what they accept, not as opaque bytes.
+    const upload = doc.paths["/api/device-models/{id}/firmware"]!.post.requestBody.content;
+    assert.deepEqual(Object.keys(upload).sort(), ["application/octet-stream", "multipart/form-data"]);
+    assert.deepEqual(upload["application/octet-stream"].schema, { type: "string", format: "binary" });
+    assert.deepEqual(upload["multipart/form-data"].schema.required, ["file"]);
+    assert.equal(upload["multipart/form-data"].schema.properties.file.format, "binary");
+    const tokenForm = doc.paths["/oauth2/token"]!.post.requestBody.content["application/x-www-form-urlencoded"].schema;
+    assert.deepEqual(Object.keys(tokenForm.properties).sort(), ["client_id", "client_secret", "grant_type"]);
+    assert.deepEqual(tokenForm.required, ["grant_type"]);
   });
 });

@@ -39,7 +39,20 @@ export default defineRoute({
     "Form-encoded like Keycloak's: `grant_type=client_credentials` with `client_id`/`client_secret` in the form or as HTTP Basic. " +
     "Errors carry the OAuth2 `error` code and `error_description` inside the usual envelope. Absent (404) when Keycloak is the provider.",
   tags: ["OAuth2"],
-  request: { rawBody: { contentTypes: ["application/x-www-form-urlencoded"], description: "grant_type, client_id, client_secret" } },
+  request: {
+    rawBody: {
+      description: "The client-credentials grant; the client may authenticate with HTTP Basic instead of the form fields",
+      content: {
+        "application/x-www-form-urlencoded": {
+          schema: {
+            type: "object",
+            properties: { grant_type: { type: "string", enum: ["client_credentials"] }, client_id: { type: "string" }, client_secret: { type: "string" } },
+            required: ["grant_type"],
+          },
+        },
+      },
+    },
+  },
   responses: { 200: { description: "An access token", content: { "application/json": { schema: tokenResponse } } } },
   async handler(request, { services }) {
     const issuer = builtinIssuerOf(services);

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import type { ZodOpenApiResponsesObject } from "zod-openapi";
+import type { ZodOpenApiContentObject, ZodOpenApiResponsesObject } from "zod-openapi";
 import type { Services } from "../context.ts";
 import type { Logger } from "../logger.ts";
 import type { Principal } from "./auth.ts";
@@ -8,6 +8,7 @@ type Method = "GET" | "POST" | "PUT" | "DELETE";
 export type Access = "admin" | "device" | "public";
 
 type Schema = z.ZodType;
+type RawBody = { description: string; content: ZodOpenApiContentObject };
 type Out<S> = S extends Schema ? z.output<S> : undefined;
 
 type RouteContext<P = unknown, Q = unknown, B = unknown> = {
@@ -39,8 +40,8 @@ export type Route = {
     query?: Schema;
     /** A JSON body is read (size-limited, application/json only) and parsed with this schema. */
     body?: Schema;
-    /** Documentation of a body the handler reads itself (e.g. a firmware stream). */
-    rawBody?: { contentTypes: string[]; description: string };
+    /** Documentation of a body the handler reads itself (e.g. a firmware stream): its media types and their shapes. */
+    rawBody?: RawBody;
   };
   responses: ZodOpenApiResponsesObject;
   handler: (request: Request, ctx: RouteContext<any, any, any>) => Promise<Response>;
@@ -48,7 +49,7 @@ export type Route = {
 
 export function defineRoute<P extends Schema | undefined = undefined, Q extends Schema | undefined = undefined, B extends Schema | undefined = undefined>(
   route: Omit<Route, "request" | "handler"> & {
-    request?: { params?: P; query?: Q; body?: B; rawBody?: { contentTypes: string[]; description: string } };
+    request?: { params?: P; query?: Q; body?: B; rawBody?: RawBody };
     handler: (request: Request, ctx: RouteContext<Out<P>, Out<Q>, Out<B>>) => Promise<Response>;
   },
 ): Route {

@@ -6,7 +6,7 @@ import { AppError, badRequest, validationFailed } from "./errors.ts";
 
 /** The multipart form field that carries the file. */
 const FILE_FIELD = "file";
-export const UPLOAD_CONTENT_TYPES = ["application/octet-stream", "multipart/form-data"];
+const UPLOAD_CONTENT_TYPES = ["application/octet-stream", "multipart/form-data"];
 
 /** Room for the multipart boundaries, part headers and small extra fields around the file. */
 const MULTIPART_OVERHEAD = 64 * 1024;

@@ -1,6 +1,6 @@
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { json } from "../../../../lib/http/respond.ts";
-import { UPLOAD_CONTENT_TYPES, uploadedFile } from "../../../../lib/http/upload.ts";
+import { uploadedFile } from "../../../../lib/http/upload.ts";
 import { firmwareUploadSchema, idParams } from "../../../../lib/schemas.ts";
 
 export default defineRoute({
@@ -14,7 +14,15 @@ export default defineRoute({
   tags: ["Device models"],
   request: {
     params: idParams,
-    rawBody: { contentTypes: UPLOAD_CONTENT_TYPES, description: "The image as the raw body, or as the multipart field `file`" },
+    rawBody: {
+      description: "The image as the raw body, or as the multipart field `file` (other fields are ignored)",
+      content: {
+        "application/octet-stream": { schema: { type: "string", format: "binary" } },
+        "multipart/form-data": {
+          schema: { type: "object", properties: { file: { type: "string", format: "binary", description: "The image" } }, required: ["file"] },
+        },
+      },
+    },
   },
   responses: { 200: { description: "Stored", content: { "application/json": { schema: firmwareUploadSchema } } } },
   async handler(request, { services, params }) {
