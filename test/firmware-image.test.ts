@@ -1,8 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { crc32 } from "node:zlib";
 import { createImageInspector, FirmwareRejected, inspectImage, type FirmwareInfo } from "../lib/firmware/image.ts";
+import { buildImage, signV2 } from "./support/firmware-image.ts";
 
 const vectors = new URL("../../shared/test-vectors/firmware/", import.meta.url);
 const blink = new Uint8Array(readFileSync(new URL("esp_idf_blink_esp32s2.bin", vectors)));
@@ -17,6 +19,7 @@ const BLINK: FirmwareInfo = {
   chip: "ESP32-S2",
   size: 182368,
   sha256: sha256(blink),
+  signature: "none",
 };
 
 function feed(bytes: Uint8Array, chunkSize: number): FirmwareInfo {
@@ -174,12 +177,14 @@ test("a descriptor string that is not UTF-8 is rejected", () => {
 });
 
 test("trailing garbage after the image is rejected", () => {
-  for (const extra of [new Uint8Array(1), pseudoRandom(16, "tail"), blink.subarray(-32)]) {
-    rejected(() => inspectImage(concat(blink, extra)), /extra data after its end: it should be 182368 bytes long/);
+  for (const extra of [new Uint8Array(1), pseudoRandom(16, "tail"), blink.subarray(-32), new Uint8Array(68), new Uint8Array(4096).fill(0xff)]) {
+    rejected(() => inspectImage(concat(blink, extra)), new RegExp(`extra data after its end: it is 182368 bytes long, followed by ${extra.length} bytes that are not a signature`));
   }
+  // More than any signature can be: rejected while streaming, not only at the end.
   const inspector = createImageInspector();
   inspector.update(blink);
-  rejected(() => inspector.update(new Uint8Array([0])), /extra data/);
+  inspector.update(new Uint8Array(8191).fill(0xff));
+  rejected(() => inspector.update(new Uint8Array([0xff])), /extra data after its end: it is 182368 bytes long, but more than 8191 further bytes arrived/);
 });
 
 test("the chip id is checked and reported", () => {
@@ -199,7 +204,7 @@ test("an image without an appended hash is walked and checksum-verified", () => 
   // Its 32 extra bytes are trailing data when the flag says no hash.
   const flagCleared = blink.slice();
   flagCleared[23] = 0;
-  rejected(() => inspectImage(flagCleared), /extra data after its end: it should be 182336 bytes long/);
+  rejected(() => inspectImage(flagCleared), /extra data after its end: it is 182336 bytes long, followed by 32 bytes/);
 });
 
 test("a bad segment table is rejected", () => {
@@ -210,5 +215,72 @@ test("a bad segment table is rejected", () => {
   rejected(() => inspectImage(patch(blink, 1, 0)), /declares 0 segments/);
   rejected(() => inspectImage(patch(blink, 1, 17)), /declares 17 segments/);
   // One segment fewer declared: the remaining bytes no longer line up with the end.
-  rejected(() => inspectImage(patch(blink, 1, 5)), /^The image /);
+  rejected(() => inspectImage(patch(blink, 1, 5)), /^The image('s)? /);
+});
+
+/** Copy of a signed image with byte `offset` of its signature sector set to `value`. */
+function patchSector(signed: Uint8Array, offset: number, value: number): Uint8Array {
+  const out = signed.slice();
+  out[out.length - 4096 + offset] = value;
+  return out;
+}
+
+/** …and with the block's CRC-32 fixed again, so that only the intended change remains. */
+function patchBlock(signed: Uint8Array, offset: number, value: number): Uint8Array {
+  const out = patchSector(signed, offset, value);
+  const block = out.subarray(out.length - 4096, out.length - 4096 + 1216);
+  new DataView(block.buffer, block.byteOffset).setUint32(1196, crc32(block.subarray(0, 1196)), true);
+  return out;
+}
+
+test("an image signed for Secure Boot v2 (RSA or ECDSA, one to three blocks) is accepted, also in odd chunks", () => {
+  const signed = signV2(blink);
+  assert.equal(signed.length, 184320 + 4096, "padded to 45 sectors, then the signature sector");
+  const expected = { ...BLINK, size: signed.length, sha256: sha256(signed), signature: "secure boot v2" };
+  assert.deepEqual(inspectImage(signed), expected);
+  for (const size of [1, 1216, 4093, 8192]) assert.deepEqual(feed(signed, size), expected, `chunk size ${size}`);
+  assert.equal(inspectImage(signV2(blink, { version: 3 })).signature, "secure boot v2");
+  assert.equal(inspectImage(signV2(blink, { blocks: 3 })).signature, "secure boot v2");
+});
+
+test("an image that ends on a sector boundary (built with --secure-pad-v2) takes its signature sector right after", () => {
+  let aligned: Uint8Array | null = null;
+  for (let size = 8192; aligned === null; size += 4) {
+    const candidate = buildImage({ version: "aligned", size });
+    if (candidate.length % 4096 === 0) aligned = candidate;
+  }
+  const signed = signV2(aligned);
+  assert.equal(signed.length, aligned.length + 4096);
+  assert.equal(inspectImage(signed).signature, "secure boot v2");
+});
+
+test("a signature sector that is damaged, foreign or not a signature at all is rejected, saying what is wrong", () => {
+  const signed = signV2(blink);
+  const cases: [string, Uint8Array, RegExp][] = [
+    ["made for another image", signV2(blink, { digestOf: buildImage({ version: "other", size: 100_000 }) }), /signature block 1 was made for other image contents/],
+    ["a flipped digest byte", patchBlock(signed, 10, signed[signed.length - 4096 + 10]! ^ 1), /signature block 1 was made for other image contents/],
+    ["a flipped signature byte (CRC)", patchSector(signed, 900, signed[signed.length - 4096 + 900]! ^ 1), /signature block 1 fails its CRC-32 check/],
+    ["wrong magic", patchBlock(signed, 0, 0xe8), /signature block 1 does not start with the magic byte 0xE7/],
+    ["unknown version", patchBlock(signed, 1, 4), /signature block 1 has version 4/],
+    ["ECDSA P-384", patchBlock(signV2(blink, { version: 3 }), 2, 1), /SHA-384 digest \(ECDSA P-384\), which is not supported/],
+    ["garbage in the second slot", patchSector(signed, 1216, 0x00), /signature block 2 does not start with the magic byte/],
+    ["data after the blocks", patchSector(signed, 4000, 0x00), /signature sector has data after its signature blocks/],
+    ["padding that is not 0xFF", (() => { const out = signed.slice(); out[blink.length + 5] = 0; return out; })(), /padding before its signature sector is not 0xFF/],
+    ["a sector cut short", signed.subarray(0, -1), /extra data after its end: it is 182368 bytes long, followed by 6047 bytes that are not a signature/],
+    ["a byte after the sector", concat(signed, new Uint8Array([0xff])), /followed by 6049 bytes that are not a signature/],
+  ];
+  for (const [name, bytes, message] of cases) {
+    assert.throws(() => inspectImage(bytes), (err: unknown) => err instanceof FirmwareRejected && message.test(err.message), name);
+  }
+  const tamperedImage = signed.slice();
+  tamperedImage[50_000]! ^= 1;
+  rejected(() => inspectImage(tamperedImage), /SHA-256 does not match its contents/);
+});
+
+test("an ESP32 image with a Secure Boot v1 signature (version 0 and 64 bytes) is accepted; on other chips it is not", () => {
+  const esp32 = patch(blink, 12, 0);
+  const v1 = concat(esp32, new Uint8Array(4), randomBytes(64));
+  assert.deepEqual(inspectImage(v1), { ...BLINK, chip: "ESP32", size: v1.length, sha256: sha256(v1), signature: "secure boot v1" });
+  rejected(() => inspectImage(concat(esp32, new Uint8Array([1, 0, 0, 0]), randomBytes(64))), /followed by 68 bytes that are not a signature/);
+  rejected(() => inspectImage(concat(blink, new Uint8Array(4), randomBytes(64))), /followed by 68 bytes that are not a signature/);
 });

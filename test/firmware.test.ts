@@ -11,7 +11,7 @@ import { deviceModels } from "../db/schema.ts";
 import { createLogger } from "../lib/logger.ts";
 import { ADMIN_TOKEN } from "./support/app.ts";
 import { assertErrorEnvelope } from "./support/envelope.ts";
-import { buildImage, readVector } from "./support/firmware-image.ts";
+import { buildImage, readVector, signV2 } from "./support/firmware-image.ts";
 import { MQTT_TEST_URL, startTestServer, type TestServer } from "./support/server.ts";
 
 const LIMIT = 600_000;
@@ -436,6 +436,15 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
     assert.equal((await upload(modelB, replacement)).status, 200);
     assert.equal(await cached(), before, "the replaced image is no longer held");
     assert.equal(sha256(await bytesOf(await deviceGet(deviceB))), sha256(replacement));
+  });
+
+  test("an image signed for secure boot is stored and served whole, signature sector included", async () => {
+    const signed = signV2(buildImage({ version: "signed-1", size: 150_000 }));
+    assert.equal((await upload(modelB, signed)).status, 200);
+    assert.equal(await version(modelB), "signed-1");
+    const download = await deviceGet(deviceB);
+    assert.equal(download.headers.get("etag"), `"${sha256(signed)}"`);
+    assert.deepEqual(await bytesOf(download), signed);
   });
 
   test("a stored file changed or removed behind the server's back: 500 FIRMWARE_FILE_DAMAGED, never served under its ETag", async () => {

@@ -10,14 +10,22 @@
  *   …   zero padding, then one checksum byte (0xEF XOR every segment data byte) placed so that the position
  *       after it is a multiple of 16 (esptool `align_file_position(f, 16)` then writes the byte)
  *   …   if hash_appended == 1: SHA-256 of every byte before it (32 bytes)
- * Nothing may follow.
+ * Then nothing, or the signature of a signed app (esptool espsecure, ESP-IDF esp_image_format.c):
+ *   Secure Boot v2 / signed apps (RSA-PSS, ECDSA): 0xFF padding to the next 4096-byte boundary, then one 4096-byte
+ *       signature sector: up to three 1216-byte blocks { magic 0xE7, version 2 (RSA) or 3 (ECDSA), hash type
+ *       @2 (0 = SHA-256), SHA-256 of every byte before the sector @4, key and signature, CRC-32 of bytes 0–1195
+ *       @1196, zeros }, unused slots and the rest of the sector 0xFF
+ *   Secure Boot v1 (ESP32): 68 bytes { version u32 = 0, ECDSA signature[64] } right after the image
+ * The signatures themselves are the device's to verify (it holds the key); here a signature block must be
+ * well-formed and made for exactly these bytes.
  *
  * The inspector is an incremental state machine: it keeps the first 176 bytes (header + descriptor fields it
- * reports), an 8-byte segment-header buffer, the 32-byte trailing digest and two running SHA-256s — memory does
- * not grow with the image. `update()` throws as soon as the stream is known to be bad (so an upload can be
+ * reports), an 8-byte segment-header buffer, the 32-byte trailing digest, at most 8 KiB of signature and
+ * running SHA-256s — memory does not grow with the image. `update()` throws as soon as the stream is known to be bad (so an upload can be
  * aborted early); `finish()` throws for what can only be known at the end (truncation, digest, checksum).
  */
 import { createHash, type Hash } from "node:crypto";
+import { crc32 } from "node:zlib";
 
 export type FirmwareInfo = {
   version: string;
@@ -29,6 +37,8 @@ export type FirmwareInfo = {
   size: number;
   /** lowercase hex SHA-256 of the whole file */
   sha256: string;
+  /** The signature appended for secure boot, if any (checked for form and contents, not for its key). */
+  signature: "none" | "secure boot v1" | "secure boot v2";
 };
 
 /** The uploaded bytes are not an acceptable application image; `message` says why, for the uploader. */
@@ -82,6 +92,15 @@ const PROJECT_NAME = { offset: APP_DESC_OFFSET + 48, len: 32, what: "project nam
 const IDF_VERSION = { offset: APP_DESC_OFFSET + 112, len: 32, what: "ESP-IDF version" } as const; // 144
 /** Bytes kept from the start of the file: everything up to the end of idf_ver. */
 const PREFIX_LEN = IDF_VERSION.offset + IDF_VERSION.len; // 176
+
+const SECTOR = 4096;
+const SIG_BLOCK_LEN = 1216;
+const SIG_BLOCK_SLOTS = 3;
+const SIG_BLOCK_MAGIC = 0xe7;
+const SIG_BLOCK_CRC_AT = 1196;
+const V1_SIGNATURE_LEN = 68;
+/** The longest signature tail: 0xFF padding short of a sector boundary, then the signature sector. */
+const MAX_TAIL = SECTOR - 1 + SECTOR;
 
 const NOT_AN_APP = "This is not an ESP32 application image";
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -152,6 +171,48 @@ function checkPrefix(b: Uint8Array, atEnd: boolean): Header | null {
   };
 }
 
+const allErased = (bytes: Uint8Array) => bytes.every((byte) => byte === 0xff);
+
+/** A Secure Boot v2 signature block (1216 bytes) made for the bytes whose SHA-256 is `digest`; null when sound. */
+function signatureBlockProblem(block: Uint8Array, digest: Buffer): string | null {
+  if (block[0] !== SIG_BLOCK_MAGIC) return "does not start with the magic byte 0xE7";
+  if (block[1] !== 2 && block[1] !== 3) return `has version ${block[1]} (2 for RSA or 3 for ECDSA expected)`;
+  if (block[1] === 3 && block[2] !== 0) return "uses a SHA-384 digest (ECDSA P-384), which is not supported";
+  if ((crc32(block.subarray(0, SIG_BLOCK_CRC_AT)) >>> 0) !== u32(block, SIG_BLOCK_CRC_AT)) return "fails its CRC-32 check";
+  if (!digest.equals(block.subarray(4, 4 + DIGEST_LEN))) return "was made for other image contents (its SHA-256 differs)";
+  return null;
+}
+
+/**
+ * Check what follows the image (`imageEnd` bytes, whose SHA-256 state is `imageHash`): nothing, a Secure Boot v1
+ * signature or a Secure Boot v2 signature sector. Returns the kind of signature found, or throws.
+ */
+function checkSignatureTail(tail: Uint8Array, imageEnd: number, imageHash: Hash, chip: string): FirmwareInfo["signature"] {
+  if (tail.length === 0) return "none";
+  const gap = (SECTOR - (imageEnd % SECTOR)) % SECTOR;
+  // Only the original ESP32 has Secure Boot v1; its signature cannot be checked further without the key.
+  if (chip === "ESP32" && tail.length === V1_SIGNATURE_LEN && u32(tail, 0) === 0) return "secure boot v1";
+  if (tail.length !== gap + SECTOR) {
+    throw new FirmwareRejected(
+      `The image has extra data after its end: it is ${imageEnd} bytes long, followed by ${tail.length} bytes that are not a signature ` +
+        `(a signed image would have ${gap} bytes of 0xFF padding and a ${SECTOR}-byte signature sector, or on an ESP32 a 68-byte Secure Boot v1 signature).`,
+    );
+  }
+  if (!allErased(tail.subarray(0, gap))) throw new FirmwareRejected("The image's padding before its signature sector is not 0xFF.");
+  const digest = imageHash.update(tail.subarray(0, gap)).digest();
+  const sector = tail.subarray(gap);
+  for (let slot = 0; slot < SIG_BLOCK_SLOTS; slot++) {
+    const block = sector.subarray(slot * SIG_BLOCK_LEN, (slot + 1) * SIG_BLOCK_LEN);
+    if (slot > 0 && allErased(block)) continue;
+    const problem = signatureBlockProblem(block, digest);
+    if (problem) throw new FirmwareRejected(`The image's signature block ${slot + 1} ${problem}.`);
+  }
+  if (!allErased(sector.subarray(SIG_BLOCK_SLOTS * SIG_BLOCK_LEN))) {
+    throw new FirmwareRejected("The image's signature sector has data after its signature blocks.");
+  }
+  return "secure boot v2";
+}
+
 type Phase = "imageHeader" | "segmentHeader" | "segmentData" | "padding" | "checksum" | "digest" | "end";
 
 export function createImageInspector(): ImageInspector {
@@ -170,6 +231,10 @@ export function createImageInspector(): ImageInspector {
   const digest = new Uint8Array(DIGEST_LEN);
   let checksum = CHECKSUM_SEED;
   let checksumOk = true;
+  // After the image: a signature, if any (at most MAX_TAIL bytes), and the SHA-256 state of the image before it.
+  const tail = new Uint8Array(MAX_TAIL);
+  let tailFill = 0;
+  let imageHash: Hash | null = null;
 
   let failure: FirmwareRejected | null = null;
   let finished = false;
@@ -180,17 +245,26 @@ export function createImageInspector(): ImageInspector {
   };
   const afterSegments = () => enter("padding", 15 - (walked % 16));
 
+  /** Keep what follows the image, for checkSignatureTail; more than any signature can be is rejected at once. */
+  function collectTail(bytes: Uint8Array) {
+    if (tailFill + bytes.length > MAX_TAIL) {
+      throw new FirmwareRejected(
+        `The image has extra data after its end: it is ${walked} bytes long, but more than ${MAX_TAIL} further bytes arrived (more than any signature).`,
+      );
+    }
+    fileHash.update(bytes);
+    tail.set(bytes, tailFill);
+    tailFill += bytes.length;
+  }
+
   /** Advance the structural walk over `bytes` (which follow everything walked so far). */
   function walk(bytes: Uint8Array) {
     let i = 0;
     while (i < bytes.length) {
-      if (phase === "end") {
-        throw new FirmwareRejected(
-          `The image has extra data after its end: it should be ${walked} bytes long, but more bytes arrived.`,
-        );
-      }
+      if (phase === "end") return collectTail(bytes.subarray(i));
       const take = Math.min(left, bytes.length - i);
       const part = bytes.subarray(i, i + take);
+      fileHash.update(part);
       if (phase === "digest") digest.set(part, DIGEST_LEN - left);
       else contentHash?.update(part);
       if (phase === "segmentHeader") segmentHeader.set(part, SEGMENT_HEADER_LEN - left);
@@ -228,12 +302,18 @@ export function createImageInspector(): ImageInspector {
       case "padding":
         return enter("checksum", 1);
       case "checksum":
-        return header!.hashAppended ? enter("digest", DIGEST_LEN) : enter("end", 0);
+        return header!.hashAppended ? enter("digest", DIGEST_LEN) : reachEnd();
       case "digest":
-        return enter("end", 0);
+        return reachEnd();
       case "end":
         return;
     }
+  }
+
+  /** The image proper is complete: what the file hash has taken in so far is exactly the image. */
+  function reachEnd() {
+    imageHash = fileHash.copy();
+    enter("end", 0);
   }
 
   /** Smallest file length consistent with what has been walked (exact once every segment header is known). */
@@ -262,7 +342,6 @@ export function createImageInspector(): ImageInspector {
     update(chunk) {
       guarded(() => {
         if (chunk.length === 0) return;
-        fileHash.update(chunk);
         size += chunk.length;
         if (header === null) {
           const n = Math.min(PREFIX_LEN - prefixFill, chunk.length);
@@ -293,7 +372,9 @@ export function createImageInspector(): ImageInspector {
         if (!checksumOk) {
           throw new FirmwareRejected("The image's checksum does not match its contents (corrupted upload?).");
         }
+        const signature = checkSignatureTail(tail.subarray(0, tailFill), size - tailFill, imageHash!, h.chip);
         return {
+          signature,
           version: h.version,
           projectName: h.projectName,
           idfVersion: h.idfVersion,

@@ -206,7 +206,7 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
         cache.forget(previous);
         await removeQuietly(absolute(previous), "the previous firmware file");
       }
-      logger.info("Firmware stored", { model: model.code, version: info.version, size: info.size, sha256: info.sha256 });
+      logger.info("Firmware stored", { model: model.code, version: info.version, size: info.size, sha256: info.sha256, signature: info.signature });
       await notifyDevices(model.id, info.version);
       return info;
     },

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { crc32 } from "node:zlib";
 import { inspectImage } from "../../lib/firmware/image.ts";
 
 const vectors = new URL("../../../shared/test-vectors/firmware/", import.meta.url);
@@ -43,4 +44,25 @@ export function buildImage(options: { version: string; projectName?: string; idf
   image.set(createHash("sha256").update(image.subarray(0, image.length - 32)).digest(), image.length - 32);
   inspectImage(image);
   return image;
+}
+
+/**
+ * `img` signed as espsecure `sign_data --version 2` writes it: 0xFF up to a 4096-byte boundary, then a 4096-byte
+ * sector of 1216-byte blocks (magic 0xE7, version, SHA-256 of everything before the sector, key and signature —
+ * random here, the device checks them —, CRC-32 of bytes 0–1195), 0xFF after them.
+ */
+export function signV2(img: Uint8Array, options: { version?: number; blocks?: number; digestOf?: Uint8Array } = {}): Uint8Array {
+  const padded = Buffer.concat([img, new Uint8Array((4096 - (img.length % 4096)) % 4096).fill(0xff)]);
+  const digestSource = options.digestOf ? signV2(options.digestOf).subarray(0, -4096) : padded;
+  const digest = createHash("sha256").update(digestSource).digest();
+  const sector = new Uint8Array(4096).fill(0xff);
+  for (let slot = 0; slot < (options.blocks ?? 1); slot++) {
+    const block = new Uint8Array(1216);
+    block.set([0xe7, options.version ?? 2, 0, 0]);
+    block.set(digest, 4);
+    block.set(randomBytes(1160), 36);
+    new DataView(block.buffer).setUint32(1196, crc32(block.subarray(0, 1196)), true);
+    sector.set(block, slot * 1216);
+  }
+  return new Uint8Array(Buffer.concat([padded, sector]));
 }
