@@ -1,8 +1,8 @@
 /**
  * GET /iot/config under load: the real server (built-in provider, PostgreSQL) against a bare node:http server that
- * does the same token check (jose jwtVerify, same key) and the same device query, each in a child process of its
- * own, loaded by autocannon from this process. The ratio is what the framework (adapter, router, envelope, logs,
- * metrics) costs; the goal is ≥ 75 %.
+ * does the same token check (lib/identity/tokens.ts: jose, same key, tokens that passed remembered) and the same
+ * prepared device query, each in a child process of its own, loaded by autocannon from this process. The ratio is
+ * what the framework (adapter, router, envelope, logs, metrics) costs; the goal is ≥ 75 %.
  *
  *   node --import tsx test/bench/iot-config.bench.ts        (PostgreSQL on 127.0.0.1:5432)
  */
@@ -13,12 +13,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import autocannon from "autocannon";
-import { eq } from "drizzle-orm";
-import { createLocalJWKSet, jwtVerify } from "jose";
+import { eq, sql } from "drizzle-orm";
+import { createLocalJWKSet } from "jose";
 import { openPostgres } from "../../db/client.ts";
 import { deviceModels, devices } from "../../db/schema.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
+import { createJwtCheck } from "../../lib/identity/tokens.ts";
 import { generateFernetKey } from "../../lib/secrets.ts";
 import { createTestDatabase } from "../support/database.ts";
 import { figuresTable, type BenchResult } from "./report.ts";
@@ -40,29 +41,23 @@ function cpuMillis(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
-/** The comparison server: nothing but node:http, jwtVerify and the device query. */
+/** The comparison server: nothing but node:http, the same token check and the same prepared device query. */
 async function serveBare(port: number) {
-  const keys = createLocalJWKSet(JSON.parse(process.env.BENCH_JWKS!));
+  const check = createJwtCheck({ keys: createLocalJWKSet(JSON.parse(process.env.BENCH_JWKS!)), issuer: ISSUER, audience: AUDIENCE, clockSkewSeconds: 30 });
   const { db } = openPostgres(process.env.DATABASE_URL!);
+  const deviceByKey = db
+    .select({ device: devices, modelCode: deviceModels.code })
+    .from(devices)
+    .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
+    .where(eq(devices.key, sql.placeholder("key")))
+    .prepare("device_by_key");
   const unauthorized = '{"error":"unauthorized"}';
   createServer(async (req, res) => {
     try {
       const token = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
-      const { payload } = await jwtVerify<{ azp?: string }>(token, keys, {
-        issuer: ISSUER,
-        audience: AUDIENCE,
-        algorithms: ["RS256"],
-        clockTolerance: 30,
-        requiredClaims: ["exp", "iat"],
-      });
+      const payload = await check(token);
       const match = DEVICE_CLIENT_ID.exec(payload.azp ?? "");
-      const [found] = match
-        ? await db
-            .select({ device: devices, modelCode: deviceModels.code })
-            .from(devices)
-            .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-            .where(eq(devices.key, match[2]!))
-        : [];
+      const [found] = match ? await deviceByKey.execute({ key: match[2]! }) : [];
       if (!found || found.modelCode !== match![1]) {
         res.writeHead(401, { "content-type": "application/json" }).end(unauthorized);
         return;
@@ -219,7 +214,7 @@ export async function run(options: { seconds?: number; connections?: number; dev
       },
       notes: [
         "Each server runs in its own child process (PostgreSQL pool of 10, LOG_LEVEL=warn); autocannon runs in the bench process and loads them in 5 alternating rounds (p50/p99: median of the rounds).",
-        "Both do the same RS256 jwtVerify with the built-in provider's key and the same device+model query.",
+        "Both run the same token check (lib/identity/tokens.ts: RS256 with the built-in provider's key; a token that passed is remembered until it expires) and the same prepared device+model query.",
         "CPU µs/request is the server process's user+system time over the measured run divided by its requests: it stays meaningful on a busy machine, where req/s does not.",
       ],
     };
