@@ -4,7 +4,7 @@
  * prepared device query, each in a child process of its own, loaded by autocannon from this process. The ratio is
  * what the framework (adapter, router, envelope, logs, metrics) costs; the goal is ≥ 75 %.
  *
- *   node --import tsx test/bench/iot-config.bench.ts        (PostgreSQL on 127.0.0.1:5432)
+ *   npm run build && node --import tsx test/bench/iot-config.bench.ts        (PostgreSQL on 127.0.0.1:5432)
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -86,7 +86,9 @@ async function waitUntilListening(url: string, child: ChildProcess) {
 /** BENCH_CPU_PROF_DIR=<dir> writes a CPU profile of each server (open it in Chrome DevTools). */
 function startChild(args: string[], env: Record<string, string>): ChildProcess {
   const profile = process.env.BENCH_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
-  return spawn(process.execPath, [...profile, "--import", "tsx", ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "inherit"] });
+  // The server runs as it ships (the bundle); the bare server is this TypeScript file.
+  const loader = args[0]!.endsWith(".ts") ? ["--import", "tsx"] : [];
+  return spawn(process.execPath, [...profile, ...loader, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "inherit"] });
 }
 
 async function stopChild(child: ChildProcess) {
@@ -185,7 +187,7 @@ export async function run(options: { seconds?: number; connections?: number; dev
     const barePort = 32_002;
     const [server, bare] = await compare(
       [
-        { name: "server", child: startChild(["server.ts"], { ...env, PORT: String(serverPort) }), port: serverPort },
+        { name: "server", child: startChild(["dist/server.js"], { ...env, PORT: String(serverPort) }), port: serverPort },
         {
           name: "bare node:http",
           child: startChild([THIS_FILE, "--bare-server", String(barePort)], { DATABASE_URL: database.url, BENCH_JWKS: jwks }),
