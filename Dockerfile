@@ -7,8 +7,10 @@ ARG NODE_IMAGE=node:24-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
-# No dependency needs an install script to build: tsc and esbuild come as prebuilt platform packages.
-RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY patches ./patches
+# No dependency needs an install script to build: tsc and esbuild come as prebuilt platform packages. Our own
+# fix to postgres.js (patches/, bundled into dist/) is applied explicitly.
+RUN npm ci --ignore-scripts --no-audit --no-fund && npx patch-package --error-on-fail
 COPY tsconfig.json server.ts cli.ts ./
 COPY functions ./functions
 COPY lib ./lib
