@@ -21,8 +21,9 @@
  *
  * The inspector is an incremental state machine: it keeps the first 176 bytes (header + descriptor fields it
  * reports), an 8-byte segment-header buffer, the 32-byte trailing digest, at most 8 KiB of signature and
- * running SHA-256s — memory does not grow with the image. `update()` throws as soon as the stream is known to be bad (so an upload can be
- * aborted early); `finish()` throws for what can only be known at the end (truncation, digest, checksum).
+ * running SHA-256s — memory does not grow with the image. `update()` throws as soon as the stream is known to
+ * be bad (so an upload can be aborted early); `finish()` throws for what can only be known at the end
+ * (truncation, digest, checksum, signature).
  */
 import { createHash, type Hash } from "node:crypto";
 import { crc32 } from "node:zlib";
