@@ -422,11 +422,13 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
     assert.equal(existsSync(join(assetsDir, "fw_gone")), false);
   });
 
-  test("memory: one copy per served image however many download it (none without a cache), released when replaced", async () => {
+  test("memory: one copy per served image however many download it (none without a cache, none for a 304), released when replaced", async () => {
     const cached = async () => Number(/^iot_firmware_cache_bytes (\d+)$/m.exec(await (await fetch(`${server.url}/metrics`)).text())![1]);
     const image = buildImage({ version: "memory-1", size: 300_000 });
     assert.equal((await upload(modelB, image)).status, 200);
     const before = await cached();
+    for (let i = 0; i < 5; i++) assert.equal((await deviceGet(deviceB, { "if-none-match": `"${sha256(image)}"` })).status, 304);
+    assert.equal(await cached(), before, "a 304 is answered from the model row: the image is not read");
     const downloads = await Promise.all(Array.from({ length: 20 }, async () => bytesOf(await deviceGet(deviceB))));
     for (const bytes of downloads) assert.equal(sha256(bytes), sha256(image));
     const expected = mode.env.FIRMWARE_CACHE_BYTES === "0" ? 0 : image.length;

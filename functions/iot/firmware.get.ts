@@ -19,6 +19,6 @@ export default defineRoute({
   },
   async handler(request, { services, principal }) {
     const { model } = devicePrincipal(principal);
-    return fileResponse(request, await services.firmware.open(model), { "cache-control": "no-cache" });
+    return fileResponse(request, services.firmware.source(model), { "cache-control": "no-cache" });
   },
 });

@@ -19,7 +19,7 @@ import type { ModelRow } from "../device-models.ts";
 import { isProcessRunning } from "../process-alive.ts";
 import { deviceModels, devices } from "../../db/schema.ts";
 import { AppError, badRequest, modelNotFound, notFound } from "../http/errors.ts";
-import type { StoredFile } from "../http/file-response.ts";
+import type { FileSource, StoredFile } from "../http/file-response.ts";
 import type { Logger } from "../logger.ts";
 import { errorMessage } from "../logger.ts";
 import type { Notifier } from "../mqtt.ts";
@@ -27,7 +27,6 @@ import { createImageCache } from "./cache.ts";
 import { createImageInspector, FirmwareRejected, type FirmwareInfo } from "./image.ts";
 
 
-type StoredFirmware = StoredFile & { modelCode: string; version: string };
 
 /** A file untouched for this long cannot belong to an upload still in progress on another replica. */
 const STALE_MS = 10 * 60 * 1000;
@@ -88,6 +87,33 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     } catch (error) {
       await handle.close();
       throw error;
+    }
+  }
+
+  /** The stored image a model row points at; 404 when it has none. */
+  function firmwareOf(row: ModelRow) {
+    const { firmwareFile: file, firmwareSha256: sha256 } = row;
+    if (!file || !sha256) throw notFound(`Device model "${row.code}" has no firmware yet.`, "FIRMWARE_NOT_FOUND");
+    return { file, etag: `"${sha256}"`, lastModified: row.firmwareUploadedAt ?? row.updatedAt };
+  }
+
+  async function openCurrent(model: ModelRow): Promise<StoredFile> {
+    let row = model;
+    for (let attempt = 1; ; attempt++) {
+      const { file, ...validators } = firmwareOf(row);
+      try {
+        return { ...(await contentOf(file, row.firmwareSize)), ...validators };
+      } catch (error) {
+        if (error instanceof FileDamaged || (ENOENT(error) && attempt >= 3)) {
+          logger.error("A stored firmware file is missing or damaged", { model: row.code, file, error: errorMessage(error) });
+          throw new AppError(500, "FIRMWARE_FILE_DAMAGED", `The stored firmware of device model "${row.code}" is missing or damaged; upload it again.`);
+        }
+        // A newer upload committed and unlinked this file between the read and the open: read the row again.
+        if (!ENOENT(error)) throw error;
+        const [fresh] = await db.select().from(deviceModels).where(eq(deviceModels.id, row.id));
+        if (!fresh) throw modelNotFound(row.id);
+        row = fresh;
+      }
     }
   }
 
@@ -212,35 +238,12 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     },
 
     /**
-     * The current firmware of a model (a row the caller already read): the shared copy in memory, or else a
-     * handle opened before the response is built, so that a concurrent upload can unlink the file without cutting
-     * this download short.
+     * The current firmware of a model (a row the caller already read) for fileResponse: its validators at once (a
+     * 304 needs no file), its bytes on open() — the shared copy in memory, or else a handle opened before the
+     * response is built, so that a concurrent upload can unlink the file without cutting this download short.
      */
-    async open(model: ModelRow): Promise<StoredFirmware> {
-      let row = model;
-      for (let attempt = 1; ; attempt++) {
-        const { firmwareFile: file, firmwareSha256: sha256, firmwareVersion: version } = row;
-        if (!file || !sha256 || !version) throw notFound(`Device model "${row.code}" has no firmware yet.`, "FIRMWARE_NOT_FOUND");
-        try {
-          return {
-            ...(await contentOf(file, row.firmwareSize)),
-            etag: `"${sha256}"`,
-            lastModified: row.firmwareUploadedAt ?? row.updatedAt,
-            modelCode: row.code,
-            version,
-          };
-        } catch (error) {
-          if (error instanceof FileDamaged || (ENOENT(error) && attempt >= 3)) {
-            logger.error("A stored firmware file is missing or damaged", { model: row.code, file, error: errorMessage(error) });
-            throw new AppError(500, "FIRMWARE_FILE_DAMAGED", `The stored firmware of device model "${row.code}" is missing or damaged; upload it again.`);
-          }
-          // A newer upload committed and unlinked this file between the read and the open: read the row again.
-          if (!ENOENT(error)) throw error;
-          const [fresh] = await db.select().from(deviceModels).where(eq(deviceModels.id, row.id));
-          if (!fresh) throw modelNotFound(row.id);
-          row = fresh;
-        }
-      }
+    source(model: ModelRow): FileSource {
+      return { ...firmwareOf(model), open: () => openCurrent(model) };
     },
 
     /** Bytes of firmware held in memory. */

@@ -3,14 +3,17 @@ import { Response as FastResponse } from "@whatwg-node/fetch";
 import { AppError } from "./errors.ts";
 import { ifRangeHolds, noneMatchHits, notModifiedSince, parseRange } from "./range.ts";
 
-/** A stored file to send: its bytes in memory (shared, never changed), or an open handle the response takes over. */
-export type StoredFile = {
-  content: Buffer | FileHandle;
-  size: number;
+type Validators = {
   /** Strong entity tag, quoted. */
   etag: string;
   lastModified: Date;
 };
+
+/** A stored file to send: its bytes in memory (shared, never changed), or an open handle the response takes over. */
+export type StoredFile = Validators & { content: Buffer | FileHandle; size: number };
+
+/** What is known of a file before it is read (enough for a 304), and how to open it. */
+export type FileSource = Validators & { open(): Promise<StoredFile> };
 
 const CHUNK_BYTES = 256 * 1024;
 
@@ -19,27 +22,29 @@ const rangeNotSatisfiable = (size: number) =>
     "content-range": `bytes */${size}`,
   });
 
+const validatorHeaders = (file: Validators, headers: Record<string, string>) => ({
+  etag: file.etag,
+  "last-modified": file.lastModified.toUTCString(),
+  "accept-ranges": "bytes",
+  ...headers,
+});
+
 /**
- * A GET response for a stored file: 200, 206 for one satisfiable `Range` (honouring `If-Range`), 304 for a
- * matching `If-None-Match` (or `If-Modified-Since` without it), 416 for an unsatisfiable range.
+ * A GET response for a stored file: 304 for a matching `If-None-Match` (or `If-Modified-Since` without it),
+ * decided before the file is opened; else 200, 206 for one satisfiable `Range` (honouring `If-Range`), 416 for an
+ * unsatisfiable range.
  */
-export function fileResponse(request: Request, file: StoredFile, headers: Record<string, string> = {}): Response {
-  const validators = {
-    etag: file.etag,
-    "last-modified": file.lastModified.toUTCString(),
-    "accept-ranges": "bytes",
-    ...headers,
-  };
+export async function fileResponse(request: Request, source: FileSource, headers: Record<string, string> = {}): Promise<Response> {
+  const ifNoneMatch = request.headers.get("if-none-match");
+  const unchanged =
+    ifNoneMatch !== null ? noneMatchHits(ifNoneMatch, source.etag) : notModifiedSince(request.headers.get("if-modified-since"), source.lastModified);
+  if (unchanged) return new Response(null, { status: 304, headers: validatorHeaders(source, headers) });
+
+  // The file opened may be newer than `source` (an upload replaced it meanwhile): its own validators apply.
+  const file = await source.open();
   const release = () => {
     if (!Buffer.isBuffer(file.content)) file.content.close().catch(() => {});
   };
-  const ifNoneMatch = request.headers.get("if-none-match");
-  const unchanged =
-    ifNoneMatch !== null ? noneMatchHits(ifNoneMatch, file.etag) : notModifiedSince(request.headers.get("if-modified-since"), file.lastModified);
-  if (unchanged) {
-    release();
-    return new Response(null, { status: 304, headers: validators });
-  }
 
   const range = ifRangeHolds(request.headers.get("if-range"), file.etag, file.lastModified)
     ? parseRange(request.headers.get("range"), file.size)
@@ -62,7 +67,7 @@ export function fileResponse(request: Request, file: StoredFile, headers: Record
       "content-type": "application/octet-stream",
       "content-length": String(end - start + 1),
       ...(range && { "content-range": `bytes ${start}-${end}/${file.size}` }),
-      ...validators,
+      ...validatorHeaders(file, headers),
     },
   }) as unknown as Response;
 }

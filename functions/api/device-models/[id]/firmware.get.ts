@@ -17,9 +17,9 @@ export default defineRoute({
     416: { description: "Range not satisfiable" },
   },
   async handler(request, { services, params }) {
-    const firmware = await services.firmware.open(await services.models.findRow(params.id));
-    return fileResponse(request, firmware, {
-      "content-disposition": `attachment; filename="firmware-${firmware.modelCode}.bin"`,
+    const model = await services.models.findRow(params.id);
+    return fileResponse(request, services.firmware.source(model), {
+      "content-disposition": `attachment; filename="firmware-${model.code}.bin"`,
       "cache-control": "no-cache",
     });
   },
