@@ -19,6 +19,7 @@ import { generateFernetKey } from "../../lib/secrets.ts";
 import { createTestDatabase } from "../support/database.ts";
 import { buildImage } from "../support/firmware-image.ts";
 import { freePort } from "../support/server.ts";
+import { cpuMillis, rssBytes, stopProcess, waitUntilListening } from "./processes.ts";
 import { figuresTable, median, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -26,28 +27,6 @@ const THIS_FILE = fileURLToPath(import.meta.url);
 const MiB = 1024 * 1024;
 const ADMIN_TOKEN = "bench-admin-token-0123456789";
 const ROUNDS = 5;
-
-async function waitUntilListening(url: string, child: ChildProcess) {
-  for (let attempt = 0; attempt < 300; attempt++) {
-    if (child.exitCode !== null) throw new Error(`${url}: the process exited with ${child.exitCode}`);
-    try {
-      await fetch(url, { signal: AbortSignal.timeout(500) });
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-  throw new Error(`nothing answered at ${url}`);
-}
-
-async function stop(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM") {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill(signal);
-  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 /**
  * nginx on 127.0.0.1:`port` with a throw-away prefix and config, in the foreground (a child we can stop).
@@ -103,14 +82,6 @@ function serveBare(mode: "stream" | "memory", port: number, file: string) {
 type Target = { name: string; url: string; pid: number; headers?: Record<string, string> };
 type Throughput = { mibPerSecond: number; downloadsPerSecond: number; seconds: number; cpuMsPerDownload: number };
 
-const CLOCK_TICKS_PER_SECOND = 100;
-/** CPU time (user + system, all threads) a process and its child processes (nginx's worker) have used so far. */
-function cpuMillis(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(" ").filter(Boolean).map(Number);
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND + children.reduce((sum, child) => sum + cpuMillis(child), 0);
-}
-
 /**
  * `downloads` full downloads of `url`, `connections` at a time, by curl (C, keep-alive, --parallel): a client fast
  * enough that the server, not the client, sets the pace. Every transfer must be a 200 of exactly `size` bytes.
@@ -137,7 +108,6 @@ async function throughput(target: Target, connections: number, downloads: number
   return { mibPerSecond: (downloads * size) / MiB / seconds, downloadsPerSecond: downloads / seconds, seconds, cpuMsPerDownload };
 }
 
-const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
 
 /**
  * `count` downloads at once; each client reads its first chunk, then stalls `stallMs` (the server must hold back,
@@ -145,9 +115,9 @@ const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/pr
  */
 async function rssGrowth(pid: number, url: string, token: string, size: number, count: number, stallMs: number) {
   const agent = new Agent({ keepAlive: false, maxSockets: count });
-  const baseline = rssOf(pid);
+  const baseline = rssBytes(pid);
   let peak = baseline;
-  const sampler = setInterval(() => (peak = Math.max(peak, rssOf(pid))), 10);
+  const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(pid))), 10);
   const one = () =>
     new Promise<number>((resolve, reject) => {
       const req = request(url, { agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
@@ -170,7 +140,7 @@ async function rssGrowth(pid: number, url: string, token: string, size: number, 
     clearInterval(sampler);
     agent.destroy();
   }
-  peak = Math.max(peak, rssOf(pid));
+  peak = Math.max(peak, rssBytes(pid));
   return { baselineMb: baseline / 1e6, peakMb: peak / 1e6, growthMb: (peak - baseline) / 1e6 };
 }
 
@@ -316,8 +286,8 @@ export async function run(options: { downloads?: number; connections?: number } 
       ],
     };
   } finally {
-    for (const started of nginxes) await stop(started, "SIGQUIT");
-    for (const started of children) await stop(started);
+    for (const started of nginxes) await stopProcess(started, "SIGQUIT");
+    for (const started of children) await stopProcess(started);
     await services.close();
     await database.drop();
     rmSync(work, { recursive: true, force: true });

@@ -4,7 +4,7 @@
  * Targets: listing 10,000 devices < 100 ms median; cold start on PostgreSQL < 1 s.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +16,7 @@ import { deviceClientId, generateDeviceKey } from "../../lib/devices.ts";
 import { generateFernetKey } from "../../lib/secrets.ts";
 import { createTestDatabase } from "../support/database.ts";
 import { freePort } from "../support/server.ts";
+import { cpuMillis, rssBytes } from "./processes.ts";
 import { median, percentile, type BenchResult } from "./report.ts";
 
 const DEVICE_COUNT = 10_000;
@@ -38,13 +39,6 @@ const deviceConfig = (i: number) =>
 const ms = (value: number) => Math.round(value * 10) / 10;
 
 type RunningServer = { port: number; process: ChildProcess; startMs: number; cpuMs: number; rssMb: number; stop(): Promise<void> };
-
-/** CPU time (user + system) a process has used: less skewed than wall time when other work shares the cores. */
-function cpuMsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  const CLOCK_TICKS_PER_SECOND = 100;
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
-}
 
 /** Spawns the built server and times spawn → first 200 on /api/health. */
 async function startBuiltServer(env: Record<string, string>): Promise<RunningServer> {
@@ -77,8 +71,7 @@ async function startBuiltServer(env: Record<string, string>): Promise<RunningSer
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   const startMs = performance.now() - started;
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1] ?? Number.NaN);
-  return { port, process: child, startMs, cpuMs: cpuMsOf(child.pid!), rssMb: rssKb / 1024, stop };
+  return { port, process: child, startMs, cpuMs: cpuMillis(child.pid!), rssMb: rssBytes(child.pid!) / 2 ** 20, stop };
 }
 
 async function coldStarts(times: number, env: () => Record<string, string>) {

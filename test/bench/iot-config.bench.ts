@@ -7,7 +7,7 @@
  *   npm run build && node --import tsx test/bench/iot-config.bench.ts        (PostgreSQL on 127.0.0.1:5432)
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +22,7 @@ import { createServices } from "../../lib/context.ts";
 import { createJwtCheck } from "../../lib/identity/tokens.ts";
 import { generateFernetKey } from "../../lib/secrets.ts";
 import { createTestDatabase } from "../support/database.ts";
+import { cpuMillis, stopProcess, waitUntilListening } from "./processes.ts";
 import { figuresTable, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -33,13 +34,6 @@ const DEVICE_CLIENT_ID = /^iotdevice-([a-z0-9_]+)-([a-z0-9]{8})$/;
 const CONFIG = JSON.stringify({ deviceName: "Bench sensor", deviceEntityId: "sensor.bench", enableOTA: true, interval: 30, thresholds: { low: 18.5, high: 24 } });
 
 type Figures = { requestsPerSecond: number; p50: number; p99: number; cpuMicrosPerRequest: number; non2xx: number; errors: number };
-
-const CLOCK_TICKS_PER_SECOND = 100;
-/** User + system CPU time of a process in ms (Linux /proc): robust to other load on the machine, unlike req/s. */
-function cpuMillis(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
-}
 
 /** The comparison server: nothing but node:http, the same token check and the same prepared device query. */
 async function serveBare(port: number) {
@@ -70,32 +64,12 @@ async function serveBare(port: number) {
   process.once("SIGTERM", () => process.exit(0));
 }
 
-async function waitUntilListening(url: string, child: ChildProcess) {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    if (child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode}`);
-    try {
-      await fetch(url, { signal: AbortSignal.timeout(500) });
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-  throw new Error(`no server answered at ${url}`);
-}
-
 /** BENCH_CPU_PROF_DIR=<dir> writes a CPU profile of each server (open it in Chrome DevTools). */
 function startChild(args: string[], env: Record<string, string>): ChildProcess {
   const profile = process.env.BENCH_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
   // The server runs as it ships (the bundle); the bare server is this TypeScript file.
   const loader = args[0]!.endsWith(".ts") ? ["--import", "tsx"] : [];
   return spawn(process.execPath, [...profile, ...loader, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "inherit"] });
-}
-
-async function stopChild(child: ChildProcess) {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGTERM");
-  await exited;
 }
 
 type Target = { name: string; child: ChildProcess; port: number };
@@ -155,7 +129,7 @@ async function compare(targets: [Target, Target], tokens: string[], seconds: num
     }
     return [summarize(targets[0], results[0]), summarize(targets[1], results[1])] as const;
   } finally {
-    await Promise.all(targets.map((target) => stopChild(target.child)));
+    await Promise.all(targets.map((target) => stopProcess(target.child)));
   }
 }
 
