@@ -3,7 +3,7 @@ import { createInterface } from "node:readline/promises";
 import { pathToFileURL } from "node:url";
 import sade from "sade";
 import { openDatabase } from "./db/client.ts";
-import { ConfigError, loadConfig } from "./lib/config.ts";
+import { loadConfig } from "./lib/config.ts";
 import { createServices, type Services } from "./lib/context.ts";
 import { errorMessage } from "./lib/logger.ts";
 import { buildNvsImage, parseNvsCsv } from "./lib/provisioning/nvs.ts";
@@ -43,7 +43,7 @@ function run(action: (...args: any[]) => Promise<void>) {
       await action(...args);
       process.exit(0);
     } catch (error) {
-      const message = error instanceof ConfigError ? error.message : errorMessage(error);
+      const message = errorMessage(error);
       process.stderr.write(`error: ${message}\n`);
       process.exit(1);
     }

@@ -2,7 +2,7 @@ import { createServer, type Server } from "node:http";
 import { pathToFileURL } from "node:url";
 import { createServerAdapter } from "@whatwg-node/server";
 import { routes } from "./functions/index.ts";
-import { ConfigError, loadConfig, type Config } from "./lib/config.ts";
+import { loadConfig, type Config } from "./lib/config.ts";
 import { createServices, type ServiceOverrides, type Services } from "./lib/context.ts";
 import { createApp } from "./lib/http/app.ts";
 import { errorMessage } from "./lib/logger.ts";
@@ -57,7 +57,7 @@ async function main() {
   try {
     config = loadConfig();
   } catch (error) {
-    process.stderr.write(`${error instanceof ConfigError ? error.message : errorMessage(error)}\n`);
+    process.stderr.write(`${errorMessage(error)}\n`);
     process.exit(1);
   }
   const started = await startServer(config);

@@ -2,8 +2,8 @@ import { join } from "node:path";
 import { type DatabaseHandle, openDatabase } from "../db/client.ts";
 import type { Config } from "./config.ts";
 import { readOrCreateSecretFile } from "./data-dir.ts";
-import { createDeviceModelService } from "./device-models.ts";
-import { createDeviceService } from "./devices.ts";
+import { createDeviceModelService, type DeviceModelService } from "./device-models.ts";
+import { createDeviceService, type DeviceService } from "./devices.ts";
 import { createFirmwareStore, type FirmwareStore } from "./firmware/store.ts";
 import { type Authenticator, createAuthenticator } from "./http/auth.ts";
 import { createBuiltinClientStore } from "./identity/builtin-clients.ts";
@@ -34,8 +34,8 @@ export type Services = {
   /** The web UI's login (BFF, /api/auth/*); null unless OIDC_ISSUER_URL, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are set. */
   browserSession: BrowserSession | null;
   auth: Authenticator;
-  models: ReturnType<typeof createDeviceModelService>;
-  devices: ReturnType<typeof createDeviceService>;
+  models: DeviceModelService;
+  devices: DeviceService;
   firmware: FirmwareStore;
   rotation: RotationService;
   close(): Promise<void>;
@@ -136,7 +136,8 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const browserSession = createBrowserLogin(config, secretBox);
   const auth = createAuthenticator({
     config,
-    adminApiToken: loadAdminApiToken(config, logger),
+    // The CLI answers no requests: it must not be the one to create (and print) the admin token.
+    adminApiToken: overrides.processName === "cli" ? null : loadAdminApiToken(config, logger),
     adminTokenFromRequest: browserSession?.tokenFromRequest,
     ...createTokenVerifiers({ config, db: database.db, builtinIssuer, metrics }),
   });

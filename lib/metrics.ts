@@ -85,7 +85,7 @@ export function createMetrics() {
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /** Counts and times one device or model operation (iot_config_operations_total, iot_config_operation_duration_seconds). */
-export async function measure<T>(metrics: Metrics, operation: string, work: () => Promise<T>): Promise<T> {
+async function measure<T>(metrics: Metrics, operation: string, work: () => Promise<T>): Promise<T> {
   const stopTimer = metrics.configOperationDuration.startTimer({ operation });
   try {
     const result = await work();

@@ -69,6 +69,14 @@ describe("embedded default: the real server on PGlite", () => {
     return { code: await cli.exited(120_000), stdout: cli.stdout(), stderr: cli.stderr() };
   };
 
+  test("a CLI command on a fresh data directory creates no admin token and prints none (the server's first start does)", async () => {
+    const cli = runEntry("cli.ts", ["migrate"], { cwd, env: bareEnv() });
+    running.push(cli);
+    assert.equal(await cli.exited(120_000), 0, cli.stderr());
+    assert.doesNotMatch(cli.stdout(), /Admin API token/);
+    assert.equal(existsSync(join(dataDir, "admin-api-token")), false);
+  });
+
   test("first start: prints the URL and the admin token once; the API works with that token; SIGTERM exits 0", async () => {
     const server = await start();
     try {

@@ -35,9 +35,9 @@ export function createRotationService(deps: {
     return Object.fromEntries(rotationStates.map((state) => [state, rows.find((row) => row.state === state)?.n ?? 0])) as RotationStatus["counts_by_state"];
   }
 
-  async function pendingKey(): Promise<string | null> {
-    const [row] = await db.select({ key: devices.key }).from(devices).where(eq(devices.rotationState, "PENDING")).limit(1);
-    return row?.key ?? null;
+  async function pendingDevice(): Promise<{ id: number; key: string } | null> {
+    const [row] = await db.select({ id: devices.id, key: devices.key }).from(devices).where(eq(devices.rotationState, "PENDING")).limit(1);
+    return row ?? null;
   }
 
   return {
@@ -54,7 +54,7 @@ export function createRotationService(deps: {
           queued: scheduled.queued,
           timed_out: timeouts.expired,
           started: started?.key ?? null,
-          pending: started?.key ?? (await pendingKey()),
+          pending: started?.key ?? (await pendingDevice())?.key ?? null,
           errors: timeouts.errors,
         };
         metrics.rotationJobRuns.inc({ result: summary.errors.length > 0 ? "error" : "success" });
@@ -90,7 +90,7 @@ export function createRotationService(deps: {
     countsByState,
 
     async status(): Promise<RotationStatus> {
-      const [pending] = await db.select({ id: devices.id }).from(devices).where(eq(devices.rotationState, "PENDING")).limit(1);
+      const pending = await pendingDevice();
       const [last] = await db.select({ at: max(devices.lastRotationCompletedAt) }).from(devices);
       return {
         counts_by_state: await countsByState(),
