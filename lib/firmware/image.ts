@@ -21,7 +21,7 @@
  *
  * The inspector is an incremental state machine: it keeps the first 176 bytes (header + descriptor fields it
  * reports), an 8-byte segment-header buffer, the 32-byte trailing digest, at most 8 KiB of signature and
- * running SHA-256s — memory does not grow with the image. `update()` throws as soon as the stream is known to
+ * one running SHA-256 — memory does not grow with the image. `update()` throws as soon as the stream is known to
  * be bad (so an upload can be aborted early); `finish()` throws for what can only be known at the end
  * (truncation, digest, checksum, signature).
  */
@@ -221,7 +221,7 @@ export function createImageInspector(): ImageInspector {
   const prefix = new Uint8Array(PREFIX_LEN);
   let prefixFill = 0;
   let header: Header | null = null;
-  let contentHash: Hash | null = null; // SHA-256 of everything before the appended digest (hashed images only)
+  let contentHash: Hash | null = null; // SHA-256 state of everything before the appended digest (hashed images only)
 
   let size = 0; // bytes received
   let walked = 0; // bytes consumed by the structural walk (lags `size` only while the prefix fills)
@@ -267,8 +267,7 @@ export function createImageInspector(): ImageInspector {
       const part = bytes.subarray(i, i + take);
       fileHash.update(part);
       if (phase === "digest") digest.set(part, DIGEST_LEN - left);
-      else contentHash?.update(part);
-      if (phase === "segmentHeader") segmentHeader.set(part, SEGMENT_HEADER_LEN - left);
+      else if (phase === "segmentHeader") segmentHeader.set(part, SEGMENT_HEADER_LEN - left);
       else if (phase === "segmentData") for (const byte of part) checksum ^= byte;
       else if (phase === "checksum") checksumOk = part[0] === checksum;
       i += take;
@@ -303,7 +302,10 @@ export function createImageInspector(): ImageInspector {
       case "padding":
         return enter("checksum", 1);
       case "checksum":
-        return header!.hashAppended ? enter("digest", DIGEST_LEN) : reachEnd();
+        if (!header!.hashAppended) return reachEnd();
+        // The file hash has taken in exactly the bytes the appended digest covers.
+        contentHash = fileHash.copy();
+        return enter("digest", DIGEST_LEN);
       case "digest":
         return reachEnd();
       case "end":
@@ -351,7 +353,6 @@ export function createImageInspector(): ImageInspector {
           chunk = chunk.subarray(n);
           header = checkPrefix(prefix.subarray(0, prefixFill), false);
           if (header === null) return;
-          if (header.hashAppended) contentHash = createHash("sha256");
           walk(prefix);
         }
         walk(chunk);
