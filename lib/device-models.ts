@@ -37,14 +37,19 @@ function assertValidSchema(text: string | null | undefined) {
 const deviceCountOf = sql<number>`(select count(*) from devices d where d.device_model_id = "device_models"."id")`.mapWith(Number);
 
 export function createDeviceModelService(db: Database, hooks: { onDeleted?: (model: ModelRow) => Promise<void> } = {}) {
-  async function findRow(id: number) {
+  async function findWithDeviceCount(id: number) {
     const [found] = await db.select({ row: deviceModels, deviceCount: deviceCountOf }).from(deviceModels).where(eq(deviceModels.id, id));
     if (!found) throw modelNotFound(id);
     return found;
   }
 
   return {
-    findRow: async (id: number) => (await findRow(id)).row,
+    /** The model's row alone (no device count): for firmware uploads and downloads. */
+    async findRow(id: number): Promise<ModelRow> {
+      const [row] = await db.select().from(deviceModels).where(eq(deviceModels.id, id));
+      if (!row) throw modelNotFound(id);
+      return row;
+    },
 
     async list(): Promise<ModelSummary[]> {
       const rows = await db.select({ row: deviceModels, deviceCount: deviceCountOf }).from(deviceModels).orderBy(asc(deviceModels.code));
@@ -52,7 +57,7 @@ export function createDeviceModelService(db: Database, hooks: { onDeleted?: (mod
     },
 
     async get(id: number): Promise<Model> {
-      const { row, deviceCount } = await findRow(id);
+      const { row, deviceCount } = await findWithDeviceCount(id);
       return toModel(row, deviceCount);
     },
 
@@ -84,7 +89,7 @@ export function createDeviceModelService(db: Database, hooks: { onDeleted?: (mod
     },
 
     async remove(id: number): Promise<void> {
-      const { row, deviceCount } = await findRow(id);
+      const { row, deviceCount } = await findWithDeviceCount(id);
       if (deviceCount > 0) throw modelInUse(row.code, deviceCount);
       try {
         await db.delete(deviceModels).where(eq(deviceModels.id, id));

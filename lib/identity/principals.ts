@@ -8,24 +8,23 @@ import type { Metrics } from "../metrics.ts";
 import type { BuiltinIssuer } from "./builtin-issuer.ts";
 import { createJwtCheck, remoteKeySet, type JwtCheck } from "./tokens.ts";
 
-/** `iotdevice-<model code>-<device key>` (CONTRACT §2); model codes have no hyphen, so the split is unambiguous. */
-export const DEVICE_CLIENT_ID = /^iotdevice-([a-z0-9_]+)-([a-z0-9]{8})$/;
+/** `iotdevice-<model code>-<device key>` (CONTRACT §2): the client ids of devices and of nothing else. */
+const DEVICE_CLIENT_ID = /^iotdevice-[a-z0-9_]+-[a-z0-9]{8}$/;
 
-/** A device token names its device through `azp`; the device must exist and belong to the named model. */
+/** A device token names its device through `azp`: the client id of an existing device (which fixes its model). */
 function createDeviceTokenVerifier(check: JwtCheck, db: Database): TokenVerifier<DevicePrincipal> {
   // Built once: composing the query anew cost more time and garbage than running it (every device request).
-  const deviceByKey = db
+  const deviceByClientId = db
     .select({ device: devices, model: deviceModels })
     .from(devices)
     .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-    .where(eq(devices.key, sql.placeholder("key")))
-    .prepare("device_by_key");
+    .where(eq(devices.clientId, sql.placeholder("clientId")))
+    .prepare("device_by_client_id");
   return async (token) => {
     const claims = await check(token);
-    const match = DEVICE_CLIENT_ID.exec(claims.azp ?? "");
-    if (!match) throw unauthorized("This token does not belong to a device.", "INVALID_TOKEN");
-    const [found] = await deviceByKey.execute({ key: match[2]! });
-    if (!found || found.model.code !== match[1]) throw unauthorized("The device this token was issued to does not exist.", "UNKNOWN_DEVICE");
+    if (!DEVICE_CLIENT_ID.test(claims.azp ?? "")) throw unauthorized("This token does not belong to a device.", "INVALID_TOKEN");
+    const [found] = await deviceByClientId.execute({ clientId: claims.azp });
+    if (!found) throw unauthorized("The device this token was issued to does not exist.", "UNKNOWN_DEVICE");
     return { kind: "device", device: found.device, model: found.model, tokenIssuedAt: claims.iat === undefined ? null : new Date(claims.iat * 1000) };
   };
 }

@@ -30,7 +30,7 @@ const THIS_FILE = fileURLToPath(import.meta.url);
 const BASE_URL = "http://bench.local";
 const ISSUER = `${BASE_URL}/oauth2`;
 const AUDIENCE = "iot-backend";
-const DEVICE_CLIENT_ID = /^iotdevice-([a-z0-9_]+)-([a-z0-9]{8})$/;
+const DEVICE_CLIENT_ID = /^iotdevice-[a-z0-9_]+-[a-z0-9]{8}$/;
 const CONFIG = JSON.stringify({ deviceName: "Bench sensor", deviceEntityId: "sensor.bench", enableOTA: true, interval: 30, thresholds: { low: 18.5, high: 24 } });
 
 type Figures = { requestsPerSecond: number; p50: number; p99: number; cpuMicrosPerRequest: number; non2xx: number; errors: number };
@@ -39,20 +39,19 @@ type Figures = { requestsPerSecond: number; p50: number; p99: number; cpuMicrosP
 async function serveBare(port: number) {
   const check = createJwtCheck({ keys: createLocalJWKSet(JSON.parse(process.env.BENCH_JWKS!)), issuer: ISSUER, audience: AUDIENCE, clockSkewSeconds: 30 });
   const { db } = openPostgres(process.env.DATABASE_URL!);
-  const deviceByKey = db
-    .select({ device: devices, modelCode: deviceModels.code })
+  const deviceByClientId = db
+    .select({ device: devices, model: deviceModels })
     .from(devices)
     .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-    .where(eq(devices.key, sql.placeholder("key")))
-    .prepare("device_by_key");
+    .where(eq(devices.clientId, sql.placeholder("clientId")))
+    .prepare("device_by_client_id");
   const unauthorized = '{"error":"unauthorized"}';
   createServer(async (req, res) => {
     try {
       const token = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
       const payload = await check(token);
-      const match = DEVICE_CLIENT_ID.exec(payload.azp ?? "");
-      const [found] = match ? await deviceByKey.execute({ key: match[2]! }) : [];
-      if (!found || found.modelCode !== match![1]) {
+      const [found] = DEVICE_CLIENT_ID.test(payload.azp ?? "") ? await deviceByClientId.execute({ clientId: payload.azp }) : [];
+      if (!found) {
         res.writeHead(401, { "content-type": "application/json" }).end(unauthorized);
         return;
       }
