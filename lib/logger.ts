@@ -7,7 +7,6 @@ export type Logger = {
   info(message: string, fields?: Record<string, unknown>): void;
   warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
-  child(fields: Record<string, unknown>): Logger;
 };
 
 const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
@@ -31,7 +30,6 @@ export function createLogger(
     info: log("info"),
     warn: log("warn"),
     error: log("error"),
-    child: (fields) => createLogger(level, { ...base, ...fields }, write),
   };
 }
 

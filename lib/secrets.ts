@@ -36,10 +36,6 @@ export function generateFernetKey(): string {
   return paddedBase64Url(randomBytes(32));
 }
 
-export function isValidFernetKey(key: string): boolean {
-  return Buffer.from(key.trim(), "base64url").length === 32;
-}
-
 export function createSecretBox(keys: string): SecretBox {
   const parsed = keys.split(",").map((key) => {
     const bytes = Buffer.from(key.trim(), "base64url");

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { createSecretBox, generateFernetKey, isValidFernetKey, randomSecret, sameSecret, SecretKeyMismatch } from "../lib/secrets.ts";
+import { createSecretBox, generateFernetKey, randomSecret, sameSecret, SecretKeyMismatch } from "../lib/secrets.ts";
 
 // The test vector of the Fernet specification (github.com/fernet/spec, generate.json / verify.json).
 const SPEC_KEY = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
@@ -25,7 +25,7 @@ describe("Fernet secret box", () => {
 
   test("generated keys are valid Fernet keys; malformed keys are refused", () => {
     const key = generateFernetKey();
-    assert.equal(isValidFernetKey(key), true);
+    assert.doesNotThrow(() => createSecretBox(key));
     assert.equal(Buffer.from(key, "base64url").length, 32);
     assert.throws(() => createSecretBox("too-short"), /32/);
     assert.throws(() => createSecretBox(""), /SECRET_ENCRYPTION_KEY/);

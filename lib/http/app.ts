@@ -44,7 +44,6 @@ export function createApp(routes: Route[], services: Services): (request: Reques
       return route.handler(request, {
         services,
         routes,
-        requestId: state.requestId,
         logger: services.logger,
         principal,
         params: params ? parseParams(params, request.params) : undefined,

@@ -15,7 +15,6 @@ type RouteContext<P = unknown, Q = unknown, B = unknown> = {
   services: Services;
   /** Every route of the app (the OpenAPI document is built from it). */
   routes: Route[];
-  requestId: string;
   logger: Logger;
   principal: Principal;
   params: P;
