@@ -1,14 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import { createImageInspector, FirmwareRejected, inspectImage, type FirmwareInfo } from "../lib/firmware/image.ts";
-import { buildImage, signV2 } from "./support/firmware-image.ts";
+import { buildImage, readVector, signV2 } from "./support/firmware-image.ts";
 
-const vectors = new URL("../../shared/test-vectors/firmware/", import.meta.url);
-const blink = new Uint8Array(readFileSync(new URL("esp_idf_blink_esp32s2.bin", vectors)));
-const bootloader = new Uint8Array(readFileSync(new URL("bootloader_esp32.bin", vectors)));
+const blink = readVector("esp_idf_blink_esp32s2.bin");
+const bootloader = readVector("bootloader_esp32.bin");
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 

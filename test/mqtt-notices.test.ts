@@ -1,15 +1,15 @@
 /** CONTRACT §7: rotation and firmware notices, QoS 1, JSON with client_id, also on the legacy shared topics. */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { ADMIN_TOKEN } from "./support/app.ts";
 import { createFleet } from "./support/fleet.ts";
+import { readVector } from "./support/firmware-image.ts";
 import { MQTT_TEST_URL, startTestServer, type TestServer } from "./support/server.ts";
 import { waitFor } from "./support/wait.ts";
 
 type Message = { topic: string; qos: number; payload: Record<string, unknown> };
-const blink = readFileSync(new URL("../../shared/test-vectors/firmware/esp_idf_blink_esp32s2.bin", import.meta.url));
+const blink = readVector("esp_idf_blink_esp32s2.bin");
 
 describe("rotation and firmware notices on MQTT", () => {
   let server: TestServer;

@@ -1,7 +1,8 @@
 /**
  * Rotation figures: server-side time per rotation (notice → provisioning → acknowledgement) with instant simulated
  * devices, for 200 devices with the built-in provider and 20 with Keycloak; rotation-job wall time when nothing is
- * due; and status, dashboard and queueing with a fleet of 10,000.
+ * due (the built dist/cli.js: `npm run bench` builds it first); and status, dashboard and queueing with a fleet
+ * of 10,000.
  */
 import { spawnSync } from "node:child_process";
 import { pathToFileURL } from "node:url";
@@ -69,7 +70,6 @@ export async function run(): Promise<BenchResult> {
     figures["built-in, 200 devices: wall time (s)"] = result.wallSeconds;
     figures["built-in: server time per rotation, mean (ms)"] = result.perRotationMs;
 
-    spawnSync("npm", ["run", "build", "--silent"], { cwd: PROJECT_ROOT, stdio: "ignore" });
     const jobTimes: number[] = [];
     for (let i = 0; i < 5; i++) {
       const started = performance.now();
