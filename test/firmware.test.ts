@@ -199,6 +199,56 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
     assert.deepEqual(await bytesOf(await deviceGet(devicesA[0]!)), blink);
   });
 
+  test("a rejected, oversized or broken-off upload notifies no device; a stored one does", async () => {
+    const subscriber = await mqtt.connectAsync(MQTT_TEST_URL, { clientId: `fw-none-${randomBytes(4).toString("hex")}` });
+    const received: string[] = [];
+    subscriber.on("message", (topic) => received.push(topic));
+    await subscriber.subscribeAsync(["iotsupport/+/firmware", "iotsupport/updates/firmware"], { qos: 1 });
+    try {
+      assert.equal((await upload(modelA, bootloader)).status, 400);
+      assert.equal((await upload(modelA, buildImage({ version: "too-big", size: LIMIT + 50_000 }))).status, 413);
+      await new Promise<void>((resolve) => {
+        const req = httpRequest(`${server.url}/api/device-models/${modelA}/firmware`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream", "content-length": String(blink.length) },
+        });
+        req.on("error", () => resolve());
+        req.write(blink.subarray(0, 50_000), () => setTimeout(() => (req.destroy(), resolve()), 100));
+      });
+      await new Promise((r) => setTimeout(r, 700));
+      assert.deepEqual(received, [], "no notice for an upload that was not stored");
+
+      assert.equal((await upload(modelA, blink)).status, 200);
+      for (let i = 0; i < 50 && received.length < devicesA.length; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual([...new Set(received)].sort(), devicesA.map((d) => `iotsupport/${d.client_id}/firmware`).sort(), "the subscriber does see a stored upload's notices");
+    } finally {
+      await subscriber.endAsync();
+    }
+  });
+
+  test("a model deleted while its image streams in: 404, and no file of it is left", async () => {
+    const id = (await (await server.admin("POST", "/api/device-models", { code: "fw_vanish", name: "Vanish" })).json()).id;
+    const image = buildImage({ version: "orphan", size: 400_000 });
+    const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(`${server.url}/api/device-models/${id}/firmware`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream", "content-length": String(image.length) },
+      }, (res) => {
+        let body = "";
+        res.setEncoding("utf8").on("data", (chunk) => (body += chunk)).on("end", () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on("error", reject);
+      req.write(image.subarray(0, 200_000), async () => {
+        assert.equal((await admin("DELETE", `/api/device-models/${id}`)).status, 204);
+        req.end(image.subarray(200_000));
+      });
+    });
+    const { status, body } = await response;
+    assert.equal(status, 404, body);
+    assert.equal(JSON.parse(body).code, "DEVICE_MODEL_NOT_FOUND");
+    assert.deepEqual(filesIn().filter((f) => f.startsWith("fw_vanish/") || f.endsWith(".tmp")), []);
+  });
+
   test("an upload that breaks off mid-stream leaves the old firmware and no temporary file", async () => {
     const image = buildImage({ version: "never-arrives", size: 500_000 });
     await new Promise<void>((resolve) => {

@@ -149,11 +149,15 @@ describe("credential rotation (built-in provider)", () => {
     const sim = simulate(s, device!, "offline");
     const oldToken = (await sim.tokenFor()).token!;
     await s.admin("POST", `/api/devices/${device!.id}/rotate`);
-    const fetchPackage = async (token: string) =>
-      (await (await fetch(`${s.url}/iot/provisioning`, { headers: { authorization: `Bearer ${token}` } })).json()).client_secret as string;
+    const fetchPackage = async (token: string, path = "/iot/provisioning") => {
+      const response = await fetch(`${s.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(response.headers.get("cache-control"), "no-store", `${path}: a secret is never cached`);
+      return (await response.json()).client_secret as string;
+    };
     const first = await fetchPackage(oldToken);
     const second = await fetchPackage(oldToken);
     assert.equal(second, first, "no second regeneration");
+    assert.equal(await fetchPackage(oldToken, "/api/iot/provisioning"), first, "the /api/iot alias is the same route");
     assert.notEqual(first, device!.secret);
 
     const config = await fetch(`${s.url}/iot/config`, { headers: { authorization: `Bearer ${oldToken}` } });

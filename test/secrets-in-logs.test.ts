@@ -3,6 +3,8 @@
  * password) ever reaches a log line, whatever route a request took.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { IdentityProvider } from "../lib/identity/provider.ts";
 import { createLogger } from "../lib/logger.ts";
@@ -46,7 +48,7 @@ describe("errors and logs keep secrets and internals to themselves", () => {
     assert.ok(lines.some((line) => line.includes('"Unhandled error"') && line.includes('"request_id":"bug-1"')));
   });
 
-  test("no secret reaches the logs: client secrets, tokens, the admin token, the WiFi password", async () => {
+  test("no secret reaches the logs: client secrets, tokens, the admin token, the WiFi password, the encryption key", async () => {
     const model = await (await app.call("POST", "/api/device-models", { body: { code: "quiet", name: "Quiet" } })).json();
     const device = await (await app.call("POST", "/api/devices", { body: { device_model_id: model.id, config: "{}" } })).json();
     const secret = await app.services.identity.getSecret(device.client_id);
@@ -66,8 +68,13 @@ describe("errors and logs keep secrets and internals to themselves", () => {
     assert.equal(asDevice.status, 200);
     assert.equal((await app.call("GET", "/api/devices", { token: "not-the-admin-token-but-long" })).status, 401);
 
+    // The test app runs embedded-style: the key was generated into DATA_DIR (and its creation logged, by path).
+    const { config } = app.services;
+    const encryptionKey = config.SECRET_ENCRYPTION_KEY ?? readFileSync(join(config.DATA_DIR, "secret-encryption-key"), "utf8").trim();
+    assert.ok(encryptionKey.length >= 40);
+
     assert.ok(lines.length > 5, "requests were logged");
-    for (const value of [secret, "wrong-guess-123", good.access_token, ADMIN_TOKEN, "wifi-pa55word", "not-the-admin-token-but-long"]) {
+    for (const value of [secret, "wrong-guess-123", good.access_token, ADMIN_TOKEN, "wifi-pa55word", "not-the-admin-token-but-long", encryptionKey]) {
       const leaking = lines.find((line) => line.includes(value));
       assert.equal(leaking, undefined, `a log line contains a secret: ${leaking}`);
     }

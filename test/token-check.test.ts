@@ -8,9 +8,9 @@ import { createJwtCheck } from "../lib/identity/tokens.ts";
 const ISSUER = "http://issuer.test";
 const AUDIENCE = "iot-backend";
 
-async function issuer() {
-  const { publicKey, privateKey } = await generateKeyPair("RS256");
-  const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "RS256" };
+async function issuer(alg = "RS256") {
+  const { publicKey, privateKey } = await generateKeyPair(alg);
+  const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg };
   let keyLookups = 0;
   const localKeys = createLocalJWKSet({ keys: [jwk] });
   // Counts how often a signature is actually checked (jose asks for the key once per check).
@@ -20,7 +20,7 @@ async function issuer() {
   };
   const mint = (claims: { exp: number; azp?: string }) =>
     new SignJWT({ azp: claims.azp ?? "iotdevice-m-abcdefgh", typ: "Bearer" })
-      .setProtectedHeader({ alg: "RS256", kid: "k1" })
+      .setProtectedHeader({ alg, kid: "k1" })
       .setIssuer(ISSUER)
       .setAudience(AUDIENCE)
       .setIssuedAt()
@@ -76,4 +76,17 @@ test("the leeway applies to remembered tokens as it does to new ones", async () 
   assert.ok(await check(recentlyExpired), "again, remembered");
   const longExpired = await mint({ exp: Math.floor(Date.now() / 1000) - 60 });
   assert.equal((await rejection(check(longExpired))).code, "TOKEN_EXPIRED");
+});
+
+test("at most 4096 tokens are remembered: the oldest is checked again, the newest is not", async () => {
+  const { keys, mint, lookups } = await issuer("ES256"); // fast to sign thousands
+  const check = createJwtCheck({ keys, issuer: ISSUER, audience: AUDIENCE, clockSkewSeconds: 0 });
+  const exp = Math.floor(Date.now() / 1000) + 300;
+  const tokens = await Promise.all(Array.from({ length: 4097 }, (_, i) => mint({ exp, azp: `iotdevice-m-${String(i).padStart(8, "0")}` })));
+  for (const token of tokens) await check(token);
+  assert.equal(lookups(), 4097);
+  await check(tokens.at(-1)!);
+  assert.equal(lookups(), 4097, "the newest is still remembered");
+  await check(tokens[0]!);
+  assert.equal(lookups(), 4098, "the oldest was let go when the 4097th arrived");
 });
