@@ -3,9 +3,9 @@ import type { Database } from "../../db/client.ts";
 import { builtinClients } from "../../db/schema.ts";
 import { executorFor } from "../../db/transaction-scope.ts";
 import { isUniqueViolation } from "../db-errors.ts";
-import { conflict, notFound } from "../http/errors.ts";
+import { conflict } from "../http/errors.ts";
 import { randomSecret, type SecretBox } from "../secrets.ts";
-import type { IdentityProvider } from "./provider.ts";
+import { clientNotFound, type IdentityProvider } from "./provider.ts";
 
 
 /**
@@ -21,7 +21,7 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
       .set({ secretEncrypted: secretBox.encrypt(secret), secretUpdatedAt: new Date(), updatedAt: new Date() })
       .where(eq(builtinClients.clientId, clientId))
       .returning({ clientId: builtinClients.clientId });
-    if (updated.length === 0) throw missing(clientId);
+    if (updated.length === 0) throw clientNotFound(clientId);
   }
 
   return {
@@ -45,7 +45,7 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
 
     async getSecret(clientId) {
       const [row] = await executorFor(db).select().from(builtinClients).where(eq(builtinClients.clientId, clientId));
-      if (!row) throw missing(clientId);
+      if (!row) throw clientNotFound(clientId);
       return secretBox.decrypt(row.secretEncrypted);
     },
 
@@ -74,4 +74,3 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
   };
 }
 
-const missing = (clientId: string) => notFound(`OAuth2 client ${clientId} does not exist.`, "CLIENT_NOT_FOUND");

@@ -3,9 +3,9 @@ import { eq } from "drizzle-orm";
 import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type JWTVerifyGetKey } from "jose";
 import type { Database } from "../../db/client.ts";
 import { settings } from "../../db/schema.ts";
-import { AppError, notFound } from "../http/errors.ts";
+import { notFound } from "../http/errors.ts";
 import { sameSecret, SecretKeyMismatch, type SecretBox } from "../secrets.ts";
-import type { IdentityProvider } from "./provider.ts";
+import { isClientNotFound, type IdentityProvider } from "./provider.ts";
 
 /**
  * The built-in provider's OAuth2 side: checks client credentials against the built-in client store and signs
@@ -57,7 +57,7 @@ export function createBuiltinIssuer(options: {
   /** `<public base url>/oauth2` */
   issuer: string;
   audience: string;
-  /** The built-in client store (its getSecret throws a 404 AppError for an unknown client). */
+  /** The built-in client store (its getSecret throws clientNotFound for an unknown client). */
   clients: Pick<IdentityProvider, "getSecret">;
 }) {
   const { issuer, audience } = options;
@@ -85,7 +85,7 @@ export function createBuiltinIssuer(options: {
     /** Constant-time check of a client's secret (digests, so lengths do not show either). */
     async authenticateClient(clientId: string, secret: string): Promise<boolean> {
       const stored = await options.clients.getSecret(clientId).catch((error) => {
-        if (error instanceof AppError && error.status === 404) return null;
+        if (isClientNotFound(error)) return null;
         throw error;
       });
       const same = sameSecret(stored ?? "", secret);

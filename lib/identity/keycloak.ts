@@ -5,8 +5,8 @@
  * Errors: Keycloak unreachable or too slow → upstreamUnavailable (503); Keycloak answered with an error →
  * upstreamError (502). Messages name the operation and the HTTP status, never a secret or Keycloak's body.
  */
-import { conflict, notFound, upstreamError, upstreamUnavailable } from "../http/errors.ts";
-import type { ClientStatus, IdentityProvider } from "./provider.ts";
+import { conflict, upstreamError, upstreamUnavailable } from "../http/errors.ts";
+import { clientNotFound, type ClientStatus, type IdentityProvider } from "./provider.ts";
 
 type KeycloakOperation =
   | "create_client"
@@ -158,7 +158,7 @@ export function createKeycloakProvider(options: KeycloakProviderOptions): Identi
 
   function check(op: KeycloakOperation, reply: Reply, clientId?: string): Reply {
     if (ok(reply)) return reply;
-    if (reply.status === 404 && clientId !== undefined) throw notFound(`There is no OAuth2 client ${clientId} in Keycloak.`);
+    if (reply.status === 404 && clientId !== undefined) throw clientNotFound(clientId);
     throw failed(op, reply.status, forbiddenHint(reply));
   }
 
@@ -170,7 +170,7 @@ export function createKeycloakProvider(options: KeycloakProviderOptions): Identi
 
   async function requireClient(op: KeycloakOperation, clientId: string): Promise<ClientRepresentation> {
     const client = await findClient(op, clientId);
-    if (!client) throw notFound(`There is no OAuth2 client ${clientId} in Keycloak.`);
+    if (!client) throw clientNotFound(clientId);
     return client;
   }
 

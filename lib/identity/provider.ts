@@ -2,9 +2,17 @@
  * What the backend needs from an identity provider for device clients. Implemented by the built-in provider
  * (lib/identity/builtin.ts) and by Keycloak (lib/identity/keycloak.ts); both pass the same contract tests.
  *
- * Failures: an upstream that answers with an error throws upstreamError (502), one that cannot be reached throws
- * upstreamUnavailable (503), both from lib/http/errors.ts. Methods never log or embed secrets in error messages.
+ * Failures: a client that does not exist throws clientNotFound (404 CLIENT_NOT_FOUND), an upstream that answers
+ * with an error upstreamError (502), one that cannot be reached upstreamUnavailable (503). Methods never log or
+ * embed secrets in error messages.
  */
+import { AppError, notFound } from "../http/errors.ts";
+
+export const clientNotFound = (clientId: string) => notFound(`There is no OAuth2 client ${clientId}.`, "CLIENT_NOT_FOUND");
+
+/** Whether `error` says the client does not exist (the same for every provider). */
+export const isClientNotFound = (error: unknown) => error instanceof AppError && error.code === "CLIENT_NOT_FOUND";
+
 export type ClientStatus = {
   exists: boolean;
   /** The provider's own id for the client (Keycloak's UUID); null when it does not exist. */
@@ -21,7 +29,7 @@ export interface IdentityProvider {
   createClient(clientId: string): Promise<{ externalId: string; secret: string }>;
   /** Deletes the client; deleting a client that does not exist is not an error. */
   deleteClient(clientId: string): Promise<void>;
-  /** The client's current secret. Throws notFound when the client does not exist. */
+  /** The client's current secret. Throws clientNotFound when the client does not exist. */
   getSecret(clientId: string): Promise<string>;
   /** Generates, stores and returns a new secret; the old one stops working. */
   regenerateSecret(clientId: string): Promise<string>;

@@ -127,8 +127,17 @@ export function describeIdentityProviderContract(name: string, setup: IdentityCo
       assert.equal((await env.provider.status(clientId)).exists, true);
     });
 
-    it("getSecret of a missing client is a 404", async () => {
-      await rejectsWithStatus(env.provider.getSecret(testClientId()), 404);
+    it("a missing client is the same 404 CLIENT_NOT_FOUND from every provider and every operation", async () => {
+      for (const operation of [
+        (id: string) => env.provider.getSecret(id),
+        (id: string) => env.provider.regenerateSecret(id),
+        (id: string) => env.provider.setSecret(id, "some-secret-value-1234"),
+      ]) {
+        await assert.rejects(operation(testClientId()), (error: unknown) => {
+          assert.ok(error instanceof AppError && error.status === 404 && error.code === "CLIENT_NOT_FOUND", `got ${String(error)}`);
+          return true;
+        });
+      }
     });
   });
 }

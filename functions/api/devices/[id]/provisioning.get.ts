@@ -1,6 +1,7 @@
 import { z } from "zod";
-import { AppError, conflict } from "../../../../lib/http/errors.ts";
+import { conflict } from "../../../../lib/http/errors.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
+import { isClientNotFound } from "../../../../lib/identity/provider.ts";
 import { json } from "../../../../lib/http/respond.ts";
 import { MAX_PARTITION_SIZE, MIN_PARTITION_SIZE, PAGE_SIZE } from "../../../../lib/provisioning/nvs.ts";
 import { buildProvisioningPackage, provisioningNvsImage, provisioningPackageSchema } from "../../../../lib/provisioning/package.ts";
@@ -75,7 +76,7 @@ export default defineRoute({
       device: { key: device.key, clientId: device.clientId },
       readSecret: () =>
         services.identity.getSecret(device.clientId).catch((error: unknown) => {
-          if (error instanceof AppError && error.status === 404) {
+          if (isClientNotFound(error)) {
             throw conflict(
               `The OAuth2 client ${device.clientId} of this device is missing in the identity provider; recreate it with keycloak-sync first.`,
               "CLIENT_MISSING",
