@@ -20,7 +20,7 @@ export interface NvsContents {
   namespaces: NvsNamespace[];
 }
 
-export const PAGE_SIZE = 0x1000;
+const PAGE_SIZE = 0x1000;
 const ENTRY_SIZE = 32;
 const ENTRIES_PER_PAGE = 126;
 const FIRST_ENTRY_OFFSET = 64;
@@ -38,9 +38,9 @@ const MAX_NAME_BYTES = 15;
 const MAX_VALUE_BYTES = 124 * ENTRY_SIZE - 1;
 // Namespace indexes are one byte; 0 holds the namespace entries themselves and 255 means "any".
 const MAX_NAMESPACES = 254;
-export const MIN_PARTITION_SIZE = 3 * PAGE_SIZE;
+const MIN_PARTITION_SIZE = 3 * PAGE_SIZE;
 // Not a format limit: a guard against allocating absurd buffers on request. NVS partitions are KiBs.
-export const MAX_PARTITION_SIZE = 0x1000000;
+const MAX_PARTITION_SIZE = 0x1000000;
 
 const utf8 = new TextEncoder();
 const hex = (n: number) => `0x${n.toString(16)}`;
@@ -89,15 +89,18 @@ function checkContents(contents: NvsContents): void {
   }
 }
 
-function checkPartitionSize(size: number): void {
+/** Why `size` cannot be an NVS partition's size, or null when it can. */
+export function partitionSizeProblem(size: number): string | null {
   if (!Number.isInteger(size) || size < MIN_PARTITION_SIZE || size % PAGE_SIZE !== 0) {
-    throw new Error(
-      `the NVS partition size must be a multiple of ${hex(PAGE_SIZE)} and at least ${hex(MIN_PARTITION_SIZE)} bytes (got ${size})`,
-    );
+    return `the NVS partition size must be a multiple of ${hex(PAGE_SIZE)} and at least ${hex(MIN_PARTITION_SIZE)} bytes (got ${size})`;
   }
-  if (size > MAX_PARTITION_SIZE) {
-    throw new Error(`the NVS partition size must be at most ${hex(MAX_PARTITION_SIZE)} bytes (got ${hex(size)})`);
-  }
+  if (size > MAX_PARTITION_SIZE) return `the NVS partition size must be at most ${hex(MAX_PARTITION_SIZE)} bytes (got ${hex(size)})`;
+  return null;
+}
+
+function checkPartitionSize(size: number): void {
+  const problem = partitionSizeProblem(size);
+  if (problem) throw new Error(problem);
 }
 
 /** A 32-byte item header: namespace index, type, span, chunk index, CRC (filled later), key, 8 data bytes. */

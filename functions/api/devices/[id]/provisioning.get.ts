@@ -3,20 +3,18 @@ import { conflict } from "../../../../lib/http/errors.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { isClientNotFound } from "../../../../lib/identity/provider.ts";
 import { json } from "../../../../lib/http/respond.ts";
-import { MAX_PARTITION_SIZE, MIN_PARTITION_SIZE, PAGE_SIZE } from "../../../../lib/provisioning/nvs.ts";
+import { partitionSizeProblem } from "../../../../lib/provisioning/nvs.ts";
 import { buildProvisioningPackage, provisioningNvsImage, provisioningPackageSchema } from "../../../../lib/provisioning/package.ts";
 import { errorSchema, idParams } from "../../../../lib/schemas.ts";
-
-const hex = (n: number) => `0x${n.toString(16)}`;
 
 const partitionSize = z
   .string()
   .regex(/^(0x[0-9a-fA-F]+|[0-9]+)$/, "must be a number of bytes, decimal or 0x-hex (e.g. 0x4000)")
   .transform(Number)
-  .refine(
-    (size) => size >= MIN_PARTITION_SIZE && size <= MAX_PARTITION_SIZE && size % PAGE_SIZE === 0,
-    `must be a multiple of ${hex(PAGE_SIZE)} from ${hex(MIN_PARTITION_SIZE)} to ${hex(MAX_PARTITION_SIZE)}`,
-  )
+  .superRefine((size, ctx) => {
+    const problem = partitionSizeProblem(size);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  })
   .meta({ description: "Size of the device's NVS partition in bytes (decimal or 0x-hex)", example: "0x4000" });
 
 const query = z
