@@ -7,17 +7,12 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { createTestApp, type TestApp } from "./support/app.ts";
 import { clientCredentialsToken, passwordToken, requireKeycloak } from "./support/keycloak.ts";
+import { keycloakEnv } from "./support/server.ts";
 
 const kc = await requireKeycloak();
 
-const keycloakEnv = (issuer = kc.issuer) => ({
-  KEYCLOAK_BASE_URL: kc.baseUrl,
-  KEYCLOAK_REALM: kc.realm,
-  KEYCLOAK_ADMIN_CLIENT_ID: kc.adminClientId,
-  KEYCLOAK_ADMIN_CLIENT_SECRET: kc.adminClientSecret,
-  OIDC_ISSUER_URL: issuer,
-  OIDC_AUDIENCE: kc.audience,
-});
+/** Keycloak mode with admin tokens checked against `issuer`. */
+const keycloakAdminEnv = (issuer = kc.issuer) => ({ ...keycloakEnv(), OIDC_ISSUER_URL: issuer });
 
 /** A model with a fresh code (Keycloak keeps clients across test runs) and one device of it. */
 async function createDevice(app: TestApp, config: string) {
@@ -45,7 +40,7 @@ describe("Keycloak mode", () => {
   const config = '{"deviceName":"Keycloak sensor",  "interval": 5}';
 
   before(async () => {
-    app = await createTestApp({ env: keycloakEnv() });
+    app = await createTestApp({ env: keycloakAdminEnv() });
     ({ device, token: deviceToken } = await createDevice(app, config));
   });
   after(async () => {
@@ -103,7 +98,7 @@ describe("Keycloak mode with the issuer's keys unreachable", () => {
   let deviceToken: string;
 
   before(async () => {
-    app = await createTestApp({ env: keycloakEnv("http://127.0.0.1:1/realms/iotsupport") });
+    app = await createTestApp({ env: keycloakAdminEnv("http://127.0.0.1:1/realms/iotsupport") });
     ({ device, token: deviceToken } = await createDevice(app, "{}"));
   });
   after(async () => {

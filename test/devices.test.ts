@@ -2,9 +2,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import { builtinClients, devices } from "../db/schema.ts";
-import { upstreamUnavailable } from "../lib/http/errors.ts";
-import type { IdentityProvider } from "../lib/identity/provider.ts";
 import { createTestApp, type TestApp } from "./support/app.ts";
+import { faultyIdentity } from "./support/faulty-identity.ts";
 
 const schema = JSON.stringify({
   type: "object",
@@ -131,29 +130,17 @@ describe("devices API", () => {
 
 describe("devices with a failing identity provider leave no partial state", () => {
   let app: TestApp;
-  let failOn: keyof IdentityProvider | null = null;
+  const faults = faultyIdentity();
   before(async () => {
-    // Wrap the real provider so a chosen operation fails as an unreachable upstream would.
-    const failing = (real: IdentityProvider): IdentityProvider =>
-      new Proxy(real, {
-        get(target, property, receiver) {
-          const value = Reflect.get(target, property, receiver);
-          if (typeof value !== "function") return value;
-          return async (...args: unknown[]) => {
-            if (property === failOn) throw upstreamUnavailable("keycloak", "Keycloak is not reachable.");
-            return value.apply(target, args);
-          };
-        },
-      });
-    app = await createTestApp({ overrides: { identity: failing } });
+    app = await createTestApp({ overrides: { identity: faults.wrap } });
   });
   after(() => app.close());
 
   test("create fails with 503 and leaves neither a device row nor a client", async () => {
     const model = await (await app.call("POST", "/api/device-models", { body: { code: "m", name: "M" } })).json();
-    failOn = "createClient";
+    faults.set({ operation: "createClient", when: "before" });
     const response = await app.call("POST", "/api/devices", { body: { device_model_id: model.id, config: "{}" } });
-    failOn = null;
+    faults.set(null);
     assert.equal(response.status, 503);
     const body = await response.json();
     assert.equal(body.code, "UPSTREAM_UNAVAILABLE");
@@ -164,9 +151,9 @@ describe("devices with a failing identity provider leave no partial state", () =
   test("delete fails with 503 and keeps both the device and its client", async () => {
     const model = await (await app.call("POST", "/api/device-models", { body: { code: "late", name: "Late" } })).json();
     const device = await (await app.call("POST", "/api/devices", { body: { device_model_id: model.id, config: "{}" } })).json();
-    failOn = "deleteClient";
+    faults.set({ operation: "deleteClient", when: "before" });
     const response = await app.call("DELETE", `/api/devices/${device.id}`);
-    failOn = null;
+    faults.set(null);
     assert.equal(response.status, 503);
     assert.equal((await app.call("GET", `/api/devices/${device.id}`)).status, 200, "the device row stays");
     assert.equal((await app.services.identity.status(device.client_id)).exists, true, "and so does its client");

@@ -12,6 +12,7 @@ import { createLogger } from "../lib/logger.ts";
 import { ADMIN_TOKEN } from "./support/app.ts";
 import { assertErrorEnvelope } from "./support/envelope.ts";
 import { buildImage, readVector, signV2 } from "./support/firmware-image.ts";
+import { clientCredentialsToken } from "./support/keycloak.ts";
 import { MQTT_TEST_URL, startTestServer, type TestServer } from "./support/server.ts";
 
 const LIMIT = 600_000;
@@ -52,13 +53,9 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
     const cached = tokens.get(device.client_id);
     if (cached) return cached;
     const secret = await server.services.identity.getSecret(device.client_id);
-    const response = await fetch(`${server.url}/oauth2/token`, {
-      method: "POST",
-      headers: { "content-type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({ grant_type: "client_credentials", client_id: device.client_id, client_secret: secret }),
-    });
-    assert.equal(response.status, 200, await response.clone().text());
-    const token = (await response.json()).access_token as string;
+    const result = await clientCredentialsToken(server.services.identity.tokenUrl, device.client_id, secret);
+    assert.ok(result.ok, `token request: ${result.status}`);
+    const token = result.accessToken!;
     tokens.set(device.client_id, token);
     return token;
   }

@@ -11,6 +11,7 @@ import { buildNvsImage, parseNvsCsv } from "../lib/provisioning/nvs.ts";
 import { buildProvisioningPackage, provisioningNvsImage, provisioningSettings } from "../lib/provisioning/package.ts";
 import { createTestApp, type TestApp } from "./support/app.ts";
 import { clientCredentialsToken, requireKeycloak } from "./support/keycloak.ts";
+import { keycloakEnv } from "./support/server.ts";
 
 const kc = await requireKeycloak();
 
@@ -321,13 +322,7 @@ describe("provisioning and client repair (Keycloak)", () => {
 
   before(async () => {
     app = await createTestApp({
-      env: {
-        ...SETTINGS,
-        KEYCLOAK_BASE_URL: kc.baseUrl,
-        KEYCLOAK_REALM: kc.realm,
-        KEYCLOAK_ADMIN_CLIENT_ID: kc.adminClientId,
-        KEYCLOAK_ADMIN_CLIENT_SECRET: kc.adminClientSecret,
-      },
+      env: { ...SETTINGS, ...keycloakEnv() },
     });
   });
   after(async () => {

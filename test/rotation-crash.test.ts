@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import { devices } from "../db/schema.ts";
 import { createTestDatabase } from "./support/database.ts";
-import { createFleet, deviceRow } from "./support/fleet.ts";
+import { createFleet, deviceRow, expireNow } from "./support/fleet.ts";
 import { requireKeycloak } from "./support/keycloak.ts";
 import { bareEnv, runEntry } from "./support/process.ts";
 import { freePort, keycloakEnv, startTestServer, type TestServer } from "./support/server.ts";
@@ -67,10 +67,7 @@ describe("a backend killed at any step of a rotation loses no device", () => {
       const restarted = await startTestServer({ databaseUrl: database.url, port, env: keycloakEnv() });
       try {
         await waitFor("both devices to settle in OK or TIMEOUT", async () => {
-          await restarted.services.database.db
-            .update(devices)
-            .set({ rotationStartedAt: new Date(Date.now() - 3_600_000) })
-            .where(eq(devices.rotationState, "PENDING"));
+          await expireNow(restarted);
           await restarted.services.rotation.runCycle();
           const states = await Promise.all([first!, second!].map(async (device) => (await deviceRow(restarted, device.id)).rotationState));
           return states.every((state) => state === "OK" || state === "TIMEOUT");

@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { eq } from "drizzle-orm";
-import { devices } from "../db/schema.ts";
 import { faultyIdentity } from "./support/faulty-identity.ts";
-import { createFleet, deviceRow } from "./support/fleet.ts";
+import { createFleet, deviceRow, expireNow, simulate } from "./support/fleet.ts";
 import { requireKeycloak } from "./support/keycloak.ts";
 import { keycloakEnv, startTestServer, type TestServer } from "./support/server.ts";
-import { createSimulatedDevice } from "./support/simulated-device.ts";
 import { waitFor } from "./support/wait.ts";
 
 /** Rotation against the real Keycloak, with network faults injected at each identity-provider step. */
@@ -14,12 +11,6 @@ const servers: TestServer[] = [];
 after(async () => {
   for (const server of servers) await server.close();
 });
-
-const simulate = (s: TestServer, device: { clientId: string; secret: string }, misbehaviour: "none" | "offline" | "never-acknowledge" = "none") =>
-  createSimulatedDevice({ baseUrl: s.url, tokenUrl: s.services.identity.tokenUrl, clientId: device.clientId, secret: device.secret, misbehaviour });
-
-const expireNow = (s: TestServer, id: number) =>
-  s.services.database.db.update(devices).set({ rotationStartedAt: new Date(Date.now() - 3_600_000) }).where(eq(devices.id, id));
 
 async function provisioningWith(s: TestServer, token: string) {
   const response = await fetch(`${s.url}/iot/provisioning`, { headers: { authorization: `Bearer ${token}` } });

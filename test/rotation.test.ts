@@ -5,9 +5,8 @@ import { devices, settings } from "../db/schema.ts";
 import { createLogger } from "../lib/logger.ts";
 import type { Notifier } from "../lib/mqtt.ts";
 import { ADMIN_TOKEN } from "./support/app.ts";
-import { createFleet, deviceRow, statesOf } from "./support/fleet.ts";
+import { createFleet, deviceRow, expireNow, simulate, statesOf } from "./support/fleet.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
-import { createSimulatedDevice, type Misbehaviour } from "./support/simulated-device.ts";
 import { waitFor } from "./support/wait.ts";
 
 /** Rotation end to end with the built-in identity provider, real PostgreSQL and real Mosquitto. */
@@ -19,14 +18,6 @@ async function server(env: Record<string, string> = {}) {
   const started = await startTestServer({ env });
   servers.push(started);
   return started;
-}
-
-const tokenUrlOf = (s: TestServer) => s.services.identity.tokenUrl;
-const simulate = (s: TestServer, device: { clientId: string; secret: string }, misbehaviour: Misbehaviour = "none") =>
-  createSimulatedDevice({ baseUrl: s.url, tokenUrl: tokenUrlOf(s), clientId: device.clientId, secret: device.secret, misbehaviour });
-
-async function expireNow(s: TestServer, id: number) {
-  await s.services.database.db.update(devices).set({ rotationStartedAt: new Date(Date.now() - 3_600_000) }).where(eq(devices.id, id));
 }
 
 describe("credential rotation (built-in provider)", () => {

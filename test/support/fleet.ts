@@ -2,6 +2,7 @@ import { eq } from "drizzle-orm";
 import { devices } from "../../db/schema.ts";
 import type { DeviceRow } from "../../lib/devices.ts";
 import type { TestServer } from "./server.ts";
+import { createSimulatedDevice, type Misbehaviour } from "./simulated-device.ts";
 
 /** Creates a model and `count` devices through the admin API; returns their ids, client ids and initial secrets. */
 export async function createFleet(server: TestServer, count: number, code = `m${Math.random().toString(36).slice(2, 8)}`) {
@@ -25,4 +26,16 @@ export async function deviceRow(server: Pick<TestServer, "services">, id: number
 export async function statesOf(server: Pick<TestServer, "services">) {
   const rows = await server.services.database.db.select({ id: devices.id, state: devices.rotationState }).from(devices);
   return Object.fromEntries(rows.map((row) => [row.id, row.state]));
+}
+
+/** A simulated device (test/support/simulated-device.ts) for one device of a fleet, against this server. */
+export const simulate = (server: TestServer, device: { clientId: string; secret: string }, misbehaviour: Misbehaviour = "none") =>
+  createSimulatedDevice({ baseUrl: server.url, tokenUrl: server.services.identity.tokenUrl, clientId: device.clientId, secret: device.secret, misbehaviour });
+
+/** Makes a PENDING rotation overdue (as if notified an hour ago), so the next cycle times it out; every one without `id`. */
+export async function expireNow(server: Pick<TestServer, "services">, id?: number): Promise<void> {
+  await server.services.database.db
+    .update(devices)
+    .set({ rotationStartedAt: new Date(Date.now() - 3_600_000) })
+    .where(id === undefined ? eq(devices.rotationState, "PENDING") : eq(devices.id, id));
 }

@@ -1,5 +1,6 @@
 import mqtt from "mqtt";
 import { MQTT_TEST_URL } from "./server.ts";
+import { clientCredentialsToken } from "./keycloak.ts";
 
 /**
  * A device that follows the rotation protocol of the README: on a notice it fetches /iot/provisioning with a token
@@ -46,13 +47,8 @@ export function createSimulatedDevice(options: {
     rotations: 0,
     ready: Promise.resolve(),
     async tokenFor(secret = device.secret) {
-      const response = await fetch(options.tokenUrl, {
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        body: new URLSearchParams({ grant_type: "client_credentials", client_id: options.clientId, client_secret: secret }),
-      });
-      const body = (await response.json().catch(() => ({}))) as { access_token?: string };
-      return { ok: response.ok && Boolean(body.access_token), status: response.status, token: body.access_token };
+      const result = await clientCredentialsToken(options.tokenUrl, options.clientId, secret);
+      return { ok: result.ok, status: result.status, token: result.accessToken };
     },
     async authenticate() {
       if (device.candidate) {
