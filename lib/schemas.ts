@@ -5,7 +5,19 @@ import { rotationStates } from "../db/schema.ts";
 const timestamp = z.iso.datetime().meta({ example: "2026-03-07T08:00:00.000Z" });
 const nullableText = z.string().nullable();
 
-export const idParams = z.object({ id: z.coerce.number().int().positive().max(2_147_483_647) });
+/**
+ * An id as a path or query string carries it: plain decimal digits within PostgreSQL's integer range. Never
+ * z.coerce: Number() also reads "0b1", "0x2", "1e0" and " 1" as numbers, so those spellings reached real rows.
+ */
+const MAX_ID = 2_147_483_647;
+export const decimalId = z
+  .string()
+  .regex(/^[1-9][0-9]{0,9}$/, "must be a positive whole number written in decimal digits")
+  .transform(Number)
+  .refine((id) => id <= MAX_ID, `must be at most ${MAX_ID}`)
+  .meta({ example: "1" });
+
+export const idParams = z.object({ id: decimalId });
 
 export const rotationStateSchema = z.enum(rotationStates).meta({ id: "RotationState" });
 
@@ -70,7 +82,7 @@ export const deviceSchema = deviceSummarySchema
 export const deviceListSchema = z.object({ devices: z.array(deviceSummarySchema), count: z.number().int() });
 
 export const deviceListQuery = z.strictObject({
-  model_id: z.coerce.number().int().positive().optional(),
+  model_id: decimalId.optional(),
   rotation_state: rotationStateSchema.optional(),
 });
 

@@ -162,11 +162,60 @@ describe("bad input on every route", () => {
     for (const route of idRoutes) {
       const body = route.request?.body ? JSON.stringify(sampleValue(bodyJsonSchema(route))) : undefined;
       const headers: Record<string, string> = body ? { "content-type": "application/json" } : {};
-      for (const id of ["abc", "0", "-1", "1.5", "1e3", "0x10", "99999999999", "2147483647", "%20", "1%2F2"]) {
+      // The seeded model and device have id 1: spellings that Number() reads as 1 must not reach them.
+      const notDecimal = ["0b1", "0x1", "0o1", "+1", "%201", "1%20", "1e0", "1.0", "01", "%31", "1%00"];
+      for (const id of ["abc", "0", "-1", "1.5", "1e3", "0x10", "99999999999", "2147483647", "2147483648", "%20", "1%2F2", ...notDecimal]) {
         const response = await send(route.method, concrete(route.path, id), { body, headers });
         const envelope = await assertErrorEnvelope(response, 404, `${route.method} ${concrete(route.path, id)}`);
         assert.match(envelope.code, /NOT_FOUND$/);
       }
+    }
+    assert.deepEqual(await snapshotData(app), before_);
+  });
+
+  test("numeric query parameters take plain decimal digits within range only → 400", async () => {
+    for (const value of ["0b1", "0x1", "+1", "%201", "1e0", "1.0", "0", "-1", "2147483648", "99999999999999999999", "", "abc", "1%00"]) {
+      const envelope = await assertErrorEnvelope(await send("GET", `/api/devices?model_id=${value}`), 400, `model_id=${value}`);
+      assert.equal(envelope.code, "VALIDATION_FAILED");
+      assert.equal((envelope.details!.errors as { field: string }[])[0]!.field, "model_id");
+    }
+    const filtered = await send("GET", "/api/devices?model_id=1");
+    assert.equal(filtered.status, 200);
+    assert.equal((await filtered.json()).count, 1);
+  });
+
+  test("text with a NUL character is refused with 400 wherever it is sent, and stores nothing", async () => {
+    const attempts: [string, string, BodyInit, string][] = [
+      ["POST", "/api/device-models", JSON.stringify({ code: "nul", name: "a\u0000b" }), "name"],
+      ["POST", "/api/device-models", JSON.stringify({ code: "nul", name: "ok", "x\u0000": 1 }), "x\u0000"],
+      ["PUT", "/api/device-models/1", JSON.stringify({ name: "\u0000" }), "name"],
+      ["POST", "/api/devices", JSON.stringify({ device_model_id: 1, config: '{"deviceName": "a\\u0000b"}' }), "config.deviceName"],
+      ["PUT", "/api/devices/1", JSON.stringify({ config: '{"nested": {"deep": ["\\u0000"]}}' }), "config.nested.deep.0"],
+      ["PUT", "/api/devices/1", JSON.stringify({ config: '{"key\\u0000": 1}' }), "config.key\u0000"],
+    ];
+    for (const [method, path, body, field] of attempts) {
+      const envelope = await assertErrorEnvelope(await send(method, path, { body, headers: { "content-type": "application/json" } }), 400, `${method} ${path} ${body}`);
+      assert.equal(envelope.code, "VALIDATION_FAILED");
+      assert.deepEqual((envelope.details!.errors as { field: string }[]).map((error) => error.field), [field], String(body));
+      assert.match(envelope.error, /NUL/);
+    }
+    for (const query of ["rotation_state=OK%00", "model_id=1%00"]) {
+      await assertErrorEnvelope(await send("GET", `/api/devices?${query}`), 400, query);
+    }
+    const form = { "content-type": "application/x-www-form-urlencoded" };
+    for (const body of ["grant_type=client_credentials&client_id=x%00&client_secret=y", "grant_type=client_credentials&client_id=x&client_secret=%00", "grant_type=client_credentials%00"]) {
+      await assertErrorEnvelope(await send("POST", "/oauth2/token", { token: null, body, headers: form }), 400, body);
+    }
+    assert.deepEqual(await snapshotData(app), before_);
+  });
+
+  test("names of Object's prototype in the path, the query or a body find nothing", async () => {
+    for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf", "prototype"]) {
+      await assertErrorEnvelope(await send("GET", `/api/docs/assets/${name}`), 404, `docs asset ${name}`);
+      await assertErrorEnvelope(await send("GET", `/api/devices/${name}`), 404, `device ${name}`);
+      await assertErrorEnvelope(await send("GET", `/api/devices?${name}=1`), 400, `query ${name}`);
+      const body = `{"code": "proto", "name": "x", "${name}": {"admin": true}}`;
+      await assertErrorEnvelope(await send("POST", "/api/device-models", { body, headers: { "content-type": "application/json" } }), 400, `body key ${name}`);
     }
     assert.deepEqual(await snapshotData(app), before_);
   });

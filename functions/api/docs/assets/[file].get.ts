@@ -7,10 +7,11 @@ import { defineRoute } from "../../../../lib/http/route.ts";
 
 const swaggerDir = dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));
 const INIT_SCRIPT = `window.ui = SwaggerUIBundle({ url: "/api/docs/openapi.json", dom_id: "#swagger-ui", validatorUrl: null, deepLinking: true });`;
-const ASSETS: Record<string, string> = {
-  "swagger-ui.css": "text/css; charset=utf-8",
-  "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
-};
+// A Map, not an object literal: a file name from the URL such as "constructor" must not find Object's prototype.
+const ASSETS = new Map([
+  ["swagger-ui.css", "text/css; charset=utf-8"],
+  ["swagger-ui-bundle.js", "text/javascript; charset=utf-8"],
+]);
 
 export default defineRoute({
   method: "GET",
@@ -25,7 +26,7 @@ export default defineRoute({
     if (params.file === "docs-init.js") {
       return new Response(INIT_SCRIPT, { headers: { ...headers, "content-type": "text/javascript; charset=utf-8" } });
     }
-    const type = ASSETS[params.file];
+    const type = ASSETS.get(params.file);
     if (!type) throw notFound("No such documentation asset.");
     return new Response(await readFile(join(swaggerDir, params.file)), { headers: { ...headers, "content-type": type } });
   },
