@@ -8,10 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { fixturePath } from "./support/fixtures.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const vectors = new URL("../../shared/test-vectors/nvs/", import.meta.url);
-const vectorPath = (name: string) => fileURLToPath(new URL(name, vectors));
+const vectorPath = (name: string) => fixturePath(`nvs/${name}`);
 const work = mkdtempSync(join(tmpdir(), "cli-nvs-"));
 
 type Run = { code: number; stdout: string; stderr: string };

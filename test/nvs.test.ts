@@ -1,11 +1,10 @@
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { buildNvsImage, parseNvsCsv, type NvsContents } from "../lib/provisioning/nvs.ts";
+import { readFixture } from "./support/fixtures.ts";
 
-const vectors = new URL("../../shared/test-vectors/nvs/", import.meta.url);
-const vector = (name: string) => readFileSync(new URL(name, vectors));
+const vector = (name: string) => readFixture(`nvs/${name}`);
 
 function assertSameBytes(actual: Uint8Array, expected: Uint8Array): void {
   const length = Math.min(actual.length, expected.length);

@@ -4,19 +4,18 @@
  */
 import assert from "node:assert/strict";
 import { loadConfig } from "../lib/config.ts";
-import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { decodeJwt } from "jose";
 import { buildNvsImage, parseNvsCsv } from "../lib/provisioning/nvs.ts";
 import { buildProvisioningPackage, provisioningNvsImage, provisioningSettings } from "../lib/provisioning/package.ts";
 import { createTestApp, type TestApp } from "./support/app.ts";
+import { readFixture } from "./support/fixtures.ts";
 import { clientCredentialsToken, requireKeycloak } from "./support/keycloak.ts";
 import { keycloakEnv } from "./support/server.ts";
 
 const kc = await requireKeycloak();
 
-const vectors = new URL("../../shared/test-vectors/nvs/", import.meta.url);
-const vector = (name: string) => readFileSync(new URL(name, vectors));
+const vector = (name: string) => readFixture(`nvs/${name}`);
 
 const PACKAGE_KEYS = ["device_key", "client_id", "client_secret", "token_url", "base_url", "mqtt_url", "wifi_ssid", "wifi_password"];
 const SETTINGS = { DEVICE_MQTT_URL: "mqtt://mqtt.iot.test:1883", WIFI_SSID: "HomeLab", WIFI_PASSWORD: "correct horse battery staple" };
@@ -70,7 +69,7 @@ describe("provisioning package settings", () => {
   });
 
   it("the package and its NVS image match Espressif's tool for the shared vector's values", async () => {
-    const [ns] = parseNvsCsv(readFileSync(new URL("prov-basic.csv", vectors), "utf8")).namespaces;
+    const [ns] = parseNvsCsv(vector("prov-basic.csv").toString("utf8")).namespaces;
     const value = Object.fromEntries(ns!.entries.map((e) => [e.key, e.value]));
     const pkg = await buildProvisioningPackage({
       config: { BASEURL: value.base_url, MQTT_URL: value.mqtt_url, WIFI_SSID: value.wifi_ssid, WIFI_PASSWORD: value.wifi_password } as never,

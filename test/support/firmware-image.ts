@@ -1,10 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import { inspectImage } from "../../lib/firmware/image.ts";
+import { readFixture } from "./fixtures.ts";
 
-const vectors = new URL("../../../shared/test-vectors/firmware/", import.meta.url);
-export const readVector = (name: "esp_idf_blink_esp32s2.bin" | "bootloader_esp32.bin") => new Uint8Array(readFileSync(new URL(name, vectors)));
+export const readVector = (name: "esp_idf_blink_esp32s2.bin" | "bootloader_esp32.bin") => new Uint8Array(readFixture(`firmware/${name}`));
 
 /**
  * A valid ESP32-S2 application image of about `size` bytes, laid out as esptool writes one: image header
