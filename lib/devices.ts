@@ -9,7 +9,7 @@ import type { ModelRow } from "./device-models.ts";
 import { deviceNotFound, validationFailed } from "./http/errors.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import { validateAgainstSchema } from "./json-schema.ts";
-import { refuseNul } from "./nul-text.ts";
+import { refuseUnsafeInput } from "./safe-input.ts";
 import type { Logger } from "./logger.ts";
 import { errorMessage } from "./logger.ts";
 import type { Notifier } from "./mqtt.ts";
@@ -68,7 +68,7 @@ function parseConfig(text: string, model: ModelRow) {
   } catch (error) {
     throw validationFailed([{ field: "config", message: `is not valid JSON (${errorMessage(error)})` }], "The config is not valid JSON.");
   }
-  refuseNul(value, "config");
+  refuseUnsafeInput(value, "config");
   if (model.configSchema) {
     const errors = validateAgainstSchema(model.configSchema, value);
     if (errors.length > 0) throw validationFailed(errors, `The config does not match the schema of model "${model.code}".`);

@@ -209,6 +209,27 @@ describe("bad input on every route", () => {
     assert.deepEqual(await snapshotData(app), before_);
   });
 
+  test("JSON nested deeper than 64 levels is refused with 400, in a body and inside a device config", async () => {
+    const nested = (depth: number) => `${"[".repeat(depth)}${"]".repeat(depth)}`;
+    for (const depth of [65, 10_000, 200_000]) {
+      for (const route of bodyRoutes) {
+        const body = `{"unknown": ${nested(depth)}}`;
+        const envelope = await assertErrorEnvelope(await sendJson(route, body), 400, `${label(route)} nested ${depth} deep`);
+        assert.match(envelope.error, /nested deeper than 64 levels/);
+      }
+      const config = JSON.stringify({ config: `{"a": ${nested(depth)}}` });
+      const envelope = await assertErrorEnvelope(await send("PUT", "/api/devices/1", { body: config, headers: { "content-type": "application/json" } }), 400, `config ${depth} deep`);
+      assert.deepEqual(envelope.details!.errors, [{ field: "config.a", message: "is nested deeper than 64 levels" }]);
+    }
+    assert.deepEqual(await snapshotData(app), before_);
+    // 60 levels are fine (a device of another model, so the seeded data stays as it was).
+    const other = await (await app.call("POST", "/api/device-models", { body: { code: "deep", name: "Deep" } })).json();
+    const created = await app.call("POST", "/api/devices", { body: { device_model_id: other.id, config: `{"a": ${nested(60)}}` } });
+    assert.equal(created.status, 201);
+    assert.equal((await app.call("DELETE", `/api/devices/${(await created.json()).id}`)).status, 204);
+    assert.equal((await app.call("DELETE", `/api/device-models/${other.id}`)).status, 204);
+  });
+
   test("names of Object's prototype in the path, the query or a body find nothing", async () => {
     for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf", "prototype"]) {
       await assertErrorEnvelope(await send("GET", `/api/docs/assets/${name}`), 404, `docs asset ${name}`);

@@ -1,4 +1,4 @@
-import { refuseNul } from "../nul-text.ts";
+import { refuseUnsafeInput } from "../safe-input.ts";
 import { AppError, badRequest } from "./errors.ts";
 
 const JSON_BODY_LIMIT = 1024 * 1024;
@@ -60,6 +60,6 @@ const FORM_BODY_LIMIT = 64 * 1024;
 export async function readFormBody(request: Request, limit = FORM_BODY_LIMIT): Promise<URLSearchParams> {
   if (mediaType(request) !== "application/x-www-form-urlencoded") throw unsupportedMediaType(["application/x-www-form-urlencoded"]);
   const form = new URLSearchParams(await readText(request, limit));
-  refuseNul(Object.fromEntries(form));
+  refuseUnsafeInput(Object.fromEntries(form));
   return form;
 }

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { refuseNul } from "../nul-text.ts";
+import { refuseUnsafeInput } from "../safe-input.ts";
 import { notFound, validationFailed, type FieldError } from "./errors.ts";
 
 function fieldErrors(error: z.ZodError): FieldError[] {
@@ -20,7 +20,7 @@ function describe(errors: FieldError[]): string {
 }
 
 export function parseInput<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
-  refuseNul(value);
+  refuseUnsafeInput(value);
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const errors = fieldErrors(result.error);
