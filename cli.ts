@@ -3,17 +3,21 @@ import { createInterface } from "node:readline/promises";
 import { pathToFileURL } from "node:url";
 import sade from "sade";
 import { openDatabase } from "./db/client.ts";
-import { loadConfig } from "./lib/config.ts";
+import { ConfigError, loadConfig } from "./lib/config.ts";
 import { createServices, type Services } from "./lib/context.ts";
-import { errorMessage } from "./lib/logger.ts";
+import { createLogger, errorMessage } from "./lib/logger.ts";
 import { buildNvsImage, parseNvsCsv } from "./lib/provisioning/nvs.ts";
 import { loadSampleFleet, wipeFleet } from "./lib/sample-fleet.ts";
 
 /** Fails the command with a one-line reason (exit 1). */
 class CommandFailed extends Error {}
 
+// stdout carries only a command's result (scripts and the CronJob read it); logs and prompts go to stderr.
+const toStderr = (line: string) => process.stderr.write(`${line}\n`);
+
 async function withServices<T>(work: (services: Services) => Promise<T>): Promise<T> {
-  const services = await createServices(loadConfig(), { processName: "cli" });
+  const config = loadConfig();
+  const services = await createServices(config, { processName: "cli", logger: createLogger(config.LOG_LEVEL, {}, toStderr) });
   try {
     return await work(services);
   } finally {
@@ -23,7 +27,7 @@ async function withServices<T>(work: (services: Services) => Promise<T>): Promis
 
 async function confirm(question: string): Promise<boolean> {
   if (!process.stdin.isTTY) return false;
-  const prompt = createInterface({ input: process.stdin, output: process.stdout });
+  const prompt = createInterface({ input: process.stdin, output: process.stderr });
   try {
     return /^y(es)?$/i.test((await prompt.question(`${question} [y/N] `)).trim());
   } finally {
@@ -37,14 +41,17 @@ const parseSize = (text: string) => {
   return size;
 };
 
+/** One line, because a CronJob's status and most log views show only that. */
+const reasonOf = (error: unknown) =>
+  (error instanceof ConfigError ? `invalid configuration: ${error.problems.join("; ")}` : errorMessage(error)).replace(/\s*\n\s*/g, " ");
+
 function run(action: (...args: any[]) => Promise<void>) {
   return async (...args: unknown[]) => {
     try {
       await action(...args);
       process.exit(0);
     } catch (error) {
-      const message = errorMessage(error);
-      process.stderr.write(`error: ${message}\n`);
+      process.stderr.write(`error: ${reasonOf(error)}\n`);
       process.exit(1);
     }
   };
@@ -76,6 +83,7 @@ cli
         // A fresh process: give the broker connection a moment, or no device could be notified this run.
         await services.notifier.waitUntilConnected(services.config.MQTT_PUBLISH_TIMEOUT_MS);
         const summary = await services.rotation.runCycle();
+        // Printed also when due work was left undone, so the operator sees what did happen.
         process.stdout.write(`${JSON.stringify({ rotation_job: summary })}\n`);
         if (summary.errors.length > 0) throw new CommandFailed(summary.errors.join("; "));
       });

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 
-/** Structured JSON log lines on stdout. Callers pass fields, never secrets. */
+/** Structured JSON log lines, on stdout unless `write` says otherwise. Callers pass fields, never secrets. */
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 export type Logger = {
   debug(message: string, fields?: Record<string, unknown>): void;
