@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
-import { devices } from "../db/schema.ts";
-import { createFleet } from "./support/fleet.ts";
+import { devices, settings } from "../db/schema.ts";
+import { createFleet, deviceRow } from "./support/fleet.ts";
 import { bareEnv, type Child, runEntry } from "./support/process.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
+
+const CLOSED_PORT = "127.0.0.1:1";
 
 /** `node dist/cli.js rotation-job` as the Kubernetes CronJob runs it: a real process, one cycle, then exit. */
 describe("rotation-job command", () => {
@@ -51,6 +53,56 @@ describe("rotation-job command", () => {
     assert.equal(pending.length, 1);
     assert.equal(summaryOf(a).pending, pending[0]!.key);
     assert.ok(a.stderr().includes('"message":"MQTT connected"'), "logs go to stderr");
+  });
+
+  test("broker down: exit 0 while nothing is due, exit 1 once a device is due and cannot start", async () => {
+    const [device] = await createFleet(server, 1);
+    const brokerDown = { MQTT_URL: `mqtt://${CLOSED_PORT}`, MQTT_PUBLISH_TIMEOUT_MS: "300" };
+    const idle = job(brokerDown);
+    assert.equal(await idle.exited(), 0, idle.stderr());
+    assert.deepEqual(summaryOf(idle).errors, []);
+
+    await server.services.database.db.update(devices).set({ rotationState: "QUEUED" });
+    const blocked = job(brokerDown);
+    assert.equal(await blocked.exited(), 1);
+    const summary = summaryOf(blocked);
+    assert.equal(summary.started, null);
+    assert.equal(summary.errors.length, 1);
+    assert.match(reasonOf(blocked), new RegExp(`device ${device!.key} is due but was not started: the MQTT broker is not connected`));
+    assert.equal((await deviceRow(server, device!.id)).rotationState, "QUEUED", "it waits in the queue");
+  });
+
+  test("identity provider down at a timeout: exit 1 names the device left PENDING; the summary shows the work done", async () => {
+    const [unrestored, other] = await createFleet(server, 2);
+    const db = server.services.database.db;
+    // A new secret was issued to this device, so its timeout must restore the old secret in the identity provider.
+    await db
+      .update(devices)
+      .set({
+        rotationState: "PENDING",
+        rotationStartedAt: new Date(Date.now() - 3_600_000),
+        previousSecretEncrypted: server.services.secretBox.encrypt(unrestored!.secret),
+        newSecretIssuedAt: new Date(Date.now() - 3_000_000),
+      })
+      .where(eq(devices.id, unrestored!.id));
+    // A scheduled rotation has come due since the last run: queueing the fleet needs no identity provider.
+    await db.update(settings).set({ value: new Date(Date.now() - 60 * 86_400_000).toISOString() }).where(eq(settings.key, "rotation.schedule_baseline"));
+
+    const keycloakDown = job({
+      KEYCLOAK_BASE_URL: `http://${CLOSED_PORT}`,
+      KEYCLOAK_REALM: "iotsupport",
+      KEYCLOAK_ADMIN_CLIENT_ID: "iot-backend",
+      KEYCLOAK_ADMIN_CLIENT_SECRET: "do-not-print-me",
+    });
+    assert.equal(await keycloakDown.exited(), 1);
+    const summary = summaryOf(keycloakDown);
+    assert.equal(summary.queued, 1, "the scheduled queueing was done");
+    assert.equal(summary.timed_out, 0);
+    assert.equal(summary.errors.length, 1);
+    assert.match(reasonOf(keycloakDown), new RegExp(`device ${unrestored!.key}: could not restore its previous secret \\(Keycloak is unreachable`));
+    assert.ok(!keycloakDown.stderr().includes("do-not-print-me") && !keycloakDown.stdout().includes("do-not-print-me"));
+    assert.equal((await deviceRow(server, unrestored!.id)).rotationState, "PENDING", "kept for the next run to retry");
+    assert.equal((await deviceRow(server, other!.id)).rotationState, "QUEUED");
   });
 
   test("a failure before the cycle exits 1 with a one-line reason, no summary and no secret", async () => {

@@ -40,7 +40,7 @@ describe("rotation on the embedded database", () => {
     const original = await services.identity.getSecret(device.client_id);
     await services.database.db.update(devices).set({ rotationState: "QUEUED" });
     await waitForConnection(services);
-    assert.equal((await within(services.rotation.engine.startNext()))?.id, device.id);
+    assert.equal((await within(services.rotation.engine.startNext())).started?.id, device.id);
 
     const issued = await within(services.rotation.engine.issueSecret(await principal(device.id, new Date())));
     assert.notEqual(issued, original);

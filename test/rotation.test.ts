@@ -67,6 +67,7 @@ describe("credential rotation (built-in provider)", () => {
     assert.equal(await s.services.identity.getSecret(device!.clientId), device!.secret);
     const summary = await s.services.rotation.runCycle();
     assert.equal(summary.started, null);
+    assert.deepEqual(summary.errors, [`device ${device!.key} is due but was not started: the MQTT broker is not connected; it stays QUEUED`]);
     assert.equal((await deviceRow(s, device!.id)).rotationState, "QUEUED");
   });
 
@@ -82,10 +83,33 @@ describe("credential rotation (built-in provider)", () => {
     await s.services.database.db.update(devices).set({ rotationState: "OK" }).where(eq(devices.id, queued!.id));
     const summary = await s.services.rotation.runCycle();
     assert.equal(summary.started, null);
+    assert.match(summary.errors.join(), new RegExp(`device ${retry!.key} was not started: the broker did not acknowledge its rotation notice`));
     const row = await deviceRow(s, retry!.id);
     assert.equal(row.rotationState, "QUEUED");
     assert.equal(row.previousSecretEncrypted, null);
     assert.equal(await s.services.identity.getSecret(retry!.clientId), retry!.secret, "no secret changed");
+  });
+
+  test("a PUBACK that comes too late for a device already fetching its secret counts as started", async () => {
+    let s: TestServer | undefined;
+    // The device got the notice and began fetching (its old secret is stored) before the broker's PUBACK arrived.
+    const late: Notifier = {
+      state: () => "connected",
+      waitUntilConnected: async () => true,
+      publish: async () => {
+        await s!.services.database.db.update(devices).set({ previousSecretEncrypted: "stored" }).where(eq(devices.rotationState, "PENDING"));
+        return false;
+      },
+      close: async () => {},
+    };
+    s = await startTestServer({ overrides: { notifier: late } });
+    servers.push(s);
+    const [device] = await createFleet(s, 1);
+    await s.services.database.db.update(devices).set({ rotationState: "QUEUED" });
+    const summary = await s.services.rotation.runCycle();
+    assert.equal(summary.started, device!.key);
+    assert.deepEqual(summary.errors, []);
+    assert.equal((await deviceRow(s, device!.id)).rotationState, "PENDING");
   });
 
   test("an offline device times out and keeps its working secret; the fleet goes on", async () => {

@@ -23,6 +23,10 @@ type Deps = {
   settings: RotationSettings;
 };
 
+/** What startNext did. `notStarted` says why a device that was due could not start; null when nothing was due. */
+export type StartOutcome = { started: DeviceRow | null; notStarted: string | null };
+const NOTHING_DUE: StartOutcome = { started: null, notStarted: null };
+
 const MAX_BACKOFF_SECONDS = 86_400;
 const ceilToSecond = (ms: number) => new Date(Math.ceil(ms / 1000) * 1000);
 const sleepUntil = (date: Date) => new Promise((resolve) => setTimeout(resolve, Math.max(0, date.getTime() - Date.now())));
@@ -62,15 +66,19 @@ export function createRotationEngine(deps: Deps) {
 
   /**
    * Starts the next device if none is PENDING. The partial unique index on PENDING rows is what makes this safe
-   * between processes: a second claimer gets a unique violation and backs off.
+   * between processes: a second claimer gets a unique violation and backs off (nothing was due for it).
    */
-  async function startNext(preferId?: number): Promise<DeviceRow | null> {
-    // Without a broker no device can learn it is PENDING: leave the queue as it is rather than churn every cycle.
-    if (notifier.state() !== "connected") return null;
+  async function startNext(preferId?: number): Promise<StartOutcome> {
     const [pending] = await db.select({ id: devices.id }).from(devices).where(eq(devices.rotationState, "PENDING")).limit(1);
-    if (pending) return null;
+    if (pending) return NOTHING_DUE;
     const candidate = await nextCandidate(preferId);
-    if (!candidate) return null;
+    if (!candidate) return NOTHING_DUE;
+    // Without a broker no device can learn it is PENDING: leave the queue as it is rather than churn every cycle.
+    const broker = notifier.state();
+    if (broker !== "connected") {
+      const why = broker === "disabled" ? "no MQTT broker is configured (MQTT_URL)" : "the MQTT broker is not connected";
+      return { started: null, notStarted: `device ${candidate.key} is due but was not started: ${why}; it stays ${candidate.rotationState}` };
+    }
     const now = new Date();
     let claimed: DeviceRow | undefined;
     try {
@@ -80,23 +88,25 @@ export function createRotationEngine(deps: Deps) {
         .where(and(eq(devices.id, candidate.id), eq(devices.rotationState, candidate.rotationState)))
         .returning();
     } catch (error) {
-      if (isUniqueViolation(error)) return null;
+      if (isUniqueViolation(error)) return NOTHING_DUE;
       throw error;
     }
-    if (!claimed) return null;
+    if (!claimed) return NOTHING_DUE;
 
     if (await notifier.publish("rotation", claimed.clientId, { device_key: claimed.key })) {
       log("Rotation started", claimed, { from: candidate.rotationState });
-      return claimed;
+      return { started: claimed, notStarted: null };
     }
     // Not delivered: back to QUEUED with nothing else changed (CONTRACT §7.2), unless the device already began
-    // fetching (the PUBACK may just be late).
-    await db
+    // fetching (the PUBACK may just be late), which means the notice did arrive.
+    const [requeued] = await db
       .update(devices)
       .set({ rotationState: "QUEUED", rotationStartedAt: candidate.rotationStartedAt, lastRotationAttemptAt: candidate.lastRotationAttemptAt, updatedAt: now })
-      .where(and(eq(devices.id, claimed.id), eq(devices.rotationState, "PENDING"), isNull(devices.previousSecretEncrypted)));
+      .where(and(eq(devices.id, claimed.id), eq(devices.rotationState, "PENDING"), isNull(devices.previousSecretEncrypted)))
+      .returning({ id: devices.id });
+    if (!requeued) return { started: claimed, notStarted: null };
     log("Rotation notice not delivered; device back in the queue", claimed, { was: candidate.rotationState });
-    return null;
+    return { started: null, notStarted: `device ${claimed.key} was not started: the broker did not acknowledge its rotation notice; it is QUEUED again` };
   }
 
   /**

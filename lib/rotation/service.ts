@@ -14,6 +14,7 @@ type CycleSummary = {
   timed_out: number;
   started: string | null;
   pending: string | null;
+  /** Work that was due but not done (a timeout not restored, a due device not started); empty when all went well. */
   errors: string[];
 };
 
@@ -48,17 +49,18 @@ export function createRotationService(deps: {
       try {
         const scheduled = await queueScheduled(db, schedule, new Date());
         const timeouts = await engine.expireTimedOut();
-        const started = await engine.startNext();
+        const { started, notStarted } = await engine.startNext();
         const summary = {
           baseline_recorded: scheduled.baseline,
           queued: scheduled.queued,
           timed_out: timeouts.expired,
           started: started?.key ?? null,
           pending: started?.key ?? (await pendingDevice())?.key ?? null,
-          errors: timeouts.errors,
+          errors: notStarted ? [...timeouts.errors, notStarted] : timeouts.errors,
         };
         metrics.rotationJobRuns.inc({ result: summary.errors.length > 0 ? "error" : "success" });
-        if (summary.queued || summary.timed_out || summary.started || summary.errors.length) logger.info("Rotation cycle", summary);
+        if (summary.errors.length) logger.warn("Rotation cycle left due work undone", summary);
+        else if (summary.queued || summary.timed_out || summary.started) logger.info("Rotation cycle", summary);
         return summary;
       } catch (error) {
         metrics.rotationJobRuns.inc({ result: "error" });
