@@ -92,6 +92,7 @@ for (const target of targets) {
       assert.ok(cronJob.spec.failedJobsHistoryLimit >= 1);
       assert.ok(cronJob.spec.startingDeadlineSeconds > 0);
       assert.equal(jobPodSpec.restartPolicy, "Never");
+      assert.equal(rotation.terminationMessagePolicy, "FallbackToLogsOnError", "a failed run's reason shows on the pod");
     });
 
     test("probes: readiness /api/health, liveness /api/health/live, on the container port", () => {
