@@ -17,6 +17,19 @@ const bool = (fallback: boolean) =>
     .optional()
     .transform((v) => (v === undefined || v === "" ? fallback : v === "true" || v === "1"));
 const int = (fallback: number, min: number) => z.coerce.number().int().min(min).default(fallback);
+/** Comma-separated origins (scheme, host, port), normalised as browsers send them in the Origin header. */
+const originList = z
+  .string()
+  .transform((value, ctx) => {
+    const origins: string[] = [];
+    for (const item of value.split(",").map((part) => part.trim()).filter(Boolean)) {
+      const origin = originOf(item);
+      if (origin) origins.push(origin);
+      else ctx.addIssue({ code: "custom", message: `"${item}" is not an origin such as https://ui.example.lan (scheme, host and port only)` });
+    }
+    return origins;
+  })
+  .default([]);
 
 const envSchema = z.object({
   NODE_ENV: z.string().default("development"),
@@ -32,6 +45,7 @@ const envSchema = z.object({
   SHUTDOWN_DEADLINE_SECONDS: int(25, 1),
 
   BASEURL: url,
+  CSRF_TRUSTED_ORIGINS: originList,
   DEVICE_BASEURL: url,
   MQTT_URL: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, "must be an mqtt:// URL").optional(),
   DEVICE_MQTT_URL: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, "must be an mqtt:// URL").optional(),
@@ -125,6 +139,16 @@ function checkCron(expression: string, tz: string): string | null {
     return null;
   } catch (error) {
     return `not a valid cron expression (${(error as Error).message})`;
+  }
+}
+
+function originOf(text: string): string | null {
+  try {
+    const url = new URL(text);
+    const bare = url.pathname === "/" && !url.search && !url.hash && !url.username && !url.password;
+    return bare && (url.protocol === "http:" || url.protocol === "https:") ? url.origin : null;
+  } catch {
+    return null;
   }
 }
 

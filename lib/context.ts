@@ -97,7 +97,7 @@ function createBrowserLogin(config: Config, secretBox: SecretBox): BrowserSessio
   if (!issuerUrl || !clientId || !clientSecret) return null;
   const baseUrl = publicBaseUrl(config);
   const oidc = createOidcClient({ issuerUrl, clientId, clientSecret, redirectUri: `${baseUrl}/api/auth/callback` });
-  return createBrowserSession({ oidc, secretBox, baseUrl });
+  return createBrowserSession({ oidc, secretBox, baseUrl, trustedOrigins: config.CSRF_TRUSTED_ORIGINS });
 }
 
 export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {

@@ -3,6 +3,8 @@ import type { Route } from "./http/route.ts";
 import { errorSchema } from "./schemas.ts";
 
 const errorResponse = (description: string) => ({ description, content: { "application/json": { schema: errorSchema } } });
+const NOT_ADMIN = "Authenticated, but not an admin";
+const NOT_ADMIN_OR_FOREIGN_ORIGIN = `${NOT_ADMIN}; or signed in by the session cookie from an untrusted origin (CSRF_ORIGIN_REFUSED)`;
 
 const SECURITY: Record<Route["access"], { [name: string]: string[] }[]> = {
   admin: [{ adminBearer: [] }, { adminCookie: [] }],
@@ -32,7 +34,7 @@ export function buildOpenApiDocument(routes: Route[], serverUrl?: string) {
         ...route.responses,
         ...(body || query ? { 400: errorResponse("Invalid input (VALIDATION_FAILED)") } : {}),
         ...(route.access !== "public" ? { 401: errorResponse("Missing or invalid credentials") } : {}),
-        ...(route.access === "admin" ? { 403: errorResponse("Authenticated, but not an admin") } : {}),
+        ...(route.access === "admin" ? { 403: errorResponse(route.method === "GET" ? NOT_ADMIN : NOT_ADMIN_OR_FOREIGN_ORIGIN) } : {}),
         ...(params ? { 404: errorResponse("No such resource") } : {}),
         default: errorResponse("Any other error, in the error envelope"),
       },
@@ -50,7 +52,12 @@ export function buildOpenApiDocument(routes: Route[], serverUrl?: string) {
     components: {
       securitySchemes: {
         adminBearer: { type: "http", scheme: "bearer", description: "An admin's access token, or ADMIN_API_TOKEN" },
-        adminCookie: { type: "apiKey", in: "cookie", name: "iot_access_token", description: "Set by /api/auth/login" },
+        adminCookie: {
+          type: "apiKey",
+          in: "cookie",
+          name: "iot_access_token",
+          description: "Set by /api/auth/login. A change (POST, PUT, DELETE) signed in by it must carry the web UI's Origin (BASEURL's or one of CSRF_TRUSTED_ORIGINS)",
+        },
         deviceBearer: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "A device's client-credentials token" },
       },
     },

@@ -67,6 +67,17 @@ describe("configuration", () => {
     assert.equal(config.production, true);
   });
 
+  test("CSRF_TRUSTED_ORIGINS: origins as browsers send them; anything with a path, a wildcard or another scheme is refused", () => {
+    assert.deepEqual(loadConfig({}).CSRF_TRUSTED_ORIGINS, []);
+    assert.deepEqual(loadConfig({ CSRF_TRUSTED_ORIGINS: " HTTPS://UI.Example.lan:443/ , http://localhost:5173," }).CSRF_TRUSTED_ORIGINS, [
+      "https://ui.example.lan",
+      "http://localhost:5173",
+    ]);
+    const problems = problemsOf({ CSRF_TRUSTED_ORIGINS: "https://ui.example.lan/app, *, ftp://files.lan, https://ok.lan" });
+    assert.deepEqual(names(problems), ["CSRF_TRUSTED_ORIGINS", "CSRF_TRUSTED_ORIGINS", "CSRF_TRUSTED_ORIGINS"]);
+    for (const bad of ["https://ui.example.lan/app", "*", "ftp://files.lan"]) assert.ok(problems.some((problem) => problem.includes(`"${bad}"`)), bad);
+  });
+
   test("the server exits non-zero, prints every problem and no secret value", async () => {
     const server = runEntry("server.ts", [], {
       cwd,

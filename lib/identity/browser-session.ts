@@ -3,6 +3,7 @@ import { decodeJwt } from "jose";
 import { randomNonce, randomPKCECodeVerifier, randomState } from "openid-client";
 import { z } from "zod";
 import { AppError, unauthorized } from "../http/errors.ts";
+import { assertTrustedOrigin } from "../http/origin-check.ts";
 import { addResponseCookies } from "../http/pending-cookies.ts";
 import type { SecretBox } from "../secrets.ts";
 import { LoginRejected, type OidcClient, type OidcTokens, SessionEnded } from "./oidc-client.ts";
@@ -43,7 +44,10 @@ export type BrowserSession = {
   beginLogin(redirect: string): Promise<Redirect>;
   completeLogin(request: Request): Promise<Redirect>;
   logout(request: Request, redirect: string): Promise<Redirect>;
-  /** The admin's access token from the cookie; an expired one is refreshed and the new cookies go on this response. */
+  /**
+   * The admin's access token from the cookie; an expired one is refreshed and the new cookies go on this response.
+   * A request that changes state must come from a trusted origin (else 403), checked before the session is touched.
+   */
   tokenFromRequest(request: Request): Promise<string | null>;
 };
 
@@ -63,9 +67,15 @@ function expiresSoon(token: string): boolean {
   }
 }
 
-export function createBrowserSession(options: { oidc: OidcClient; secretBox: SecretBox; baseUrl: string }): BrowserSession {
-  const { oidc, secretBox } = options;
-  const { baseUrl } = options;
+export function createBrowserSession(options: {
+  oidc: OidcClient;
+  secretBox: SecretBox;
+  baseUrl: string;
+  /** Origins besides BASEURL's whose pages may change things with the session cookie (CSRF_TRUSTED_ORIGINS). */
+  trustedOrigins: string[];
+}): BrowserSession {
+  const { oidc, secretBox, baseUrl } = options;
+  const trustedOrigins = new Set([new URL(baseUrl).origin, ...options.trustedOrigins]);
   const secure = baseUrl.startsWith("https:");
   const refreshing = new Map<string, Promise<OidcTokens>>();
 
@@ -157,8 +167,10 @@ export function createBrowserSession(options: { oidc: OidcClient; secretBox: Sec
     async tokenFromRequest(request) {
       const cookies = cookiesOf(request);
       const access = cookies[SESSION_COOKIES.access];
-      if (access && !expiresSoon(access)) return access;
       const refreshToken = cookies[SESSION_COOKIES.refresh];
+      if (!access && !refreshToken) return null;
+      assertTrustedOrigin(request, trustedOrigins);
+      if (access && !expiresSoon(access)) return access;
       if (!refreshToken) return access ?? null;
       try {
         const tokens = await refreshOnce(refreshToken);
