@@ -1,4 +1,4 @@
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server } from "node:http";
 import { pathToFileURL } from "node:url";
 import { createServerAdapter } from "@whatwg-node/server";
 import { routes } from "./functions/index.ts";
@@ -15,7 +15,8 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
   // Only the server sweeps ASSETS_DIR: CLI commands (the rotation CronJob) need no firmware volume.
   await services.firmware.init();
   const app = createApp(routes, services);
-  const server: Server = createServer(createServerAdapter(app));
+  const adapter = createServerAdapter<{ req: IncomingMessage }>((request, { req }) => app(request, { remoteAddress: req.socket.remoteAddress ?? null }));
+  const server: Server = createServer(adapter);
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

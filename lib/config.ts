@@ -43,6 +43,8 @@ const envSchema = z.object({
   FIRMWARE_MAX_BYTES: int(16 * 1024 * 1024, 1024),
   FIRMWARE_CACHE_BYTES: int(64 * 1024 * 1024, 0),
   SHUTDOWN_DEADLINE_SECONDS: int(25, 1),
+  /** Reverse proxies in front that append to X-Forwarded-For; 0 trusts none and uses the connection's peer. */
+  TRUST_PROXY_HOPS: int(0, 0),
 
   BASEURL: url,
   CSRF_TRUSTED_ORIGINS: originList,

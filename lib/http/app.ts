@@ -3,13 +3,14 @@ import { Router } from "itty-router";
 import type { Services } from "../context.ts";
 import { errorMessage, withRequestId } from "../logger.ts";
 import { readJsonBody } from "./body.ts";
+import { clientAddress, type Connection } from "./client-address.ts";
 import { AppError, notFound } from "./errors.ts";
 import { takeResponseCookies } from "./pending-cookies.ts";
 import { errorResponse } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { parseInput, parseParams } from "./validate.ts";
 
-type RequestState = { requestId: string; route: Route | null };
+type RequestState = { requestId: string; route: Route | null; clientAddress: string | null };
 type RoutedRequest = Request & { params: Record<string, string>; query: Record<string, string | string[]> };
 
 const SAFE_REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -33,7 +34,7 @@ function stampHeaders(headers: Headers, requestId: string, cookies: string[]): b
 }
 
 /** Builds the fetch handler: route list → itty-router, with auth, input parsing, the error envelope, logs, metrics. */
-export function createApp(routes: Route[], services: Services): (request: Request) => Promise<Response> {
+export function createApp(routes: Route[], services: Services): (request: Request, connection?: Connection) => Promise<Response> {
   const router = Router<RoutedRequest, [RequestState]>();
 
   for (const route of routes) {
@@ -46,6 +47,7 @@ export function createApp(routes: Route[], services: Services): (request: Reques
         routes,
         logger: services.logger,
         principal,
+        clientAddress: state.clientAddress,
         params: params ? parseParams(params, request.params) : undefined,
         query: query ? parseInput(query, request.query) : undefined,
         body: body ? parseInput(body, await readJsonBody(request)) : undefined,
@@ -63,9 +65,13 @@ export function createApp(routes: Route[], services: Services): (request: Reques
     throw notFound("There is no such endpoint.", "ROUTE_NOT_FOUND");
   });
 
-  return async function handle(incoming: Request): Promise<Response> {
+  return async function handle(incoming: Request, connection?: Connection): Promise<Response> {
     const started = performance.now();
-    const state: RequestState = { requestId: pickRequestId(incoming), route: null };
+    const state: RequestState = {
+      requestId: pickRequestId(incoming),
+      route: null,
+      clientAddress: clientAddress(incoming, connection?.remoteAddress ?? null, services.config.TRUST_PROXY_HOPS),
+    };
     const isHead = incoming.method === "HEAD";
     const request = isHead ? new Request(incoming.url, { method: "GET", headers: incoming.headers, signal: incoming.signal }) : incoming;
     let response: Response;

@@ -17,6 +17,8 @@ type RouteContext<P = unknown, Q = unknown, B = unknown> = {
   routes: Route[];
   logger: Logger;
   principal: Principal;
+  /** Where the request came from (TRUST_PROXY_HOPS); null when unknown, e.g. a test calling the app directly. */
+  clientAddress: string | null;
   params: P;
   query: Q;
   body: B;

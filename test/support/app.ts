@@ -5,6 +5,7 @@ import { routes } from "../../functions/index.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices, type ServiceOverrides, type Services } from "../../lib/context.ts";
 import { createApp } from "../../lib/http/app.ts";
+import type { Connection } from "../../lib/http/client-address.ts";
 import { createTestDatabase } from "./database.ts";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
@@ -12,7 +13,8 @@ export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
 export type TestApp = {
   services: Services;
   dataDir: string;
-  fetch(request: Request): Promise<Response>;
+  /** The app as server.ts calls it; without a connection the client's address is unknown (no per-address limits). */
+  fetch(request: Request, connection?: Connection): Promise<Response>;
   /** A request with the admin token; a plain object body is sent as JSON. */
   call(method: string, path: string, options?: { body?: unknown; token?: string | null; headers?: Record<string, string> }): Promise<Response>;
   close(): Promise<void>;
