@@ -74,6 +74,10 @@ const envSchema = z.object({
   OIDC_CLIENT_SECRET: optionalText,
   OIDC_AUDIENCE: z.string().trim().min(1).default("iot-backend"),
   OIDC_CLOCK_SKEW_SECONDS: int(30, 0),
+  /** Failed client authentications at the built-in /oauth2/token per client_id, and per address, per window; 0 = no limit. */
+  OAUTH2_CLIENT_FAILURE_LIMIT: int(10, 0),
+  OAUTH2_ADDRESS_FAILURE_LIMIT: int(100, 0),
+  OAUTH2_FAILURE_WINDOW_SECONDS: int(600, 1),
 
   ROTATION_CRON: z.string().default("0 8 * * 6#1"),
   ROTATION_TIMEZONE: z

@@ -10,6 +10,7 @@ import { createBuiltinClientStore } from "./identity/builtin-clients.ts";
 import { type BrowserSession, createBrowserSession } from "./identity/browser-session.ts";
 import { createOidcClient } from "./identity/oidc-client.ts";
 import { type BuiltinIssuer, createBuiltinIssuer } from "./identity/builtin-issuer.ts";
+import { createClientAuthLimits } from "./identity/client-auth-limits.ts";
 import { createTokenVerifiers } from "./identity/principals.ts";
 import { createKeycloakProvider } from "./identity/keycloak.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
@@ -131,6 +132,10 @@ export async function createServices(config: Config, overrides: ServiceOverrides
           issuer: `${publicBaseUrl(config)}/oauth2`,
           audience: config.OIDC_AUDIENCE,
           clients: identity,
+          limits: createClientAuthLimits(
+            { perClient: config.OAUTH2_CLIENT_FAILURE_LIMIT, perAddress: config.OAUTH2_ADDRESS_FAILURE_LIMIT, windowSeconds: config.OAUTH2_FAILURE_WINDOW_SECONDS },
+            logger,
+          ),
         })
       : null;
   const browserSession = createBrowserLogin(config, secretBox);

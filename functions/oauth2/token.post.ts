@@ -4,6 +4,7 @@ import { oauthError } from "../../lib/http/errors.ts";
 import { json } from "../../lib/http/respond.ts";
 import { defineRoute } from "../../lib/http/route.ts";
 import { builtinIssuerOf } from "../../lib/identity/builtin-issuer.ts";
+import { errorSchema } from "../../lib/schemas.ts";
 
 const tokenResponse = z
   .object({
@@ -37,7 +38,9 @@ export default defineRoute({
   summary: "OAuth2 token endpoint of the built-in provider (client-credentials grant)",
   description:
     "Form-encoded like Keycloak's: `grant_type=client_credentials` with `client_id`/`client_secret` in the form or as HTTP Basic. " +
-    "Errors carry the OAuth2 `error` code and `error_description` inside the usual envelope. Absent (404) when Keycloak is the provider.",
+    "Errors carry the OAuth2 `error` code and `error_description` inside the usual envelope. Failed client authentications " +
+    "are limited per client_id and per address (OAUTH2_CLIENT_FAILURE_LIMIT, OAUTH2_ADDRESS_FAILURE_LIMIT): beyond them, 429 " +
+    "`temporarily_unavailable` with Retry-After. Absent (404) when Keycloak is the provider.",
   tags: ["OAuth2"],
   request: {
     rawBody: {
@@ -53,8 +56,11 @@ export default defineRoute({
       },
     },
   },
-  responses: { 200: { description: "An access token", content: { "application/json": { schema: tokenResponse } } } },
-  async handler(request, { services }) {
+  responses: {
+    200: { description: "An access token", content: { "application/json": { schema: tokenResponse } } },
+    429: { description: "Too many failed attempts for this client_id or address; Retry-After says when to try again", content: { "application/json": { schema: errorSchema } } },
+  },
+  async handler(request, { services, clientAddress }) {
     const issuer = builtinIssuerOf(services);
     const form = await readFormBody(request);
     const grant = form.get("grant_type");
@@ -71,7 +77,7 @@ export default defineRoute({
     if (basic && form.has("client_id") && form.get("client_id") !== basic.clientId) {
       throw oauthError(400, "invalid_request", "client_id in the form differs from the Basic credentials.");
     }
-    if (!(await issuer.authenticateClient(clientId, secret))) {
+    if (!(await issuer.authenticateClient(clientId, secret, clientAddress))) {
       throw oauthError(401, "invalid_client", "Invalid client credentials.");
     }
     return json(await issuer.issueToken(clientId), 200, { "cache-control": "no-store", pragma: "no-cache" });

@@ -17,10 +17,18 @@ export class AppError extends Error {
   }
 }
 
+type OAuthErrorCode = "invalid_request" | "invalid_client" | "unsupported_grant_type" | "temporarily_unavailable";
+
 /** An error of the OAuth2 token endpoint, shaped as OAuth2 clients expect and still in the envelope. */
-export function oauthError(status: number, error: "invalid_request" | "invalid_client" | "unsupported_grant_type", message: string) {
-  const headers: Record<string, string> = error === "invalid_client" ? { "WWW-Authenticate": 'Basic realm="iotsupport"' } : {};
-  const appError = new AppError(status, error.toUpperCase(), message, null, { "cache-control": "no-store", ...headers });
+export function oauthError(
+  status: number,
+  error: OAuthErrorCode,
+  message: string,
+  extra: { code?: string; details?: Record<string, unknown>; headers?: Record<string, string> } = {},
+) {
+  const challenge: Record<string, string> = error === "invalid_client" ? { "WWW-Authenticate": 'Basic realm="iotsupport"' } : {};
+  const headers = { "cache-control": "no-store", ...challenge, ...extra.headers };
+  const appError = new AppError(status, extra.code ?? error.toUpperCase(), message, extra.details ?? null, headers);
   appError.oauthError = error;
   return appError;
 }

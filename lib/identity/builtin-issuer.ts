@@ -5,6 +5,7 @@ import type { Database } from "../../db/client.ts";
 import { settings } from "../../db/schema.ts";
 import { notFound } from "../http/errors.ts";
 import { sameSecret, SecretKeyMismatch, type SecretBox } from "../secrets.ts";
+import type { ClientAuthLimits } from "./client-auth-limits.ts";
 import { isClientNotFound, type IdentityProvider } from "./provider.ts";
 
 /**
@@ -59,6 +60,7 @@ export function createBuiltinIssuer(options: {
   audience: string;
   /** The built-in client store (its getSecret throws clientNotFound for an unknown client). */
   clients: Pick<IdentityProvider, "getSecret">;
+  limits: ClientAuthLimits;
 }) {
   const { issuer, audience } = options;
   let loading: Promise<SigningKey> | null = null;
@@ -82,14 +84,20 @@ export function createBuiltinIssuer(options: {
       return { keys: [(await signingKey()).publicJwk] };
     },
 
-    /** Constant-time check of a client's secret (digests, so lengths do not show either). */
-    async authenticateClient(clientId: string, secret: string): Promise<boolean> {
+    /**
+     * Constant-time check of a client's secret (digests, so lengths do not show either), within the failure limits
+     * per client and per `address` (429 while one is spent).
+     */
+    async authenticateClient(clientId: string, secret: string, address: string | null): Promise<boolean> {
+      options.limits.assertAllowed({ clientId, address });
       const stored = await options.clients.getSecret(clientId).catch((error) => {
         if (isClientNotFound(error)) return null;
         throw error;
       });
       const same = sameSecret(stored ?? "", secret);
-      return stored !== null && same;
+      const authenticated = stored !== null && same;
+      if (!authenticated) options.limits.failed({ clientId, address });
+      return authenticated;
     },
 
     /** A Keycloak-shaped client-credentials token response. */
