@@ -131,7 +131,6 @@ export async function createServices(config: Config, overrides: ServiceOverrides
           secretBox,
           issuer: `${publicBaseUrl(config)}/oauth2`,
           audience: config.OIDC_AUDIENCE,
-          clients: identity,
           limits: createClientAuthLimits(
             { perClient: config.OAUTH2_CLIENT_FAILURE_LIMIT, perAddress: config.OAUTH2_ADDRESS_FAILURE_LIMIT, windowSeconds: config.OAUTH2_FAILURE_WINDOW_SECONDS },
             logger,

@@ -142,6 +142,25 @@ describe("built-in OAuth2 token server and device API", () => {
     assert.equal((await missing.json()).error, "invalid_client");
   });
 
+  test("an unknown client_id gets exactly the answer a wrong secret gets", async () => {
+    const basic = (clientId: string, clientSecret: string) => ({ authorization: `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString("base64")}` });
+    const unknownId = device.client_id.replace(/.{8}$/, "zzzzzzzz");
+    const wrongSecret = `${secret.slice(0, -1)}${secret.endsWith("A") ? "B" : "A"}`;
+    const answer = async (response: Response) => {
+      const { correlationId, ...body } = await response.json();
+      assert.equal(correlationId, response.headers.get("x-request-id"));
+      const headers = Object.fromEntries([...response.headers].filter(([name]) => !["x-request-id", "date", "content-length"].includes(name)));
+      return { status: response.status, headers, body };
+    };
+    const inForm = async (clientId: string) => answer(await form({ grant_type: "client_credentials", client_id: clientId, client_secret: wrongSecret }));
+    const asBasic = async (clientId: string) => answer(await form({ grant_type: "client_credentials" }, basic(clientId, wrongSecret)));
+
+    const expected = await inForm(device.client_id);
+    assert.equal(expected.status, 401);
+    assert.deepEqual(await inForm(unknownId), expected);
+    assert.deepEqual(await asBasic(unknownId), await asBasic(device.client_id));
+  });
+
   test("wrong grant, wrong content type and oversized bodies are refused", async () => {
     const password = await form({ grant_type: "password", client_id: device.client_id, client_secret: secret, username: "x", password: "y" });
     assert.equal(password.status, 400);

@@ -1,4 +1,4 @@
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { builtinClients } from "../../db/schema.ts";
 import { executorFor } from "../../db/transaction-scope.ts";
@@ -7,6 +7,18 @@ import { conflict } from "../http/errors.ts";
 import { randomSecret, type SecretBox } from "../secrets.ts";
 import { clientNotFound, type IdentityProvider } from "./provider.ts";
 
+
+/**
+ * A client's secret as stored (sealed with the SecretBox), or null for an unknown client. One row either way (a
+ * miss is a row of null), so that a miss costs the token endpoint about what a hit does.
+ */
+export async function sealedSecretOf(db: Database, clientId: string): Promise<string | null> {
+  const [row] = await executorFor(db)
+    .select({ sealed: builtinClients.secretEncrypted })
+    .from(sql`(values (1)) as one`)
+    .leftJoin(builtinClients, eq(builtinClients.clientId, clientId));
+  return row?.sealed ?? null;
+}
 
 /**
  * Device clients of the built-in identity provider: rows in builtin_clients with Fernet-encrypted secrets, so the
@@ -44,9 +56,9 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
     },
 
     async getSecret(clientId) {
-      const [row] = await executorFor(db).select().from(builtinClients).where(eq(builtinClients.clientId, clientId));
-      if (!row) throw clientNotFound(clientId);
-      return secretBox.decrypt(row.secretEncrypted);
+      const sealed = await sealedSecretOf(db, clientId);
+      if (sealed === null) throw clientNotFound(clientId);
+      return secretBox.decrypt(sealed);
     },
 
     async regenerateSecret(clientId) {

@@ -4,9 +4,9 @@ import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair, 
 import type { Database } from "../../db/client.ts";
 import { settings } from "../../db/schema.ts";
 import { notFound } from "../http/errors.ts";
-import { sameSecret, SecretKeyMismatch, type SecretBox } from "../secrets.ts";
+import { randomSecret, sameSecret, SecretKeyMismatch, type SecretBox } from "../secrets.ts";
+import { sealedSecretOf } from "./builtin-clients.ts";
 import type { ClientAuthLimits } from "./client-auth-limits.ts";
-import { isClientNotFound, type IdentityProvider } from "./provider.ts";
 
 /**
  * The built-in provider's OAuth2 side: checks client credentials against the built-in client store and signs
@@ -58,11 +58,11 @@ export function createBuiltinIssuer(options: {
   /** `<public base url>/oauth2` */
   issuer: string;
   audience: string;
-  /** The built-in client store (its getSecret throws clientNotFound for an unknown client). */
-  clients: Pick<IdentityProvider, "getSecret">;
   limits: ClientAuthLimits;
 }) {
-  const { issuer, audience } = options;
+  const { issuer, audience, secretBox } = options;
+  // Sealed like a real secret, so that an unknown client costs the same decryption and comparison as a known one.
+  const decoy = secretBox.encrypt(randomSecret());
   let loading: Promise<SigningKey> | null = null;
   // Loaded on first use (the settings table may not exist before migrations ran); a failed load is retried.
   const signingKey = () =>
@@ -86,16 +86,14 @@ export function createBuiltinIssuer(options: {
 
     /**
      * Constant-time check of a client's secret (digests, so lengths do not show either), within the failure limits
-     * per client and per `address` (429 while one is spent).
+     * per client and per `address` (429 while one is spent). An unknown client takes the same steps as a wrong
+     * secret, against a decoy, so the time taken does not tell which clients exist.
      */
     async authenticateClient(clientId: string, secret: string, address: string | null): Promise<boolean> {
       options.limits.assertAllowed({ clientId, address });
-      const stored = await options.clients.getSecret(clientId).catch((error) => {
-        if (isClientNotFound(error)) return null;
-        throw error;
-      });
-      const same = sameSecret(stored ?? "", secret);
-      const authenticated = stored !== null && same;
+      const sealed = await sealedSecretOf(options.db, clientId);
+      const same = sameSecret(secretBox.decrypt(sealed ?? decoy), secret);
+      const authenticated = sealed !== null && same;
       if (!authenticated) options.limits.failed({ clientId, address });
       return authenticated;
     },
