@@ -2,15 +2,15 @@ import { AppError } from "./errors.ts";
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
-const refused = (origin: string | null) =>
-  new AppError(
-    403,
-    "CSRF_ORIGIN_REFUSED",
+function refused(origin: string | null) {
+  const source =
     origin === null
-      ? "A signed-in browser may change things only from the web UI's own origin, and this request did not say where it came from."
-      : `A signed-in browser may change things only from the web UI's own origin, and this request came from ${origin}.`,
-    { origin },
-  );
+      ? "this request did not say where it came from"
+      : origin === "null"
+        ? "this request came from a page without an origin of its own (Origin: null)"
+        : `this request came from ${origin}`;
+  return new AppError(403, "CSRF_ORIGIN_REFUSED", `A signed-in browser may change things only from the web UI's own origin, and ${source}.`, { origin });
+}
 
 /**
  * Refuses a request that changes state (any method but GET, HEAD, OPTIONS) unless the browser says it comes from
