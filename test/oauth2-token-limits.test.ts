@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { createLogger } from "../lib/logger.ts";
 import { createTestApp, type TestApp } from "./support/app.ts";
 import { startTestServer } from "./support/server.ts";
 
@@ -38,13 +39,18 @@ async function assertLimited(response: Response, retryAfter: number, label: stri
 describe("/oauth2/token failure limits", () => {
   let app: TestApp;
   let devices: Device[];
+  const lockouts: Record<string, unknown>[] = [];
   // 3 failures per client_id, 6 per address, in 600 s: one failure drains every 200 s (client) or 100 s (address).
   const env = { OAUTH2_CLIENT_FAILURE_LIMIT: "3", OAUTH2_ADDRESS_FAILURE_LIMIT: "6", OAUTH2_FAILURE_WINDOW_SECONDS: "600" };
 
   const token = (device: Device, from: string, secret = device.secret) => app.fetch(tokenRequest(device.client_id, secret), { remoteAddress: from });
 
   before(async () => {
-    app = await createTestApp({ env });
+    const logger = createLogger("warn", {}, (line) => {
+      const entry = JSON.parse(line);
+      if (/refused for a while/.test(entry.message)) lockouts.push(entry);
+    });
+    app = await createTestApp({ env, overrides: { logger } });
     const model = await (await app.call("POST", "/api/device-models", { body: { code: "limits", name: "Limits" } })).json();
     devices = [];
     for (let i = 0; i < 4; i++) {
@@ -63,6 +69,11 @@ describe("/oauth2/token failure limits", () => {
   test("a client_id that failed 3 times is refused, even with its right secret and from elsewhere", async () => {
     const [device] = devices;
     for (let i = 0; i < 3; i++) assert.equal((await token(device!, "203.0.113.2", "wrong")).status, 401);
+    assert.deepEqual(
+      lockouts.map(({ level, client_id, address }) => ({ level, client_id, address })),
+      [{ level: "warn", client_id: device!.client_id, address: undefined }],
+      "the third failure is logged once, naming the client",
+    );
     await assertLimited(await token(device!, "203.0.113.2"), 200, "right secret");
     await assertLimited(await token(device!, "198.51.100.2"), 200, "another address");
     assert.equal((await token(devices[1]!, "203.0.113.2")).status, 200, "other clients from that address still work");
@@ -79,6 +90,7 @@ describe("/oauth2/token failure limits", () => {
       const response = await app.fetch(tokenRequest(`iotdevice-limits-spray${i}`, "guess"), { remoteAddress: "192.0.2.66" });
       assert.equal(response.status, 401, `guess ${i}`);
     }
+    assert.equal(lockouts.at(-1)?.address, "192.0.2.66", "the address that ran out is logged");
     await assertLimited(await token(devices[2]!, "192.0.2.66"), 100, "a real device from the spraying address");
     await assertLimited(await token(devices[2]!, "::ffff:192.0.2.66"), 100, "the same address written as IPv4-mapped IPv6");
     assert.equal((await token(devices[2]!, "192.0.2.67")).status, 200);

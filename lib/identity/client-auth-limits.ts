@@ -7,8 +7,8 @@ import type { Logger } from "../logger.ts";
 /** Keys remembered per budget: about 200 bytes each, so a few MiB at most. */
 const MAX_KEYS = 10_000;
 
-export type ClientAuthLimitSettings = { perClient: number; perAddress: number; windowSeconds: number };
-export type ClientAuthAttempt = { clientId: string; address: string | null };
+type ClientAuthLimitSettings = { perClient: number; perAddress: number; windowSeconds: number };
+type ClientAuthAttempt = { clientId: string; address: string | null };
 
 const tooManyFailures = (seconds: number) =>
   oauthError(429, "temporarily_unavailable", `Too many failed attempts to authenticate; try again in ${seconds} seconds.`, {
