@@ -206,6 +206,9 @@ describe("bad input on every route", () => {
     for (const body of ["grant_type=client_credentials&client_id=x%00&client_secret=y", "grant_type=client_credentials&client_id=x&client_secret=%00", "grant_type=client_credentials%00"]) {
       await assertErrorEnvelope(await send("POST", "/oauth2/token", { token: null, body, headers: form }), 400, body);
     }
+    const basic = `Basic ${Buffer.from("iotdevice-x%00:secret").toString("base64")}`;
+    const viaBasic = await send("POST", "/oauth2/token", { token: null, body: "grant_type=client_credentials", headers: { ...form, authorization: basic } });
+    await assertErrorEnvelope(viaBasic, 400, "NUL in HTTP Basic credentials");
     assert.deepEqual(await snapshotData(app), before_);
   });
 

@@ -66,7 +66,7 @@ describe("/oauth2/token failure limits", () => {
     }
   });
 
-  test("a client_id that failed 3 times is refused, even with its right secret and from elsewhere", async () => {
+  test("a client_id that failed 3 times is refused for wrong secrets from anywhere, never for its right secret", async () => {
     const [device] = devices;
     for (let i = 0; i < 3; i++) assert.equal((await token(device!, "203.0.113.2", "wrong")).status, 401);
     assert.deepEqual(
@@ -74,8 +74,10 @@ describe("/oauth2/token failure limits", () => {
       [{ level: "warn", client_id: device!.client_id, address: undefined }],
       "the third failure is logged once, naming the client",
     );
-    await assertLimited(await token(device!, "203.0.113.2"), 200, "right secret");
-    await assertLimited(await token(device!, "198.51.100.2"), 200, "another address");
+    await assertLimited(await token(device!, "203.0.113.2", "wrong"), 200, "a wrong secret");
+    await assertLimited(await token(device!, "198.51.100.2", "wrong"), 200, "a wrong secret from another address");
+    assert.equal((await token(device!, "203.0.113.2")).status, 200, "whoever knows only the client_id cannot keep the device from its tokens");
+    assert.equal((await token(device!, "198.51.100.2")).status, 200, "the right secret from another address");
     assert.equal((await token(devices[1]!, "203.0.113.2")).status, 200, "other clients from that address still work");
   });
 

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { readFormBody } from "../../lib/http/body.ts";
+import { refuseUnsafeInput } from "../../lib/safe-input.ts";
 import { oauthError } from "../../lib/http/errors.ts";
 import { json } from "../../lib/http/respond.ts";
 import { defineRoute } from "../../lib/http/route.ts";
@@ -74,6 +75,7 @@ export default defineRoute({
     const clientId = basic?.clientId ?? form.get("client_id");
     const secret = basic?.secret ?? form.get("client_secret");
     if (!clientId || !secret) throw oauthError(401, "invalid_client", "Client credentials are missing.");
+    refuseUnsafeInput({ client_id: clientId, client_secret: secret });
     if (basic && form.has("client_id") && form.get("client_id") !== basic.clientId) {
       throw oauthError(400, "invalid_request", "client_id in the form differs from the Basic credentials.");
     }

@@ -90,7 +90,7 @@ export function createBuiltinIssuer(options: {
      * secret, against a decoy, so the time taken does not tell which clients exist.
      */
     async authenticateClient(clientId: string, secret: string, address: string | null): Promise<boolean> {
-      options.limits.assertAllowed({ clientId, address });
+      options.limits.assertAddressAllowed(address);
       const sealed = await sealedSecretOf(options.db, clientId);
       const same = sameSecret(secretBox.decrypt(sealed ?? decoy), secret);
       const authenticated = sealed !== null && same;

@@ -20,8 +20,10 @@ const tooManyFailures = (seconds: number) =>
 /**
  * Failure budgets of the built-in token endpoint, per client_id and per source address. Only failed client
  * authentications count: devices fetch tokens often and hundreds may share one NAT address, but a device with its
- * right secret never fails. Once a client's budget is spent it is refused before its secret is checked, so one
- * device stuck on a stale secret adds at most the drain rate of its own budget to its address's.
+ * right secret never fails. A spent address budget refuses every request from there before any secret is checked.
+ * A spent client budget refuses only wrong secrets: whoever merely knows a device's client_id must not be able to
+ * keep the device from its tokens (its secret is far too long to guess anyway). Refused attempts count nothing,
+ * so one device stuck on a stale secret adds at most the drain rate of its own budget to its address's.
  * An unknown client_id counts exactly like a known one, so the limits do not tell which clients exist.
  */
 export function createClientAuthLimits(settings: ClientAuthLimitSettings, logger: Logger) {
@@ -31,13 +33,16 @@ export function createClientAuthLimits(settings: ClientAuthLimitSettings, logger
   const clientKey = (clientId: string) => createHash("sha256").update(clientId).digest("base64url");
 
   return {
-    /** 429 (with Retry-After) while the client or the address has spent its budget. */
-    assertAllowed({ clientId, address }: ClientAuthAttempt): void {
-      const wait = Math.max(byClient.waitSeconds(clientKey(clientId)), address ? byAddress.waitSeconds(addressBlock(address)) : 0);
+    /** 429 (with Retry-After) while the address has spent its budget. */
+    assertAddressAllowed(address: string | null): void {
+      const wait = address ? byAddress.waitSeconds(addressBlock(address)) : 0;
       if (wait > 0) throw tooManyFailures(wait);
     },
 
+    /** Counts a failed authentication; 429 instead (counting nothing) while the client has spent its budget. */
     failed({ clientId, address }: ClientAuthAttempt): void {
+      const wait = byClient.waitSeconds(clientKey(clientId));
+      if (wait > 0) throw tooManyFailures(wait);
       const clientSpent = byClient.spend(clientKey(clientId));
       const addressSpent = address ? byAddress.spend(addressBlock(address)) : false;
       if (clientSpent || addressSpent) {
