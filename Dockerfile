@@ -3,7 +3,7 @@
 # Build:  docker build -t iot-support-backend .
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-# --- build: full install, type-check, bundle to dist/ (server.js, cli.js, shared chunks, migrations/) ---
+# --- build: full install, type-check, bundle to dist/ (server.js, cli.js, schema-worker.js, shared chunks, migrations/) ---
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./

@@ -19,6 +19,7 @@ import { createMetrics, instrument, type Metrics } from "./metrics.ts";
 import { createMqttNotifier, disabledNotifier, type Notifier } from "./mqtt.ts";
 import { createRotationEngine } from "./rotation/engine.ts";
 import { createRotationService, type RotationService } from "./rotation/service.ts";
+import { createSchemaChecker } from "./schema-checker.ts";
 import { createSecretBox, generateFernetKey, randomSecret, type SecretBox } from "./secrets.ts";
 
 /** The composition root: every service built once from the configuration. Tests replace parts via overrides. */
@@ -146,8 +147,9 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     ...createTokenVerifiers({ config, db: database.db, builtinIssuer, metrics }),
   });
   const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, notifier, logger }), metrics, { save: "upload_firmware" });
-  const models = instrument(createDeviceModelService(database.db, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
-  const devices = instrument(createDeviceService({ db: database.db, identity, notifier, logger }), metrics, {
+  const schemaChecker = createSchemaChecker();
+  const models = instrument(createDeviceModelService(database.db, schemaChecker, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
+  const devices = instrument(createDeviceService({ db: database.db, identity, notifier, schemaChecker, logger }), metrics, {
     create: "create_device",
     update: "update_device",
     remove: "delete_device",
@@ -185,6 +187,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     firmware,
     rotation,
     async close() {
+      await schemaChecker.close();
       await notifier.close();
       await database.close();
     },

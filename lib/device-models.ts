@@ -3,7 +3,7 @@ import type { Database } from "../db/client.ts";
 import { deviceModels } from "../db/schema.ts";
 import { isForeignKeyViolation, isUniqueViolation } from "./db-errors.ts";
 import { conflict, modelNotFound, validationFailed } from "./http/errors.ts";
-import { checkJsonSchema } from "./json-schema.ts";
+import type { SchemaChecker } from "./schema-checker.ts";
 import type { z } from "zod";
 import type { createModelBody, Model, ModelSummary, updateModelBody } from "./schemas.ts";
 
@@ -25,18 +25,22 @@ const toModel = (row: ModelRow, deviceCount: number): Model => ({
   updated_at: row.updatedAt.toISOString(),
 });
 
-function assertValidSchema(text: string | null | undefined) {
-  if (text === null || text === undefined) return;
-  const problems = checkJsonSchema(text);
-  if (problems.length > 0) {
-    throw validationFailed(problems.map((message) => ({ field: "config_schema", message })), problems[0]);
-  }
-}
-
 // Spelled out with table names: drizzle leaves columns unqualified here, and "id" would bind to devices.id.
 const deviceCountOf = sql<number>`(select count(*) from devices d where d.device_model_id = "device_models"."id")`.mapWith(Number);
 
-export function createDeviceModelService(db: Database, hooks: { onDeleted?: (model: ModelRow) => Promise<void> } = {}) {
+export function createDeviceModelService(
+  db: Database,
+  schemaChecker: SchemaChecker,
+  hooks: { onDeleted?: (model: ModelRow) => Promise<void> } = {},
+) {
+  async function assertValidSchema(text: string | null | undefined) {
+    if (text === null || text === undefined) return;
+    const problems = await schemaChecker.checkSchema(text);
+    if (problems.length > 0) {
+      throw validationFailed(problems.map((message) => ({ field: "config_schema", message })), problems[0]);
+    }
+  }
+
   async function findWithDeviceCount(id: number) {
     const [found] = await db.select({ row: deviceModels, deviceCount: deviceCountOf }).from(deviceModels).where(eq(deviceModels.id, id));
     if (!found) throw modelNotFound(id);
@@ -62,7 +66,7 @@ export function createDeviceModelService(db: Database, hooks: { onDeleted?: (mod
     },
 
     async create(input: z.output<typeof createModelBody>): Promise<Model> {
-      assertValidSchema(input.config_schema);
+      await assertValidSchema(input.config_schema);
       try {
         const [row] = await db
           .insert(deviceModels)
@@ -76,7 +80,7 @@ export function createDeviceModelService(db: Database, hooks: { onDeleted?: (mod
     },
 
     async update(id: number, input: z.output<typeof updateModelBody>): Promise<Model> {
-      assertValidSchema(input.config_schema);
+      await assertValidSchema(input.config_schema);
       const changes = {
         ...(input.name != null && { name: input.name }),
         ...(input.config_schema != null && { configSchema: input.config_schema }),

@@ -8,11 +8,10 @@ import { isUniqueViolation } from "./db-errors.ts";
 import type { ModelRow } from "./device-models.ts";
 import { deviceNotFound, validationFailed } from "./http/errors.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
-import { validateAgainstSchema } from "./json-schema.ts";
-import { refuseUnsafeInput } from "./safe-input.ts";
 import type { Logger } from "./logger.ts";
 import { errorMessage } from "./logger.ts";
 import type { Notifier } from "./mqtt.ts";
+import type { SchemaChecker } from "./schema-checker.ts";
 import type { createDeviceBody, Device, DeviceListQuery, DeviceSummary, updateDeviceBody } from "./schemas.ts";
 
 export type DeviceRow = typeof devices.$inferSelect;
@@ -60,31 +59,15 @@ const toDevice = (row: DeviceRow, model: ModelRow): Device => ({
   updated_at: row.updatedAt.toISOString(),
 });
 
-/** Parses the config text, checks it against the model's schema and extracts the copied top-level fields. */
-function parseConfig(text: string, model: ModelRow) {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw validationFailed([{ field: "config", message: `is not valid JSON (${errorMessage(error)})` }], "The config is not valid JSON.");
-  }
-  refuseUnsafeInput(value, "config");
-  if (model.configSchema) {
-    const errors = validateAgainstSchema(model.configSchema, value);
-    if (errors.length > 0) throw validationFailed(errors, `The config does not match the schema of model "${model.code}".`);
-  }
-  const object = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-  const text_ = (v: unknown) => (typeof v === "string" ? v : null);
-  return {
-    config: text,
-    deviceName: text_(object.deviceName),
-    deviceEntityId: text_(object.deviceEntityId),
-    enableOta: typeof object.enableOTA === "boolean" ? object.enableOTA : null,
-  };
-}
+export function createDeviceService(deps: { db: Database; identity: IdentityProvider; notifier: Notifier; schemaChecker: SchemaChecker; logger: Logger }) {
+  const { db, identity, notifier, schemaChecker, logger } = deps;
 
-export function createDeviceService(deps: { db: Database; identity: IdentityProvider; notifier: Notifier; logger: Logger }) {
-  const { db, identity, notifier, logger } = deps;
+  /** The config text checked against the model's schema, with the fields copied to columns of their own. */
+  async function readConfig(text: string, model: ModelRow) {
+    const check = await schemaChecker.checkConfig({ schema: model.configSchema, config: text, modelCode: model.code });
+    if (!check.ok) throw validationFailed(check.errors, check.message);
+    return { config: text, ...check.fields };
+  }
 
   async function findWithModel(id: number) {
     const [found] = await db
@@ -100,7 +83,7 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
    * The row and the client are made in one transaction: the built-in provider's client joins it (see
    * db/transaction-scope.ts), and a Keycloak client made for a row that then fails to commit is deleted again.
    */
-  async function insertWithClient(model: ModelRow, fields: ReturnType<typeof parseConfig>): Promise<DeviceRow> {
+  async function insertWithClient(model: ModelRow, fields: Awaited<ReturnType<typeof readConfig>>): Promise<DeviceRow> {
     const key = generateDeviceKey();
     const clientId = deviceClientId(model.code, key);
     let clientCreated = false;
@@ -143,7 +126,7 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
       if (!model) {
         throw validationFailed([{ field: "device_model_id", message: `no device model with id ${input.device_model_id}` }], `Device model ${input.device_model_id} does not exist.`);
       }
-      const fields = parseConfig(input.config, model);
+      const fields = await readConfig(input.config, model);
       for (let attempt = 1; ; attempt++) {
         try {
           return toDevice(await insertWithClient(model, fields), model);
@@ -155,7 +138,7 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
 
     async update(id: number, input: z.output<typeof updateDeviceBody>): Promise<Device> {
       const { model } = await findWithModel(id);
-      const fields = parseConfig(input.config, model);
+      const fields = await readConfig(input.config, model);
       const [row] = await db.update(devices).set({ ...fields, updatedAt: new Date() }).where(eq(devices.id, id)).returning();
       if (!row) throw deviceNotFound(id);
       await notifier.publish("config", row.clientId, { device_key: row.key });

@@ -5,67 +5,90 @@ import type { FieldError } from "./http/errors.ts";
 
 /**
  * Device configs are validated against their model's JSON Schema. Draft 2020-12 is the default; a schema whose
- * `$schema` names draft-07 is checked as draft-07. Compiled validators are cached by schema text.
+ * `$schema` names draft-07 is checked as draft-07. Compiled schemas are cached by schema text.
+ * Only the schema worker (lib/schema-worker.ts) runs this: what it costs depends on admin input.
  */
 const DRAFT_07 = /json-schema\.org\/draft-07\/schema/;
 
-// Built on first use: compiling the meta-schemas costs start-up time that most processes never need.
 const options = { allErrors: true, strict: false };
 const withFormats = <T extends Ajv | Ajv2020>(ajv: T): T => {
   addFormats.default(ajv);
   return ajv;
 };
-let draft2020: Ajv2020 | undefined;
-let draft07: Ajv | undefined;
-const ajvFor = (isDraft07: boolean): Ajv | Ajv2020 =>
-  isDraft07 ? (draft07 ??= withFormats(new Ajv(options))) : (draft2020 ??= withFormats(new Ajv2020(options)));
+const draft2020 = withFormats(new Ajv2020(options));
+const draft07 = withFormats(new Ajv(options));
 
-const cache = new Map<string, ValidateFunction>();
+export type CompiledSchema = { ok: true; validate: ValidateFunction } | { ok: false; problem: string };
+
+const cache = new Map<string, CompiledSchema>();
 const CACHE_LIMIT = 200;
+// A config breaking many rules (one per array item, say) would otherwise send back, and answer, thousands.
+const MAX_ERRORS = 100;
 
-/** Parses and compiles a JSON Schema given as text; returns the problems, or an empty list when it is valid. */
-export function checkJsonSchema(text: string): string[] {
-  try {
-    compile(text);
-    return [];
-  } catch (error) {
-    return [(error as Error).message];
-  }
+// Instances with nothing inside: a schema that overflows the stack on one of them recursed without reading input.
+const PROBES = [null, true, 0, "", [], {}];
+
+/** Compiles the meta-schemas, so that the first schema an admin saves is not charged for them. */
+export function warmUp() {
+  compileSchema("{}");
+  compileSchema('{"$schema": "http://json-schema.org/draft-07/schema#"}');
 }
 
-/** Validates a config value against a schema text (already checked with checkJsonSchema). */
-export function validateAgainstSchema(schemaText: string, value: unknown): FieldError[] {
-  const validate = compile(schemaText);
+/** Parses, checks and compiles a schema text: the validator, or why the schema is refused. */
+export function compileSchema(text: string): CompiledSchema {
+  const cached = cache.get(text);
+  if (cached) return cached;
+  const compiled = compileUncached(text);
+  if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value!);
+  cache.set(text, compiled);
+  return compiled;
+}
+
+/** Validates a value against a compiled schema; throws a RangeError when that recursed deeper than the stack allows. */
+export function validateAgainstSchema(validate: ValidateFunction, value: unknown): FieldError[] {
   if (validate(value)) return [];
-  return (validate.errors ?? []).map((error) => ({
+  return (validate.errors ?? []).slice(0, MAX_ERRORS).map((error) => ({
     field: `config${error.instancePath.replaceAll("/", ".")}`,
     message: error.message ?? "is not valid",
   }));
 }
 
-function compile(text: string): ValidateFunction {
-  const cached = cache.get(text);
-  if (cached) return cached;
+const refused = (problem: string): CompiledSchema => ({ ok: false, problem });
+
+function compileUncached(text: string): CompiledSchema {
   let schema: unknown;
   try {
     schema = JSON.parse(text);
   } catch {
-    throw new Error("config_schema is not valid JSON");
+    return refused("config_schema is not valid JSON");
   }
-  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) {
-    if (typeof schema !== "boolean") throw new Error("config_schema must be a JSON object (a JSON Schema)");
+  if (typeof schema !== "boolean" && (typeof schema !== "object" || schema === null || Array.isArray(schema))) {
+    return refused("config_schema must be a JSON object (a JSON Schema)");
   }
-  const ajv = ajvFor(typeof schema === "object" && schema !== null && DRAFT_07.test(String((schema as { $schema?: unknown }).$schema)));
-  if (!ajv.validateSchema(schema as object)) {
-    throw new Error(`config_schema is not a valid JSON Schema: ${ajv.errorsText(ajv.errors, { dataVar: "schema" })}`);
-  }
+  const ajv = typeof schema === "object" && DRAFT_07.test(String((schema as { $schema?: unknown }).$schema)) ? draft07 : draft2020;
   let validate: ValidateFunction;
   try {
-    validate = ajv.compile(schema as object);
+    if (!ajv.validateSchema(schema)) {
+      return refused(`config_schema is not a valid JSON Schema: ${ajv.errorsText(ajv.errors, { dataVar: "schema" })}`);
+    }
+    validate = ajv.compile(schema);
   } catch (error) {
-    throw new Error(`config_schema cannot be used: ${(error as Error).message}`);
+    return refused(`config_schema cannot be used: ${(error as Error).message}`);
   }
-  if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value!);
-  cache.set(text, validate);
-  return validate;
+  if (recursesInPlace(validate)) {
+    return refused(
+      'config_schema refers to itself without descending into the config (as {"$ref": "#"} does): checking a config against it would never end',
+    );
+  }
+  return { ok: true, validate };
+}
+
+function recursesInPlace(validate: ValidateFunction): boolean {
+  try {
+    for (const probe of PROBES) validate(probe);
+    return false;
+  } catch (error) {
+    if (error instanceof RangeError) return true;
+    throw error;
+  }
 }

@@ -1,4 +1,4 @@
-import { validationFailed } from "./http/errors.ts";
+import { validationFailed, type FieldError } from "./http/errors.ts";
 
 /**
  * Rules for decoded input (JSON bodies, query strings, forms, device configs) before anything else looks at it:
@@ -9,7 +9,8 @@ import { validationFailed } from "./http/errors.ts";
 const NUL = "\u0000";
 const MAX_DEPTH = 64;
 
-function firstProblem(root: unknown, rootPath: string): { field: string; message: string } | null {
+/** The first field that breaks a rule above, or null. */
+export function unsafeInputProblem(root: unknown, rootPath = ""): FieldError | null {
   // `field` is the path down to the first level below the root: what the error names, however deep the problem.
   const stack: { value: unknown; path: string; field: string; depth: number }[] = [{ value: root, path: rootPath, field: rootPath, depth: 0 }];
   while (stack.length > 0) {
@@ -31,6 +32,6 @@ function firstProblem(root: unknown, rootPath: string): { field: string; message
 
 /** Throws 400 VALIDATION_FAILED naming the first field that breaks a rule above. */
 export function refuseUnsafeInput(value: unknown, path = "") {
-  const problem = firstProblem(value, path);
+  const problem = unsafeInputProblem(value, path);
   if (problem) throw validationFailed([problem], `${problem.field} ${problem.message}.`);
 }

@@ -86,6 +86,35 @@ describe("device models API", () => {
     assert.equal((await (await app.call("GET", `/api/device-models/${created.id}`)).json()).config_schema, null);
   });
 
+  test("a schema that refers to itself without descending into the config is refused; recursion through a property is not", async () => {
+    const loops = [
+      { $ref: "#" },
+      { anyOf: [{ type: "string" }, { $ref: "#" }] },
+      { $ref: "#/$defs/a", $defs: { a: { allOf: [{ $ref: "#/$defs/b" }] }, b: { not: { $ref: "#/$defs/a" } } } },
+      { $schema: "http://json-schema.org/draft-07/schema#", definitions: { a: { $ref: "#" } }, allOf: [{ $ref: "#/definitions/a" }] },
+    ];
+    for (const loop of loops) {
+      const response = await app.call("POST", "/api/device-models", { body: { code: "loop", name: "Loop", config_schema: JSON.stringify(loop) } });
+      assert.equal(response.status, 400, JSON.stringify(loop));
+      const body = await response.json();
+      assert.equal(body.code, "VALIDATION_FAILED");
+      assert.equal(body.details.errors[0].field, "config_schema");
+      assert.match(body.error, /refers to itself without descending into the config/);
+    }
+    const list = await (await app.call("GET", "/api/device-models")).json();
+    assert.equal(list.device_models.filter((m: { code: string }) => m.code === "loop").length, 0);
+
+    const tree = JSON.stringify({ type: "object", properties: { name: { type: "string" }, children: { type: "array", items: { $ref: "#" } } } });
+    const model = await (await app.call("POST", "/api/device-models", { body: { code: "tree", name: "Tree", config_schema: tree } })).json();
+    assert.equal(model.config_schema, tree);
+    const update = await app.call("PUT", `/api/device-models/${model.id}`, { body: { config_schema: '{"$ref": "#"}' } });
+    assert.equal(update.status, 400);
+    assert.equal((await (await app.call("GET", `/api/device-models/${model.id}`)).json()).config_schema, tree, "the stored schema is unchanged");
+    const config = JSON.stringify({ name: "root", children: [{ name: "leaf", children: [{ name: 5 }] }] });
+    const device = await app.call("POST", "/api/devices", { body: { device_model_id: model.id, config } });
+    assert.deepEqual((await device.json()).details.errors, [{ field: "config.children.0.children.0.name", message: "must be string" }]);
+  });
+
   test("draft-07 schemas are accepted and enforced", async () => {
     const draft07 = JSON.stringify({ $schema: "http://json-schema.org/draft-07/schema#", type: "object", required: ["x"] });
     const model = await (await app.call("POST", "/api/device-models", { body: { code: "d07", name: "Draft 7", config_schema: draft07 } })).json();

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
-import { builtinClients, devices } from "../db/schema.ts";
+import { builtinClients, deviceModels, devices } from "../db/schema.ts";
 import { createTestApp, type TestApp } from "./support/app.ts";
 import { faultyIdentity } from "./support/faulty-identity.ts";
 
@@ -157,5 +157,85 @@ describe("devices with a failing identity provider leave no partial state", () =
     assert.equal(response.status, 503);
     assert.equal((await app.call("GET", `/api/devices/${device.id}`)).status, 200, "the device row stays");
     assert.equal((await app.services.identity.status(device.client_id)).exists, true, "and so does its client");
+  });
+});
+
+describe("configs whose check an admin's schema makes costly", () => {
+  let app: TestApp;
+  before(async () => {
+    app = await createTestApp();
+  });
+  after(() => app.close());
+
+  const modelWith = async (code: string, schema: object) => {
+    const response = await app.call("POST", "/api/device-models", { body: { code, name: code, config_schema: JSON.stringify(schema) } });
+    assert.equal(response.status, 201);
+    return (await response.json()).id as number;
+  };
+  const create = (modelId: number, config: string) => app.call("POST", "/api/devices", { body: { device_model_id: modelId, config } });
+  const deviceCount = async () => (await (await app.call("GET", "/api/devices")).json()).count;
+
+  test("a pattern that backtracks is cut off with 400 while the server keeps answering", async () => {
+    const modelId = await modelWith("backtracking", { properties: { name: { type: "string", pattern: "^(a+)+$" } } });
+    const before = await deviceCount();
+    // Checked on the event loop, 28 a's took seconds (doubling per character) and held up every other request.
+    const hostile = create(modelId, JSON.stringify({ name: `${"a".repeat(28)}!` }));
+    let settled = false;
+    void hostile.finally(() => (settled = true));
+    // Back to back, so that a stall anywhere in the hostile request's life would fall into one health call.
+    const healthMs: number[] = [];
+    while (!settled) {
+      const started = performance.now();
+      assert.equal((await app.call("GET", "/api/health")).status, 200);
+      healthMs.push(performance.now() - started);
+    }
+    assert.ok(Math.max(...healthMs) < 1000, `health answered within a second while the check ran: ${healthMs.map(Math.round).join(", ")} ms`);
+
+    const response = await hostile;
+    assert.equal(response.status, 400);
+    const body = await response.json();
+    assert.equal(body.code, "VALIDATION_FAILED");
+    assert.equal(body.error, 'Checking the config against the schema of model "backtracking" takes too long.');
+    assert.equal(body.details.errors[0].field, "config");
+    assert.match(body.details.errors[0].message, /longer than \d+ ms/);
+    assert.equal(await deviceCount(), before, "no device was created");
+
+    assert.equal((await create(modelId, '{"name": "aaa"}')).status, 201, "the same model's next config is checked as usual");
+  });
+
+  test("uniqueItems over thousands of objects: the update is refused and the config stays", async () => {
+    const modelId = await modelWith("unique_list", { properties: { list: { type: "array", uniqueItems: true } } });
+    const device = await (await create(modelId, '{"list": []}')).json();
+    const list = Array.from({ length: 16_000 }, (_, i) => ({ id: i, name: `item ${i}` }));
+    const response = await app.call("PUT", `/api/devices/${device.id}`, { body: { config: JSON.stringify({ list }) } });
+    assert.equal(response.status, 400);
+    assert.match((await response.json()).details.errors[0].message, /could not be checked against the model's schema/);
+    assert.equal((await (await app.call("GET", `/api/devices/${device.id}`)).json()).config, '{"list": []}');
+  });
+
+  test("a self-referencing schema stored before it was refused answers 400, not 500", async () => {
+    const modelId = await modelWith("stored_loop", { type: "object" });
+    const device = await (await create(modelId, "{}")).json();
+    await app.services.database.db.update(deviceModels).set({ configSchema: '{"$ref": "#"}' }).where(eq(deviceModels.id, modelId));
+    const before = await deviceCount();
+
+    const created = await create(modelId, "{}");
+    assert.equal(created.status, 400);
+    const body = await created.json();
+    assert.equal(body.error, 'The schema of model "stored_loop" is refused; save a corrected config_schema first.');
+    assert.match(body.details.errors[0].message, /refers to itself without descending into the config/);
+    assert.equal(await deviceCount(), before);
+
+    const updated = await app.call("PUT", `/api/devices/${device.id}`, { body: { config: '{"changed": true}' } });
+    assert.equal(updated.status, 400);
+    assert.equal((await (await app.call("GET", `/api/devices/${device.id}`)).json()).config, "{}");
+  });
+
+  test("a config nesting deeper than its recursive schema can follow is refused", async () => {
+    const modelId = await modelWith("tree", { type: "array", items: { $ref: "#" } });
+    assert.equal((await create(modelId, "[[[]], []]")).status, 201);
+    const response = await create(modelId, `${"[".repeat(200_000)}${"]".repeat(200_000)}`);
+    assert.equal(response.status, 400);
+    assert.match((await response.json()).details.errors[0].message, /recursed too deeply/);
   });
 });

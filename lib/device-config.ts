@@ -1,0 +1,25 @@
+import type { devices } from "../db/schema.ts";
+import type { FieldError } from "./http/errors.ts";
+
+/** The config's fields that are copied to columns of their own. */
+export type CopiedFields = Pick<typeof devices.$inferSelect, "deviceName" | "deviceEntityId" | "enableOta">;
+
+/** A device config's verdict: the copied fields, or why it is not accepted (the error envelope's message and errors). */
+export type ConfigCheck = { ok: true; fields: CopiedFields } | { ok: false; message: string; errors: FieldError[] };
+
+export const configRefused = (message: string, fieldMessage: string): ConfigCheck => ({
+  ok: false,
+  message,
+  errors: [{ field: "config", message: fieldMessage }],
+});
+
+/** The copied fields of a parsed config: none when it is not an object or a field has another type. */
+export function copiedFields(value: unknown): CopiedFields {
+  const object = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  const text = (v: unknown) => (typeof v === "string" ? v : null);
+  return {
+    deviceName: text(object.deviceName),
+    deviceEntityId: text(object.deviceEntityId),
+    enableOta: typeof object.enableOTA === "boolean" ? object.enableOTA : null,
+  };
+}
