@@ -15,8 +15,15 @@ const withFormats = <T extends Ajv | Ajv2020>(ajv: T): T => {
   addFormats.default(ajv);
   return ajv;
 };
-const draft2020 = withFormats(new Ajv2020(options));
-const draft07 = withFormats(new Ajv(options));
+// These check schemas against their meta-schema and hold nothing else.
+const metaDraft2020 = withFormats(new Ajv2020(options));
+const metaDraft07 = withFormats(new Ajv(options));
+// Each schema is compiled by an Ajv of its own (about 1 ms): an Ajv keeps every schema it compiled, so a shared
+// one would grow with each schema ever saved and refuse a changed schema that kept its $id.
+const compilerFor = (draft07: boolean) => {
+  const compilerOptions = { ...options, validateSchema: false };
+  return withFormats(draft07 ? new Ajv(compilerOptions) : new Ajv2020(compilerOptions));
+};
 
 export type CompiledSchema = { ok: true; validate: ValidateFunction } | { ok: false; problem: string };
 
@@ -65,13 +72,14 @@ function compileUncached(text: string): CompiledSchema {
   if (typeof schema !== "boolean" && (typeof schema !== "object" || schema === null || Array.isArray(schema))) {
     return refused("config_schema must be a JSON object (a JSON Schema)");
   }
-  const ajv = typeof schema === "object" && DRAFT_07.test(String((schema as { $schema?: unknown }).$schema)) ? draft07 : draft2020;
+  const draft07 = typeof schema === "object" && DRAFT_07.test(String((schema as { $schema?: unknown }).$schema));
+  const meta = draft07 ? metaDraft07 : metaDraft2020;
   let validate: ValidateFunction;
   try {
-    if (!ajv.validateSchema(schema)) {
-      return refused(`config_schema is not a valid JSON Schema: ${ajv.errorsText(ajv.errors, { dataVar: "schema" })}`);
+    if (!meta.validateSchema(schema)) {
+      return refused(`config_schema is not a valid JSON Schema: ${meta.errorsText(meta.errors, { dataVar: "schema" })}`);
     }
-    validate = ajv.compile(schema);
+    validate = compilerFor(draft07).compile(schema);
   } catch (error) {
     return refused(`config_schema cannot be used: ${(error as Error).message}`);
   }

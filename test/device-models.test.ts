@@ -115,6 +115,15 @@ describe("device models API", () => {
     assert.deepEqual((await device.json()).details.errors, [{ field: "config.children.0.children.0.name", message: "must be string" }]);
   });
 
+  test("a schema with an $id can be changed and keeps it", async () => {
+    const versions = [{ type: "object" }, { type: "object", required: ["room"] }].map((schema) => JSON.stringify({ $id: "https://example.com/thermo.json", ...schema }));
+    const model = await (await app.call("POST", "/api/device-models", { body: { code: "with_id", name: "With $id", config_schema: versions[0] } })).json();
+    const update = await app.call("PUT", `/api/device-models/${model.id}`, { body: { config_schema: versions[1] } });
+    assert.equal(update.status, 200);
+    const device = await app.call("POST", "/api/devices", { body: { device_model_id: model.id, config: "{}" } });
+    assert.deepEqual((await device.json()).details.errors, [{ field: "config", message: "must have required property 'room'" }]);
+  });
+
   test("draft-07 schemas are accepted and enforced", async () => {
     const draft07 = JSON.stringify({ $schema: "http://json-schema.org/draft-07/schema#", type: "object", required: ["x"] });
     const model = await (await app.call("POST", "/api/device-models", { body: { code: "d07", name: "Draft 7", config_schema: draft07 } })).json();
