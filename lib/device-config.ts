@@ -13,6 +13,10 @@ export const configRefused = (message: string, fieldMessage: string): ConfigChec
   errors: [{ field: "config", message: fieldMessage }],
 });
 
+/** A write to a model whose stored schema cannot be used (saved before a rule that now refuses it, say). */
+export const modelSchemaRefused = (modelCode: string, problem: string) =>
+  configRefused(`The schema of model "${modelCode}" is refused; save a corrected config_schema first.`, `cannot be checked: ${problem}`);
+
 /** The copied fields of a parsed config: none when it is not an object or a field has another type. */
 export function copiedFields(value: unknown): CopiedFields {
   const object = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};

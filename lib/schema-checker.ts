@@ -1,5 +1,5 @@
 import { Worker } from "node:worker_threads";
-import { type ConfigCheck, configRefused } from "./device-config.ts";
+import { type ConfigCheck, configRefused, modelSchemaRefused } from "./device-config.ts";
 
 /**
  * Runs all work whose cost an admin controls — compiling a model's JSON Schema, parsing a device config and
@@ -135,11 +135,10 @@ export type SchemaChecker = ReturnType<typeof createSchemaChecker>;
 
 function refusal(request: CheckerRequest, phase: Phase, cost: string): string[] | ConfigCheck {
   if (request.kind === "schema") return [`config_schema is refused: checking and compiling it takes ${cost}`];
-  const model = `model "${request.modelCode}"`;
   return phase === "compile"
-    ? configRefused(`The schema of ${model} is refused; save a corrected config_schema first.`, `cannot be checked: compiling the model's schema takes ${cost}`)
+    ? modelSchemaRefused(request.modelCode, `compiling the model's schema takes ${cost}`)
     : configRefused(
-        `Checking the config against the schema of ${model} takes too long.`,
+        `Checking the config against the schema of model "${request.modelCode}" takes too long.`,
         `could not be checked against the model's schema: that takes ${cost} (a pattern that backtracks, uniqueItems over many objects, …)`,
       );
 }

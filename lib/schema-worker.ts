@@ -1,5 +1,5 @@
 import { parentPort } from "node:worker_threads";
-import { type ConfigCheck, configRefused, copiedFields } from "./device-config.ts";
+import { type ConfigCheck, configRefused, copiedFields, modelSchemaRefused } from "./device-config.ts";
 import type { FieldError } from "./http/errors.ts";
 import { compileSchema, validateAgainstSchema, warmUp } from "./json-schema.ts";
 import { unsafeInputProblem } from "./safe-input.ts";
@@ -19,7 +19,7 @@ function checkConfig(request: Extract<CheckerRequest, { kind: "config" }>): Conf
   const schema = request.schema === null ? null : compileSchema(request.schema);
   // From here on the (shorter) budget for checking a config applies.
   send({ id: request.id, compiled: true });
-  if (schema && !schema.ok) return configRefused(`The schema of ${model} is refused; save a corrected config_schema first.`, `cannot be checked: ${schema.problem}`);
+  if (schema && !schema.ok) return modelSchemaRefused(request.modelCode, schema.problem);
   let value: unknown;
   try {
     value = JSON.parse(request.config);
