@@ -1,5 +1,5 @@
-import { refuseUnsafeInput } from "../safe-input.ts";
-import { AppError, badRequest } from "./errors.ts";
+import { jsonTextTooDeep, refuseUnsafeInput, tooDeep } from "../safe-input.ts";
+import { AppError, badRequest, validationFailed } from "./errors.ts";
 
 const JSON_BODY_LIMIT = 1024 * 1024;
 
@@ -47,6 +47,7 @@ export async function readJsonBody(request: Request, limit = JSON_BODY_LIMIT): P
   if (type !== "application/json" && !type.endsWith("+json")) throw unsupportedMediaType(["application/json"]);
   const text = await readText(request, limit);
   if (text.trim() === "") throw badRequest("The request body is empty; a JSON object is expected.", "EMPTY_BODY");
+  if (jsonTextTooDeep(text)) throw validationFailed([tooDeep("body")], "The request body is nested too deeply.");
   try {
     return JSON.parse(text);
   } catch {
