@@ -9,6 +9,7 @@ import { decodeJwt } from "jose";
 import { createTestApp, type TestApp } from "./support/app.ts";
 import { browserLogin, cookieHeader, type Jar, remember } from "./support/browser-login.ts";
 import { assertErrorEnvelope } from "./support/envelope.ts";
+import { unsignedJwt } from "./support/jwt.ts";
 import { type KeycloakTestSettings, passwordToken, requireKeycloak } from "./support/keycloak.ts";
 
 const BASE = "http://127.0.0.1:43217"; // matches the iot-backend client's redirect URI http://127.0.0.1:*
@@ -16,10 +17,7 @@ const BASE = "http://127.0.0.1:43217"; // matches the iot-backend client's redir
 const setCookies = (response: Response): Map<string, SetCookie> =>
   new Map(response.headers.getSetCookie().map((line) => [parseSetCookie(line).name, parseSetCookie(line)]));
 
-function fakeExpiredJwt(): string {
-  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  return `${part({ alg: "RS256", typ: "JWT" })}.${part({ sub: "x", exp: Math.floor(Date.now() / 1000) - 3600 })}.c2ln`;
-}
+const fakeExpiredJwt = () => unsignedJwt({ sub: "x", exp: Math.floor(Date.now() / 1000) - 3600 });
 
 describe("browser login (BFF) with Keycloak", () => {
   let keycloak: KeycloakTestSettings;

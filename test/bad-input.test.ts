@@ -4,41 +4,19 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { z } from "zod";
 import { routes } from "../functions/index.ts";
 import type { Route } from "../lib/http/route.ts";
 import { ADMIN_TOKEN, createTestApp, type TestApp } from "./support/app.ts";
 import { assertErrorEnvelope, snapshotData } from "./support/envelope.ts";
+import { unsignedJwt } from "./support/jwt.ts";
+import { bodyJsonSchema, concrete, label, sampleValue, typesOf, type JsonSchema } from "./support/routes.ts";
 
 const BASE = "http://iot.test";
 const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"];
 const SAFE_REQUEST_ID = /^[\w.:-]{1,128}$/;
 
-const label = (route: Route) => `${route.method} ${route.path}`;
-/** A concrete URL for a pattern: ids become `id`, other parameters a harmless word. */
-const concrete = (path: string, id = "1") => path.replace(/:(\w+)/g, (_, name: string) => (name === "id" ? id : "sample"));
 const bodyRoutes = routes.filter((route) => route.request?.body);
 const idRoutes = routes.filter((route) => /:id\b/.test(route.path) && route.access !== "device");
-
-type JsonSchema = { type?: string | string[]; anyOf?: JsonSchema[]; properties?: Record<string, JsonSchema>; required?: string[]; $ref?: string; $defs?: Record<string, JsonSchema> };
-
-/** The route's body schema as JSON Schema (as the OpenAPI document shows it), with the top-level $ref resolved. */
-function bodyJsonSchema(route: Route): JsonSchema {
-  const document = z.toJSONSchema(route.request!.body!, { io: "input" }) as JsonSchema;
-  return document.$ref ? document.$defs![document.$ref.split("/").pop()!]! : document;
-}
-
-const typesOf = (schema: JsonSchema): string[] =>
-  schema.anyOf ? schema.anyOf.flatMap(typesOf) : schema.type ? [schema.type].flat() : [];
-
-/** A body that passes the schema's type checks (for reaching the handler with an unknown id). */
-function sampleValue(schema: JsonSchema): unknown {
-  const [type] = typesOf(schema);
-  if (type === "object") {
-    return Object.fromEntries((schema.required ?? []).map((key) => [key, sampleValue(schema.properties?.[key] ?? {})]));
-  }
-  return { string: "{}", integer: 1, number: 1, boolean: true, array: [], null: null }[type ?? "null"];
-}
 
 /** A value none of the field's declared types accepts, or undefined for a field that accepts anything. */
 function wrongValue(schema: JsonSchema): unknown {
@@ -274,10 +252,7 @@ describe("bad input on every route", () => {
   test("admin routes without a token or with a bad one → 401", async () => {
     const admin = routes.filter((route) => route.access === "admin");
     assert.ok(admin.length > 0);
-    const fakeJwt = [{ alg: "RS256", kid: "nope", typ: "JWT" }, { sub: "x", roles: ["admin"], exp: 4102444800 }]
-      .map((part) => Buffer.from(JSON.stringify(part)).toString("base64url"))
-      .concat("c2lnbmF0dXJl")
-      .join(".");
+    const fakeJwt = unsignedJwt({ sub: "x", roles: ["admin"], exp: 4102444800 }, { alg: "RS256", kid: "nope", typ: "JWT" });
     for (const route of admin) {
       const path = concrete(route.path);
       const headers = route.request?.body ? { "content-type": "application/json" } : undefined;

@@ -36,21 +36,19 @@ export async function assertErrorEnvelope(response: Response, status: number | n
   return body;
 }
 
-/**
- * Row count and content hash of every table (except `settings`, which holds bookkeeping such as a lazily created
- * signing key): equal snapshots mean a request changed no data.
- */
-export async function snapshotData(app: TestApp): Promise<Record<string, string>> {
-  const db = app.services.database.db;
-  const tables = (await db.execute(
+/** The tables that hold data: all but `settings`, which holds bookkeeping such as a lazily created signing key. */
+export async function dataTables(app: TestApp): Promise<string[]> {
+  const rows = (await app.services.database.db.execute(
     sql`select table_name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE' and table_name <> 'settings' order by 1`,
   )) as unknown as { table_name: string }[];
-  const snapshot: Record<string, string> = {};
-  for (const { table_name: table } of tables) {
-    const [row] = (await db.execute(
-      sql.raw(`select count(*)::int as n, coalesce(md5(string_agg(t::text, '|' order by t::text)), '') as h from "${table}" t`),
-    )) as unknown as { n: number; h: string }[];
-    snapshot[table] = `${row!.n} rows, ${row!.h}`;
-  }
-  return snapshot;
+  return rows.map((row) => row.table_name);
+}
+
+/** Row count and content hash of every data table: equal snapshots mean a request changed no data. */
+export async function snapshotData(app: TestApp): Promise<Record<string, string>> {
+  const perTable = (await dataTables(app)).map(
+    (table) => `select '${table}' as name, count(*)::int as n, coalesce(md5(string_agg(t::text, '|' order by t::text)), '') as h from "${table}" t`,
+  );
+  const rows = (await app.services.database.db.execute(sql.raw(perTable.join(" union all ")))) as unknown as { name: string; n: number; h: string }[];
+  return Object.fromEntries(rows.map((row) => [row.name, `${row.n} rows, ${row.h}`]));
 }
