@@ -24,9 +24,12 @@ export async function assertErrorEnvelope(response: Response, status: number | n
   assert.match(response.headers.get("content-type") ?? "", /^application\/json/, `JSON content type: ${where}`);
   for (const [pattern, what] of LEAKS) assert.doesNotMatch(text, pattern, `${what} in the body: ${where}`);
 
-  const body = JSON.parse(text) as Envelope;
-  assert.equal(typeof body.error, "string", `error is a string: ${where}`);
-  assert.ok(body.error.trim().length >= 5 && /\s/.test(body.error.trim()) && !body.error.includes("\n"), `error reads as a sentence: ${where}`);
+  const body = JSON.parse(text) as Envelope & { error_description?: string };
+  // OAuth2 token errors (RFC 6749 §5.2, README) carry their code in `error` and the sentence in `error_description`.
+  if ("error_description" in body) assert.match(body.error, /^[a-z_]+$/, `error is an OAuth2 error code: ${where}`);
+  const sentence = body.error_description ?? body.error;
+  assert.equal(typeof sentence, "string", `error is a string: ${where}`);
+  assert.ok(sentence.trim().length >= 5 && /\s/.test(sentence.trim()) && !sentence.includes("\n"), `error reads as a sentence: ${where}`);
   assert.match(body.code, /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$/, `code is UPPER_SNAKE: ${where}`);
   assert.ok("details" in body, `details is present: ${where}`);
   assert.ok(body.details === null || (typeof body.details === "object" && !Array.isArray(body.details)), `details is an object or null: ${where}`);
