@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { resolveRef, typesOf, type JsonSchema } from "../routes.ts";
-import { NUMBER_SPELLINGS, PROTOTYPE_NAMES, SEEDED_IDS, hugeString, jsonText, mostly, nastyString, spiked, strayName, wrongJson } from "./values.ts";
+import { NUMBER_SPELLINGS, PROTOTYPE_NAMES, SEEDED_IDS, SEEDED_ID_MISSPELLINGS, hugeString, jsonText, mostly, nastyString, spiked, strayName, wrongJson } from "./values.ts";
 
 const isJsonText = (schema: JsonSchema) => /JSON text/i.test(schema.description ?? "");
 
@@ -81,7 +81,12 @@ export function badUrlText(schema: JsonSchema, document: JsonSchema): fc.Arbitra
   }
   const types = typesOf(target);
   if (types.includes("integer") || types.includes("number")) {
-    return fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...NUMBER_SPELLINGS) }, fc.integer().map(String), other);
+    return fc.oneof(
+      { weight: 4, arbitrary: fc.constantFrom(...SEEDED_ID_MISSPELLINGS) },
+      { weight: 3, arbitrary: fc.constantFrom(...NUMBER_SPELLINGS) },
+      fc.integer().map(String),
+      other,
+    );
   }
   return fc.oneof(other, hugeString);
 }

@@ -39,7 +39,12 @@ export function pathArb(route: Route): fc.Arbitrary<string> {
   const segment = (name: string) => {
     const schema = document.properties?.[name] ?? {};
     const encoded = (text: fc.Arbitrary<string>) => text.map((value) => percentEncode(value, PATH_CHAR));
-    return fc.oneof({ withCrossShrink: true }, encoded(validUrlText(schema, document)), encoded(badUrlText(schema, document)), fc.constantFrom(...RAW_SEGMENTS));
+    return fc.oneof(
+      { withCrossShrink: true },
+      { weight: 2, arbitrary: encoded(validUrlText(schema, document)) },
+      { weight: 2, arbitrary: encoded(badUrlText(schema, document)) },
+      { weight: 1, arbitrary: fc.constantFrom(...RAW_SEGMENTS) },
+    );
   };
   return fc.tuple(...names.map(segment)).map((segments) => {
     let index = 0;

@@ -14,11 +14,13 @@ export const mostly = <T>(valid: fc.Arbitrary<T>, ...bad: fc.Arbitrary<T>[]): fc
  */
 export const SEEDED_IDS = [1, 2];
 
-/** Spellings that JavaScript's Number() (or a lax parser) reads as a number, most of them not decimal integers. */
+/** Spellings of the seeded ids that are not decimal integers but that JavaScript's Number() reads as 1 or 2. */
+export const SEEDED_ID_MISSPELLINGS = ["0b1", "0x2", "0o1", "0B10", "0X1", "+1", " 1", "1 ", "\t2", "2\n", "1e0", "2E0", "1.0", "1.", ".1e1"];
+
+/** Number spellings at and beyond the edges: zero, signs, the int4 and safe-integer limits, non-ASCII digits. */
 export const NUMBER_SPELLINGS = [
-  "0b1", "0x2", "0o1", "0B10", "0X1", "+1", " 1", "1 ", "\t2", "2\n", "1e0", "2E0", "1.0", "1.", ".1e1", "-0", "0", "-1",
-  "01", "1_0", "\uff11", "Infinity", "NaN", "2147483647", "2147483648", "4294967297", "9007199254740993",
-  "99999999999999999999", "1e309", "",
+  ...SEEDED_ID_MISSPELLINGS, "-0", "0", "-1", "01", "1_0", "\uff11", "Infinity", "NaN", "2147483647", "2147483648", "4294967297",
+  "9007199254740993", "99999999999999999999", "1e309", "",
 ];
 
 export const PROTOTYPE_NAMES = ["__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "valueOf", "isPrototypeOf"];
