@@ -31,7 +31,8 @@ function badString(schema: JsonSchema): fc.Arbitrary<unknown> {
 /** A JSON value for `schema` (resolved against `document`'s $defs). */
 function valueNear(schema: JsonSchema, document: JsonSchema): fc.Arbitrary<unknown> {
   const target = resolveRef(document, schema);
-  if (target.anyOf) return fc.oneof(...target.anyOf.map((alternative) => valueNear(alternative, document)));
+  // The description (e.g. "JSON text") sits beside anyOf, and applies to each alternative.
+  if (target.anyOf) return fc.oneof(...target.anyOf.map((alternative) => valueNear({ description: target.description, ...alternative }, document)));
   if (target.enum) return mostly(fc.constantFrom(...target.enum), nastyString, wrongJson);
   switch (typesOf(target)[0]) {
     case "object":
