@@ -2,6 +2,7 @@ import { Ajv, type ValidateFunction } from "ajv";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import type { FieldError } from "./http/errors.ts";
+import { unsafeInputProblem } from "./safe-input.ts";
 
 /**
  * Device configs are validated against their model's JSON Schema. Draft 2020-12 is the default; a schema whose
@@ -69,6 +70,9 @@ function compileUncached(text: string): CompiledSchema {
   } catch {
     return refused("config_schema is not valid JSON");
   }
+  // Checked before ajv walks it: ajv recurses, and its stack overflow has nothing to tell an admin.
+  const unsafe = unsafeInputProblem(schema, "config_schema");
+  if (unsafe) return refused(`${unsafe.field} ${unsafe.message}`);
   if (typeof schema !== "boolean" && (typeof schema !== "object" || schema === null || Array.isArray(schema))) {
     return refused("config_schema must be a JSON object (a JSON Schema)");
   }
@@ -81,6 +85,7 @@ function compileUncached(text: string): CompiledSchema {
     }
     validate = compilerFor(draft07).compile(schema);
   } catch (error) {
+    if (error instanceof RangeError) return refused("config_schema cannot be used: it refers to itself too deeply to be compiled");
     return refused(`config_schema cannot be used: ${(error as Error).message}`);
   }
   if (recursesInPlace(validate)) {

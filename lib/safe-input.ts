@@ -3,11 +3,17 @@ import { validationFailed, type FieldError } from "./http/errors.ts";
 /**
  * Rules for decoded input (JSON bodies, query strings, forms, device configs) before anything else looks at it:
  * - no NUL character (U+0000) in any string or key: PostgreSQL text cannot hold one and the whole query fails;
+ * - no lone UTF-16 surrogate (from a JSON escape such as "\udc00"): it has no UTF-8 form, so it would be stored
+ *   as U+FFFD and the text would not come back as it was sent;
  * - JSON nested at most MAX_DEPTH levels: deeper values overflow the stack of recursive validators.
  * The walk itself is iterative for the same reason.
  */
 const NUL = "\u0000";
 const MAX_DEPTH = 64;
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const textProblem = (text: string) =>
+  text.includes(NUL) ? "the NUL character (\\u0000)" : LONE_SURROGATE.test(text) ? "a lone UTF-16 surrogate (such as \\udc00)" : null;
 
 /** The first field that breaks a rule above, or null. */
 export function unsafeInputProblem(root: unknown, rootPath = ""): FieldError | null {
@@ -16,14 +22,16 @@ export function unsafeInputProblem(root: unknown, rootPath = ""): FieldError | n
   while (stack.length > 0) {
     const { value, path, field, depth } = stack.pop()!;
     if (typeof value === "string") {
-      if (value.includes(NUL)) return { field: path || "value", message: "must not contain the NUL character (\\u0000)" };
+      const problem = textProblem(value);
+      if (problem) return { field: path || "value", message: `must not contain ${problem}` };
       continue;
     }
     if (typeof value !== "object" || value === null) continue;
     if (depth >= MAX_DEPTH) return tooDeep(field || "body");
     for (const [key, item] of Object.entries(value)) {
       const itemPath = path ? `${path}.${key}` : key;
-      if (key.includes(NUL)) return { field: itemPath, message: "must not contain the NUL character (\\u0000) in its name" };
+      const problem = textProblem(key);
+      if (problem) return { field: itemPath, message: `must not contain ${problem} in its name` };
       stack.push({ value: item, path: itemPath, field: depth === 0 ? itemPath : field, depth: depth + 1 });
     }
   }

@@ -89,7 +89,7 @@ export const deviceListQuery = z.strictObject({
 const configText = z.string().max(512 * 1024).meta({ description: "JSON text; validated against the model's schema" });
 
 export const createDeviceBody = z
-  .strictObject({ device_model_id: z.number().int().positive(), config: configText })
+  .strictObject({ device_model_id: z.number().int().positive().max(MAX_ID), config: configText })
   .meta({ id: "CreateDevice" });
 
 export const updateDeviceBody = z.strictObject({ config: configText }).meta({ id: "UpdateDevice" });

@@ -8,7 +8,7 @@ import { AppError, notFound } from "./errors.ts";
 import { takeResponseCookies } from "./pending-cookies.ts";
 import { errorResponse } from "./respond.ts";
 import type { Route } from "./route.ts";
-import { parseInput, parseParams } from "./validate.ts";
+import { parseInput, parseParams, queryParams } from "./validate.ts";
 
 type RequestState = { requestId: string; route: Route | null; clientAddress: string | null };
 type RoutedRequest = Request & { params: Record<string, string>; query: Record<string, string | string[]> };
@@ -49,7 +49,7 @@ export function createApp(routes: Route[], services: Services): (request: Reques
         principal,
         clientAddress: state.clientAddress,
         params: params ? parseParams(params, request.params) : undefined,
-        query: query ? parseInput(query, request.query) : undefined,
+        query: query ? parseInput(query, queryParams(request.url)) : undefined,
         body: body ? parseInput(body, await readJsonBody(request)) : undefined,
       });
     });

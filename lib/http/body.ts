@@ -36,10 +36,17 @@ export async function* limitedChunks(request: Request, limit: number): AsyncGene
   }
 }
 
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
 async function readText(request: Request, limit: number): Promise<string> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of limitedChunks(request, limit)) chunks.push(chunk);
-  return Buffer.concat(chunks).toString("utf8");
+  try {
+    // Fatal: invalid UTF-8 would otherwise become U+FFFD and be stored as if the client had sent that.
+    return strictUtf8.decode(Buffer.concat(chunks));
+  } catch {
+    throw badRequest("The request body is not valid UTF-8.", "INVALID_UTF8");
+  }
 }
 
 export async function readJsonBody(request: Request, limit = JSON_BODY_LIMIT): Promise<unknown> {

@@ -38,7 +38,9 @@ async function* multipartFile(request: Request, limit: number): AsyncGenerator<U
     throw malformed((error as Error).message);
   }
   const file = new Promise<Readable | null>((resolve, reject) => {
-    parser.on("file", (name, stream) => (name === FILE_FIELD ? resolve(stream) : stream.resume()));
+    // Other files are drained. Their stream fails too when the body breaks off; the parser reports that (below), and
+    // an error event with no listener would end the process.
+    parser.on("file", (name, stream) => (name === FILE_FIELD ? resolve(stream) : stream.on("error", () => {}).resume()));
     parser.on("error", reject);
   });
   const source = Readable.from(limitedChunks(request, limit + MULTIPART_OVERHEAD));

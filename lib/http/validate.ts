@@ -27,6 +27,16 @@ export function parseInput<S extends z.ZodType>(schema: S, value: unknown): z.ou
   throw validationFailed(errors, describe(errors));
 }
 
+/** Query parameters by name, a repeated name as an array (itty-router folds repeats only after a non-empty first value). */
+export function queryParams(url: string): Record<string, string | string[]> {
+  const query: Record<string, string | string[]> = Object.create(null);
+  for (const [name, value] of new URL(url).searchParams) {
+    const seen = query[name];
+    query[name] = seen === undefined ? value : [seen, value].flat();
+  }
+  return query;
+}
+
 /** Path parameters that do not parse (e.g. a non-integer id) name nothing that exists: 404, not 400. */
 export function parseParams<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   const result = schema.safeParse(value);
