@@ -26,7 +26,7 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
   const port = typeof address === "object" && address ? address.port : config.PORT;
   const stopRotation =
     config.ROTATION_SCHEDULER === "internal"
-      ? startRotationTimer(services.rotation, config.ROTATION_INTERVAL_SECONDS, services.logger)
+      ? startRotationTimer(services, config.ROTATION_INTERVAL_SECONDS)
       : async () => {};
   return {
     server,

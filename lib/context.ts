@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { type DatabaseHandle, openDatabase } from "../db/client.ts";
 import type { Config } from "./config.ts";
 import { readOrCreateSecretFile } from "./data-dir.ts";
+import { createDatabaseOutageLog } from "./database-outage-log.ts";
 import { createDeviceModelService, type DeviceModelService } from "./device-models.ts";
 import { createDeviceService, type DeviceService } from "./devices.ts";
 import { createFirmwareStore, type FirmwareStore } from "./firmware/store.ts";
@@ -26,6 +27,8 @@ import { createSecretBox, generateFernetKey, randomSecret, type SecretBox } from
 export type Services = {
   config: Config;
   logger: Logger;
+  /** Logs a failure because the database is unavailable (isDatabaseUnavailable), once per outage rather than per request. */
+  logDatabaseOutage: ReturnType<typeof createDatabaseOutageLog>;
   metrics: Metrics;
   database: DatabaseHandle;
   secretBox: SecretBox;
@@ -174,6 +177,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   return {
     config,
     logger,
+    logDatabaseOutage: createDatabaseOutageLog(logger),
     metrics,
     database,
     secretBox,

@@ -1,11 +1,11 @@
 import { sql } from "drizzle-orm";
 import type { Services } from "./context.ts";
-import { errorMessage } from "./logger.ts";
 
-const DB_TIMEOUT_MS = 2000;
+/** Readiness probes give up after a few seconds (kustomize: 3 s); the answer must come well before. */
+const DB_TIMEOUT_MS = 1500;
 
 /** Readiness: the database must answer; the broker's state is reported but an outage only degrades notices. */
-export async function checkHealth(services: Pick<Services, "database" | "notifier" | "logger">) {
+export async function checkHealth(services: Pick<Services, "database" | "notifier" | "logDatabaseOutage">) {
   const mqtt = services.notifier.state();
   try {
     await Promise.race([
@@ -14,7 +14,7 @@ export async function checkHealth(services: Pick<Services, "database" | "notifie
     ]);
     return { healthy: true as const, body: { status: "healthy", database: "connected", mqtt } };
   } catch (error) {
-    services.logger.warn("Health check: database not answering", { error: errorMessage(error) });
+    services.logDatabaseOutage(error);
     return {
       healthy: false as const,
       body: { status: "unhealthy", database: "disconnected", mqtt, error: "The database is not answering." },

@@ -110,6 +110,7 @@ describe("health", () => {
       const list = await app.call("GET", "/api/device-models");
       const envelope = await assertErrorEnvelope(list, 503, "GET /api/device-models without a database");
       assert.equal(envelope.code, "UPSTREAM_UNAVAILABLE");
+      assert.match(list.headers.get("retry-after") ?? "", /^[1-9]\d*$/, "Retry-After in seconds");
     } finally {
       await admin.end();
       await app.close();

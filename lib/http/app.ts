@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Router } from "itty-router";
 import type { Services } from "../context.ts";
+import { isDatabaseUnavailable } from "../db-errors.ts";
 import { errorMessage, withRequestId } from "../logger.ts";
 import { readJsonBody } from "./body.ts";
 import { clientAddress, type Connection } from "./client-address.ts";
@@ -78,7 +79,8 @@ export function createApp(routes: Route[], services: Services): (request: Reques
     try {
       response = await withRequestId(state.requestId, () => router.fetch(request as RoutedRequest, state));
     } catch (error) {
-      if (!(error instanceof AppError)) {
+      if (isDatabaseUnavailable(error)) services.logDatabaseOutage(error, { request_id: state.requestId });
+      else if (!(error instanceof AppError)) {
         services.logger.error("Unhandled error", { request_id: state.requestId, error: errorMessage(error), stack: (error as Error)?.stack });
       }
       response = errorResponse(error, state.requestId);

@@ -55,6 +55,9 @@ export const conflict = (message: string, code = "CONFLICT") => new AppError(409
 export const upstreamError = (service: string, message: string) =>
   new AppError(502, "UPSTREAM_ERROR", message, { service });
 
-/** An upstream could not be reached at all: 503. */
+/** Outages seen so far last seconds to minutes; a client that comes back sooner only adds to the load. */
+const RETRY_AFTER_SECONDS = 5;
+
+/** An upstream could not be reached at all: 503, with when to try again. */
 export const upstreamUnavailable = (service: string, message: string) =>
-  new AppError(503, "UPSTREAM_UNAVAILABLE", message, { service });
+  new AppError(503, "UPSTREAM_UNAVAILABLE", message, { service }, { "retry-after": String(RETRY_AFTER_SECONDS) });

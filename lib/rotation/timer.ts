@@ -1,11 +1,15 @@
-import { errorMessage, type Logger } from "../logger.ts";
-import type { RotationService } from "./service.ts";
+import type { Services } from "../context.ts";
+import { isDatabaseUnavailable } from "../db-errors.ts";
+import { errorMessage } from "../logger.ts";
 
 /**
  * Without a Kubernetes CronJob (ROTATION_SCHEDULER=internal) the server runs the rotation cycle itself. Cycles never
  * overlap within the process; between processes the database keeps them safe.
  */
-export function startRotationTimer(rotation: RotationService, intervalSeconds: number, logger: Logger): () => Promise<void> {
+export function startRotationTimer(
+  { rotation, logger, logDatabaseOutage }: Pick<Services, "rotation" | "logger" | "logDatabaseOutage">,
+  intervalSeconds: number,
+): () => Promise<void> {
   let running: Promise<unknown> = Promise.resolve();
   let busy = false;
   const tick = () => {
@@ -13,7 +17,7 @@ export function startRotationTimer(rotation: RotationService, intervalSeconds: n
     busy = true;
     running = rotation
       .runCycle()
-      .catch((error) => logger.error("Rotation cycle failed", { error: errorMessage(error) }))
+      .catch((error) => (isDatabaseUnavailable(error) ? logDatabaseOutage(error) : logger.error("Rotation cycle failed", { error: errorMessage(error) })))
       .finally(() => {
         busy = false;
       });
