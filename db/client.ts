@@ -21,26 +21,67 @@ export type DatabaseHandle = {
 };
 
 const migrationsFolder = fileURLToPath(new URL("./migrations", import.meta.url));
-const MIGRATION_LOCK_ID = 7_341_001;
+export const MIGRATION_LOCK_ID = 7_341_001;
+const APPLICATION_NAME = "iot-support-backend";
 
-export function openPostgres(url: string, options: { max?: number } = {}): DatabaseHandle {
-  const client = postgres(url, {
-    max: options.max ?? 10,
-    onnotice: () => {},
-    connection: { application_name: "iot-support-backend" },
-  });
+/** How long the pool waits on PostgreSQL (lib/config.ts); without them (tests, benches) nothing times out. */
+export type DatabaseTimeouts = {
+  DATABASE_CONNECT_TIMEOUT_MS: number;
+  DATABASE_STATEMENT_TIMEOUT_MS: number;
+  DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: number;
+  DATABASE_POOL_WAIT_MS: number;
+};
+
+/** The server cancels a statement at the statement timeout; a client still waiting this much later gives up on it. */
+const ANSWER_GRACE_MS = 1000;
+
+// postgres.js waits up to 20 s before each new connection attempt once attempts keep failing, and a query waiting
+// for that connection waits as long. Attempts are only made for queries that need them, so a short cap is cheap.
+const reconnectDelaySeconds = (failures: number) => Math.min(0.01 * 3 ** failures, 0.5);
+
+const sessionOptions = {
+  onnotice: () => {},
+  // No array columns here: the lookup of array types would cost every new connection a round trip.
+  fetch_types: false,
+  connection: { application_name: APPLICATION_NAME },
+};
+
+function poolOptions(timeouts: DatabaseTimeouts): postgres.Options<{}> {
+  return {
+    connect_timeout: timeouts.DATABASE_CONNECT_TIMEOUT_MS / 1000,
+    // The two client-side deadlines (patches/postgres+3.4.9.patch): a frozen server or a dead network path answers
+    // nothing at all, so only the client can notice; the server-side statement timeout fires first when it is alive.
+    query_timeout: (timeouts.DATABASE_STATEMENT_TIMEOUT_MS + ANSWER_GRACE_MS) / 1000,
+    queue_timeout: timeouts.DATABASE_POOL_WAIT_MS / 1000,
+    backoff: reconnectDelaySeconds,
+    connection: {
+      ...sessionOptions.connection,
+      statement_timeout: timeouts.DATABASE_STATEMENT_TIMEOUT_MS,
+      idle_in_transaction_session_timeout: timeouts.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    },
+  };
+}
+
+export function openPostgres(url: string, options: { max?: number; timeouts?: DatabaseTimeouts } = {}): DatabaseHandle {
+  const client = postgres(url, { ...sessionOptions, max: options.max ?? 10, ...(options.timeouts && poolOptions(options.timeouts)) });
   const db = drizzlePostgres(client, { schema });
   return {
     db: db as unknown as Database,
     kind: "postgres",
     async migrate() {
-      const lock = await client.reserve();
+      // A connection of its own, without the pool's timeouts: a migration may rewrite a large table, and the lock
+      // waits for as long as another replica's migration runs.
+      const session = postgres(url, {
+        ...sessionOptions,
+        max: 1,
+        ...(options.timeouts && { connect_timeout: options.timeouts.DATABASE_CONNECT_TIMEOUT_MS / 1000 }),
+        connection: { ...sessionOptions.connection, statement_timeout: 0, idle_in_transaction_session_timeout: 0 },
+      });
       try {
-        await lock`select pg_advisory_lock(${MIGRATION_LOCK_ID})`;
-        await migratePostgres(db, { migrationsFolder });
+        await session`select pg_advisory_lock(${MIGRATION_LOCK_ID})`;
+        await migratePostgres(drizzlePostgres(session, { schema }), { migrationsFolder });
       } finally {
-        await lock`select pg_advisory_unlock(${MIGRATION_LOCK_ID})`.catch(() => {});
-        lock.release();
+        await session.end({ timeout: 5 });
       }
     },
     close: () => client.end({ timeout: 5 }),
@@ -75,6 +116,6 @@ async function openPglite(dataDir: string): Promise<DatabaseHandle> {
   }
 }
 
-export function openDatabase(config: { DATABASE_URL?: string; DATA_DIR: string }): Promise<DatabaseHandle> {
-  return config.DATABASE_URL ? Promise.resolve(openPostgres(config.DATABASE_URL)) : openPglite(config.DATA_DIR);
+export function openDatabase(config: { DATABASE_URL?: string; DATA_DIR: string } & DatabaseTimeouts): Promise<DatabaseHandle> {
+  return config.DATABASE_URL ? Promise.resolve(openPostgres(config.DATABASE_URL, { timeouts: config })) : openPglite(config.DATA_DIR);
 }
