@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
+import { DrizzleQueryError } from "drizzle-orm";
 
 /** Structured JSON log lines, on stdout unless `write` says otherwise. Callers pass fields, never secrets. */
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
@@ -33,5 +34,21 @@ export function createLogger(
   };
 }
 
-/** The message of an unknown thrown value, for logs only (never for response bodies). */
-export const errorMessage = (error: unknown) => (error instanceof Error ? error.message : String(error));
+/**
+ * The message of an unknown thrown value, for logs only (never for response bodies). A failed query's own message
+ * lists its parameters (device configs, names, client ids): its SQL and the driver's reason are given instead.
+ */
+export function errorMessage(error: unknown): string {
+  if (error instanceof DrizzleQueryError) return `Failed query: ${error.query} (${queryFailure(error.cause)})`;
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Why a query failed. PostgreSQL's data exceptions (SQLSTATE class 22) quote the offending value: only the code. */
+function queryFailure(cause: unknown): string {
+  const code = (cause as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" && code.startsWith("22") ? `SQLSTATE ${code}` : errorMessage(cause);
+}
+
+/** The stack frames of an error without its first lines, which repeat the message (see errorMessage). */
+export const errorStack = (error: unknown) =>
+  error instanceof Error ? error.stack?.split("\n").filter((line) => /^\s+at /.test(line)).join("\n") : undefined;

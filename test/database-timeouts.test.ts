@@ -1,7 +1,7 @@
 /**
  * The pool's timeouts on the real PostgreSQL (lib/config.ts DATABASE_*_MS): a statement that runs too long answers
- * 503; what must not be cut is not (a slow firmware upload, a transaction waiting between statements, a migration
- * waiting for the migration lock).
+ * 503, and what is logged about a failed query never holds its parameters; what must not be cut is not (a slow
+ * firmware upload, a transaction waiting between statements, a migration waiting for the migration lock).
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -10,6 +10,7 @@ import postgres from "postgres";
 import { MIGRATION_LOCK_ID, openPostgres } from "../db/client.ts";
 import { inTransaction } from "../db/transaction-scope.ts";
 import { loadConfig } from "../lib/config.ts";
+import { createLogger } from "../lib/logger.ts";
 import { createTestApp, type TestApp } from "./support/app.ts";
 import { createTestDatabase } from "./support/database.ts";
 import { assertErrorEnvelope } from "./support/envelope.ts";
@@ -21,11 +22,12 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("database timeouts", () => {
   let app: TestApp;
+  const logLines: string[] = [];
   let modelId: number;
   let deviceId: number;
 
   before(async () => {
-    app = await createTestApp({ env });
+    app = await createTestApp({ env, overrides: { logger: createLogger("debug", {}, (line) => logLines.push(line)) } });
     modelId = (await (await app.call("POST", "/api/device-models", { body: { code: "timed", name: "Timed" } })).json()).id;
     const device = await app.call("POST", "/api/devices", { body: { device_model_id: modelId, config: '{"deviceName": "Before"}' } });
     deviceId = (await device.json()).id;
@@ -34,7 +36,7 @@ describe("database timeouts", () => {
 
   const update = (deviceName: string) => app.call("PUT", `/api/devices/${deviceId}`, { body: { config: JSON.stringify({ deviceName }) } });
 
-  test("a statement blocked past the statement timeout answers 503", async () => {
+  test("a statement blocked past the statement timeout answers 503; the log names the query, not its values", async () => {
     const other = postgres(app.services.config.DATABASE_URL!, { max: 1, onnotice: () => {} });
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
@@ -47,16 +49,41 @@ describe("database timeouts", () => {
     });
     try {
       await holding;
-      const response = await update("Blocked");
+      const marker = "Blocked-kitchen-7f3a9c";
+      const response = await update(marker);
       const envelope = await assertErrorEnvelope(response, 503, "PUT /api/devices/:id while the row is locked");
       assert.equal(envelope.code, "UPSTREAM_UNAVAILABLE");
       assert.ok(response.headers.get("retry-after"));
+
+      const warning = logLines.map((line) => JSON.parse(line)).find((line) => line.request_id === envelope.correlationId && line.level === "warn");
+      assert.match(warning?.error ?? "", /^Failed query: update "devices" set .*\(canceling statement due to statement timeout\)$/);
+      assert.ok(!logLines.some((line) => line.includes(marker)), "no log line holds the parameter");
     } finally {
       release();
       await lock;
       await other.end();
     }
     assert.equal((await update("After")).status, 200);
+  });
+
+  test("a failure that is our bug is logged with its stack, and without the query's values", async () => {
+    const db = app.services.database.db;
+    await db.execute(sql.raw(`create function refuse_update() returns trigger language plpgsql as $$ begin raise exception 'refused by a test trigger'; end $$`));
+    await db.execute(sql.raw(`create trigger refuse_update before update on devices for each row execute function refuse_update()`));
+    try {
+      const marker = "Trigger-garage-51be02";
+      const response = await update(marker);
+      assert.equal(response.status, 500);
+      const body = await response.json();
+      assert.equal(body.code, "INTERNAL_ERROR");
+      const line = logLines.map((text) => JSON.parse(text)).find((entry) => entry.request_id === body.correlationId && entry.level === "error");
+      assert.equal(line?.message, "Unhandled error");
+      assert.match(line.error, /^Failed query: update "devices" set .*\(refused by a test trigger\)$/);
+      assert.match(line.stack, /^\s+at /, "the stack frames, without the message");
+      assert.ok(!logLines.some((text) => text.includes(marker)), "no log line holds the parameter");
+    } finally {
+      await db.execute(sql.raw(`drop trigger refuse_update on devices; drop function refuse_update()`));
+    }
   });
 
   test("a firmware upload slower than the statement timeout is stored", async () => {

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Router } from "itty-router";
 import type { Services } from "../context.ts";
 import { isDatabaseUnavailable } from "../db-errors.ts";
-import { errorMessage, withRequestId } from "../logger.ts";
+import { errorMessage, errorStack, withRequestId } from "../logger.ts";
 import { readJsonBody } from "./body.ts";
 import { clientAddress, type Connection } from "./client-address.ts";
 import { AppError, notFound } from "./errors.ts";
@@ -81,7 +81,7 @@ export function createApp(routes: Route[], services: Services): (request: Reques
     } catch (error) {
       if (isDatabaseUnavailable(error)) services.logDatabaseOutage(error, { request_id: state.requestId });
       else if (!(error instanceof AppError)) {
-        services.logger.error("Unhandled error", { request_id: state.requestId, error: errorMessage(error), stack: (error as Error)?.stack });
+        services.logger.error("Unhandled error", { request_id: state.requestId, error: errorMessage(error), stack: errorStack(error) });
       }
       response = errorResponse(error, state.requestId);
     }
