@@ -60,6 +60,17 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
   const removeQuietly = (path: string, what: string) =>
     rm(path, { force: true, recursive: true }).catch((error) => logger.error(`Could not remove ${what}`, { path, error: errorMessage(error) }));
 
+  /** The assets volume refused to store an image: the uploader learns why (507), the operator who must act is told. */
+  function storageRefused(error: unknown): unknown {
+    const code = (error as NodeJS.ErrnoException)?.code;
+    const full = code === "ENOSPC" || code === "EDQUOT";
+    if (!full && code !== "EROFS") return error;
+    logger.error(full ? "Firmware storage is full" : "Firmware storage is read-only", { assets_dir: assetsDir, error: errorMessage(error) });
+    return full
+      ? new AppError(507, "INSUFFICIENT_STORAGE", "There is not enough space left in the firmware storage for this image; the current firmware is unchanged.")
+      : new AppError(507, "STORAGE_READ_ONLY", "The firmware storage is read-only, so no image can be stored; the current firmware is unchanged.");
+  }
+
   /**
    * The bytes of a stored file: shared from memory when they fit the cache, else an open handle of their own.
    * A file whose size is not the recorded one was changed behind our back; it is refused, not served under the
@@ -209,10 +220,11 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
 
     /**
      * Validates and stores an uploaded image for `model`, then notifies the model's devices.
-     * Throws 400 INVALID_FIRMWARE (with the reason), 413, or 404 if the model vanished meanwhile.
+     * Throws 400 INVALID_FIRMWARE (with the reason), 413, 507 when the storage refuses the file, or 404 if the model
+     * vanished meanwhile.
      */
     async save(model: ModelRow, chunks: AsyncIterable<Uint8Array>): Promise<FirmwareInfo> {
-      const { temp, info } = await receive(chunks);
+      const { temp, info } = await receive(chunks).catch((error) => Promise.reject(storageRefused(error)));
       const file = `${model.code}/${info.sha256}-${randomBytes(4).toString("hex")}.bin`;
       let previous: string | null;
       try {
@@ -220,7 +232,7 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
         await rename(temp, absolute(file));
       } catch (error) {
         await removeQuietly(temp, "a temporary firmware file");
-        throw error;
+        throw storageRefused(error);
       }
       try {
         previous = await commit(model.id, file, info);

@@ -10,7 +10,8 @@ export default defineRoute({
   summary: "Upload the model's firmware (an ESP32-family application image)",
   description:
     "The image is validated while it streams in (400 INVALID_FIRMWARE says what is wrong), stored, and then the " +
-    "model's `firmware_version` changes; every device of the model gets an MQTT firmware notice. Limit: FIRMWARE_MAX_BYTES (413).",
+    "model's `firmware_version` changes; every device of the model gets an MQTT firmware notice. Limit: FIRMWARE_MAX_BYTES (413). " +
+    "When the firmware storage is full (507 INSUFFICIENT_STORAGE) or read-only (507 STORAGE_READ_ONLY) the current firmware stays.",
   tags: ["Device models"],
   request: {
     params: idParams,
