@@ -42,22 +42,7 @@ export async function startTestServer(
   const databaseUrl = options.databaseUrl ?? database!.url;
   const dataDir = mkdtempSync(join(tmpdir(), "iot-server-"));
   const port = options.port ?? (await freePort());
-  const env = {
-    DATABASE_URL: databaseUrl,
-    DATA_DIR: dataDir,
-    HOST: "127.0.0.1",
-    PORT: String(port),
-    BASEURL: `http://127.0.0.1:${port}`,
-    LOG_LEVEL: "silent",
-    ADMIN_API_TOKEN: ADMIN_TOKEN,
-    MIGRATE_ON_START: "true",
-    ROTATION_SCHEDULER: "external",
-    SECRET_ENCRYPTION_KEY: "0r_4gxMTSPC4f4j2qq0DtEXzZA7IzBdDGYmRn7qd1uw=",
-    WIFI_SSID: "homelab",
-    WIFI_PASSWORD: "wifi-password",
-    MQTT_URL: MQTT_TEST_URL,
-    ...options.env,
-  };
+  const env = { ...testServerEnv({ databaseUrl, dataDir, port }), ...options.env };
   const config = loadConfig(env);
   const started = await startServer(config, options.overrides);
   // Rotation starts no device until the broker connection is up; tests begin once it is.
@@ -86,6 +71,25 @@ export async function startTestServer(
       await database?.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/** The settings of a test server on 127.0.0.1:`port`: built-in identity, the test broker, provisioning configured. */
+export function testServerEnv({ databaseUrl, dataDir, port }: { databaseUrl: string; dataDir: string; port: number }): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    DATA_DIR: dataDir,
+    HOST: "127.0.0.1",
+    PORT: String(port),
+    BASEURL: `http://127.0.0.1:${port}`,
+    LOG_LEVEL: "silent",
+    ADMIN_API_TOKEN: ADMIN_TOKEN,
+    MIGRATE_ON_START: "true",
+    ROTATION_SCHEDULER: "external",
+    SECRET_ENCRYPTION_KEY: "0r_4gxMTSPC4f4j2qq0DtEXzZA7IzBdDGYmRn7qd1uw=",
+    WIFI_SSID: "homelab",
+    WIFI_PASSWORD: "wifi-password",
+    MQTT_URL: MQTT_TEST_URL,
   };
 }
 
