@@ -1,6 +1,6 @@
 /**
  * Runs the project's entry points (server.ts, cli.ts) as real child processes through tsx, so the tests exercise
- * exactly what `node dist/...` runs without depending on a fresh build.
+ * exactly what `node dist/...` runs without depending on a fresh build; or an entry under another runtime (bun).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -27,8 +27,12 @@ export type Child = {
   kill(): void;
 };
 
-export function runEntry(entry: "server.ts" | "cli.ts" | "test/support/crashing-server.ts", args: string[], options: { cwd: string; env: Record<string, string> }): Child {
-  const child = spawn(process.execPath, ["--import", TSX, `${PROJECT_ROOT}${entry}`, ...args], {
+type Entry = "server.ts" | "cli.ts" | "test/support/crashing-server.ts" | "test/support/bun-server.ts";
+
+/** Runs `entry` with node and tsx, or with `runtime` (a command that runs TypeScript itself, such as bun). */
+export function runEntry(entry: Entry, args: string[], options: { cwd: string; env: Record<string, string>; runtime?: string }): Child {
+  const runtime = options.runtime ? [] : ["--import", TSX];
+  const child = spawn(options.runtime ?? process.execPath, [...runtime, `${PROJECT_ROOT}${entry}`, ...args], {
     cwd: options.cwd,
     env: options.env,
     stdio: ["ignore", "pipe", "pipe"],
