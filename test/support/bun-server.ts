@@ -7,6 +7,7 @@ import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
 import { createApp } from "../../lib/http/app.ts";
 
+// Only what this file uses: @types/bun would declare Bun's globals for every file of this Node project.
 type BunServer = { url: URL; requestIP(request: Request): { address: string } | null; stop(closeActiveConnections?: boolean): Promise<void> };
 declare const Bun: {
   version: string;
