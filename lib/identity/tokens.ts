@@ -1,4 +1,5 @@
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import { LRUCache } from "lru-cache";
 import { AppError, unauthorized, upstreamError, upstreamUnavailable } from "../http/errors.ts";
 
 /** Asymmetric algorithms only: never `none`, never HS* (a public key must not become an HMAC secret). */
@@ -62,14 +63,15 @@ const REMEMBERED_TOKENS = 4096;
  * token names (a deleted device is refused at once).
  */
 export function createJwtCheck(options: { keys: JWTVerifyGetKey; issuer: string; audience: string; clockSkewSeconds: number }) {
-  const passed = new Map<string, { claims: TokenClaims; validUntilMs: number }>();
+  const passed = new LRUCache<string, TokenClaims>({ max: REMEMBERED_TOKENS });
   return async function checkJwt(token: string): Promise<TokenClaims> {
     const known = passed.get(token);
-    if (known && Date.now() < known.validUntilMs) return known.claims;
-    passed.delete(token);
+    if (known) return known;
     const claims = await verify(token);
-    if (passed.size >= REMEMBERED_TOKENS) passed.delete(passed.keys().next().value!);
-    passed.set(token, { claims, validUntilMs: (claims.exp! + options.clockSkewSeconds) * 1000 });
+    // jose accepts a token for up to a second past exp + leeway (it compares whole seconds); a TTL of 0 would mean
+    // "never expires", so such a token is simply not remembered.
+    const ttl = (claims.exp! + options.clockSkewSeconds) * 1000 - Date.now();
+    if (ttl > 0) passed.set(token, claims, { ttl });
     return claims;
   };
 
