@@ -1,6 +1,7 @@
 import { Ajv, type ValidateFunction } from "ajv";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
+import { LRUCache } from "lru-cache";
 import type { FieldError } from "./http/errors.ts";
 import { unsafeInputProblem } from "./safe-input.ts";
 
@@ -28,8 +29,7 @@ const compilerFor = (draft07: boolean) => {
 
 export type CompiledSchema = { ok: true; validate: ValidateFunction } | { ok: false; problem: string };
 
-const cache = new Map<string, CompiledSchema>();
-const CACHE_LIMIT = 200;
+const cache = new LRUCache<string, CompiledSchema>({ max: 200 });
 // A config breaking many rules (one per array item, say) would otherwise send back, and answer, thousands.
 const MAX_ERRORS = 100;
 
@@ -47,7 +47,6 @@ export function compileSchema(text: string): CompiledSchema {
   const cached = cache.get(text);
   if (cached) return cached;
   const compiled = compileUncached(text);
-  if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value!);
   cache.set(text, compiled);
   return compiled;
 }
