@@ -8,21 +8,15 @@
  * client holds nothing more, and memory does not grow with the number of downloads. The copies together stay
  * within a byte budget (the least recently used leave first); an image larger than the budget is not kept.
  */
+import { LRUCache } from "lru-cache";
+
 export type ImageCache = ReturnType<typeof createImageCache>;
 
-type Entry = { size: number; bytes: Promise<Buffer> };
-
 export function createImageCache(budgetBytes: number) {
-  // A Map iterates in insertion order; a hit is re-inserted, so the first entry is the least recently used.
-  const entries = new Map<string, Entry>();
-  let used = 0;
-
-  const forget = (key: string) => {
-    const entry = entries.get(key);
-    if (!entry) return;
-    entries.delete(key);
-    used -= entry.size;
-  };
+  // The pending read itself is stored, with the size it will have, so the budget counts an image from its first
+  // request and later requests share that read. (lru-cache's fetchMethod counts a read only once it has finished.)
+  // lru-cache needs a positive bound: with a budget of 0 every image is too large and none is stored.
+  const images = new LRUCache<string, Promise<Buffer>>({ maxSize: Math.max(budgetBytes, 1) });
 
   return {
     /**
@@ -31,30 +25,23 @@ export function createImageCache(budgetBytes: number) {
      * A failed load is not kept, so the next request tries again.
      */
     get(key: string, size: number, load: () => Promise<Buffer>): Promise<Buffer> | null {
-      const hit = entries.get(key);
-      if (hit) {
-        entries.delete(key);
-        entries.set(key, hit);
-        return hit.bytes;
-      }
+      const hit = images.get(key);
+      if (hit) return hit;
       if (size > budgetBytes) return null;
-      for (const [oldest] of entries) {
-        if (used + size <= budgetBytes) break;
-        forget(oldest);
-      }
-      const entry: Entry = { size, bytes: load() };
-      entries.set(key, entry);
-      used += size;
-      entry.bytes.catch(() => {
-        if (entries.get(key) === entry) forget(key);
+      const bytes = load();
+      images.set(key, bytes, { size });
+      bytes.catch(() => {
+        if (images.peek(key) === bytes) images.delete(key);
       });
-      return entry.bytes;
+      return bytes;
     },
 
     /** Drops an image that is no longer served (replaced or deleted); downloads holding it finish with it. */
-    forget,
+    forget(key: string): void {
+      images.delete(key);
+    },
 
     /** Bytes held now. */
-    usedBytes: () => used,
+    usedBytes: () => images.calculatedSize,
   };
 }
