@@ -16,7 +16,7 @@ import { createTokenVerifiers } from "./identity/principals.ts";
 import { createKeycloakProvider } from "./identity/keycloak.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import { createLogger, type Logger } from "./logger.ts";
-import { createMetrics, instrument, type Metrics } from "./metrics.ts";
+import { createMetrics, instrument, type Metrics, observeServices } from "./metrics.ts";
 import { createMqttNotifier, disabledNotifier, type Notifier } from "./mqtt.ts";
 import { createRotationEngine } from "./rotation/engine.ts";
 import { createRotationService, type RotationService } from "./rotation/service.ts";
@@ -173,6 +173,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     metrics,
     logger,
   });
+  observeServices(metrics, { devicesByState: rotation.countsByState, firmwareCacheBytes: firmware.cachedBytes });
 
   return {
     config,

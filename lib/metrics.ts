@@ -68,21 +68,32 @@ export function createMetrics() {
       labelNames: ["operation", "status"],
       registers,
     }),
-    firmwareCacheBytes: new Gauge({
-      name: "iot_firmware_cache_bytes",
-      help: "Bytes of firmware images held in memory for downloads (at most FIRMWARE_CACHE_BYTES)",
-      registers,
-    }),
-    devicesByState: new Gauge({
-      name: "iot_devices",
-      help: "Devices per rotation state",
-      labelNames: ["rotation_state"],
-      registers,
-    }),
   };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** The gauges of what services hold, read from them each time /metrics is scraped. */
+export function observeServices(metrics: Metrics, sources: { devicesByState(): Promise<Record<string, number>>; firmwareCacheBytes(): number }) {
+  const registers = [metrics.registry];
+  new Gauge({
+    name: "iot_firmware_cache_bytes",
+    help: "Bytes of firmware images held in memory for downloads (at most FIRMWARE_CACHE_BYTES)",
+    registers,
+    collect() {
+      this.set(sources.firmwareCacheBytes());
+    },
+  });
+  new Gauge({
+    name: "iot_devices",
+    help: "Devices per rotation state",
+    labelNames: ["rotation_state"],
+    registers,
+    async collect() {
+      for (const [state, n] of Object.entries(await sources.devicesByState())) this.set({ rotation_state: state }, n);
+    },
+  });
+}
 
 /** Counts and times one device or model operation (iot_config_operations_total, iot_config_operation_duration_seconds). */
 async function measure<T>(metrics: Metrics, operation: string, work: () => Promise<T>): Promise<T> {
