@@ -5,7 +5,7 @@ import sade from "sade";
 import { openDatabase } from "./db/client.ts";
 import { ConfigError, loadConfig } from "./lib/config.ts";
 import { createServices, type Services } from "./lib/context.ts";
-import { createLogger, errorMessage } from "./lib/logger.ts";
+import { createLogger, errorMessage, logFormatFor } from "./lib/logger.ts";
 import { buildNvsImage, parseNvsCsv } from "./lib/provisioning/nvs.ts";
 import { loadSampleFleet, wipeFleet } from "./lib/sample-fleet.ts";
 
@@ -17,7 +17,7 @@ const toStderr = (line: string) => process.stderr.write(`${line}\n`);
 
 async function withServices<T>(work: (services: Services) => Promise<T>): Promise<T> {
   const config = loadConfig();
-  const services = await createServices(config, { processName: "cli", logger: createLogger(config.LOG_LEVEL, {}, toStderr) });
+  const services = await createServices(config, { processName: "cli", logger: createLogger(config.LOG_LEVEL, {}, toStderr, logFormatFor(process.stderr, config.LOG_FORMAT)) });
   try {
     return await work(services);
   } finally {

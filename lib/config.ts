@@ -36,6 +36,7 @@ const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535, "must be a TCP port (0–65535)").default(3201),
   HOST: z.string().default("0.0.0.0"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
+  LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
   DATA_DIR: z.string().default("./data"),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL").optional(),
   MIGRATE_ON_START: bool(false),

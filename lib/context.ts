@@ -15,7 +15,7 @@ import { createClientAuthLimits } from "./identity/client-auth-limits.ts";
 import { createTokenVerifiers } from "./identity/principals.ts";
 import { createKeycloakProvider } from "./identity/keycloak.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
-import { createLogger, type Logger } from "./logger.ts";
+import { createLogger, type Logger, logFormatFor } from "./logger.ts";
 import { createMetrics, instrument, type Metrics, observeServices } from "./metrics.ts";
 import { createMqttNotifier, disabledNotifier, type Notifier } from "./mqtt.ts";
 import { createRotationEngine } from "./rotation/engine.ts";
@@ -106,7 +106,7 @@ function createBrowserLogin(config: Config, secretBox: SecretBox): BrowserSessio
 }
 
 export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
-  const logger = overrides.logger ?? createLogger(config.LOG_LEVEL);
+  const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, {}, undefined, logFormatFor(process.stdout, config.LOG_FORMAT));
   const metrics = overrides.metrics ?? createMetrics();
   const database = overrides.database ?? (await openDatabase(config));
   if (config.embeddedDatabase || config.MIGRATE_ON_START) await database.migrate();

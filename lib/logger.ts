@@ -1,8 +1,11 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { DrizzleQueryError } from "drizzle-orm";
+import { pino } from "pino";
+import { prettyLine } from "./pretty-log.ts";
 
-/** Structured JSON log lines, on stdout unless `write` says otherwise. Callers pass fields, never secrets. */
+/** Structured JSON log lines (pino), on stdout unless `write` says otherwise. Callers pass fields, never secrets. */
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
+export type LogFormat = "json" | "pretty";
 export type Logger = {
   debug(message: string, fields?: Record<string, unknown>): void;
   info(message: string, fields?: Record<string, unknown>): void;
@@ -10,27 +13,43 @@ export type Logger = {
   error(message: string, fields?: Record<string, unknown>): void;
 };
 
-const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
+// Should a secret reach a log call all the same, at the top of the fields or one level down, it is censored.
+const SECRET_FIELDS = ["password", "secret", "client_secret", "token", "access_token", "refresh_token", "authorization", "cookie"];
 
 const requestContext = new AsyncLocalStorage<{ request_id: string }>();
 
 /** Runs `work` so that every line logged during it, by any service, carries this request id. */
 export const withRequestId = <T>(requestId: string, work: () => T): T => requestContext.run({ request_id: requestId }, work);
 
+/** How to write logs to a stream: LOG_FORMAT when set, else readable in a terminal and JSON anywhere else. */
+export const logFormatFor = (stream: { isTTY?: boolean }, configured?: LogFormat): LogFormat => configured ?? (stream.isTTY ? "pretty" : "json");
+
 export function createLogger(
   level: LogLevel = "info",
   base: Record<string, unknown> = {},
-  write: (line: string) => void = (line) => process.stdout.write(line + "\n"),
+  write?: (line: string) => void,
+  format: LogFormat = "json",
 ): Logger {
-  const log = (at: Exclude<LogLevel, "silent">) => (message: string, fields: Record<string, unknown> = {}) => {
-    if (rank[at] < rank[level]) return;
-    write(JSON.stringify({ time: new Date().toISOString(), level: at, message, ...requestContext.getStore(), ...base, ...fields }));
-  };
+  // Synchronous, so a line is out before the process exits and a test's writer holds it as soon as it is logged.
+  const destination = write ? { write: (line: string) => write(line.slice(0, -1)) } : pino.destination({ dest: 1, sync: true });
+  const stream = format === "pretty" ? { write: (line: string) => destination.write(`${prettyLine(line)}\n`) } : destination;
+  const log = pino(
+    {
+      level,
+      base,
+      messageKey: "message",
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      mixin: () => requestContext.getStore() ?? {},
+      redact: { paths: SECRET_FIELDS.flatMap((field) => [field, `*.${field}`]), censor: "[redacted]" },
+    },
+    stream,
+  );
   return {
-    debug: log("debug"),
-    info: log("info"),
-    warn: log("warn"),
-    error: log("error"),
+    debug: (message, fields = {}) => log.debug(fields, message),
+    info: (message, fields = {}) => log.info(fields, message),
+    warn: (message, fields = {}) => log.warn(fields, message),
+    error: (message, fields = {}) => log.error(fields, message),
   };
 }
 
