@@ -1,4 +1,9 @@
-/** HTTP range requests and validators (RFC 9110 §13–14) for serving one stored representation. */
+/**
+ * HTTP range requests and validators (RFC 9110 §13–14) for serving one stored representation.
+ * Not range-parser 1.x: it answers 416 to a suffix longer than the file and to a reversed range, where RFC 9110
+ * sends the whole file (2.x fixes that but needs Node 22). Not fresh: it never answers 304 to a request with
+ * `Cache-Control: no-cache`, which fetch() adds to every request carrying If-None-Match.
+ */
 
 type ByteRange = { start: number; end: number };
 

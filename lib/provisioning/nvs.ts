@@ -192,7 +192,12 @@ interface CsvRecord {
   fields: string[];
 }
 
-/** RFC 4180 records; like the tool, lines starting with `#` are comments and blank lines are skipped. */
+/**
+ * RFC 4180 records; like the tool, lines starting with `#` are comments and blank lines are skipped.
+ * Not csv-parse: one switch (relax_quotes) decides both a quote inside a plain value (`it's "raw"`, kept as text)
+ * and text after a closing quote (`"a"b`, refused with its line), which must be told apart; it also reads a file
+ * that mixes LF and CRLF lines wrongly unless told every ending, and numbers a multi-line record by its last line.
+ */
 function readCsv(text: string): CsvRecord[] {
   const records: CsvRecord[] = [];
   let line = 1;
