@@ -29,7 +29,7 @@ describe("embedded default: the real server on PGlite", () => {
   async function start(): Promise<Running> {
     const child = runEntry("server.ts", [], { cwd, env: bareEnv({ PORT: "0" }) });
     running.push(child);
-    const [, url] = await child.waitForOutput(/"message":"IoT Support Backend listening"[^\n]*"url":"(http:\/\/localhost:\d+)"/, 60_000);
+    const [, url] = await child.waitForOutput(/"url":"(http:\/\/localhost:\d+)"[^\n]*"message":"IoT Support Backend listening"/, 60_000);
     const base = url!.replace("localhost", "127.0.0.1");
     const deadline = Date.now() + 30_000;
     for (;;) {
