@@ -58,9 +58,21 @@ export const devices = pgTable(
     lastRotationCompletedAt: at("last_rotation_completed_at"),
     /** When the device became PENDING (the timeout counts from here). */
     rotationStartedAt: at("rotation_started_at"),
-    /** When the new secret was issued in the identity provider during the current rotation. */
+    /**
+     * When the new secret was issued in the identity provider during the current rotation. From then on the device
+     * may hold it: set until the device has used it (the rotation completes), kept through timeouts and retries.
+     */
     newSecretIssuedAt: at("new_secret_issued_at"),
-    /** The secret before the current rotation, Fernet-encrypted, so a timeout can restore it. */
+    /** The identity provider's generation number of that new secret (null where the provider does not number them). */
+    newSecretGeneration: integer("new_secret_generation"),
+    /** A new secret was issued and the rotation timed out before the device used it: it may hold either secret. */
+    rotationUnconfirmed: boolean("rotation_unconfirmed").notNull().default(false),
+    /** Until when the secret before the current one keeps working; null once it is retired (or was never kept). */
+    previousSecretExpiresAt: at("previous_secret_expires_at"),
+    /**
+     * The secret before the current rotation, Fernet-encrypted, so a timeout can restore it. Only for an identity
+     * provider that cannot keep the previous secret working (see IdentityProvider.keepsPreviousSecret).
+     */
     previousSecretEncrypted: text("previous_secret_encrypted"),
     rotationFailures: integer("rotation_failures").notNull().default(0),
     nextRetryAt: at("next_retry_at"),
@@ -76,11 +88,17 @@ export const devices = pgTable(
   ],
 );
 
-/** Device clients of the built-in identity provider; secrets Fernet-encrypted, never in plain text. */
+/**
+ * Device clients of the built-in identity provider; secrets Fernet-encrypted, never in plain text. Each new secret
+ * gets the next generation number; after a rotation the previous secret keeps working until it expires or is retired.
+ */
 export const builtinClients = pgTable("builtin_clients", {
   clientId: text("client_id").primaryKey(),
   secretEncrypted: text("secret_encrypted").notNull(),
   secretUpdatedAt: at("secret_updated_at").notNull().defaultNow(),
+  secretGeneration: integer("secret_generation").notNull().default(1),
+  previousSecretEncrypted: text("previous_secret_encrypted"),
+  previousSecretExpiresAt: at("previous_secret_expires_at"),
   ...timestamps,
 });
 

@@ -7,7 +7,7 @@ import { createDeviceModelService, type DeviceModelService } from "./device-mode
 import { createDeviceService, type DeviceService } from "./devices.ts";
 import { createFirmwareStore, type FirmwareStore } from "./firmware/store.ts";
 import { type Authenticator, createAuthenticator } from "./http/auth.ts";
-import { createBuiltinClientStore } from "./identity/builtin-clients.ts";
+import { type BuiltinClientStore, createBuiltinClientStore } from "./identity/builtin-clients.ts";
 import { type BrowserSession, createBrowserSession } from "./identity/browser-session.ts";
 import { createOidcClient } from "./identity/oidc-client.ts";
 import { type BuiltinIssuer, createBuiltinIssuer } from "./identity/builtin-issuer.ts";
@@ -79,22 +79,19 @@ function loadAdminApiToken(config: Config, logger: Logger): string | null {
   return value;
 }
 
-function createIdentity(config: Config, database: DatabaseHandle, secretBox: SecretBox, metrics: Metrics): IdentityProvider {
-  if (config.identity === "keycloak") {
-    const baseUrl = config.KEYCLOAK_BASE_URL!;
-    const realm = config.KEYCLOAK_REALM!;
-    return createKeycloakProvider({
-      baseUrl,
-      realm,
-      adminClientId: config.KEYCLOAK_ADMIN_CLIENT_ID!,
-      adminClientSecret: config.KEYCLOAK_ADMIN_CLIENT_SECRET!,
-      tokenUrl: config.OIDC_TOKEN_URL ?? `${baseUrl}/realms/${realm}/protocol/openid-connect/token`,
-      deviceScopeName: config.KEYCLOAK_DEVICE_SCOPE_NAME,
-      consoleBaseUrl: config.KEYCLOAK_CONSOLE_URL,
-      record: (operation, status) => metrics.keycloakOperations.inc({ operation, status }),
-    });
-  }
-  return createBuiltinClientStore({ db: database.db, secretBox, tokenUrl: `${publicBaseUrl(config)}/oauth2/token` });
+function createKeycloakIdentity(config: Config, metrics: Metrics): IdentityProvider {
+  const baseUrl = config.KEYCLOAK_BASE_URL!;
+  const realm = config.KEYCLOAK_REALM!;
+  return createKeycloakProvider({
+    baseUrl,
+    realm,
+    adminClientId: config.KEYCLOAK_ADMIN_CLIENT_ID!,
+    adminClientSecret: config.KEYCLOAK_ADMIN_CLIENT_SECRET!,
+    tokenUrl: config.OIDC_TOKEN_URL ?? `${baseUrl}/realms/${realm}/protocol/openid-connect/token`,
+    deviceScopeName: config.KEYCLOAK_DEVICE_SCOPE_NAME,
+    consoleBaseUrl: config.KEYCLOAK_CONSOLE_URL,
+    record: (operation, status) => metrics.keycloakOperations.inc({ operation, status }),
+  });
 }
 
 function createBrowserLogin(config: Config, secretBox: SecretBox): BrowserSession | null {
@@ -111,7 +108,9 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const database = overrides.database ?? (await openDatabase(config));
   if (config.embeddedDatabase || config.MIGRATE_ON_START) await database.migrate();
   const secretBox = loadSecretBox(config, logger);
-  const configured = () => createIdentity(config, database, secretBox, metrics);
+  const builtinClients: BuiltinClientStore | null =
+    config.identity === "builtin" ? createBuiltinClientStore({ db: database.db, secretBox, tokenUrl: `${publicBaseUrl(config)}/oauth2/token` }) : null;
+  const configured = () => builtinClients ?? createKeycloakIdentity(config, metrics);
   const identity =
     typeof overrides.identity === "function" ? overrides.identity(configured()) : (overrides.identity ?? configured());
   const notifier =
@@ -128,19 +127,19 @@ export async function createServices(config: Config, overrides: ServiceOverrides
           logger,
         })
       : disabledNotifier());
-  const builtinIssuer =
-    config.identity === "builtin"
-      ? createBuiltinIssuer({
-          db: database.db,
-          secretBox,
-          issuer: `${publicBaseUrl(config)}/oauth2`,
-          audience: config.OIDC_AUDIENCE,
-          limits: createClientAuthLimits(
-            { perClient: config.OAUTH2_CLIENT_FAILURE_LIMIT, perAddress: config.OAUTH2_ADDRESS_FAILURE_LIMIT, windowSeconds: config.OAUTH2_FAILURE_WINDOW_SECONDS },
-            logger,
-          ),
-        })
-      : null;
+  const builtinIssuer = builtinClients
+    ? createBuiltinIssuer({
+        db: database.db,
+        secretBox,
+        issuer: `${publicBaseUrl(config)}/oauth2`,
+        audience: config.OIDC_AUDIENCE,
+        clients: builtinClients,
+        limits: createClientAuthLimits(
+          { perClient: config.OAUTH2_CLIENT_FAILURE_LIMIT, perAddress: config.OAUTH2_ADDRESS_FAILURE_LIMIT, windowSeconds: config.OAUTH2_FAILURE_WINDOW_SECONDS },
+          logger,
+        ),
+      })
+    : null;
   const browserSession = createBrowserLogin(config, secretBox);
   const auth = createAuthenticator({
     config,

@@ -222,7 +222,7 @@ describe("built-in OAuth2 token server and device API", () => {
     const restarted = await createServices(app.services.config);
     try {
       assert.equal((await restarted.builtinIssuer!.jwks()).keys[0]!.kid, decodeProtectedHeader(token).kid);
-      const fromRestarted = (await restarted.builtinIssuer!.issueToken(device.client_id)).access_token;
+      const fromRestarted = (await restarted.builtinIssuer!.issueToken(device.client_id, 1)).access_token;
       assert.equal((await asDevice("/iot/config", fromRestarted)).status, 200);
     } finally {
       await restarted.close();

@@ -29,7 +29,7 @@ describe("rotation on the embedded database", () => {
   const principal = async (id: number, tokenIssuedAt: Date): Promise<DevicePrincipal> => {
     const [device] = await services.database.db.select().from(devices).where(eq(devices.id, id));
     const [model] = await services.database.db.select().from(deviceModels).where(eq(deviceModels.id, device!.deviceModelId));
-    return { kind: "device", device: device!, model: model!, tokenIssuedAt };
+    return { kind: "device", device: device!, model: model!, tokenIssuedAt, secretGeneration: null };
   };
   const within = <T>(promise: Promise<T>) =>
     Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the step did not finish (deadlock?)")), 10_000))]);

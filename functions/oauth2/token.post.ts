@@ -79,9 +79,8 @@ export default defineRoute({
     if (basic && form.has("client_id") && form.get("client_id") !== basic.clientId) {
       throw oauthError(400, "invalid_request", "client_id in the form differs from the Basic credentials.");
     }
-    if (!(await issuer.authenticateClient(clientId, secret, clientAddress))) {
-      throw oauthError(401, "invalid_client", "Invalid client credentials.");
-    }
-    return json(await issuer.issueToken(clientId), 200, { "cache-control": "no-store", pragma: "no-cache" });
+    const generation = await issuer.authenticateClient(clientId, secret, clientAddress);
+    if (generation === null) throw oauthError(401, "invalid_client", "Invalid client credentials.");
+    return json(await issuer.issueToken(clientId, generation), 200, { "cache-control": "no-store", pragma: "no-cache" });
   },
 });

@@ -6,8 +6,17 @@ import { forbidden, unauthorized } from "./errors.ts";
 import type { Access } from "./route.ts";
 
 export type AdminPrincipal = { kind: "admin"; subject: string; email: string | null; name: string | null; roles: string[] };
-/** The device a token names, with its model row (read by the same query, so device routes need no second one). */
-export type DevicePrincipal = { kind: "device"; device: DeviceRow; model: ModelRow; tokenIssuedAt: Date | null };
+/**
+ * The device a token names, with its model row (read by the same query, so device routes need no second one).
+ * `secretGeneration`: which of the client's secrets the token was made with (built-in provider; null for Keycloak).
+ */
+export type DevicePrincipal = {
+  kind: "device";
+  device: DeviceRow;
+  model: ModelRow;
+  tokenIssuedAt: Date | null;
+  secretGeneration: number | null;
+};
 export type Principal = { kind: "anonymous" } | AdminPrincipal | DevicePrincipal;
 
 /** Verifies a bearer token (JWT) and returns the principal it names; provided by the identity layer. */

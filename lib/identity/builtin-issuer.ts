@@ -4,8 +4,8 @@ import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair, 
 import type { Database } from "../../db/client.ts";
 import { settings } from "../../db/schema.ts";
 import { notFound } from "../http/errors.ts";
-import { randomSecret, sameSecret, SecretKeyMismatch, type SecretBox } from "../secrets.ts";
-import { sealedSecretOf } from "./builtin-clients.ts";
+import { SecretKeyMismatch, type SecretBox } from "../secrets.ts";
+import type { BuiltinClientStore } from "./builtin-clients.ts";
 import type { ClientAuthLimits } from "./client-auth-limits.ts";
 
 /**
@@ -58,11 +58,10 @@ export function createBuiltinIssuer(options: {
   /** `<public base url>/oauth2` */
   issuer: string;
   audience: string;
+  clients: Pick<BuiltinClientStore, "generationOf">;
   limits: ClientAuthLimits;
 }) {
-  const { issuer, audience, secretBox } = options;
-  // Sealed like a real secret, so that an unknown client costs the same decryption and comparison as a known one.
-  const decoy = secretBox.encrypt(randomSecret());
+  const { issuer, audience } = options;
   let loading: Promise<SigningKey> | null = null;
   // Loaded on first use (the settings table may not exist before migrations ran); a failed load is retried.
   const signingKey = () =>
@@ -85,24 +84,24 @@ export function createBuiltinIssuer(options: {
     },
 
     /**
-     * Constant-time check of a client's secret (digests, so lengths do not show either), within the failure limits
-     * per client and per `address` (429 while one is spent). An unknown client takes the same steps as a wrong
-     * secret, against a decoy, so the time taken does not tell which clients exist.
+     * Checks a client's secret within the failure limits per client and per `address` (429 while one is spent): the
+     * generation of the secret it is, or null when it is none. The comparison is the store's, in constant time.
      */
-    async authenticateClient(clientId: string, secret: string, address: string | null): Promise<boolean> {
+    async authenticateClient(clientId: string, secret: string, address: string | null): Promise<number | null> {
       options.limits.assertAddressAllowed(address);
-      const sealed = await sealedSecretOf(options.db, clientId);
-      const same = sameSecret(secretBox.decrypt(sealed ?? decoy), secret);
-      const authenticated = sealed !== null && same;
-      if (!authenticated) options.limits.failed({ clientId, address });
-      return authenticated;
+      const generation = await options.clients.generationOf(clientId, secret);
+      if (generation === null) options.limits.failed({ clientId, address });
+      return generation;
     },
 
-    /** A Keycloak-shaped client-credentials token response. */
-    async issueToken(clientId: string) {
+    /**
+     * A Keycloak-shaped client-credentials token response. `secret_generation` names the secret the token was made
+     * with, so the rotation engine can tell a device that holds the new secret from one that still uses the old.
+     */
+    async issueToken(clientId: string, secretGeneration: number) {
       const { kid, privateKey } = await signingKey();
       const now = Math.floor(Date.now() / 1000);
-      const accessToken = await new SignJWT({ typ: "Bearer", azp: clientId, client_id: clientId })
+      const accessToken = await new SignJWT({ typ: "Bearer", azp: clientId, client_id: clientId, secret_generation: secretGeneration })
         .setProtectedHeader({ alg: ALG, kid, typ: "JWT" })
         .setIssuer(issuer)
         .setAudience(audience)

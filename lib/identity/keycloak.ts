@@ -231,8 +231,16 @@ export function createKeycloakProvider(options: KeycloakProviderOptions): Identi
     }
   }
 
+  const regenerateSecret = (clientId: string) =>
+    run("regenerate_secret", async () => {
+      const client = await requireClient("regenerate_secret", clientId);
+      return secretOf("regenerate_secret", clientId, client.id, "POST");
+    });
+
   return {
     kind: "keycloak",
+    // Without the realm's secret-rotation policy a regenerated secret replaces the old one at once.
+    keepsPreviousSecret: false,
     tokenUrl: options.tokenUrl,
 
     createClient: (clientId) => run("create_client", () => createDeviceClient("create_client", clientId)),
@@ -251,11 +259,12 @@ export function createKeycloakProvider(options: KeycloakProviderOptions): Identi
         return secretOf("get_secret", clientId, client.id, "GET");
       }),
 
-    regenerateSecret: (clientId) =>
-      run("regenerate_secret", async () => {
-        const client = await requireClient("regenerate_secret", clientId);
-        return secretOf("regenerate_secret", clientId, client.id, "POST");
-      }),
+    regenerateSecret,
+
+    rotateSecret: async (clientId) => ({ secret: await regenerateSecret(clientId), generation: null }),
+
+    // Nothing is kept (keepsPreviousSecret is false), so there is nothing to retire.
+    retirePreviousSecret: async () => {},
 
     setSecret: (clientId, secret) =>
       run("set_secret", async () => {

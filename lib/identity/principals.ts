@@ -25,7 +25,13 @@ function createDeviceTokenVerifier(check: JwtCheck, db: Database): TokenVerifier
     if (!DEVICE_CLIENT_ID.test(claims.azp ?? "")) throw unauthorized("This token does not belong to a device.", "INVALID_TOKEN");
     const [found] = await deviceByClientId.execute({ clientId: claims.azp });
     if (!found) throw unauthorized("The device this token was issued to does not exist.", "UNKNOWN_DEVICE");
-    return { kind: "device", device: found.device, model: found.model, tokenIssuedAt: claims.iat === undefined ? null : new Date(claims.iat * 1000) };
+    return {
+      kind: "device",
+      device: found.device,
+      model: found.model,
+      tokenIssuedAt: claims.iat === undefined ? null : new Date(claims.iat * 1000),
+      secretGeneration: Number.isInteger(claims.secret_generation) ? (claims.secret_generation as number) : null,
+    };
   };
 }
 

@@ -21,8 +21,16 @@ export type ClientStatus = {
   consoleUrl: string | null;
 };
 
+/** A new secret from rotateSecret, with the provider's number for it (null where the provider does not number them). */
+export type RotatedSecret = { secret: string; generation: number | null };
+
 export interface IdentityProvider {
   readonly kind: "builtin" | "keycloak";
+  /**
+   * Whether rotateSecret keeps the previous secret working until the given time. Without that, a device that missed
+   * the new secret would be locked out, so the rotation engine keeps a restore point and restores it on timeout.
+   */
+  readonly keepsPreviousSecret: boolean;
   /** The OAuth2 token endpoint devices use (the `token_url` of the provisioning package). */
   readonly tokenUrl: string;
   /** Creates a confidential, client-credentials-only client and returns its initial secret. Fails if it exists. */
@@ -33,6 +41,13 @@ export interface IdentityProvider {
   getSecret(clientId: string): Promise<string>;
   /** Generates, stores and returns a new secret; the old one stops working. */
   regenerateSecret(clientId: string): Promise<string>;
+  /**
+   * Makes a new secret current; the one it replaces keeps working until `previousValidUntil` (only when
+   * keepsPreviousSecret; otherwise it stops at once, as with regenerateSecret).
+   */
+  rotateSecret(clientId: string, previousValidUntil: Date): Promise<RotatedSecret>;
+  /** Ends the previous secret's grace now (the device proved it holds the current one). Nothing kept: no-op. */
+  retirePreviousSecret(clientId: string): Promise<void>;
   /** Sets a specific secret (used to restore the previous one when a rotation times out). */
   setSecret(clientId: string, secret: string): Promise<void>;
   status(clientId: string): Promise<ClientStatus>;

@@ -12,6 +12,8 @@ type TokenClaims = JWTPayload & {
   name?: string;
   preferred_username?: string;
   realm_access?: { roles?: string[] };
+  /** Built-in provider: the generation of the client secret the token was made with. */
+  secret_generation?: unknown;
   resource_access?: Record<string, { roles?: string[] } | undefined>;
 };
 

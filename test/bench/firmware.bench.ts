@@ -181,7 +181,7 @@ export async function run(options: { downloads?: number; connections?: number } 
   try {
     const model = await services.models.create({ code: "bench", name: "Bench" });
     const device = await services.devices.create({ device_model_id: model.id, config: "{}" });
-    const token = (await services.builtinIssuer!.issueToken(device.client_id)).access_token;
+    const token = (await services.builtinIssuer!.issueToken(device.client_id, 1)).access_token;
 
     /** The built server on its own port; both instances share the database and the assets directory. */
     const startServer = async (extraEnv: Record<string, string>) => {

@@ -152,7 +152,7 @@ export async function run(options: { seconds?: number; connections?: number; dev
     const tokens: string[] = [];
     for (let i = 0; i < deviceCount; i++) {
       const device = await services.devices.create({ device_model_id: model.id, config: CONFIG });
-      tokens.push((await services.builtinIssuer!.issueToken(device.client_id)).access_token);
+      tokens.push((await services.builtinIssuer!.issueToken(device.client_id, 1)).access_token);
     }
     const jwks = JSON.stringify(await services.builtinIssuer!.jwks());
 

@@ -4,7 +4,8 @@
  *   describeIdentityProviderContract("keycloak", async () => ({ provider, canAuthenticate, close }));
  *
  * canAuthenticate(clientId, secret) answers whether a client-credentials grant with that secret succeeds now
- * (it should throw on anything other than success or a credentials rejection).
+ * (it should throw on anything other than success or a credentials rejection). tokenSecretGeneration, for a provider
+ * that numbers its secrets, reads the `secret_generation` claim of such a token (null when the grant is refused).
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -15,6 +16,7 @@ import type { IdentityProvider } from "../../lib/identity/provider.ts";
 export type IdentityContractSetup = () => Promise<{
   provider: IdentityProvider;
   canAuthenticate(clientId: string, secret: string): Promise<boolean>;
+  tokenSecretGeneration?(clientId: string, secret: string): Promise<number | null>;
   close(): Promise<void>;
 }>;
 
@@ -87,6 +89,45 @@ export function describeIdentityProviderContract(name: string, setup: IdentityCo
       assert.equal(await env.provider.getSecret(clientId), old);
     });
 
+    it("rotateSecret: a new secret that works; the old one works until the given time only if the provider keeps it", async () => {
+      const { clientId, secret: old } = await create();
+      const { secret: fresh, generation } = await env.provider.rotateSecret(clientId, new Date(Date.now() + 3_600_000));
+      assert.notEqual(fresh, old);
+      assert.equal(await env.provider.getSecret(clientId), fresh);
+      assert.equal(await env.canAuthenticate(clientId, fresh), true);
+      assert.equal(await env.canAuthenticate(clientId, old), env.provider.keepsPreviousSecret);
+      if (env.tokenSecretGeneration) {
+        assert.equal(await env.tokenSecretGeneration(clientId, fresh), generation, "a token names the secret it was made with");
+        assert.equal(await env.tokenSecretGeneration(clientId, old), generation! - 1);
+      }
+    });
+
+    it("retirePreviousSecret ends the previous secret at once and leaves the current one alone", async () => {
+      const { clientId, secret: old } = await create();
+      const { secret: fresh } = await env.provider.rotateSecret(clientId, new Date(Date.now() + 3_600_000));
+      await env.provider.retirePreviousSecret(clientId);
+      assert.equal(await env.canAuthenticate(clientId, old), false);
+      assert.equal(await env.canAuthenticate(clientId, fresh), true);
+      await env.provider.retirePreviousSecret(clientId);
+    });
+
+    it("a previous secret past its grace time no longer works", async () => {
+      const { clientId, secret: old } = await create();
+      const { secret: fresh } = await env.provider.rotateSecret(clientId, new Date(Date.now() - 1000));
+      assert.equal(await env.canAuthenticate(clientId, old), false);
+      assert.equal(await env.canAuthenticate(clientId, fresh), true);
+    });
+
+    it("rotating again replaces the previous secret: only the last two secrets can work", async () => {
+      const { clientId, secret: first } = await create();
+      const until = new Date(Date.now() + 3_600_000);
+      const { secret: second } = await env.provider.rotateSecret(clientId, until);
+      const { secret: third } = await env.provider.rotateSecret(clientId, until);
+      assert.equal(await env.canAuthenticate(clientId, first), false);
+      assert.equal(await env.canAuthenticate(clientId, second), env.provider.keepsPreviousSecret);
+      assert.equal(await env.canAuthenticate(clientId, third), true);
+    });
+
     it("deletes: authentication fails, status says it does not exist, deleting again is fine", async () => {
       const { clientId, secret } = await create();
       await env.provider.deleteClient(clientId);
@@ -132,6 +173,7 @@ export function describeIdentityProviderContract(name: string, setup: IdentityCo
         (id: string) => env.provider.getSecret(id),
         (id: string) => env.provider.regenerateSecret(id),
         (id: string) => env.provider.setSecret(id, "some-secret-value-1234"),
+        (id: string) => env.provider.rotateSecret(id, new Date()),
       ]) {
         await assert.rejects(operation(testClientId()), (error: unknown) => {
           assert.ok(error instanceof AppError && error.status === 404 && error.code === "CLIENT_NOT_FOUND", `got ${String(error)}`);

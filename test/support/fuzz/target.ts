@@ -73,7 +73,7 @@ export async function openFuzzTarget(): Promise<FuzzTarget> {
     app,
     sent: 0,
     async tokens() {
-      return { admin: ADMIN_TOKEN, device: (await app.services.builtinIssuer!.issueToken(devices[0]!.client_id)).access_token };
+      return { admin: ADMIN_TOKEN, device: (await app.services.builtinIssuer!.issueToken(devices[0]!.client_id, 1)).access_token };
     },
     async dataChange() {
       const now = await snapshotData(app);
