@@ -96,6 +96,8 @@ const envSchema = z.object({
   ROTATION_INTERVAL_SECONDS: int(30, 1),
   /** First wait before a TIMEOUT device is retried; doubles per failure, capped at a day. */
   ROTATION_RETRY_BACKOFF_SECONDS: int(900, 1),
+  /** How long a rotated-out secret keeps working while the device has not yet used its new one. */
+  ROTATION_PREVIOUS_SECRET_GRACE_DAYS: int(30, 1),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -18,6 +18,7 @@ import type { IdentityProvider } from "./identity/provider.ts";
 import { createLogger, type Logger, logFormatFor } from "./logger.ts";
 import { createMetrics, instrument, type Metrics, observeServices } from "./metrics.ts";
 import { createMqttNotifier, disabledNotifier, type Notifier } from "./mqtt.ts";
+import { completingRotations } from "./rotation/completion.ts";
 import { createRotationEngine } from "./rotation/engine.ts";
 import { createRotationService, type RotationService } from "./rotation/service.ts";
 import { createSchemaChecker } from "./schema-checker.ts";
@@ -140,13 +141,28 @@ export async function createServices(config: Config, overrides: ServiceOverrides
         ),
       })
     : null;
+  const rotationEngine = createRotationEngine({
+    db: database.db,
+    identity,
+    notifier,
+    secretBox,
+    logger,
+    metrics,
+    settings: {
+      timeoutSeconds: config.ROTATION_TIMEOUT_SECONDS,
+      retryBackoffSeconds: config.ROTATION_RETRY_BACKOFF_SECONDS,
+      previousSecretGraceDays: config.ROTATION_PREVIOUS_SECRET_GRACE_DAYS,
+    },
+  });
   const browserSession = createBrowserLogin(config, secretBox);
+  const { verifyDeviceToken, verifyAdminToken } = createTokenVerifiers({ config, db: database.db, builtinIssuer, metrics });
   const auth = createAuthenticator({
     config,
     // The CLI answers no requests: it must not be the one to create (and print) the admin token.
     adminApiToken: overrides.processName === "cli" ? null : loadAdminApiToken(config, logger),
     adminTokenFromRequest: browserSession?.tokenFromRequest,
-    ...createTokenVerifiers({ config, db: database.db, builtinIssuer, metrics }),
+    verifyAdminToken,
+    verifyDeviceToken: completingRotations(verifyDeviceToken, rotationEngine),
   });
   const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, notifier, logger }), metrics, { save: "upload_firmware" });
   const schemaChecker = createSchemaChecker();
@@ -158,21 +174,13 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   });
   const rotation = createRotationService({
     db: database.db,
-    engine: createRotationEngine({
-      db: database.db,
-      identity,
-      notifier,
-      secretBox,
-      logger,
-      metrics,
-      settings: { timeoutSeconds: config.ROTATION_TIMEOUT_SECONDS, retryBackoffSeconds: config.ROTATION_RETRY_BACKOFF_SECONDS },
-    }),
+    engine: rotationEngine,
     schedule: { cron: config.ROTATION_CRON, timezone: config.ROTATION_TIMEZONE },
     criticalThresholdDays: config.ROTATION_CRITICAL_THRESHOLD_DAYS,
     metrics,
     logger,
   });
-  observeServices(metrics, { devicesByState: rotation.countsByState, firmwareCacheBytes: firmware.cachedBytes });
+  observeServices(metrics, { devicesByState: rotation.countsByState, unconfirmedDevices: rotation.unconfirmedCount, firmwareCacheBytes: firmware.cachedBytes });
 
   return {
     config,

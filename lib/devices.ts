@@ -35,6 +35,8 @@ const summaryColumns = {
   enableOta: devices.enableOta,
   rotationState: devices.rotationState,
   secretCreatedAt: devices.secretCreatedAt,
+  rotationUnconfirmed: devices.rotationUnconfirmed,
+  previousSecretExpiresAt: devices.previousSecretExpiresAt,
 };
 
 const toDeviceSummary = (row: Pick<DeviceRow, keyof typeof summaryColumns>): DeviceSummary => ({
@@ -46,6 +48,8 @@ const toDeviceSummary = (row: Pick<DeviceRow, keyof typeof summaryColumns>): Dev
   enable_ota: row.enableOta,
   rotation_state: row.rotationState,
   secret_created_at: iso(row.secretCreatedAt),
+  rotation_unconfirmed: row.rotationUnconfirmed,
+  previous_secret_expires_at: iso(row.previousSecretExpiresAt),
 });
 
 const toDevice = (row: DeviceRow, model: ModelRow): Device => ({

@@ -74,7 +74,10 @@ export function createMetrics() {
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /** The gauges of what services hold, read from them each time /metrics is scraped. */
-export function observeServices(metrics: Metrics, sources: { devicesByState(): Promise<Record<string, number>>; firmwareCacheBytes(): number }) {
+export function observeServices(
+  metrics: Metrics,
+  sources: { devicesByState(): Promise<Record<string, number>>; unconfirmedDevices(): Promise<number>; firmwareCacheBytes(): number },
+) {
   const registers = [metrics.registry];
   new Gauge({
     name: "iot_firmware_cache_bytes",
@@ -91,6 +94,14 @@ export function observeServices(metrics: Metrics, sources: { devicesByState(): P
     registers,
     async collect() {
       for (const [state, n] of Object.entries(await sources.devicesByState())) this.set({ rotation_state: state }, n);
+    },
+  });
+  new Gauge({
+    name: "iot_rotation_unconfirmed_devices",
+    help: "Devices that may hold a new secret they have not used yet (both secrets work until the grace period ends)",
+    registers,
+    async collect() {
+      this.set(await sources.unconfirmedDevices());
     },
   });
 }

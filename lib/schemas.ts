@@ -64,6 +64,12 @@ export const deviceSummarySchema = z
     enable_ota: z.boolean().nullable(),
     rotation_state: rotationStateSchema,
     secret_created_at: timestamp.nullable(),
+    rotation_unconfirmed: z.boolean().meta({
+      description: "A new secret was issued and the rotation timed out before the device used it: it may hold either secret",
+    }),
+    previous_secret_expires_at: timestamp.nullable().meta({
+      description: "Until when the secret before the current one still works (null: it no longer does)",
+    }),
   })
   .meta({ id: "DeviceSummary" });
 
@@ -118,6 +124,7 @@ export type DeviceListQuery = z.infer<typeof deviceListQuery>;
 export const rotationStatusSchema = z
   .object({
     counts_by_state: z.record(rotationStateSchema, z.number().int()),
+    unconfirmed_count: z.number().int().meta({ description: "Devices whose new secret is not confirmed yet (see rotation_unconfirmed)" }),
     pending_device_id: z.number().int().nullable(),
     last_rotation_completed_at: timestamp.nullable(),
     next_scheduled_rotation: timestamp.nullable(),
@@ -131,6 +138,7 @@ export const dashboardRowSchema = z
     device_name: nullableText,
     device_model_code: z.string(),
     rotation_state: rotationStateSchema,
+    rotation_unconfirmed: z.boolean(),
     last_rotation_completed_at: timestamp.nullable(),
     days_since_rotation: z.number().int().nullable(),
   })
@@ -141,7 +149,7 @@ export const dashboardSchema = z
     healthy: z.array(dashboardRowSchema),
     warning: z.array(dashboardRowSchema),
     critical: z.array(dashboardRowSchema),
-    counts: z.object({ healthy: z.number().int(), warning: z.number().int(), critical: z.number().int() }),
+    counts: z.object({ healthy: z.number().int(), warning: z.number().int(), critical: z.number().int(), unconfirmed: z.number().int() }),
   })
   .meta({ id: "RotationDashboard" });
 

@@ -26,15 +26,16 @@ describe("rotation on the embedded database", () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  const principal = async (id: number, tokenIssuedAt: Date): Promise<DevicePrincipal> => {
+  /** A request from the device with a token made with its secret of generation `secretGeneration`. */
+  const principal = async (id: number, secretGeneration: number): Promise<DevicePrincipal> => {
     const [device] = await services.database.db.select().from(devices).where(eq(devices.id, id));
     const [model] = await services.database.db.select().from(deviceModels).where(eq(deviceModels.id, device!.deviceModelId));
-    return { kind: "device", device: device!, model: model!, tokenIssuedAt, secretGeneration: null };
+    return { kind: "device", device: device!, model: model!, tokenIssuedAt: new Date(), secretGeneration, rotationCompleted: false };
   };
   const within = <T>(promise: Promise<T>) =>
     Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the step did not finish (deadlock?)")), 10_000))]);
 
-  test("fetch, acknowledge and timeout-restore all complete", async () => {
+  test("fetch, completion, retiring and an unconfirmed timeout all finish", async () => {
     const model = await services.models.create({ code: "emb", name: "Embedded" });
     const device = await within(services.devices.create({ device_model_id: model.id, config: "{}" }));
     const original = await services.identity.getSecret(device.client_id);
@@ -42,17 +43,18 @@ describe("rotation on the embedded database", () => {
     await waitForConnection(services);
     assert.equal((await within(services.rotation.engine.startNext())).started?.id, device.id);
 
-    const issued = await within(services.rotation.engine.issueSecret(await principal(device.id, new Date())));
+    const issued = await within(services.rotation.engine.issueSecret(await principal(device.id, 1)));
     assert.notEqual(issued, original);
     assert.equal(await services.identity.getSecret(device.client_id), issued);
-    assert.equal(await within(services.rotation.engine.acknowledge(await principal(device.id, new Date(Date.now() + 1000)))), true);
+    assert.equal(await within(services.rotation.engine.acknowledge(await principal(device.id, 2))), true);
 
     await services.rotation.rotateDevice(device.id);
-    await within(services.rotation.engine.issueSecret(await principal(device.id, new Date())));
+    const second = await within(services.rotation.engine.issueSecret(await principal(device.id, 2)));
     await services.database.db.update(devices).set({ rotationStartedAt: new Date(Date.now() - 60_000) });
     const summary = await within(services.rotation.runCycle());
     assert.equal(summary.timed_out, 1);
-    assert.equal(await services.identity.getSecret(device.client_id), issued, "the secret before this rotation is back");
+    assert.equal(await services.identity.getSecret(device.client_id), second, "nothing is restored: the device may hold the new secret");
+    assert.equal(await within(services.rotation.engine.acknowledge(await principal(device.id, 3))), true, "completes from TIMEOUT");
   });
 });
 

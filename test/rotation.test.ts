@@ -140,21 +140,35 @@ describe("credential rotation (built-in provider)", () => {
     await sim.stop();
   });
 
-  test("provisioning response lost: TIMEOUT, and the old secret is restored and works", async () => {
+  test("provisioning response lost: TIMEOUT unconfirmed, both secrets work, the retry hands out the same new secret", async () => {
     const s = await server();
     const [device] = await createFleet(s, 1);
     const sim = simulate(s, device!, "lose-provisioning-response");
     await sim.ready;
     await s.admin("POST", `/api/devices/${device!.id}/rotate`);
     await waitFor("the new secret to be issued", async () => (await deviceRow(s, device!.id)).newSecretIssuedAt);
-    assert.notEqual(await s.services.identity.getSecret(device!.clientId), device!.secret, "a new secret was issued");
+    const issued = await s.services.identity.getSecret(device!.clientId);
+    assert.notEqual(issued, device!.secret, "a new secret was issued");
     await expireNow(s, device!.id);
     await s.services.rotation.runCycle();
     const row = await deviceRow(s, device!.id);
     assert.equal(row.rotationState, "TIMEOUT");
-    assert.match(row.rotationError!, /restored/);
-    assert.equal(await s.services.identity.getSecret(device!.clientId), device!.secret);
-    assert.equal((await sim.tokenFor(device!.secret)).ok, true, "the device's (old) secret works again");
+    assert.equal(row.rotationUnconfirmed, true);
+    assert.match(row.rotationError!, /may hold either secret/);
+    assert.equal((await sim.tokenFor(device!.secret)).ok, true, "the device's old secret still works");
+    assert.equal((await sim.tokenFor(issued)).ok, true, "and so does the new one it may hold");
+
+    const retry = await s.admin("POST", `/api/devices/${device!.id}/rotate`);
+    assert.deepEqual(await retry.json(), { status: "queued" });
+    const oldToken = (await sim.tokenFor(device!.secret)).token!;
+    const again = await (await fetch(`${s.url}/iot/provisioning`, { headers: { authorization: `Bearer ${oldToken}` } })).json();
+    assert.equal(again.client_secret, issued, "no second secret while the first is unconfirmed");
+    const newToken = (await sim.tokenFor(issued)).token!;
+    await (await fetch(`${s.url}/iot/firmware-version`, { headers: { authorization: `Bearer ${newToken}` } })).body?.cancel();
+    const done = await deviceRow(s, device!.id);
+    assert.equal(done.rotationState, "OK", "any request with the new secret completes the rotation");
+    assert.equal(done.rotationUnconfirmed, false);
+    assert.equal((await sim.tokenFor(device!.secret)).ok, false, "the old secret is retired");
     await sim.stop();
   });
 

@@ -7,19 +7,18 @@ export default defineRoute({
   method: "GET",
   path: "/iot/config",
   access: "device",
-  summary: "The calling device's configuration, verbatim (also acknowledges a pending rotation)",
+  summary: "The calling device's configuration, verbatim (like every device request, completes a rotation when made with the new secret)",
   tags: ["Device API"],
   responses: {
     200: {
-      description: "The stored config text, byte for byte. `X-Rotation: completed` when this call completed the device's rotation.",
+      description: "The stored config text, byte for byte. `X-Rotation: completed` when this request completed the device's rotation.",
       content: { "application/json": { schema: z.unknown().meta({ description: "The device's config JSON as stored" }) } },
     },
   },
-  async handler(_request, { services, principal }) {
+  async handler(_request, { principal }) {
     const device = devicePrincipal(principal);
-    // Also the rotation acknowledgement: a token issued after the new secret existed completes the rotation.
-    // The header tells the device it may now forget its previous secret (README, device protocol).
-    const completed = await services.rotation.engine.acknowledge(device);
-    return jsonText(device.device.config, 200, { "cache-control": "no-cache", ...(completed && { "x-rotation": "completed" }) });
+    // Any device request made with the new secret completes the rotation (lib/rotation/completion.ts). The header
+    // tells a device that keeps two secrets it may now forget the previous one (README, device protocol).
+    return jsonText(device.device.config, 200, { "cache-control": "no-cache", ...(device.rotationCompleted && { "x-rotation": "completed" }) });
   },
 });

@@ -9,6 +9,8 @@ export type AdminPrincipal = { kind: "admin"; subject: string; email: string | n
 /**
  * The device a token names, with its model row (read by the same query, so device routes need no second one).
  * `secretGeneration`: which of the client's secrets the token was made with (built-in provider; null for Keycloak).
+ * `rotationCompleted`: this request, made with the device's new secret, completed its rotation (`device` is the row
+ * as it was before).
  */
 export type DevicePrincipal = {
   kind: "device";
@@ -16,6 +18,7 @@ export type DevicePrincipal = {
   model: ModelRow;
   tokenIssuedAt: Date | null;
   secretGeneration: number | null;
+  rotationCompleted: boolean;
 };
 export type Principal = { kind: "anonymous" } | AdminPrincipal | DevicePrincipal;
 

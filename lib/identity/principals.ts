@@ -31,6 +31,7 @@ function createDeviceTokenVerifier(check: JwtCheck, db: Database): TokenVerifier
       model: found.model,
       tokenIssuedAt: claims.iat === undefined ? null : new Date(claims.iat * 1000),
       secretGeneration: Number.isInteger(claims.secret_generation) ? (claims.secret_generation as number) : null,
+      rotationCompleted: false,
     };
   };
 }

@@ -1,4 +1,4 @@
-import { and, asc, eq, isNull, lte, or, sql } from "drizzle-orm";
+import { and, asc, eq, isNotNull, isNull, lte, or, sql } from "drizzle-orm";
 import type { Database, Transaction } from "../../db/client.ts";
 import { devices } from "../../db/schema.ts";
 import { inTransaction } from "../../db/transaction-scope.ts";
@@ -11,7 +11,7 @@ import type { Metrics } from "../metrics.ts";
 import type { Notifier } from "../mqtt.ts";
 import type { SecretBox } from "../secrets.ts";
 
-type RotationSettings = { timeoutSeconds: number; retryBackoffSeconds: number };
+type RotationSettings = { timeoutSeconds: number; retryBackoffSeconds: number; previousSecretGraceDays: number };
 
 type Deps = {
   db: Database;
@@ -28,13 +28,20 @@ export type StartOutcome = { started: DeviceRow | null; notStarted: string | nul
 const NOTHING_DUE: StartOutcome = { started: null, notStarted: null };
 
 const MAX_BACKOFF_SECONDS = 86_400;
+const DAY_MS = 86_400_000;
 const ceilToSecond = (ms: number) => new Date(Math.ceil(ms / 1000) * 1000);
 const sleepUntil = (date: Date) => new Promise((resolve) => setTimeout(resolve, Math.max(0, date.getTime() - Date.now())));
 
 /**
- * The rotation state machine of CONTRACT §7: OK → QUEUED → PENDING → OK, or TIMEOUT. Every step is written so
- * that a crash between any two statements leaves a device that ends in OK or TIMEOUT with a working secret:
- * the old secret is committed (encrypted) before the identity provider regenerates, and a timeout restores it.
+ * The rotation state machine of CONTRACT §7: OK → QUEUED → PENDING → OK, or TIMEOUT. Every step is written so that
+ * a crash between any two statements leaves a device holding a secret that works.
+ *
+ * Deployed firmware keeps only one secret and never reads X-Rotation (CONTRACT §10): once a new secret has been
+ * issued the device may hold it, so from then on no secret it might hold is invalidated until it has used one.
+ * With a provider that keeps the previous secret working (keepsPreviousSecret) the new one is issued with an overlap
+ * and a timeout leaves both working (TIMEOUT, unconfirmed); the next request made with the new secret completes the
+ * rotation, whatever the state. A provider that cannot overlap gets the older scheme: a restore point is committed
+ * before the secret changes, and a timeout restores it.
  */
 export function createRotationEngine(deps: Deps) {
   const { db, identity, notifier, secretBox, logger, metrics, settings } = deps;
@@ -66,7 +73,8 @@ export function createRotationEngine(deps: Deps) {
 
   /**
    * Starts the next device if none is PENDING. The partial unique index on PENDING rows is what makes this safe
-   * between processes: a second claimer gets a unique violation and backs off (nothing was due for it).
+   * between processes: a second claimer gets a unique violation and backs off (nothing was due for it). A device whose
+   * earlier attempt already issued a new secret keeps it: its retry hands out that same secret again.
    */
   async function startNext(preferId?: number): Promise<StartOutcome> {
     const [pending] = await db.select({ id: devices.id }).from(devices).where(eq(devices.rotationState, "PENDING")).limit(1);
@@ -84,7 +92,7 @@ export function createRotationEngine(deps: Deps) {
     try {
       [claimed] = await db
         .update(devices)
-        .set({ rotationState: "PENDING", rotationStartedAt: now, lastRotationAttemptAt: now, previousSecretEncrypted: null, newSecretIssuedAt: null, updatedAt: now })
+        .set({ rotationState: "PENDING", rotationStartedAt: now, lastRotationAttemptAt: now, updatedAt: now })
         .where(and(eq(devices.id, candidate.id), eq(devices.rotationState, candidate.rotationState)))
         .returning();
     } catch (error) {
@@ -94,7 +102,7 @@ export function createRotationEngine(deps: Deps) {
     if (!claimed) return NOTHING_DUE;
 
     if (await notifier.publish("rotation", claimed.clientId, { device_key: claimed.key })) {
-      log("Rotation started", claimed, { from: candidate.rotationState });
+      log("Rotation started", claimed, { from: candidate.rotationState, unconfirmed: claimed.rotationUnconfirmed });
       return { started: claimed, notStarted: null };
     }
     // Not delivered: back to QUEUED with nothing else changed (CONTRACT §7.2), unless the device already began
@@ -102,7 +110,14 @@ export function createRotationEngine(deps: Deps) {
     const [requeued] = await db
       .update(devices)
       .set({ rotationState: "QUEUED", rotationStartedAt: candidate.rotationStartedAt, lastRotationAttemptAt: candidate.lastRotationAttemptAt, updatedAt: now })
-      .where(and(eq(devices.id, claimed.id), eq(devices.rotationState, "PENDING"), isNull(devices.previousSecretEncrypted)))
+      .where(
+        and(
+          eq(devices.id, claimed.id),
+          eq(devices.rotationState, "PENDING"),
+          isNull(devices.previousSecretEncrypted),
+          candidate.newSecretIssuedAt ? eq(devices.newSecretIssuedAt, candidate.newSecretIssuedAt) : isNull(devices.newSecretIssuedAt),
+        ),
+      )
       .returning({ id: devices.id });
     if (!requeued) return { started: claimed, notStarted: null };
     log("Rotation notice not delivered; device back in the queue", claimed, { was: candidate.rotationState });
@@ -110,13 +125,37 @@ export function createRotationEngine(deps: Deps) {
   }
 
   /**
-   * GET /iot/provisioning during a rotation. First call: store the old secret encrypted and commit, then regenerate.
-   * Later calls in the same rotation return the secret already issued. No rotation: the current secret.
+   * GET /iot/provisioning. The first call of a rotation issues the new secret; every later call, also in a retry after
+   * a timeout, returns that same secret (the provider's current one). No rotation: the current secret.
    */
   async function issueSecret(principal: DevicePrincipal): Promise<string> {
-    const { id, clientId, rotationState } = principal.device;
-    // The common case, no rotation: no transaction, no row lock.
-    if (rotationState !== "PENDING") return identity.getSecret(clientId);
+    const { device } = principal;
+    // The common case (no rotation, or the new secret exists already): no transaction, no row lock.
+    if (device.rotationState !== "PENDING" || device.newSecretIssuedAt) return identity.getSecret(device.clientId);
+    const issued = identity.keepsPreviousSecret ? await issueWithOverlap(device) : await issueWithRestorePoint(device);
+    if (issued === null) return identity.getSecret(device.clientId);
+    log("New secret issued", device);
+    return issued;
+  }
+
+  /** The new secret and the row that records it change in one transaction (the built-in store joins it). */
+  async function issueWithOverlap({ id, clientId }: DeviceRow): Promise<string | null> {
+    return inTransaction(db, async (tx) => {
+      const row = await lockDevice(tx, id);
+      if (!row || row.rotationState !== "PENDING" || row.newSecretIssuedAt) return null;
+      const now = new Date();
+      const previousSecretExpiresAt = new Date(now.getTime() + settings.previousSecretGraceDays * DAY_MS);
+      const { secret, generation } = await identity.rotateSecret(clientId, previousSecretExpiresAt);
+      await tx
+        .update(devices)
+        .set({ newSecretIssuedAt: now, newSecretGeneration: generation, previousSecretExpiresAt, updatedAt: now })
+        .where(eq(devices.id, id));
+      return secret;
+    });
+  }
+
+  /** Stores the old secret encrypted and commits, then regenerates: a timeout can always restore the old one. */
+  async function issueWithRestorePoint({ id, clientId }: DeviceRow): Promise<string | null> {
     const needsNewSecret = await inTransaction(db, async (tx) => {
       const row = await lockDevice(tx, id);
       if (!row || row.rotationState !== "PENDING" || row.newSecretIssuedAt) return false;
@@ -126,28 +165,37 @@ export function createRotationEngine(deps: Deps) {
       }
       return true;
     });
-    if (!needsNewSecret) return identity.getSecret(clientId);
+    if (!needsNewSecret) return null;
 
     const issued = await inTransaction(db, async (tx) => {
       const row = await lockDevice(tx, id);
       if (!row || row.rotationState !== "PENDING" || !row.previousSecretEncrypted || row.newSecretIssuedAt) return null;
       const secret = await identity.regenerateSecret(clientId);
-      // Tokens carry whole-second `iat`s. Any token made with the old secret predates this boundary, so requiring
-      // iat >= boundary for the acknowledgement tells the two secrets apart.
+      // Tokens carry whole-second `iat`s and name no secret. Any token made with the old secret predates this
+      // boundary, so requiring iat >= boundary for the acknowledgement tells the two secrets apart.
       const issuedAt = ceilToSecond(Date.now());
       await tx.update(devices).set({ newSecretIssuedAt: issuedAt, updatedAt: new Date() }).where(eq(devices.id, id));
       return { secret, issuedAt };
     });
-    if (!issued) return identity.getSecret(clientId);
-    log("New secret issued", principal.device);
+    if (!issued) return null;
     await sleepUntil(issued.issuedAt);
     return issued.secret;
   }
 
-  /** GET /iot/config: completes the rotation when the token was issued after the new secret existed. */
+  /** Whether the token was made with the secret issued in the device's rotation; decided from the loaded row. */
+  function usesNewSecret({ device, secretGeneration, tokenIssuedAt }: DevicePrincipal): boolean {
+    if (!device.newSecretIssuedAt) return false;
+    if (device.newSecretGeneration !== null) return secretGeneration === device.newSecretGeneration;
+    return device.rotationState === "PENDING" && tokenIssuedAt !== null && tokenIssuedAt >= device.newSecretIssuedAt;
+  }
+
+  /**
+   * Any device request made with the new secret completes the rotation (also after a timeout): OK, markers cleared,
+   * the previous secret retired, the next device started. A token from the old secret never completes one.
+   */
   async function acknowledge(principal: DevicePrincipal): Promise<boolean> {
-    const { device, tokenIssuedAt } = principal;
-    if (device.rotationState !== "PENDING" || !tokenIssuedAt) return false;
+    if (!usesNewSecret(principal)) return false;
+    const { device } = principal;
     const now = new Date();
     const [done] = await db
       .update(devices)
@@ -158,40 +206,83 @@ export function createRotationEngine(deps: Deps) {
         rotationStartedAt: null,
         previousSecretEncrypted: null,
         newSecretIssuedAt: null,
+        newSecretGeneration: null,
+        rotationUnconfirmed: false,
         rotationFailures: 0,
         nextRetryAt: null,
         rotationError: null,
         updatedAt: now,
       })
-      .where(and(eq(devices.id, device.id), eq(devices.rotationState, "PENDING"), lte(devices.newSecretIssuedAt, tokenIssuedAt)))
+      .where(and(eq(devices.id, device.id), eq(devices.newSecretIssuedAt, device.newSecretIssuedAt!)))
       .returning();
     if (!done) return false;
-    if (device.rotationStartedAt) metrics.rotationDuration.observe((now.getTime() - device.rotationStartedAt.getTime()) / 1000);
-    log("Rotation completed", done);
+    if (device.rotationState === "PENDING" && device.rotationStartedAt) {
+      metrics.rotationDuration.observe((now.getTime() - device.rotationStartedAt.getTime()) / 1000);
+    }
+    log("Rotation completed", done, { was: device.rotationState });
+    await retirePreviousSecret(done.id).catch((error) =>
+      logger.warn("Could not retire the previous secret; it expires at its grace time, and the next cycle retries", {
+        device_key: done.key,
+        error: errorMessage(error),
+      }),
+    );
     await startNext().catch((error) => logger.error("Could not start the next rotation", { error: errorMessage(error) }));
     return true;
   }
 
-  /** PENDING longer than the timeout: restore the old secret if a new one may have been issued, then TIMEOUT. */
+  /**
+   * Ends the previous secret of a device whose rotation completed. Under the row lock and only while no new secret is
+   * issued, so it can never retire the one secret a device in a later rotation still relies on.
+   */
+  async function retirePreviousSecret(id: number): Promise<void> {
+    await inTransaction(db, async (tx) => {
+      const [row] = await tx
+        .select()
+        .from(devices)
+        .where(and(eq(devices.id, id), isNull(devices.newSecretIssuedAt), isNotNull(devices.previousSecretExpiresAt)))
+        .for("update", { skipLocked: true });
+      if (!row) return;
+      await identity.retirePreviousSecret(row.clientId);
+      await tx.update(devices).set({ previousSecretExpiresAt: null, updatedAt: new Date() }).where(eq(devices.id, id));
+    });
+  }
+
+  /** The cycle's catch-up for completions whose retiring failed or was interrupted. */
+  async function retireLeftoverSecrets(): Promise<number> {
+    const leftovers = await db
+      .select({ id: devices.id, key: devices.key })
+      .from(devices)
+      .where(and(isNull(devices.newSecretIssuedAt), isNotNull(devices.previousSecretExpiresAt)));
+    let retired = 0;
+    for (const device of leftovers) {
+      try {
+        await retirePreviousSecret(device.id);
+        retired++;
+      } catch (error) {
+        logger.warn("Could not retire the previous secret; retrying next cycle", { device_key: device.key, error: errorMessage(error) });
+      }
+    }
+    return retired;
+  }
+
+  /**
+   * PENDING longer than the timeout → TIMEOUT, retried later with back-off. With an overlapping new secret nothing is
+   * undone: the device may hold either secret, both work until the grace ends, and its retry hands out the same new
+   * secret (unconfirmed). With a restore point the old secret is restored first.
+   */
   async function expire(id: number): Promise<"expired" | "skipped"> {
     const deadline = new Date(Date.now() - settings.timeoutSeconds * 1000);
     return inTransaction(db, async (tx) => {
       const [row] = await tx.select().from(devices).where(and(eq(devices.id, id), eq(devices.rotationState, "PENDING"))).for("update", { skipLocked: true });
       if (!row || !row.rotationStartedAt || row.rotationStartedAt > deadline) return "skipped";
-      let reason = "The device did not fetch its new secret in time; its secret is unchanged.";
-      let keptNewSecret = false;
-      if (row.previousSecretEncrypted) {
-        let oldSecret: string | null = null;
-        try {
-          oldSecret = secretBox.decrypt(row.previousSecretEncrypted);
-        } catch {
-          keptNewSecret = true;
-          reason = "The previous secret cannot be decrypted with SECRET_ENCRYPTION_KEY (was the key changed?); the device keeps the new secret it was issued.";
-        }
-        // A failure here rolls back: the device stays PENDING and the next cycle tries again.
-        if (oldSecret !== null) await identity.setSecret(row.clientId, oldSecret);
-        if (oldSecret !== null) reason = "The device did not acknowledge the new secret in time; its previous secret was restored.";
-      }
+      const outcome = row.previousSecretEncrypted
+        ? await restorePreviousSecret(row)
+        : row.newSecretIssuedAt
+          ? {
+              reason: `The device did not use its new secret in time. It may hold either secret; both work until ${row.previousSecretExpiresAt?.toISOString() ?? "the grace period ends"}, and its next attempt hands out the same new secret.`,
+              changes: { rotationUnconfirmed: true },
+            }
+          : { reason: "The device did not fetch its new secret in time; its secret is unchanged.", changes: {} };
       const failures = row.rotationFailures + 1;
       const backoff = Math.min(settings.retryBackoffSeconds * 2 ** (failures - 1), MAX_BACKOFF_SECONDS);
       const now = new Date();
@@ -200,18 +291,32 @@ export function createRotationEngine(deps: Deps) {
         .set({
           rotationState: "TIMEOUT",
           rotationStartedAt: null,
-          previousSecretEncrypted: null,
-          newSecretIssuedAt: null,
-          ...(keptNewSecret && row.newSecretIssuedAt ? { secretCreatedAt: row.newSecretIssuedAt } : {}),
+          ...outcome.changes,
           rotationFailures: failures,
           nextRetryAt: new Date(now.getTime() + backoff * 1000),
-          rotationError: reason,
+          rotationError: outcome.reason,
           updatedAt: now,
         })
         .where(eq(devices.id, id));
-      logger.warn("Rotation timed out", { device_key: row.key, client_id: row.clientId, reason, retry_in_seconds: backoff });
+      logger.warn("Rotation timed out", { device_key: row.key, client_id: row.clientId, reason: outcome.reason, retry_in_seconds: backoff });
       return "expired";
     });
+  }
+
+  /** The restore-point scheme: put the old secret back. A failure here rolls back; the next cycle tries again. */
+  async function restorePreviousSecret(row: DeviceRow): Promise<{ reason: string; changes: Partial<DeviceRow> }> {
+    const cleared = { previousSecretEncrypted: null, newSecretIssuedAt: null, newSecretGeneration: null, previousSecretExpiresAt: null };
+    let oldSecret: string;
+    try {
+      oldSecret = secretBox.decrypt(row.previousSecretEncrypted!);
+    } catch {
+      return {
+        reason: "The previous secret cannot be decrypted with SECRET_ENCRYPTION_KEY (was the key changed?); the device keeps the new secret it was issued.",
+        changes: { ...cleared, ...(row.newSecretIssuedAt ? { secretCreatedAt: row.newSecretIssuedAt } : {}) },
+      };
+    }
+    await identity.setSecret(row.clientId, oldSecret);
+    return { reason: "The device did not acknowledge the new secret in time; its previous secret was restored.", changes: cleared };
   }
 
   async function expireTimedOut(): Promise<{ expired: number; errors: string[] }> {
@@ -233,7 +338,7 @@ export function createRotationEngine(deps: Deps) {
     return { expired, errors };
   }
 
-  return { startNext, issueSecret, acknowledge, expireTimedOut };
+  return { startNext, issueSecret, acknowledge, expireTimedOut, retireLeftoverSecrets };
 }
 
 export type RotationEngine = ReturnType<typeof createRotationEngine>;

@@ -12,6 +12,7 @@ type CycleSummary = {
   baseline_recorded: boolean;
   queued: number;
   timed_out: number;
+  retired_previous_secrets: number;
   started: string | null;
   pending: string | null;
   /** Work that was due but not done (a timeout not restored, a due device not started); empty when all went well. */
@@ -36,6 +37,12 @@ export function createRotationService(deps: {
     return Object.fromEntries(rotationStates.map((state) => [state, rows.find((row) => row.state === state)?.n ?? 0])) as RotationStatus["counts_by_state"];
   }
 
+  /** Devices that may hold a new secret they have not used yet (a timeout came first). */
+  async function unconfirmedCount(): Promise<number> {
+    const [row] = await db.select({ n: count() }).from(devices).where(eq(devices.rotationUnconfirmed, true));
+    return row?.n ?? 0;
+  }
+
   async function pendingDevice(): Promise<{ id: number; key: string } | null> {
     const [row] = await db.select({ id: devices.id, key: devices.key }).from(devices).where(eq(devices.rotationState, "PENDING")).limit(1);
     return row ?? null;
@@ -49,18 +56,20 @@ export function createRotationService(deps: {
       try {
         const scheduled = await queueScheduled(db, schedule, new Date());
         const timeouts = await engine.expireTimedOut();
+        const retired = await engine.retireLeftoverSecrets();
         const { started, notStarted } = await engine.startNext();
         const summary = {
           baseline_recorded: scheduled.baseline,
           queued: scheduled.queued,
           timed_out: timeouts.expired,
+          retired_previous_secrets: retired,
           started: started?.key ?? null,
           pending: started?.key ?? (await pendingDevice())?.key ?? null,
           errors: notStarted ? [...timeouts.errors, notStarted] : timeouts.errors,
         };
         metrics.rotationJobRuns.inc({ result: summary.errors.length > 0 ? "error" : "success" });
         if (summary.errors.length) logger.warn("Rotation cycle left due work undone", summary);
-        else if (summary.queued || summary.timed_out || summary.started) logger.info("Rotation cycle", summary);
+        else if (summary.queued || summary.timed_out || summary.retired_previous_secrets || summary.started) logger.info("Rotation cycle", summary);
         return summary;
       } catch (error) {
         metrics.rotationJobRuns.inc({ result: "error" });
@@ -91,11 +100,14 @@ export function createRotationService(deps: {
     /** Devices per rotation state, every state present (also for the fleet gauges of /metrics). */
     countsByState,
 
+    unconfirmedCount,
+
     async status(): Promise<RotationStatus> {
       const pending = await pendingDevice();
       const [last] = await db.select({ at: max(devices.lastRotationCompletedAt) }).from(devices);
       return {
         counts_by_state: await countsByState(),
+        unconfirmed_count: await unconfirmedCount(),
         pending_device_id: pending?.id ?? null,
         last_rotation_completed_at: last?.at ? new Date(last.at).toISOString() : null,
         next_scheduled_rotation: nextOccurrence(schedule, new Date()).toISOString(),
@@ -111,6 +123,7 @@ export function createRotationService(deps: {
           device_name: devices.deviceName,
           device_model_code: deviceModels.code,
           rotation_state: devices.rotationState,
+          rotation_unconfirmed: devices.rotationUnconfirmed,
           completed: devices.lastRotationCompletedAt,
         })
         .from(devices)
@@ -124,7 +137,8 @@ export function createRotationService(deps: {
         else if (days !== null && days < deps.criticalThresholdDays) groups.warning.push(row);
         else groups.critical.push(row);
       }
-      return { ...groups, counts: { healthy: groups.healthy.length, warning: groups.warning.length, critical: groups.critical.length } };
+      const unconfirmed = rows.filter((row) => row.rotation_unconfirmed).length;
+      return { ...groups, counts: { healthy: groups.healthy.length, warning: groups.warning.length, critical: groups.critical.length, unconfirmed } };
     },
   };
 }
