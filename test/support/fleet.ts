@@ -1,7 +1,8 @@
 import { eq } from "drizzle-orm";
-import { devices } from "../../db/schema.ts";
+import { builtinClients, devices } from "../../db/schema.ts";
 import type { DeviceRow } from "../../lib/devices.ts";
 import type { TestServer } from "./server.ts";
+import { createLegacyDevice } from "./legacy-device.ts";
 import { createSimulatedDevice, type Misbehaviour } from "./simulated-device.ts";
 
 /** Creates a model and `count` devices through the admin API; returns their ids, client ids and initial secrets. */
@@ -38,4 +39,21 @@ export async function expireNow(server: Pick<TestServer, "services">, id?: numbe
     .update(devices)
     .set({ rotationStartedAt: new Date(Date.now() - 3_600_000) })
     .where(id === undefined ? eq(devices.rotationState, "PENDING") : eq(devices.id, id));
+}
+
+/** A device that behaves like the deployed firmware (test/support/legacy-device.ts), against this server. */
+export const legacyDevice = (server: TestServer, device: { clientId: string; secret: string }) =>
+  createLegacyDevice({ baseUrl: `${server.url}/`, tokenUrl: server.services.identity.tokenUrl, clientId: device.clientId, secret: device.secret });
+
+/** Makes every TIMEOUT device's retry due now. */
+export async function retryNow(server: Pick<TestServer, "services">): Promise<void> {
+  await server.services.database.db.update(devices).set({ nextRetryAt: new Date(Date.now() - 1000) }).where(eq(devices.rotationState, "TIMEOUT"));
+}
+
+/** Lets the grace period of a device's previous secret end now (built-in provider), as if ROTATION_PREVIOUS_SECRET_GRACE_DAYS had passed. */
+export async function endGrace(server: Pick<TestServer, "services">, device: { id: number; clientId: string }): Promise<void> {
+  const past = new Date(Date.now() - 1000);
+  const { db } = server.services.database;
+  await db.update(builtinClients).set({ previousSecretExpiresAt: past }).where(eq(builtinClients.clientId, device.clientId));
+  await db.update(devices).set({ previousSecretExpiresAt: past }).where(eq(devices.id, device.id));
 }

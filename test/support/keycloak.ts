@@ -67,7 +67,7 @@ export async function requireKeycloak(): Promise<KeycloakTestSettings> {
   return settings;
 }
 
-export type TokenResult = { ok: boolean; status: number; accessToken?: string };
+export type TokenResult = { ok: boolean; status: number; accessToken?: string; expiresIn?: number };
 
 async function tokenRequest(tokenUrl: string, form: Record<string, string>): Promise<TokenResult> {
   const res = await fetch(tokenUrl, {
@@ -76,9 +76,9 @@ async function tokenRequest(tokenUrl: string, form: Record<string, string>): Pro
     body: new URLSearchParams(form),
     signal: AbortSignal.timeout(10_000),
   });
-  const body = (await res.json().catch(() => ({}))) as { access_token?: string };
+  const body = (await res.json().catch(() => ({}))) as { access_token?: string; expires_in?: number };
   return res.ok && body.access_token
-    ? { ok: true, status: res.status, accessToken: body.access_token }
+    ? { ok: true, status: res.status, accessToken: body.access_token, expiresIn: body.expires_in }
     : { ok: false, status: res.status };
 }
 
