@@ -1,23 +1,30 @@
 /**
  * The real server, run as a child process, that kills itself with SIGKILL at one chosen step (CRASH_AT), to prove
- * that a crash between any two steps of a rotation loses no device. Steps:
+ * that a crash between any two steps of a rotation loses no device; CRASH_SKIP=n lets the step pass n times first. Steps:
  *   identity:<operation>:before|after   around an identity-provider call (getSecret, regenerateSecret, setSecret…)
  *   response:<path>                     after the handler ran (its transaction committed), before the response is sent
  *   request:<path>                      before the handler runs
  *   publish:<kind>                      before an MQTT notice of that kind
+ *   expire:before|after                 around a rotation cycle's timeouts, when one is due (the server runs cycles
+ *                                       itself with ROTATION_SCHEDULER=internal)
  */
 import { createServer } from "node:http";
 import { createServerAdapter } from "@whatwg-node/server";
+import { and, eq, lte } from "drizzle-orm";
+import { devices } from "../../db/schema.ts";
 import { routes } from "../../functions/index.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
 import { createApp } from "../../lib/http/app.ts";
 import type { IdentityProvider } from "../../lib/identity/provider.ts";
 import type { Notifier } from "../../lib/mqtt.ts";
+import { startRotationTimer } from "../../lib/rotation/timer.ts";
 
 const crashAt = process.env.CRASH_AT ?? "";
+// How often the step passes before the crash (e.g. devices' boot requests that come before the rotation).
+let passes = Number(process.env.CRASH_SKIP ?? 0);
 const crash = (step: string) => {
-  if (step !== crashAt) return;
+  if (step !== crashAt || passes-- > 0) return;
   process.stdout.write(`crashing at ${step}\n`);
   process.kill(process.pid, "SIGKILL");
 };
@@ -44,6 +51,20 @@ notifier.publish = async (kind, clientId, payload) => {
   crash(`publish:${kind}`);
   return publish(kind, clientId, payload);
 };
+const { engine } = services.rotation;
+const expireTimedOut = engine.expireTimedOut;
+engine.expireTimedOut = async () => {
+  const deadline = new Date(Date.now() - config.ROTATION_TIMEOUT_SECONDS * 1000);
+  const due = await services.database.db
+    .select({ id: devices.id })
+    .from(devices)
+    .where(and(eq(devices.rotationState, "PENDING"), lte(devices.rotationStartedAt, deadline)));
+  if (due.length > 0) crash("expire:before");
+  const result = await expireTimedOut();
+  if (result.expired > 0) crash("expire:after");
+  return result;
+};
+if (config.ROTATION_SCHEDULER === "internal") startRotationTimer(services, config.ROTATION_INTERVAL_SECONDS);
 const app = createApp(routes, services);
 const server = createServer(
   createServerAdapter(async (request: Request) => {
