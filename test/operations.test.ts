@@ -136,7 +136,7 @@ describe("metrics", () => {
     const db = app.services.database.db;
     await db.update(devices).set({ rotationState: "QUEUED" }).where(inArray(devices.id, [ids[0]!, ids[1]!]));
     await db.update(devices).set({ rotationState: "PENDING", rotationStartedAt: new Date() }).where(eq(devices.id, ids[2]!));
-    await db.update(devices).set({ rotationState: "TIMEOUT" }).where(eq(devices.id, ids[3]!));
+    await db.update(devices).set({ rotationState: "TIMEOUT", rotationUnconfirmed: true }).where(eq(devices.id, ids[3]!));
 
     const text = await metricsText(app);
     for (const name of [
@@ -148,6 +148,7 @@ describe("metrics", () => {
       "iot_rotation_job_runs_total",
       "iot_keycloak_operations_total",
       "iot_devices",
+      "iot_rotation_unconfirmed_devices",
       "iot_firmware_cache_bytes",
     ]) {
       assert.match(text, new RegExp(`^# TYPE ${name} (counter|gauge|histogram)$`, "m"), name);
@@ -158,6 +159,7 @@ describe("metrics", () => {
       Object.fromEntries(["OK", "QUEUED", "PENDING", "TIMEOUT"].map((state) => [state, sample(text, `iot_devices{rotation_state="${state}"}`)])),
       { OK: 1, QUEUED: 2, PENDING: 1, TIMEOUT: 1 },
     );
+    assert.equal(sample(text, "iot_rotation_unconfirmed_devices"), 1);
   });
 
   test("model and device operations are counted and timed, failures as errors", async () => {
