@@ -39,6 +39,8 @@ describe("credential rotation (built-in provider)", () => {
       return status.counts_by_state.OK === 20 && status;
     }, 60_000);
     clearInterval(watcher);
+    // The row turns OK before the device has read the answer that completed it.
+    await Promise.all(sims.map((sim) => sim.settled()));
 
     assert.equal(maxPending, 1, "never more than one device PENDING");
     for (const [index, sim] of sims.entries()) {
