@@ -6,12 +6,17 @@ import { errorMessage, errorStack, withRequestId } from "../logger.ts";
 import { readJsonBody } from "./body.ts";
 import { clientAddress, type Connection } from "./client-address.ts";
 import { AppError, notFound } from "./errors.ts";
-import { takeResponseCookies } from "./pending-cookies.ts";
 import { errorResponse } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { parseInput, parseParams, queryParams } from "./validate.ts";
 
-type RequestState = { requestId: string; route: Route | null; clientAddress: string | null };
+type RequestState = {
+  requestId: string;
+  route: Route | null;
+  clientAddress: string | null;
+  /** Set-Cookie headers for whatever response goes out, also an error (the authenticator refreshing a session). */
+  cookies: string[];
+};
 type RoutedRequest = Request & { params: Record<string, string>; query: Record<string, string | string[]> };
 
 const SAFE_REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -23,7 +28,7 @@ const pickRequestId = (request: Request) => {
 const methodNotAllowed = (allowed: string[]) =>
   new AppError(405, "METHOD_NOT_ALLOWED", `This URL accepts only ${allowed.join(", ")}.`, { allowed }, { allow: allowed.join(", ") });
 
-/** Adds the request id and pending cookies; false when the headers are immutable (e.g. a fetch() result). */
+/** Adds the request id and the cookies decided while authenticating; false when the headers are immutable (e.g. a fetch() result). */
 function stampHeaders(headers: Headers, requestId: string, cookies: string[]): boolean {
   try {
     headers.set("x-request-id", requestId);
@@ -41,7 +46,7 @@ export function createApp(routes: Route[], services: Services): (request: Reques
   for (const route of routes) {
     router[route.method.toLowerCase() as "get"](route.path, async (request: RoutedRequest, state: RequestState) => {
       state.route = route;
-      const principal = await services.auth.authenticate(request, route.access);
+      const principal = await services.auth.authenticate(request, route.access, state.cookies);
       const { params, query, body } = route.request ?? {};
       return route.handler(request, {
         services,
@@ -49,6 +54,7 @@ export function createApp(routes: Route[], services: Services): (request: Reques
         logger: services.logger,
         principal,
         clientAddress: state.clientAddress,
+        responseCookies: state.cookies,
         params: params ? parseParams(params, request.params) : undefined,
         query: query ? parseInput(query, queryParams(request.url)) : undefined,
         body: body ? parseInput(body, await readJsonBody(request)) : undefined,
@@ -72,6 +78,7 @@ export function createApp(routes: Route[], services: Services): (request: Reques
       requestId: pickRequestId(incoming),
       route: null,
       clientAddress: clientAddress(incoming, connection?.remoteAddress ?? null, services.config.TRUST_PROXY_HOPS),
+      cookies: [],
     };
     const isHead = incoming.method === "HEAD";
     const request = isHead ? new Request(incoming.url, { method: "GET", headers: incoming.headers, signal: incoming.signal }) : incoming;
@@ -85,12 +92,11 @@ export function createApp(routes: Route[], services: Services): (request: Reques
       }
       response = errorResponse(error, state.requestId);
     }
-    const cookies = takeResponseCookies(request);
     let final = response;
     // The response goes out as it is when its headers can take ours: a copy would cost a body stream per request.
-    if (isHead || !stampHeaders(response.headers, state.requestId, cookies)) {
+    if (isHead || !stampHeaders(response.headers, state.requestId, state.cookies)) {
       const headers = new Headers(response.headers);
-      stampHeaders(headers, state.requestId, cookies);
+      stampHeaders(headers, state.requestId, state.cookies);
       // A HEAD drops the body unread: cancel it so that, e.g., an opened file is closed now.
       if (isHead) await response.body?.cancel().catch(() => {});
       final = new Response(isHead ? null : response.body, { status: response.status, statusText: response.statusText, headers });

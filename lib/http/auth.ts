@@ -25,10 +25,16 @@ export type Principal = { kind: "anonymous" } | AdminPrincipal | DevicePrincipal
 /** Verifies a bearer token (JWT) and returns the principal it names; provided by the identity layer. */
 export type TokenVerifier<P> = (token: string, request: Request) => Promise<P>;
 
+/**
+ * Set-Cookie headers decided while authenticating (a refreshed or ended browser session): the app adds them to this
+ * request's response, whatever the handler returns or throws.
+ */
+export type ResponseCookies = string[];
+
 export type Authenticator = {
-  authenticate(request: Request, access: Access): Promise<Principal>;
+  authenticate(request: Request, access: Access, responseCookies: ResponseCookies): Promise<Principal>;
   /** Who is signed in (admin or not: /api/auth/self shows a non-admin that they lack the role); 401 when nobody. */
-  identify(request: Request): Promise<AdminPrincipal>;
+  identify(request: Request, responseCookies: ResponseCookies): Promise<AdminPrincipal>;
 };
 
 function bearerToken(request: Request): string | null {
@@ -44,21 +50,21 @@ export function createAuthenticator(options: {
   config: Pick<Config, "AUTH_DISABLED">;
   adminApiToken: string | null;
   /** Reads the admin's token from the BFF cookie when there is no Authorization header. */
-  adminTokenFromRequest?: (request: Request) => Promise<string | null>;
+  adminTokenFromRequest?: (request: Request, responseCookies: ResponseCookies) => Promise<string | null>;
   verifyAdminToken?: TokenVerifier<AdminPrincipal>;
   verifyDeviceToken?: TokenVerifier<DevicePrincipal>;
 }): Authenticator {
-  async function identify(request: Request): Promise<AdminPrincipal> {
+  async function identify(request: Request, responseCookies: ResponseCookies): Promise<AdminPrincipal> {
     if (options.config.AUTH_DISABLED) return DEV_ADMIN;
-    const token = bearerToken(request) ?? (await options.adminTokenFromRequest?.(request)) ?? null;
+    const token = bearerToken(request) ?? (await options.adminTokenFromRequest?.(request, responseCookies)) ?? null;
     if (!token) throw unauthorized("Sign in or send an admin bearer token.");
     if (options.adminApiToken && sameSecret(token, options.adminApiToken)) return STATIC_ADMIN;
     if (!options.verifyAdminToken) throw unauthorized("The bearer token is not valid.", "INVALID_TOKEN");
     return options.verifyAdminToken(token, request);
   }
 
-  async function admin(request: Request): Promise<AdminPrincipal> {
-    const principal = await identify(request);
+  async function admin(request: Request, responseCookies: ResponseCookies): Promise<AdminPrincipal> {
+    const principal = await identify(request, responseCookies);
     if (!principal.roles.includes("admin")) throw forbidden("This account does not have the admin role.");
     return principal;
   }
@@ -72,8 +78,8 @@ export function createAuthenticator(options: {
 
   return {
     identify,
-    async authenticate(request, access) {
-      if (access === "admin") return admin(request);
+    async authenticate(request, access, responseCookies) {
+      if (access === "admin") return admin(request, responseCookies);
       if (access === "device") return device(request);
       return { kind: "anonymous" };
     },

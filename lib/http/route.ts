@@ -2,7 +2,7 @@ import type { z } from "zod";
 import type { ZodOpenApiContentObject, ZodOpenApiResponsesObject } from "zod-openapi";
 import type { Services } from "../context.ts";
 import type { Logger } from "../logger.ts";
-import type { Principal } from "./auth.ts";
+import type { Principal, ResponseCookies } from "./auth.ts";
 
 type Method = "GET" | "POST" | "PUT" | "DELETE";
 export type Access = "admin" | "device" | "public";
@@ -19,6 +19,8 @@ type RouteContext<P = unknown, Q = unknown, B = unknown> = {
   principal: Principal;
   /** Where the request came from (TRUST_PROXY_HOPS); null when unknown, e.g. a test calling the app directly. */
   clientAddress: string | null;
+  /** Set-Cookie headers that go on this request's response whatever it is (see Authenticator.identify). */
+  responseCookies: ResponseCookies;
   params: P;
   query: Q;
   body: B;

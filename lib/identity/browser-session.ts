@@ -4,7 +4,6 @@ import { randomNonce, randomPKCECodeVerifier, randomState } from "openid-client"
 import { z } from "zod";
 import { AppError, unauthorized } from "../http/errors.ts";
 import { assertTrustedOrigin } from "../http/origin-check.ts";
-import { addResponseCookies } from "../http/pending-cookies.ts";
 import type { SecretBox } from "../secrets.ts";
 import { LoginRejected, type OidcClient, type OidcTokens, SessionEnded } from "./oidc-client.ts";
 
@@ -45,10 +44,11 @@ export type BrowserSession = {
   completeLogin(request: Request): Promise<Redirect>;
   logout(request: Request, redirect: string): Promise<Redirect>;
   /**
-   * The admin's access token from the cookie; an expired one is refreshed and the new cookies go on this response.
-   * A request that changes state must come from a trusted origin (else 403), checked before the session is touched.
+   * The admin's access token from the cookie; an expired one is refreshed and the new cookies are added to
+   * `responseCookies`. A request that changes state must come from a trusted origin (else 403), checked before the
+   * session is touched.
    */
-  tokenFromRequest(request: Request): Promise<string | null>;
+  tokenFromRequest(request: Request, responseCookies: string[]): Promise<string | null>;
 };
 
 /** `path` with `login_error=<code>` added to its query, so the UI can say why it is not signed in. */
@@ -164,7 +164,7 @@ export function createBrowserSession(options: {
       return { location, cookies: clearedSession() };
     },
 
-    async tokenFromRequest(request) {
+    async tokenFromRequest(request, responseCookies) {
       const cookies = cookiesOf(request);
       const access = cookies[SESSION_COOKIES.access];
       const refreshToken = cookies[SESSION_COOKIES.refresh];
@@ -174,11 +174,11 @@ export function createBrowserSession(options: {
       if (!refreshToken) return access ?? null;
       try {
         const tokens = await refreshOnce(refreshToken);
-        addResponseCookies(request, sessionCookies(tokens, refreshToken));
+        responseCookies.push(...sessionCookies(tokens, refreshToken));
         return tokens.accessToken;
       } catch (error) {
         if (!(error instanceof SessionEnded)) throw error;
-        addResponseCookies(request, clearedSession());
+        responseCookies.push(...clearedSession());
         throw unauthorized("Your session has ended. Sign in again.", "SESSION_EXPIRED");
       }
     },
