@@ -1,5 +1,5 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { isProcessRunning } from "../lib/process-alive.ts";
+import { isProcessRunning } from "./process-alive.ts";
 
 /**
  * Two processes on one PGlite data directory lose committed rows, so the directory is claimed with a lock file

@@ -39,6 +39,8 @@ export const deviceModels = pgTable("device_models", {
   ...timestamps,
 });
 
+export type ModelRow = typeof deviceModels.$inferSelect;
+
 export const devices = pgTable(
   "devices",
   {
@@ -87,6 +89,8 @@ export const devices = pgTable(
     check("devices_key_format", sql`${table.key} ~ '^[a-z0-9]{8}$'`),
   ],
 );
+
+export type DeviceRow = typeof devices.$inferSelect;
 
 /**
  * Device clients of the built-in identity provider; secrets Fernet-encrypted, never in plain text. Each new secret

@@ -6,7 +6,7 @@ import { eq } from "drizzle-orm";
 import { z } from "zod";
 import { devices } from "../db/schema.ts";
 import type { Services } from "./context.ts";
-import { deviceNotFound } from "./http/errors.ts";
+import { deviceNotFound } from "./errors.ts";
 
 export const deviceClientStatusSchema = z
   .object({

@@ -1,5 +1,5 @@
 import type { devices } from "../db/schema.ts";
-import type { FieldError } from "./http/errors.ts";
+import type { FieldError } from "./errors.ts";
 
 /** The config's fields that are copied to columns of their own. */
 export type CopiedFields = Pick<typeof devices.$inferSelect, "deviceName" | "deviceEntityId" | "enableOta">;

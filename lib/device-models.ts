@@ -1,13 +1,11 @@
 import { asc, eq, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
-import { deviceModels } from "../db/schema.ts";
+import { deviceModels, type ModelRow } from "../db/schema.ts";
 import { isForeignKeyViolation, isUniqueViolation } from "./db-errors.ts";
-import { conflict, modelNotFound, validationFailed } from "./http/errors.ts";
+import { conflict, modelNotFound, validationFailed } from "./errors.ts";
 import type { SchemaChecker } from "./schema-checker.ts";
 import type { z } from "zod";
 import type { createModelBody, Model, ModelSummary, updateModelBody } from "./schemas.ts";
-
-export type ModelRow = typeof deviceModels.$inferSelect;
 
 const toSummary = (row: ModelRow, deviceCount: number): ModelSummary => ({
   id: row.id,

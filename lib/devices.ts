@@ -2,19 +2,16 @@ import { randomInt } from "node:crypto";
 import { and, asc, eq, type SQL } from "drizzle-orm";
 import type { z } from "zod";
 import type { Database } from "../db/client.ts";
-import { deviceModels, devices } from "../db/schema.ts";
+import { type DeviceRow, deviceModels, devices, type ModelRow } from "../db/schema.ts";
 import { inTransaction } from "../db/transaction-scope.ts";
 import { isUniqueViolation } from "./db-errors.ts";
-import type { ModelRow } from "./device-models.ts";
-import { deviceNotFound, validationFailed } from "./http/errors.ts";
+import { deviceNotFound, validationFailed } from "./errors.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import type { Logger } from "./logger.ts";
 import { errorMessage } from "./logger.ts";
 import type { Notifier } from "./mqtt.ts";
 import type { SchemaChecker } from "./schema-checker.ts";
 import type { createDeviceBody, Device, DeviceListQuery, DeviceSummary, updateDeviceBody } from "./schemas.ts";
-
-export type DeviceRow = typeof devices.$inferSelect;
 
 const KEY_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 export const generateDeviceKey = () => Array.from({ length: 8 }, () => KEY_ALPHABET[randomInt(KEY_ALPHABET.length)]).join("");

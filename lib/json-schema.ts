@@ -2,7 +2,7 @@ import { Ajv, type ValidateFunction } from "ajv";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import { LRUCache } from "lru-cache";
-import type { FieldError } from "./http/errors.ts";
+import type { FieldError } from "./errors.ts";
 import { unsafeInputProblem } from "./safe-input.ts";
 
 /**

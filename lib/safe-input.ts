@@ -1,4 +1,4 @@
-import { validationFailed, type FieldError } from "./http/errors.ts";
+import { validationFailed, type FieldError } from "./errors.ts";
 
 /**
  * Rules for decoded input (JSON bodies, query strings, forms, device configs) before anything else looks at it:

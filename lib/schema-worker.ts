@@ -1,6 +1,6 @@
 import { parentPort } from "node:worker_threads";
 import { type ConfigCheck, configRefused, copiedFields, modelSchemaRefused } from "./device-config.ts";
-import type { FieldError } from "./http/errors.ts";
+import type { FieldError } from "./errors.ts";
 import { compileSchema, validateAgainstSchema, warmUp } from "./json-schema.ts";
 import { unsafeInputProblem } from "./safe-input.ts";
 import type { CheckerRequest, WorkerMessage } from "./schema-checker.ts";

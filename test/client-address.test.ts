@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { addressBlock, clientAddress } from "../lib/http/client-address.ts";
+import { clientAddress } from "../lib/http/client-address.ts";
+import { addressBlock } from "../lib/ip-address.ts";
 
 const forwardedFor = (value?: string) => new Request("http://iot.test/oauth2/token", { headers: value ? { "x-forwarded-for": value } : {} });
 

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { routes } from "../functions/index.ts";
-import { buildOpenApiDocument } from "../lib/openapi.ts";
+import { buildOpenApiDocument } from "../lib/http/openapi.ts";
 import { fuzzRoute, fuzzSettings } from "./support/fuzz/run.ts";
 import { openFuzzTarget, type FuzzTarget } from "./support/fuzz/target.ts";
 import { label } from "./support/routes.ts";

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { decodeJwt } from "jose";
-import { AppError } from "../lib/http/errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { createKeycloakProvider, type KeycloakProviderOptions } from "../lib/identity/keycloak.ts";
 import { describeIdentityProviderContract, testClientId } from "./support/identity-contract.ts";
 import { clientCredentialsToken, requireKeycloak } from "./support/keycloak.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { AppError } from "../lib/http/errors.ts";
-import { assertTrustedOrigin } from "../lib/http/origin-check.ts";
+import { AppError } from "../lib/errors.ts";
+import { assertTrustedOrigin } from "../lib/identity/origin-check.ts";
 
 const trusted = new Set(["https://iot.example.lan", "http://localhost:5173"]);
 const request = (method: string, headers: Record<string, string>) => new Request("https://iot.example.lan/api/devices", { method, headers });

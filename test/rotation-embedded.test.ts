@@ -7,7 +7,7 @@ import { eq } from "drizzle-orm";
 import { deviceModels, devices } from "../db/schema.ts";
 import { loadConfig } from "../lib/config.ts";
 import { createServices, type Services } from "../lib/context.ts";
-import type { DevicePrincipal } from "../lib/http/auth.ts";
+import type { DevicePrincipal } from "../lib/identity/principal.ts";
 import { MQTT_TEST_URL } from "./support/server.ts";
 
 /**

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { devicePrincipal } from "../../lib/http/auth.ts";
+import { devicePrincipal } from "../../lib/identity/principal.ts";
 import { json } from "../../lib/http/respond.ts";
 import { defineRoute } from "../../lib/http/route.ts";
 

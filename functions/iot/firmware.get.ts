@@ -1,4 +1,4 @@
-import { devicePrincipal } from "../../lib/http/auth.ts";
+import { devicePrincipal } from "../../lib/identity/principal.ts";
 import { fileResponse } from "../../lib/http/file-response.ts";
 import { defineRoute } from "../../lib/http/route.ts";
 import { binaryContent } from "../../lib/schemas.ts";

@@ -1,4 +1,4 @@
-import { devicePrincipal } from "../../lib/http/auth.ts";
+import { devicePrincipal } from "../../lib/identity/principal.ts";
 import { defineRoute } from "../../lib/http/route.ts";
 import { json } from "../../lib/http/respond.ts";
 import { buildProvisioningPackage, provisioningPackageSchema } from "../../lib/provisioning/package.ts";

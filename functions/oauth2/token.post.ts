@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { readFormBody } from "../../lib/http/body.ts";
 import { refuseUnsafeInput } from "../../lib/safe-input.ts";
-import { oauthError } from "../../lib/http/errors.ts";
+import { oauthError } from "../../lib/errors.ts";
 import { json } from "../../lib/http/respond.ts";
 import { defineRoute } from "../../lib/http/route.ts";
 import { builtinIssuerOf } from "../../lib/identity/builtin-issuer.ts";

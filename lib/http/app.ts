@@ -5,7 +5,7 @@ import { isDatabaseUnavailable } from "../db-errors.ts";
 import { errorMessage, errorStack, withRequestId } from "../logger.ts";
 import { readJsonBody } from "./body.ts";
 import { clientAddress, type Connection } from "./client-address.ts";
-import { AppError, notFound } from "./errors.ts";
+import { AppError, notFound } from "../errors.ts";
 import { errorResponse } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { parseInput, parseParams, queryParams } from "./validate.ts";

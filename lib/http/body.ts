@@ -1,5 +1,5 @@
 import { jsonTextTooDeep, refuseUnsafeInput, tooDeep } from "../safe-input.ts";
-import { AppError, badRequest, validationFailed } from "./errors.ts";
+import { AppError, badRequest, validationFailed } from "../errors.ts";
 
 const JSON_BODY_LIMIT = 1024 * 1024;
 

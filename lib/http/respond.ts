@@ -1,6 +1,6 @@
 import { Response as FastResponse } from "@whatwg-node/fetch";
 import { isDatabaseUnavailable } from "../db-errors.ts";
-import { AppError, upstreamUnavailable } from "./errors.ts";
+import { AppError, upstreamUnavailable } from "../errors.ts";
 
 export function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
   return jsonText(JSON.stringify(body), status, { "content-type": "application/json; charset=utf-8", ...headers });

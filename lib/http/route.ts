@@ -2,10 +2,10 @@ import type { z } from "zod";
 import type { ZodOpenApiContentObject, ZodOpenApiResponsesObject } from "zod-openapi";
 import type { Services } from "../context.ts";
 import type { Logger } from "../logger.ts";
-import type { Principal, ResponseCookies } from "./auth.ts";
+import type { ResponseCookies } from "../identity/authenticator.ts";
+import type { Access, Principal } from "../identity/principal.ts";
 
 type Method = "GET" | "POST" | "PUT" | "DELETE";
-export type Access = "admin" | "device" | "public";
 
 type Schema = z.ZodType;
 type RawBody = { description: string; content: ZodOpenApiContentObject };

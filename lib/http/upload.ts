@@ -2,7 +2,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import busboy from "busboy";
 import { limitedChunks, mediaType, payloadTooLarge, unsupportedMediaType } from "./body.ts";
-import { AppError, badRequest, validationFailed } from "./errors.ts";
+import { AppError, badRequest, validationFailed } from "../errors.ts";
 
 /** The multipart form field that carries the file. */
 const FILE_FIELD = "file";

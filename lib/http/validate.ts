@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import { refuseUnsafeInput } from "../safe-input.ts";
-import { notFound, validationFailed, type FieldError } from "./errors.ts";
+import { notFound, validationFailed, type FieldError } from "../errors.ts";
 
 function fieldErrors(error: z.ZodError): FieldError[] {
   return error.issues.flatMap((issue) => {

@@ -2,8 +2,8 @@ import { parseCookie, type SetCookie, stringifySetCookie } from "cookie";
 import { decodeJwt } from "jose";
 import { randomNonce, randomPKCECodeVerifier, randomState } from "openid-client";
 import { z } from "zod";
-import { AppError, unauthorized } from "../http/errors.ts";
-import { assertTrustedOrigin } from "../http/origin-check.ts";
+import { AppError, unauthorized } from "../errors.ts";
+import { assertTrustedOrigin } from "./origin-check.ts";
 import type { SecretBox } from "../secrets.ts";
 import { LoginRejected, type OidcClient, type OidcTokens, SessionEnded } from "./oidc-client.ts";
 

@@ -4,7 +4,7 @@ import type { Database } from "../../db/client.ts";
 import { builtinClients } from "../../db/schema.ts";
 import { executorFor } from "../../db/transaction-scope.ts";
 import { isUniqueViolation } from "../db-errors.ts";
-import { conflict } from "../http/errors.ts";
+import { conflict } from "../errors.ts";
 import { randomSecret, sameSecret, type SecretBox } from "../secrets.ts";
 import { clientNotFound, type IdentityProvider } from "./provider.ts";
 

@@ -3,7 +3,7 @@ import { eq } from "drizzle-orm";
 import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type JWTVerifyGetKey } from "jose";
 import type { Database } from "../../db/client.ts";
 import { settings } from "../../db/schema.ts";
-import { notFound } from "../http/errors.ts";
+import { notFound } from "../errors.ts";
 import { SecretKeyMismatch, type SecretBox } from "../secrets.ts";
 import type { BuiltinClientStore } from "./builtin-clients.ts";
 import type { ClientAuthLimits } from "./client-auth-limits.ts";

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { createFailureBudget } from "../failure-budget.ts";
-import { addressBlock } from "../http/client-address.ts";
-import { oauthError } from "../http/errors.ts";
+import { addressBlock } from "../ip-address.ts";
+import { oauthError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 
 /** Keys remembered per budget: about 200 bytes each, so a few MiB at most. */

@@ -5,7 +5,7 @@
  * Errors: Keycloak unreachable or too slow → upstreamUnavailable (503); Keycloak answered with an error →
  * upstreamError (502). Messages name the operation and the HTTP status, never a secret or Keycloak's body.
  */
-import { conflict, upstreamError, upstreamUnavailable } from "../http/errors.ts";
+import { conflict, upstreamError, upstreamUnavailable } from "../errors.ts";
 import { clientNotFound, type ClientStatus, type IdentityProvider } from "./provider.ts";
 
 type KeycloakOperation =

@@ -1,5 +1,5 @@
 import * as oidc from "openid-client";
-import { AppError, upstreamError, upstreamUnavailable } from "../http/errors.ts";
+import { AppError, upstreamError, upstreamUnavailable } from "../errors.ts";
 
 /**
  * The backend as an OpenID Connect relying party (confidential client) for the browser login, on openid-client:

@@ -6,7 +6,7 @@
  * with an error upstreamError (502), one that cannot be reached upstreamUnavailable (503). Methods never log or
  * embed secrets in error messages.
  */
-import { AppError, notFound } from "../http/errors.ts";
+import { AppError, notFound } from "../errors.ts";
 
 export const clientNotFound = (clientId: string) => notFound(`There is no OAuth2 client ${clientId}.`, "CLIENT_NOT_FOUND");
 

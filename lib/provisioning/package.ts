@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import type { Config } from "../config.ts";
-import { badRequest } from "../http/errors.ts";
+import { badRequest } from "../errors.ts";
 import { errorMessage } from "../logger.ts";
 import { buildNvsImage } from "./nvs.ts";
 

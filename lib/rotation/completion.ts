@@ -1,4 +1,4 @@
-import type { DevicePrincipal, TokenVerifier } from "../http/auth.ts";
+import type { DevicePrincipal, TokenVerifier } from "../identity/principal.ts";
 import type { RotationEngine } from "./engine.ts";
 
 /**

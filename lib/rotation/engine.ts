@@ -1,10 +1,9 @@
 import { and, asc, eq, isNotNull, isNull, lte, or, sql } from "drizzle-orm";
 import type { Database, Transaction } from "../../db/client.ts";
-import { devices } from "../../db/schema.ts";
+import { type DeviceRow, devices } from "../../db/schema.ts";
 import { inTransaction } from "../../db/transaction-scope.ts";
 import { isUniqueViolation } from "../db-errors.ts";
-import type { DeviceRow } from "../devices.ts";
-import type { DevicePrincipal } from "../http/auth.ts";
+import type { DevicePrincipal } from "../identity/principal.ts";
 import type { IdentityProvider } from "../identity/provider.ts";
 import { errorMessage, type Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";

@@ -1,7 +1,7 @@
 import { and, count, eq, inArray, max } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { deviceModels, devices, rotationStates } from "../../db/schema.ts";
-import { deviceNotFound } from "../http/errors.ts";
+import { deviceNotFound } from "../errors.ts";
 import type { DashboardRow, RotationStatus } from "../schemas.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";

@@ -1,4 +1,4 @@
-import { upstreamUnavailable } from "../../lib/http/errors.ts";
+import { upstreamUnavailable } from "../../lib/errors.ts";
 import type { IdentityProvider } from "../../lib/identity/provider.ts";
 
 export type Fault = { operation: keyof IdentityProvider; when: "before" | "after" } | null;

@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { builtinClients, devices } from "../../db/schema.ts";
-import type { DeviceRow } from "../../lib/devices.ts";
+import type { DeviceRow } from "../../db/schema.ts";
 import type { TestServer } from "./server.ts";
 import { createLegacyDevice } from "./legacy-device.ts";
 import { createSimulatedDevice, type Misbehaviour } from "./simulated-device.ts";

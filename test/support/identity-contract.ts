@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { AppError } from "../../lib/http/errors.ts";
+import { AppError } from "../../lib/errors.ts";
 import type { IdentityProvider } from "../../lib/identity/provider.ts";
 
 export type IdentityContractSetup = () => Promise<{

@@ -1,4 +1,4 @@
-import { notFound } from "../../../lib/http/errors.ts";
+import { notFound } from "../../../lib/errors.ts";
 import { redirectQuery, safeRedirectPath } from "../../../lib/http/redirect-path.ts";
 import { defineRoute } from "../../../lib/http/route.ts";
 import { redirect } from "../../../lib/http/respond.ts";

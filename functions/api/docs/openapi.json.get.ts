@@ -1,6 +1,6 @@
 import { defineRoute } from "../../../lib/http/route.ts";
 import { json } from "../../../lib/http/respond.ts";
-import { buildOpenApiDocument } from "../../../lib/openapi.ts";
+import { buildOpenApiDocument } from "../../../lib/http/openapi.ts";
 
 export default defineRoute({
   method: "GET",

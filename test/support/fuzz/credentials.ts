@@ -1,6 +1,6 @@
 /** The Authorization header and cookies of a fuzzed request: right, missing, of the wrong kind, or broken. */
 import fc from "fast-check";
-import type { Access } from "../../../lib/http/route.ts";
+import type { Access } from "../../../lib/identity/principal.ts";
 import { unsignedJwt } from "../jwt.ts";
 import { PROTOTYPE_NAMES, headerJunk, mostly } from "./values.ts";
 

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { conflict } from "../../../../lib/http/errors.ts";
+import { conflict } from "../../../../lib/errors.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { isClientNotFound } from "../../../../lib/identity/provider.ts";
 import { json } from "../../../../lib/http/respond.ts";

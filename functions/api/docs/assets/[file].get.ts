@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { z } from "zod";
-import { notFound } from "../../../../lib/http/errors.ts";
+import { notFound } from "../../../../lib/errors.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
 
 const swaggerDir = dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));

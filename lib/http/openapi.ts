@@ -1,6 +1,6 @@
 import { createDocument, type ZodOpenApiPathsObject } from "zod-openapi";
-import type { Route } from "./http/route.ts";
-import { errorSchema } from "./schemas.ts";
+import type { Route } from "./route.ts";
+import { errorSchema } from "../schemas.ts";
 
 const errorResponse = (description: string) => ({ description, content: { "application/json": { schema: errorSchema } } });
 const NOT_ADMIN = "Authenticated, but not an admin";

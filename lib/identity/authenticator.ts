@@ -1,29 +1,7 @@
 import type { Config } from "../config.ts";
 import { sameSecret } from "../secrets.ts";
-import type { ModelRow } from "../device-models.ts";
-import type { DeviceRow } from "../devices.ts";
-import { forbidden, unauthorized } from "./errors.ts";
-import type { Access } from "./route.ts";
-
-export type AdminPrincipal = { kind: "admin"; subject: string; email: string | null; name: string | null; roles: string[] };
-/**
- * The device a token names, with its model row (read by the same query, so device routes need no second one).
- * `secretGeneration`: which of the client's secrets the token was made with (built-in provider; null for Keycloak).
- * `rotationCompleted`: this request, made with the device's new secret, completed its rotation (`device` is the row
- * as it was before).
- */
-export type DevicePrincipal = {
-  kind: "device";
-  device: DeviceRow;
-  model: ModelRow;
-  tokenIssuedAt: Date | null;
-  secretGeneration: number | null;
-  rotationCompleted: boolean;
-};
-export type Principal = { kind: "anonymous" } | AdminPrincipal | DevicePrincipal;
-
-/** Verifies a bearer token (JWT) and returns the principal it names; provided by the identity layer. */
-export type TokenVerifier<P> = (token: string, request: Request) => Promise<P>;
+import { forbidden, unauthorized } from "../errors.ts";
+import type { Access, AdminPrincipal, DevicePrincipal, Principal, TokenVerifier } from "./principal.ts";
 
 /**
  * Set-Cookie headers decided while authenticating (a refreshed or ended browser session): the app adds them to this
@@ -84,10 +62,4 @@ export function createAuthenticator(options: {
       return { kind: "anonymous" };
     },
   };
-}
-
-/** The device of a `device` route (createAuthenticator guarantees it; this narrows the type). */
-export function devicePrincipal(principal: Principal): DevicePrincipal {
-  if (principal.kind !== "device") throw unauthorized("A device bearer token is required.");
-  return principal;
 }

@@ -1,0 +1,32 @@
+/** Who is calling: the types every layer passes around once the authenticator has decided. */
+import type { DeviceRow, ModelRow } from "../../db/schema.ts";
+import { unauthorized } from "../errors.ts";
+
+/** Who may call a route: an admin, a device (by its own token), or anybody. */
+export type Access = "admin" | "device" | "public";
+
+export type AdminPrincipal = { kind: "admin"; subject: string; email: string | null; name: string | null; roles: string[] };
+/**
+ * The device a token names, with its model row (read by the same query, so device routes need no second one).
+ * `secretGeneration`: which of the client's secrets the token was made with (built-in provider; null for Keycloak).
+ * `rotationCompleted`: this request, made with the device's new secret, completed its rotation (`device` is the row
+ * as it was before).
+ */
+export type DevicePrincipal = {
+  kind: "device";
+  device: DeviceRow;
+  model: ModelRow;
+  tokenIssuedAt: Date | null;
+  secretGeneration: number | null;
+  rotationCompleted: boolean;
+};
+export type Principal = { kind: "anonymous" } | AdminPrincipal | DevicePrincipal;
+
+/** Verifies a bearer token (JWT) and returns the principal it names; provided by the identity layer. */
+export type TokenVerifier<P> = (token: string, request: Request) => Promise<P>;
+
+/** The device of a `device` route (the authenticator guarantees it; this narrows the type). */
+export function devicePrincipal(principal: Principal): DevicePrincipal {
+  if (principal.kind !== "device") throw unauthorized("A device bearer token is required.");
+  return principal;
+}
