@@ -20,6 +20,7 @@ import { createMetrics, instrument, type Metrics, observeServices } from "./metr
 import { createMqttNotifier, disabledNotifier, type Notifier } from "./mqtt.ts";
 import { completingRotations } from "./rotation/completion.ts";
 import { createRotationEngine } from "./rotation/engine.ts";
+import { createProvisioningService, type ProvisioningService } from "./provisioning/service.ts";
 import { createRotationService, type RotationService } from "./rotation/service.ts";
 import { createSchemaChecker } from "./schema-checker.ts";
 import { createSecretBox, generateFernetKey, randomSecret, type SecretBox } from "./secrets.ts";
@@ -44,6 +45,7 @@ export type Services = {
   devices: DeviceService;
   firmware: FirmwareStore;
   rotation: RotationService;
+  provisioning: ProvisioningService;
   close(): Promise<void>;
 };
 
@@ -180,6 +182,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     metrics,
     logger,
   });
+  const provisioning = createProvisioningService({ config, identity, devices, rotation });
   observeServices(metrics, { devicesByState: rotation.countsByState, unconfirmedDevices: rotation.unconfirmedCount, firmwareCacheBytes: firmware.cachedBytes });
 
   return {
@@ -198,6 +201,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     devices,
     firmware,
     rotation,
+    provisioning,
     async close() {
       await schemaChecker.close();
       await notifier.close();

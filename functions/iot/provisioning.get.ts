@@ -1,7 +1,7 @@
 import { devicePrincipal } from "../../lib/identity/principal.ts";
 import { defineRoute } from "../../lib/http/route.ts";
 import { json } from "../../lib/http/respond.ts";
-import { buildProvisioningPackage, provisioningPackageSchema } from "../../lib/provisioning/package.ts";
+import { provisioningPackageSchema } from "../../lib/provisioning/package.ts";
 
 export default defineRoute({
   method: "GET",
@@ -15,13 +15,6 @@ export default defineRoute({
     200: { description: "The provisioning package", content: { "application/json": { schema: provisioningPackageSchema } } },
   },
   async handler(_request, { services, principal }) {
-    const device = devicePrincipal(principal);
-    const pkg = await buildProvisioningPackage({
-      config: services.config,
-      tokenUrl: services.identity.tokenUrl,
-      device: { key: device.device.key, clientId: device.device.clientId },
-      readSecret: () => services.rotation.engine.issueSecret(device),
-    });
-    return json(pkg, 200, { "cache-control": "no-store" });
+    return json(await services.provisioning.forDevice(devicePrincipal(principal)), 200, { "cache-control": "no-store" });
   },
 });

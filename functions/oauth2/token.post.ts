@@ -1,10 +1,9 @@
 import { z } from "zod";
 import { readFormBody } from "../../lib/http/body.ts";
-import { refuseUnsafeInput } from "../../lib/safe-input.ts";
-import { oauthError } from "../../lib/errors.ts";
 import { json } from "../../lib/http/respond.ts";
 import { defineRoute } from "../../lib/http/route.ts";
 import { builtinIssuerOf } from "../../lib/identity/builtin-issuer.ts";
+import { grantClientCredentials } from "../../lib/identity/client-credentials-grant.ts";
 import { errorSchema } from "../../lib/schemas.ts";
 
 const tokenResponse = z
@@ -17,20 +16,6 @@ const tokenResponse = z
     scope: z.string(),
   })
   .meta({ id: "TokenResponse" });
-
-/** RFC 6749 §2.3.1: `Basic base64(urlencoded(client_id) ":" urlencoded(client_secret))`. */
-function basicCredentials(request: Request): { clientId: string; secret: string } | null {
-  const match = request.headers.get("authorization")?.match(/^Basic\s+([A-Za-z0-9+/=]+)\s*$/i);
-  if (!match) return null;
-  const decoded = Buffer.from(match[1]!, "base64").toString("utf8");
-  const colon = decoded.indexOf(":");
-  try {
-    if (colon < 0) throw new Error("no colon");
-    return { clientId: decodeURIComponent(decoded.slice(0, colon)), secret: decodeURIComponent(decoded.slice(colon + 1)) };
-  } catch {
-    throw oauthError(401, "invalid_client", "The Basic authorization header is malformed.");
-  }
-}
 
 export default defineRoute({
   method: "POST",
@@ -63,24 +48,11 @@ export default defineRoute({
   },
   async handler(request, { services, clientAddress }) {
     const issuer = builtinIssuerOf(services);
-    const form = await readFormBody(request);
-    const grant = form.get("grant_type");
-    if (!grant) throw oauthError(400, "invalid_request", "grant_type is missing.");
-    if (grant !== "client_credentials") throw oauthError(400, "unsupported_grant_type", "Only the client_credentials grant is supported.");
-
-    const basic = basicCredentials(request);
-    if (basic && form.has("client_secret")) {
-      throw oauthError(400, "invalid_request", "Send the client secret either as HTTP Basic or in the form, not both.");
-    }
-    const clientId = basic?.clientId ?? form.get("client_id");
-    const secret = basic?.secret ?? form.get("client_secret");
-    if (!clientId || !secret) throw oauthError(401, "invalid_client", "Client credentials are missing.");
-    refuseUnsafeInput({ client_id: clientId, client_secret: secret });
-    if (basic && form.has("client_id") && form.get("client_id") !== basic.clientId) {
-      throw oauthError(400, "invalid_request", "client_id in the form differs from the Basic credentials.");
-    }
-    const generation = await issuer.authenticateClient(clientId, secret, clientAddress);
-    if (generation === null) throw oauthError(401, "invalid_client", "Invalid client credentials.");
-    return json(await issuer.issueToken(clientId, generation), 200, { "cache-control": "no-store", pragma: "no-cache" });
+    const token = await grantClientCredentials(issuer, {
+      form: await readFormBody(request),
+      authorization: request.headers.get("authorization"),
+      address: clientAddress,
+    });
+    return json(token, 200, { "cache-control": "no-store", pragma: "no-cache" });
   },
 });

@@ -51,6 +51,9 @@ export function createRotationService(deps: {
   return {
     engine,
 
+    /** The secret for the device's provisioning request: during its rotation, the new one (see engine.issueSecret). */
+    issueProvisioningSecret: engine.issueSecret,
+
     /** One cycle: scheduled queueing, timeouts, start next. Safe to run from several processes at once. */
     async runCycle(): Promise<CycleSummary> {
       try {

@@ -1,10 +1,8 @@
 import { z } from "zod";
-import { conflict } from "../../../../lib/errors.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
-import { isClientNotFound } from "../../../../lib/identity/provider.ts";
 import { json } from "../../../../lib/http/respond.ts";
 import { partitionSizeProblem } from "../../../../lib/provisioning/nvs.ts";
-import { buildProvisioningPackage, provisioningNvsImage, provisioningPackageSchema } from "../../../../lib/provisioning/package.ts";
+import { provisioningNvsImage, provisioningPackageSchema } from "../../../../lib/provisioning/package.ts";
 import { errorSchema, idParams } from "../../../../lib/schemas.ts";
 
 const partitionSize = z
@@ -67,27 +65,12 @@ export default defineRoute({
     },
   },
   async handler(_request, { services, params, query }) {
-    const { device } = await services.devices.findWithModel(params.id);
-    const pkg = await buildProvisioningPackage({
-      config: services.config,
-      tokenUrl: services.identity.tokenUrl,
-      device: { key: device.key, clientId: device.clientId },
-      readSecret: () =>
-        services.identity.getSecret(device.clientId).catch((error: unknown) => {
-          if (isClientNotFound(error)) {
-            throw conflict(
-              `The OAuth2 client ${device.clientId} of this device is missing in the identity provider; recreate it with keycloak-sync first.`,
-              "CLIENT_MISSING",
-            );
-          }
-          throw error;
-        }),
-    });
+    const pkg = await services.provisioning.forAdmin(params.id);
     if (query.partition_size === undefined) {
-      return attachment(`${JSON.stringify(pkg, null, 2)}\n`, "application/json; charset=utf-8", `provisioning-${device.key}.json`);
+      return attachment(`${JSON.stringify(pkg, null, 2)}\n`, "application/json; charset=utf-8", `provisioning-${pkg.device_key}.json`);
     }
     const image = provisioningNvsImage(pkg, query.partition_size);
-    if (query.format === "nvs") return attachment(image, "application/octet-stream", `provisioning-${device.key}.bin`);
+    if (query.format === "nvs") return attachment(image, "application/octet-stream", `provisioning-${pkg.device_key}.bin`);
     return json({ size: image.length, data: Buffer.from(image).toString("base64") }, 200, NO_STORE);
   },
 });
