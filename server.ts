@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { pathToFileURL } from "node:url";
 import { createServerAdapter } from "@whatwg-node/server";
-import { routes } from "./functions/index.ts";
+import { routesFor } from "./functions/index.ts";
 import { loadConfig, type Config } from "./lib/config.ts";
 import { createServices, type ServiceOverrides, type Services } from "./lib/context.ts";
 import { createApp } from "./lib/http/app.ts";
@@ -14,7 +14,7 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
   const services = await createServices(config, overrides);
   // Only the server sweeps ASSETS_DIR: CLI commands (the rotation CronJob) need no firmware volume.
   await services.firmware.init();
-  const app = createApp(routes, services);
+  const app = createApp(routesFor(services), services);
   const adapter = createServerAdapter<{ req: IncomingMessage }>((request, { req }) => app(request, { remoteAddress: req.socket.remoteAddress ?? null }));
   const server: Server = createServer(adapter);
   server.keepAliveTimeout = 65_000;

@@ -1,3 +1,4 @@
+import type { Services } from "../lib/context.ts";
 import { alsoUnderApi, type Route } from "../lib/http/route.ts";
 import listDocsAssets from "./api/docs/assets/[file].get.ts";
 import getDocs from "./api/docs/index.get.ts";
@@ -36,8 +37,8 @@ import getRotationDashboard from "./api/rotation/dashboard.get.ts";
 import getRotationStatus from "./api/rotation/status.get.ts";
 import triggerRotation from "./api/rotation/trigger.post.ts";
 
-/** Every endpoint, explicitly: the router and the OpenAPI document are built from this list. */
-export const routes: Route[] = [
+/** Every endpoint there is, explicitly (test/route-files.test.ts holds the files in functions/ to this list). */
+export const allRoutes: Route[] = [
   listDeviceModels,
   createDeviceModel,
   getDeviceModel,
@@ -75,3 +76,18 @@ export const routes: Route[] = [
   getOpenApi,
   listDocsAssets,
 ];
+
+/** The built-in OAuth2 token server: only while it issues the device tokens (not with Keycloak). */
+const builtinTokenServer = new Set([postToken, getJwks, getOpenIdConfiguration]);
+/**
+ * The browser login: only when OIDC login is configured. /api/auth/self (401 without a session) and logout (a 302
+ * back) stay, because the web UI calls them whether or not it can sign in through us.
+ */
+const browserLogin = new Set([authLogin, authCallback]);
+
+/** The endpoints this server answers: the router and the OpenAPI document are built from this list. */
+export function routesFor(services: Pick<Services, "builtinIssuer" | "browserSession">): Route[] {
+  return allRoutes.filter(
+    (route) => (services.builtinIssuer || !builtinTokenServer.has(route)) && (services.browserSession || !browserLogin.has(route)),
+  );
+}

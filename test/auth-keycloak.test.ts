@@ -61,9 +61,14 @@ describe("Keycloak mode", () => {
     assert.deepEqual(await version.json(), { firmware_version: null });
   });
 
-  test("the built-in token server is off", async () => {
-    const response = await app.call("GET", "/oauth2/jwks", { token: null });
-    assert.equal(response.status, 404);
+  test("the built-in token server is off: its routes are neither served nor documented", async () => {
+    for (const [method, path] of [["POST", "/oauth2/token"], ["GET", "/oauth2/jwks"], ["GET", "/oauth2/.well-known/openid-configuration"]] as const) {
+      const response = await app.call(method, path, { token: null });
+      assert.equal(response.status, 404, path);
+      assert.equal((await response.json()).code, "ROUTE_NOT_FOUND", path);
+    }
+    const document = await (await app.call("GET", "/api/docs/openapi.json", { token: null })).json();
+    assert.deepEqual(Object.keys(document.paths).filter((path) => path.startsWith("/oauth2")), []);
   });
 
   test("an admin user's token opens the admin API, a viewer's is forbidden", async () => {

@@ -214,11 +214,18 @@ describe("browser login (BFF) with Keycloak", () => {
     }
   });
 
-  test("without OIDC client settings, login is a 404 and logout just goes back", async () => {
+  test("without OIDC client settings, login and callback are neither served nor documented, and logout just goes back", async () => {
     const plain = await createTestApp();
     try {
-      const body = await assertErrorEnvelope(await plain.call("GET", "/api/auth/login?redirect=/devices", { token: null }), 404, "login unconfigured");
-      assert.equal(body.code, "LOGIN_NOT_CONFIGURED");
+      for (const path of ["/api/auth/login?redirect=/devices", "/api/auth/callback?code=x&state=y"]) {
+        const body = await assertErrorEnvelope(await plain.call("GET", path, { token: null }), 404, path);
+        assert.equal(body.code, "ROUTE_NOT_FOUND");
+      }
+      const document = await (await plain.call("GET", "/api/docs/openapi.json", { token: null })).json();
+      assert.equal(document.paths["/api/auth/login"], undefined);
+      assert.equal(document.paths["/api/auth/callback"], undefined);
+      const anonymous = await assertErrorEnvelope(await plain.call("GET", "/api/auth/self", { token: null }), 401, "self without a session");
+      assert.equal(anonymous.code, "UNAUTHORIZED");
       const logout = await plain.call("GET", "/api/auth/logout?redirect=/devices", { token: null });
       assert.equal(logout.status, 302);
       assert.equal(logout.headers.get("location"), "/devices");

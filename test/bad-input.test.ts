@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { routes } from "../functions/index.ts";
+import { allRoutes } from "../functions/index.ts";
 import type { Route } from "../lib/http/route.ts";
 import { ADMIN_TOKEN, createTestApp, type TestApp } from "./support/app.ts";
 import { assertErrorEnvelope, snapshotData } from "./support/envelope.ts";
@@ -15,8 +15,8 @@ const BASE = "http://iot.test";
 const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"];
 const SAFE_REQUEST_ID = /^[\w.:-]{1,128}$/;
 
-const bodyRoutes = routes.filter((route) => route.request?.body);
-const idRoutes = routes.filter((route) => /:id\b/.test(route.path) && route.access !== "device");
+const bodyRoutes = allRoutes.filter((route) => route.request?.body);
+const idRoutes = allRoutes.filter((route) => /:id\b/.test(route.path) && route.access !== "device");
 
 /** A value none of the field's declared types accepts, or undefined for a field that accepts anything. */
 function wrongValue(schema: JsonSchema): unknown {
@@ -234,7 +234,7 @@ describe("bad input on every route", () => {
 
   test("a method the path does not serve → 405 with Allow", async () => {
     const byPath = new Map<string, Set<string>>();
-    for (const route of routes) byPath.set(route.path, (byPath.get(route.path) ?? new Set()).add(route.method));
+    for (const route of app.routes) byPath.set(route.path, (byPath.get(route.path) ?? new Set()).add(route.method));
     for (const [path, served] of byPath) {
       const allowed = new Set(served);
       if (allowed.has("GET")) allowed.add("HEAD");
@@ -250,7 +250,7 @@ describe("bad input on every route", () => {
   });
 
   test("admin routes without a token or with a bad one → 401", async () => {
-    const admin = routes.filter((route) => route.access === "admin");
+    const admin = app.routes.filter((route) => route.access === "admin");
     assert.ok(admin.length > 0);
     const fakeJwt = unsignedJwt({ sub: "x", roles: ["admin"], exp: 4102444800 }, { alg: "RS256", kid: "nope", typ: "JWT" });
     for (const route of admin) {
@@ -274,7 +274,7 @@ describe("bad input on every route", () => {
   });
 
   test("device routes without a token, with a bad one or with the admin token → 401/403", async () => {
-    for (const route of routes.filter((r) => r.access === "device")) {
+    for (const route of app.routes.filter((r) => r.access === "device")) {
       const path = concrete(route.path);
       await assertErrorEnvelope(await send(route.method, path, { token: null }), 401, `${label(route)} without a token`);
       await assertErrorEnvelope(await send(route.method, path, { token: "not.a.jwt" }), 401, `${label(route)} with a bad token`);

@@ -5,7 +5,6 @@ import { eq, inArray } from "drizzle-orm";
 import postgres from "postgres";
 import { z } from "zod";
 import { devices } from "../db/schema.ts";
-import { routes } from "../functions/index.ts";
 import { createTestApp, type TestApp } from "./support/app.ts";
 import { TEST_POSTGRES_URL } from "./support/database.ts";
 import { assertErrorEnvelope } from "./support/envelope.ts";
@@ -206,7 +205,7 @@ describe("metrics", () => {
     for (const label of routeLabels) {
       assert.doesNotMatch(label, /\/\d+(\/|$)|abc|no\/such/, `raw path in a route label: ${label}`);
     }
-    const known = new Set([...routes.map((route) => route.path), "unmatched"]);
+    const known = new Set([...app.routes.map((route) => route.path), "unmatched"]);
     for (const label of routeLabels) assert.ok(known.has(label), `route label ${label} is a route pattern`);
   });
 });
@@ -282,9 +281,9 @@ describe("API docs", () => {
     for (const item of Object.values(doc.paths)) {
       for (const method of Object.keys(item)) if (["get", "put", "post", "delete", "patch", "head", "options"].includes(method)) operations++;
     }
-    assert.equal(operations, routes.length, "one operation per route, none extra");
+    assert.equal(operations, app.routes.length, "one operation per route, none extra");
 
-    for (const route of routes) {
+    for (const route of app.routes) {
       const path = route.path.replace(/:(\w+)/g, "{$1}");
       const operation = doc.paths[path]?.[route.method.toLowerCase()];
       assert.ok(operation, `${route.method} ${path} is documented`);

@@ -3,7 +3,7 @@ import { readdirSync } from "node:fs";
 import { join, relative, sep } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { routes } from "../functions/index.ts";
+import { allRoutes, routesFor } from "../functions/index.ts";
 import type { Route } from "../lib/http/route.ts";
 import { label } from "./support/routes.ts";
 
@@ -55,15 +55,26 @@ test("every file in functions/ is named <name>.<method>.ts, and its method and p
   assert.deepEqual(problems, []);
 });
 
-test("every file in functions/ is in the route list (functions/index.ts)", () => {
-  const missing = loaded.filter(({ route }) => route && !routes.includes(route)).map(({ file }) => `functions/${file}`);
+test("every file in functions/ is in the full route list (functions/index.ts)", () => {
+  const missing = loaded.filter(({ route }) => route && !allRoutes.includes(route)).map(({ file }) => `functions/${file}`);
   assert.deepEqual(missing, [], "route files that functions/index.ts does not list");
 });
 
 test("every route in the list comes from a file in functions/ (or is an /iot route's copy under /api)", () => {
   const fromFiles = new Set(loaded.map(({ route }) => route && label(route)));
-  const orphans = routes
+  const orphans = allRoutes
     .map(label)
     .filter((name) => !fromFiles.has(name) && !fromFiles.has(name.replace(" /api/iot/", " /iot/")));
   assert.deepEqual(orphans, [], "routes in functions/index.ts without a file of their own");
+});
+
+test("the routes served leave out exactly those of a provider that is off (built-in token server, browser login)", () => {
+  const on = { builtinIssuer: {}, browserSession: {} } as unknown as Parameters<typeof routesFor>[0];
+  const missingWith = (services: Partial<typeof on>) => {
+    const served = routesFor({ ...on, ...services });
+    return allRoutes.filter((route) => !served.includes(route)).map(label);
+  };
+  assert.deepEqual(missingWith({}), []);
+  assert.deepEqual(missingWith({ builtinIssuer: null }), ["POST /oauth2/token", "GET /oauth2/jwks", "GET /oauth2/.well-known/openid-configuration"]);
+  assert.deepEqual(missingWith({ browserSession: null }), ["GET /api/auth/login", "GET /api/auth/callback"]);
 });

@@ -26,7 +26,7 @@ export default defineRoute({
     "Form-encoded like Keycloak's: `grant_type=client_credentials` with `client_id`/`client_secret` in the form or as HTTP Basic. " +
     "Errors carry the OAuth2 `error` code and `error_description` inside the usual envelope. Failed client authentications " +
     "are limited per client_id and per address (OAUTH2_CLIENT_FAILURE_LIMIT, OAUTH2_ADDRESS_FAILURE_LIMIT): beyond them, 429 " +
-    "`temporarily_unavailable` with Retry-After. Absent (404) when Keycloak is the provider.",
+    "`temporarily_unavailable` with Retry-After. Not served when Keycloak is the provider.",
   tags: ["OAuth2"],
   request: {
     rawBody: {

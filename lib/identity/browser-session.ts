@@ -184,3 +184,9 @@ export function createBrowserSession(options: {
     },
   };
 }
+
+/** The login of /api/auth/login and /callback: those are served only when browser login is configured (routesFor). */
+export function browserSessionOf(services: { browserSession: BrowserSession | null }): BrowserSession {
+  if (!services.browserSession) throw new Error("A browser login route was served without browser login configured");
+  return services.browserSession;
+}

@@ -3,7 +3,6 @@ import { eq } from "drizzle-orm";
 import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type JWTVerifyGetKey } from "jose";
 import type { Database } from "../../db/client.ts";
 import { settings } from "../../db/schema.ts";
-import { notFound } from "../errors.ts";
 import { SecretKeyMismatch, type SecretBox } from "../secrets.ts";
 import type { BuiltinClientStore } from "./builtin-clients.ts";
 import type { ClientAuthLimits } from "./client-auth-limits.ts";
@@ -124,8 +123,8 @@ export function createBuiltinIssuer(options: {
 
 export type BuiltinIssuer = ReturnType<typeof createBuiltinIssuer>;
 
-/** The /oauth2 routes exist only while the built-in provider issues device tokens. */
+/** The issuer of an /oauth2 route: those are served only while the built-in provider issues device tokens (routesFor). */
 export function builtinIssuerOf(services: { builtinIssuer: BuiltinIssuer | null }): BuiltinIssuer {
-  if (!services.builtinIssuer) throw notFound("The built-in token server is off: devices get their tokens from Keycloak.", "ROUTE_NOT_FOUND");
+  if (!services.builtinIssuer) throw new Error("An /oauth2 route was served without the built-in token server");
   return services.builtinIssuer;
 }

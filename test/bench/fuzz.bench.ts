@@ -3,7 +3,6 @@
  * against a real PostgreSQL and the test Keycloak: requests per second; on a failure, the seed and fast-check's report
  * (shrunk request, status, body) for each route that failed.
  */
-import { routes } from "../../functions/index.ts";
 import { fuzzRoute, fuzzSettings } from "../support/fuzz/run.ts";
 import { openFuzzTarget } from "../support/fuzz/target.ts";
 import { label } from "../support/routes.ts";
@@ -15,7 +14,7 @@ export async function run(): Promise<BenchResult> {
   const failures: string[] = [];
   const started = performance.now();
   try {
-    for (const route of routes) {
+    for (const route of target.app.routes) {
       await fuzzRoute(target, route, settings).catch((error: Error) => {
         const report = error.message.split("\n").filter((line) => line.trim() && !/^\s+at |^Hint:/.test(line));
         failures.push(`${label(route)}: ${report.join("\n  ")}`);
@@ -26,11 +25,11 @@ export async function run(): Promise<BenchResult> {
   }
   const seconds = (performance.now() - started) / 1000;
   if (failures.length > 0) {
-    throw new Error(`fuzzing with FUZZ_SEED=${settings.seed}: ${failures.length} of ${routes.length} routes failed\n${failures.join("\n")}`);
+    throw new Error(`fuzzing with FUZZ_SEED=${settings.seed}: ${failures.length} of ${target.app.routes.length} routes failed\n${failures.join("\n")}`);
   }
   return {
     title: "Fuzzing every route (test/support/fuzz)",
-    figures: { seed: settings.seed, routes: routes.length, "requests per route": settings.runs, requests: target.sent, "requests/s": target.sent / seconds },
+    figures: { seed: settings.seed, routes: target.app.routes.length, "requests per route": settings.runs, requests: target.sent, "requests/s": target.sent / seconds },
     notes: [`Replay with FUZZ_SEED=${settings.seed} npm run fuzz.`],
   };
 }

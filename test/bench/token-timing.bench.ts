@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { routes } from "../../functions/index.ts";
+import { routesFor } from "../../functions/index.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
 import { createApp } from "../../lib/http/app.ts";
@@ -37,7 +37,7 @@ export async function run(): Promise<BenchResult> {
   );
   try {
     await services.database.migrate();
-    const app = createApp(routes, services);
+    const app = createApp(routesFor(services), services);
     const admin = (path: string, body: unknown) =>
       app(new Request(`http://bench.local${path}`, { method: "POST", headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" }, body: JSON.stringify(body) }));
     const model = await (await admin("/api/device-models", { code: "timing", name: "Timing" })).json();

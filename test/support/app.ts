@@ -1,17 +1,20 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { routes } from "../../functions/index.ts";
+import { routesFor } from "../../functions/index.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices, type ServiceOverrides, type Services } from "../../lib/context.ts";
 import { createApp } from "../../lib/http/app.ts";
 import type { Connection } from "../../lib/http/client-address.ts";
+import type { Route } from "../../lib/http/route.ts";
 import { createTestDatabase } from "./database.ts";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
 
 export type TestApp = {
   services: Services;
+  /** The routes this configuration enables (functions/index.ts routesFor). */
+  routes: Route[];
   dataDir: string;
   /** The app as server.ts calls it; without a connection the client's address is unknown (no per-address limits). */
   fetch(request: Request, connection?: Connection): Promise<Response>;
@@ -36,9 +39,11 @@ export async function createTestApp(
   });
   const services = await createServices(config, options.overrides);
   await services.database.migrate();
+  const routes = routesFor(services);
   const fetch = createApp(routes, services);
   return {
     services,
+    routes,
     dataDir,
     fetch,
     call(method, path, { body, token = ADMIN_TOKEN, headers = {} } = {}) {

@@ -2,7 +2,7 @@
  * The app served by Bun (Bun.serve) instead of node:http: the same route list and services as server.ts, started by
  * test/portability.test.ts with the `bun` binary. Configured from the environment like server.ts; prints the URL.
  */
-import { routes } from "../../functions/index.ts";
+import { routesFor } from "../../functions/index.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
 import { createApp } from "../../lib/http/app.ts";
@@ -17,7 +17,7 @@ declare const Bun: {
 const config = loadConfig();
 const services = await createServices(config);
 await services.firmware.init();
-const app = createApp(routes, services);
+const app = createApp(routesFor(services), services);
 const server = Bun.serve({
   hostname: config.HOST,
   port: config.PORT,

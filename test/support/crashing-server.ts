@@ -12,7 +12,7 @@ import { createServer } from "node:http";
 import { createServerAdapter } from "@whatwg-node/server";
 import { and, eq, lte } from "drizzle-orm";
 import { devices } from "../../db/schema.ts";
-import { routes } from "../../functions/index.ts";
+import { routesFor } from "../../functions/index.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
 import { createApp } from "../../lib/http/app.ts";
@@ -65,7 +65,7 @@ engine.expireTimedOut = async () => {
   return result;
 };
 if (config.ROTATION_SCHEDULER === "internal") startRotationTimer(services, config.ROTATION_INTERVAL_SECONDS);
-const app = createApp(routes, services);
+const app = createApp(routesFor(services), services);
 const server = createServer(
   createServerAdapter(async (request: Request) => {
     const path = new URL(request.url).pathname;

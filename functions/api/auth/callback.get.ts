@@ -1,5 +1,5 @@
-import { notFound } from "../../../lib/errors.ts";
 import { defineRoute } from "../../../lib/http/route.ts";
+import { browserSessionOf } from "../../../lib/identity/browser-session.ts";
 import { redirect } from "../../../lib/http/respond.ts";
 
 export default defineRoute({
@@ -15,8 +15,7 @@ export default defineRoute({
   tags: ["Authentication"],
   responses: { 302: { description: "Back to the web UI" } },
   async handler(request, { services, logger }) {
-    if (!services.browserSession) throw notFound("Browser login is not configured on this server.", "LOGIN_NOT_CONFIGURED");
-    const { location, cookies, failure } = await services.browserSession.completeLogin(request);
+    const { location, cookies, failure } = await browserSessionOf(services).completeLogin(request);
     if (failure) logger.warn("Browser login failed", { reason: failure });
     return redirect(location, cookies);
   },

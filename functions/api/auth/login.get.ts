@@ -1,6 +1,6 @@
-import { notFound } from "../../../lib/errors.ts";
 import { redirectQuery, safeRedirectPath } from "../../../lib/http/redirect-path.ts";
 import { defineRoute } from "../../../lib/http/route.ts";
+import { browserSessionOf } from "../../../lib/identity/browser-session.ts";
 import { redirect } from "../../../lib/http/respond.ts";
 
 export default defineRoute({
@@ -12,11 +12,7 @@ export default defineRoute({
   request: { query: redirectQuery },
   responses: { 302: { description: "To the identity provider's login page" } },
   async handler(_request, { services, query }) {
-    const session = services.browserSession;
-    if (!session) {
-      throw notFound("Browser login is not configured on this server (OIDC_ISSUER_URL, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET).", "LOGIN_NOT_CONFIGURED");
-    }
-    const { location, cookies } = await session.beginLogin(safeRedirectPath(query.redirect));
+    const { location, cookies } = await browserSessionOf(services).beginLogin(safeRedirectPath(query.redirect));
     return redirect(location, cookies);
   },
 });
