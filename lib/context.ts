@@ -14,6 +14,7 @@ import { type BuiltinIssuer, createBuiltinIssuer } from "./identity/builtin-issu
 import { createClientAuthLimits } from "./identity/client-auth-limits.ts";
 import { createTokenVerifiers } from "./identity/token-verifiers.ts";
 import { createKeycloakProvider } from "./identity/keycloak.ts";
+import { keycloakRealmUrls } from "./identity/keycloak-urls.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import { createLogger, type Logger, logFormatFor } from "./logger.ts";
 import { createMetrics, instrument, type Metrics, observeServices } from "./metrics.ts";
@@ -90,7 +91,7 @@ function createKeycloakIdentity(config: Config, metrics: Metrics): IdentityProvi
     realm,
     adminClientId: config.KEYCLOAK_ADMIN_CLIENT_ID!,
     adminClientSecret: config.KEYCLOAK_ADMIN_CLIENT_SECRET!,
-    tokenUrl: config.OIDC_TOKEN_URL ?? `${baseUrl}/realms/${realm}/protocol/openid-connect/token`,
+    tokenUrl: config.OIDC_TOKEN_URL ?? keycloakRealmUrls(baseUrl, realm).tokenUrl,
     deviceScopeName: config.KEYCLOAK_DEVICE_SCOPE_NAME,
     consoleBaseUrl: config.KEYCLOAK_CONSOLE_URL,
     record: (operation, status) => metrics.keycloakOperations.inc({ operation, status }),

@@ -2,6 +2,7 @@ import { randomInt } from "node:crypto";
 import { and, asc, eq, type SQL } from "drizzle-orm";
 import type { z } from "zod";
 import type { Database } from "../db/client.ts";
+import { devicesWithModels } from "../db/device-with-model.ts";
 import { type DeviceRow, deviceModels, devices, type ModelRow } from "../db/schema.ts";
 import { inTransaction } from "../db/transaction-scope.ts";
 import { isUniqueViolation } from "./db-errors.ts";
@@ -71,11 +72,7 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
   }
 
   async function findWithModel(id: number) {
-    const [found] = await db
-      .select({ device: devices, model: deviceModels })
-      .from(devices)
-      .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-      .where(eq(devices.id, id));
+    const [found] = await devicesWithModels(db).where(eq(devices.id, id));
     if (!found) throw deviceNotFound(id);
     return found;
   }

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { keycloakRealmUrls } from "../lib/identity/keycloak-urls.ts";
 import { createTestApp, type TestApp } from "./support/app.ts";
 import { clientCredentialsToken, passwordToken, requireKeycloak } from "./support/keycloak.ts";
 import { keycloakEnv } from "./support/server.ts";
@@ -103,7 +104,7 @@ describe("Keycloak mode with the issuer's keys unreachable", () => {
   let deviceToken: string;
 
   before(async () => {
-    app = await createTestApp({ env: keycloakAdminEnv("http://127.0.0.1:1/realms/iotsupport") });
+    app = await createTestApp({ env: keycloakAdminEnv(keycloakRealmUrls("http://127.0.0.1:1", kc.realm).issuer) });
     ({ device, token: deviceToken } = await createDevice(app, "{}"));
   });
   after(async () => {

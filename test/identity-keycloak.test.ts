@@ -6,11 +6,12 @@ import { after, describe, it } from "node:test";
 import { decodeJwt } from "jose";
 import { AppError } from "../lib/errors.ts";
 import { createKeycloakProvider, type KeycloakProviderOptions } from "../lib/identity/keycloak.ts";
+import { keycloakRealmUrls } from "../lib/identity/keycloak-urls.ts";
 import { describeIdentityProviderContract, testClientId } from "./support/identity-contract.ts";
 import { clientCredentialsToken, requireKeycloak } from "./support/keycloak.ts";
 
 const kc = await requireKeycloak();
-const adminBase = `${kc.baseUrl}/admin/realms/${kc.realm}`;
+const adminBase = kc.adminApi;
 
 function options(overrides: Partial<KeycloakProviderOptions> = {}): KeycloakProviderOptions {
   return {
@@ -100,7 +101,7 @@ describe("keycloak provider", () => {
     const provider = createKeycloakProvider(
       options({
         baseUrl: "http://127.0.0.1:1",
-        tokenUrl: `http://127.0.0.1:1/realms/${kc.realm}/protocol/openid-connect/token`,
+        tokenUrl: keycloakRealmUrls("http://127.0.0.1:1", kc.realm).tokenUrl,
         record: (op, status) => recorded.push(`${op}:${status}`),
       }),
     );

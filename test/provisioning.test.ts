@@ -287,7 +287,7 @@ describe("provisioning without the settings it needs", () => {
 describe("provisioning and client repair (Keycloak)", () => {
   let app: TestApp;
   const created: number[] = [];
-  const adminBase = `${kc.baseUrl}/admin/realms/${kc.realm}`;
+  const adminBase = kc.adminApi;
 
   async function keycloakAdmin(method: string, path: string, body?: unknown) {
     const token = await clientCredentialsToken(kc.tokenUrl, kc.adminClientId, kc.adminClientSecret);

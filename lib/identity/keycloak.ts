@@ -6,6 +6,7 @@
  * upstreamError (502). Messages name the operation and the HTTP status, never a secret or Keycloak's body.
  */
 import { conflict, upstreamError, upstreamUnavailable } from "../errors.ts";
+import { keycloakRealmUrls } from "./keycloak-urls.ts";
 import { clientNotFound, type ClientStatus, type IdentityProvider } from "./provider.ts";
 
 type KeycloakOperation =
@@ -67,7 +68,7 @@ const DEVICE_CLIENT_SETTINGS = {
 
 export function createKeycloakProvider(options: KeycloakProviderOptions): IdentityProvider {
   const baseUrl = options.baseUrl.replace(/\/+$/, "");
-  const adminBase = `${baseUrl}/admin/realms/${encodeURIComponent(options.realm)}`;
+  const adminBase = keycloakRealmUrls(baseUrl, options.realm).adminApi;
   const consoleBase = (options.consoleBaseUrl ?? baseUrl).replace(/\/+$/, "");
   const doFetch = options.fetch ?? fetch;
   const timeoutMs = options.requestTimeoutMs ?? 10_000;

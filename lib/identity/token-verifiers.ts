@@ -1,11 +1,11 @@
-import { eq, sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
-import { deviceModels, devices } from "../../db/schema.ts";
+import { prepareDeviceByClientId } from "../../db/device-with-model.ts";
 import type { Config } from "../config.ts";
 import { AppError, forbidden, unauthorized } from "../errors.ts";
 import type { AdminPrincipal, DevicePrincipal, TokenVerifier } from "./principal.ts";
 import type { Metrics } from "../metrics.ts";
 import type { BuiltinIssuer } from "./builtin-issuer.ts";
+import { keycloakRealmUrls } from "./keycloak-urls.ts";
 import { createJwtCheck, remoteKeySet, type JwtCheck } from "./tokens.ts";
 
 /** `iotdevice-<model code>-<device key>` (CONTRACT §2): the client ids of devices and of nothing else. */
@@ -13,13 +13,7 @@ const DEVICE_CLIENT_ID = /^iotdevice-[a-z0-9_]+-[a-z0-9]{8}$/;
 
 /** A device token names its device through `azp`: the client id of an existing device (which fixes its model). */
 function createDeviceTokenVerifier(check: JwtCheck, db: Database): TokenVerifier<DevicePrincipal> {
-  // Built once: composing the query anew cost more time and garbage than running it (every device request).
-  const deviceByClientId = db
-    .select({ device: devices, model: deviceModels })
-    .from(devices)
-    .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-    .where(eq(devices.clientId, sql.placeholder("clientId")))
-    .prepare("device_by_client_id");
+  const deviceByClientId = prepareDeviceByClientId(db);
   return async (token) => {
     const claims = await check(token);
     if (!DEVICE_CLIENT_ID.test(claims.azp ?? "")) throw unauthorized("This token does not belong to a device.", "INVALID_TOKEN");
@@ -83,7 +77,7 @@ export function createTokenVerifiers(options: { config: Config; db: Database; bu
   const adminIssuer = config.OIDC_ISSUER_URL;
   const deviceCheck = builtinIssuer
     ? checkFor(builtinIssuer.issuer, builtinIssuer.keys)
-    : checkFor(adminIssuer ?? `${config.KEYCLOAK_BASE_URL}/realms/${config.KEYCLOAK_REALM}`);
+    : checkFor(adminIssuer ?? keycloakRealmUrls(config.KEYCLOAK_BASE_URL!, config.KEYCLOAK_REALM!).issuer);
 
   return {
     verifyDeviceToken: counted(metrics, createDeviceTokenVerifier(deviceCheck, db)),

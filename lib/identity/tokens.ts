@@ -1,6 +1,7 @@
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { LRUCache } from "lru-cache";
 import { AppError, unauthorized, upstreamError, upstreamUnavailable } from "../errors.ts";
+import { keycloakCertsUrl } from "./keycloak-urls.ts";
 
 /** Asymmetric algorithms only: never `none`, never HS* (a public key must not become an HMAC secret). */
 const ALLOWED_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"];
@@ -19,7 +20,7 @@ type TokenClaims = JWTPayload & {
 
 /** A Keycloak realm's signing keys: cached, refetched on an unknown kid at most once per cooldown. */
 export function remoteKeySet(issuer: string): JWTVerifyGetKey {
-  return createRemoteJWKSet(new URL(`${issuer}/protocol/openid-connect/certs`), {
+  return createRemoteJWKSet(new URL(keycloakCertsUrl(issuer)), {
     timeoutDuration: 5_000,
     cooldownDuration: 30_000,
     cacheMaxAge: 10 * 60_000,

@@ -13,10 +13,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import autocannon from "autocannon";
-import { eq, sql } from "drizzle-orm";
 import { createLocalJWKSet } from "jose";
 import { openPostgres } from "../../db/client.ts";
-import { deviceModels, devices } from "../../db/schema.ts";
+import { prepareDeviceByClientId } from "../../db/device-with-model.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
 import { createJwtCheck } from "../../lib/identity/tokens.ts";
@@ -39,12 +38,7 @@ type Figures = { requestsPerSecond: number; p50: number; p99: number; cpuMicrosP
 async function serveBare(port: number) {
   const check = createJwtCheck({ keys: createLocalJWKSet(JSON.parse(process.env.BENCH_JWKS!)), issuer: ISSUER, audience: AUDIENCE, clockSkewSeconds: 30 });
   const { db } = openPostgres(process.env.DATABASE_URL!);
-  const deviceByClientId = db
-    .select({ device: devices, model: deviceModels })
-    .from(devices)
-    .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-    .where(eq(devices.clientId, sql.placeholder("clientId")))
-    .prepare("device_by_client_id");
+  const deviceByClientId = prepareDeviceByClientId(db);
   const unauthorized = '{"error":"unauthorized"}';
   createServer(async (req, res) => {
     try {

@@ -2,12 +2,16 @@
  * The real Keycloak used by tests (started with `bash keycloak/start.sh`, realm keycloak/realm-iotsupport.json).
  * Tests never skip when it is missing: requireKeycloak() fails loudly instead.
  */
+import { keycloakCertsUrl, keycloakRealmUrls } from "../../lib/identity/keycloak-urls.ts";
+
 export type KeycloakTestSettings = {
   baseUrl: string;
   realm: string;
   issuer: string;
   tokenUrl: string;
   jwksUrl: string;
+  /** The realm's admin REST API. */
+  adminApi: string;
   /** The backend's confidential client (service account with manage-clients/view-clients/query-clients). */
   adminClientId: string;
   adminClientSecret: string;
@@ -25,13 +29,14 @@ export type KeycloakTestSettings = {
 export function keycloakTestSettings(): KeycloakTestSettings {
   const baseUrl = (process.env.KEYCLOAK_TEST_URL ?? "http://127.0.0.1:8180").replace(/\/+$/, "");
   const realm = "iotsupport";
-  const issuer = `${baseUrl}/realms/${realm}`;
+  const { issuer, tokenUrl, adminApi } = keycloakRealmUrls(baseUrl, realm);
   return {
     baseUrl,
     realm,
     issuer,
-    tokenUrl: `${issuer}/protocol/openid-connect/token`,
-    jwksUrl: `${issuer}/protocol/openid-connect/certs`,
+    tokenUrl,
+    jwksUrl: keycloakCertsUrl(issuer),
+    adminApi,
     adminClientId: "iot-backend",
     adminClientSecret: "iot-backend-dev-secret",
     audience: "iot-backend",
