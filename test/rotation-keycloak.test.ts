@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { faultyIdentity } from "./support/faulty-identity.ts";
-import { createFleet, deviceRow, expireNow, simulate } from "./support/fleet.ts";
+import { createFleet, deviceRow, disconnectSimulations, expireNow, simulate } from "./support/fleet.ts";
 import { requireKeycloak } from "./support/keycloak.ts";
 import { keycloakEnv, startTestServer, type TestServer } from "./support/server.ts";
 import { waitFor } from "./support/wait.ts";
@@ -9,6 +9,7 @@ import { waitFor } from "./support/wait.ts";
 /** Rotation against the real Keycloak, with network faults injected at each identity-provider step. */
 const servers: TestServer[] = [];
 after(async () => {
+  await disconnectSimulations();
   for (const server of servers) await server.close();
 });
 

@@ -5,13 +5,14 @@ import { devices, settings } from "../db/schema.ts";
 import { createLogger } from "../lib/logger.ts";
 import type { Notifier } from "../lib/mqtt.ts";
 import { ADMIN_TOKEN } from "./support/app.ts";
-import { createFleet, deviceRow, expireNow, simulate, statesOf } from "./support/fleet.ts";
+import { createFleet, deviceRow, disconnectSimulations, expireNow, simulate, statesOf } from "./support/fleet.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 import { waitFor } from "./support/wait.ts";
 
 /** Rotation end to end with the built-in identity provider, real PostgreSQL and real Mosquitto. */
 const servers: TestServer[] = [];
 after(async () => {
+  await disconnectSimulations();
   for (const server of servers) await server.close();
 });
 async function server(env: Record<string, string> = {}) {

@@ -3,7 +3,7 @@ import { builtinClients, devices } from "../../db/schema.ts";
 import type { DeviceRow } from "../../db/schema.ts";
 import type { TestServer } from "./server.ts";
 import { createLegacyDevice } from "./legacy-device.ts";
-import { createSimulatedDevice, type Misbehaviour } from "./simulated-device.ts";
+import { createSimulatedDevice, type Misbehaviour, type SimulatedDevice } from "./simulated-device.ts";
 
 /** Creates a model and `count` devices through the admin API; returns their ids, client ids and initial secrets. */
 export async function createFleet(server: TestServer, count: number, code = `m${Math.random().toString(36).slice(2, 8)}`) {
@@ -29,9 +29,23 @@ export async function statesOf(server: Pick<TestServer, "services">) {
   return Object.fromEntries(rows.map((row) => [row.id, row.state]));
 }
 
+const simulations = new Set<SimulatedDevice>();
+
 /** A simulated device (test/support/simulated-device.ts) for one device of a fleet, against this server. */
-export const simulate = (server: TestServer, device: { clientId: string; secret: string }, misbehaviour: Misbehaviour = "none") =>
-  createSimulatedDevice({ baseUrl: server.url, tokenUrl: server.services.identity.tokenUrl, clientId: device.clientId, secret: device.secret, misbehaviour });
+export function simulate(server: TestServer, device: { clientId: string; secret: string }, misbehaviour: Misbehaviour = "none") {
+  const sim = createSimulatedDevice({ baseUrl: server.url, tokenUrl: server.services.identity.tokenUrl, clientId: device.clientId, secret: device.secret, misbehaviour });
+  simulations.add(sim);
+  return sim;
+}
+
+/**
+ * Disconnects every simulated device at once, wherever its rotation stands. For a file's `after`: a test that fails
+ * before its own stop() would otherwise leave MQTT clients that keep the test process from ever exiting.
+ */
+export async function disconnectSimulations(): Promise<void> {
+  await Promise.all([...simulations].map((sim) => sim.disconnect()));
+  simulations.clear();
+}
 
 /** Makes a PENDING rotation overdue (as if notified an hour ago), so the next cycle times it out; every one without `id`. */
 export async function expireNow(server: Pick<TestServer, "services">, id?: number): Promise<void> {

@@ -27,6 +27,8 @@ export type SimulatedDevice = {
   /** Resolves when the rotations triggered by notices so far have finished (or failed). */
   settled(): Promise<void>;
   stop(): Promise<void>;
+  /** Drops the broker connection at once, without waiting for a rotation under way. */
+  disconnect(): Promise<void>;
 };
 
 export function createSimulatedDevice(options: {
@@ -78,6 +80,7 @@ export function createSimulatedDevice(options: {
     },
     settled: () => busy,
     async stop() {},
+    async disconnect() {},
   };
 
   if (misbehaviour === "offline") return device;
@@ -94,5 +97,6 @@ export function createSimulatedDevice(options: {
     await busy;
     await client.endAsync();
   };
+  device.disconnect = () => client.endAsync(true);
   return device;
 }
