@@ -40,7 +40,7 @@ const envSchema = z.object({
   DATA_DIR: z.string().default("./data"),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL").optional(),
   MIGRATE_ON_START: bool(false),
-  /** PostgreSQL only (see README "Database outages"). */
+  /** PostgreSQL only (see docs/operations.md, "Database outages"). */
   DATABASE_CONNECT_TIMEOUT_MS: int(3000, 100),
   DATABASE_STATEMENT_TIMEOUT_MS: int(2000, 100),
   DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: int(60_000, 1000),

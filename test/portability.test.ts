@@ -1,7 +1,7 @@
 /**
  * The portability claim: the route list and services that server.ts serves through node:http also run unchanged
  * behind a second runtime's own fetch server — Bun's Bun.serve (test/support/bun-server.ts), on PostgreSQL and
- * Mosquitto. README "How it is built" lists what this covers and what it does not.
+ * Mosquitto. docs/architecture.md ("On another runtime") lists what this covers and what it does not.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";

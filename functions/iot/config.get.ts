@@ -18,7 +18,7 @@ export default defineRoute({
   async handler(_request, { principal }) {
     const device = devicePrincipal(principal);
     // Any device request made with the new secret completes the rotation (lib/rotation/completion.ts). The header
-    // tells a device that keeps two secrets it may now forget the previous one (README, device protocol).
+    // tells a device that keeps two secrets it may now forget the previous one (docs/device-protocol.md).
     return jsonText(device.device.config, 200, { "cache-control": "no-cache", ...(device.rotationCompleted && { "x-rotation": "completed" }) });
   },
 });

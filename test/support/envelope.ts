@@ -25,7 +25,7 @@ export async function assertErrorEnvelope(response: Response, status: number | n
   for (const [pattern, what] of LEAKS) assert.doesNotMatch(text, pattern, `${what} in the body: ${where}`);
 
   const body = JSON.parse(text) as Envelope & { error_description?: string };
-  // OAuth2 token errors (RFC 6749 §5.2, README) carry their code in `error` and the sentence in `error_description`.
+  // OAuth2 token errors (RFC 6749 §5.2, docs/authentication.md) carry their code in `error` and the sentence in `error_description`.
   if ("error_description" in body) assert.match(body.error, /^[a-z_]+$/, `error is an OAuth2 error code: ${where}`);
   const sentence = body.error_description ?? body.error;
   assert.equal(typeof sentence, "string", `error is a string: ${where}`);

@@ -3,7 +3,7 @@ import { MQTT_TEST_URL } from "./server.ts";
 import { clientCredentialsToken } from "./keycloak.ts";
 
 /**
- * A device that follows the rotation protocol of the README: on a notice it fetches /iot/provisioning with a token
+ * A device that follows the rotation protocol of docs/device-protocol.md: on a notice it fetches /iot/provisioning with a token
  * from its current secret, proves the new secret by getting a token with it, then calls /iot/config with that token.
  * It keeps the old secret until the acknowledgement succeeded, and tries the new one first and the old one second,
  * so a lost response, a crash or a restored secret never locks it out.
