@@ -15,6 +15,8 @@ const BLINK: FirmwareInfo = {
   projectName: "blink",
   idfVersion: "v5.0-beta1-427-g4532e6e0b2-dirt", // "…-dirty" cut to 31 chars + NUL in the 32-byte field
   chip: "ESP32-S2",
+  secureVersion: 0,
+  elfSha256: "3059e6b55a965865febd28fa9f6028ad5cd0dab311febb0a3ea79eaa223ac2b0",
   size: 182368,
   sha256: sha256(blink),
   signature: "none",
@@ -93,6 +95,16 @@ test("the ESP-IDF blink image for ESP32-S2 is accepted", () => {
 test("odd chunk sizes give the same result", () => {
   for (const size of [1, 7, 175, 176, 177, 4093, 64 * 1024, blink.length + 1]) {
     assert.deepEqual(feed(blink, size), BLINK, `chunk size ${size}`);
+  }
+});
+
+test("secure_version and app_elf_sha256 are read from the app descriptor, also when chunks split them", () => {
+  const elfSha256 = "ab".repeat(32);
+  const image = buildImage({ version: "sv-7", secureVersion: 0xfffffffe, elfSha256, size: 2000 });
+  for (const size of [1, 35, 37, 177, 207, 208, 209, image.length]) {
+    const info = feed(image, size);
+    assert.equal(info.secureVersion, 0xfffffffe, `chunk size ${size}`);
+    assert.equal(info.elfSha256, elfSha256, `chunk size ${size}`);
   }
 });
 

@@ -19,7 +19,7 @@
  * The signatures themselves are the device's to verify (it holds the key); here a signature block must be
  * well-formed and made for exactly these bytes.
  *
- * The inspector is an incremental state machine: it keeps the first 176 bytes (header + descriptor fields it
+ * The inspector is an incremental state machine: it keeps the first 208 bytes (header + descriptor fields it
  * reports), an 8-byte segment-header buffer, the 32-byte trailing digest, at most 8 KiB of signature and
  * one running SHA-256 — memory does not grow with the image. `update()` throws as soon as the stream is known to
  * be bad (so an upload can be aborted early); `finish()` throws for what can only be known at the end
@@ -34,6 +34,10 @@ export type FirmwareInfo = {
   idfVersion: string;
   /** e.g. "ESP32-S2" */
   chip: string;
+  /** The app descriptor's anti-rollback version (secure_version). */
+  secureVersion: number;
+  /** The app descriptor's app_elf_sha256: lowercase hex SHA-256 of the ELF file the image was made from. */
+  elfSha256: string;
   /** bytes in the whole file */
   size: number;
   /** lowercase hex SHA-256 of the whole file */
@@ -91,8 +95,10 @@ const APP_DESC_LEN = 256; // sizeof(esp_app_desc_t)
 const VERSION = { offset: APP_DESC_OFFSET + 16, len: 32, what: "version" } as const; // 48
 const PROJECT_NAME = { offset: APP_DESC_OFFSET + 48, len: 32, what: "project name" } as const; // 80
 const IDF_VERSION = { offset: APP_DESC_OFFSET + 112, len: 32, what: "ESP-IDF version" } as const; // 144
-/** Bytes kept from the start of the file: everything up to the end of idf_ver. */
-const PREFIX_LEN = IDF_VERSION.offset + IDF_VERSION.len; // 176
+const SECURE_VERSION_AT = APP_DESC_OFFSET + 4; // 36
+const ELF_SHA256 = { offset: APP_DESC_OFFSET + 144, len: 32 } as const; // 176
+/** Bytes kept from the start of the file: everything up to the end of app_elf_sha256. */
+const PREFIX_LEN = ELF_SHA256.offset + ELF_SHA256.len; // 208
 
 const SECTOR = 4096;
 const SIG_BLOCK_LEN = 1216;
@@ -125,7 +131,10 @@ const truncated = (got: number, needAtLeast: number, exact: boolean) =>
     `The image is truncated: ${got} byte${got === 1 ? "" : "s"} arrived, but ${exact ? "its header says it is" : "its header and segments need at least"} ${needAtLeast} bytes.`,
   );
 
-type Header = { segmentCount: number; chip: string; hashAppended: boolean; version: string; projectName: string; idfVersion: string };
+type Header = Pick<FirmwareInfo, "chip" | "version" | "projectName" | "idfVersion" | "secureVersion" | "elfSha256"> & {
+  segmentCount: number;
+  hashAppended: boolean;
+};
 
 /**
  * Check the first bytes of the file. `b` may be shorter than PREFIX_LEN; then every check whose bytes are
@@ -169,6 +178,8 @@ function checkPrefix(b: Uint8Array, atEnd: boolean): Header | null {
     version,
     projectName: cString(b, PROJECT_NAME),
     idfVersion: cString(b, IDF_VERSION),
+    secureVersion: u32(b, SECURE_VERSION_AT),
+    elfSha256: Buffer.from(b.subarray(ELF_SHA256.offset, ELF_SHA256.offset + ELF_SHA256.len)).toString("hex"),
   };
 }
 
@@ -381,6 +392,8 @@ export function createImageInspector(): ImageInspector {
           projectName: h.projectName,
           idfVersion: h.idfVersion,
           chip: h.chip,
+          secureVersion: h.secureVersion,
+          elfSha256: h.elfSha256,
           size,
           sha256: fileHash.digest("hex"),
         };

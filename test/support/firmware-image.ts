@@ -10,7 +10,14 @@ export const readVector = (name: "esp_idf_blink_esp32s2.bin" | "bootloader_esp32
  * (hash appended), a first segment opening with the app descriptor, a second segment of random bytes, zero
  * padding to 16, the XOR checksum byte and the SHA-256 of everything before it. Checked with the inspector.
  */
-export function buildImage(options: { version: string; projectName?: string; idfVersion?: string; size: number }): Uint8Array<ArrayBuffer> {
+export function buildImage(options: {
+  version: string;
+  projectName?: string;
+  idfVersion?: string;
+  secureVersion?: number;
+  elfSha256?: string;
+  size: number;
+}): Uint8Array<ArrayBuffer> {
   const first = 256;
   const overhead = 24 + 8 + first + 8 + 16 + 32;
   const second = Math.max(0, Math.floor((options.size - overhead) / 4) * 4);
@@ -28,9 +35,11 @@ export function buildImage(options: { version: string; projectName?: string; idf
   view.setUint32(28, first, true);
   const text = (at: number, value: string, length: number) => image.set(Buffer.from(value).subarray(0, length - 1), at);
   view.setUint32(32, 0xabcd5432, true);
+  view.setUint32(32 + 4, options.secureVersion ?? 0, true);
   text(32 + 16, options.version, 32);
   text(32 + 48, options.projectName ?? "bench", 32);
   text(32 + 112, options.idfVersion ?? "v5.3", 32);
+  if (options.elfSha256) image.set(Buffer.from(options.elfSha256, "hex"), 32 + 144);
 
   const secondAt = 24 + 8 + first;
   view.setUint32(secondAt, 0x40080000, true);
