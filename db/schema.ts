@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import {
+  type AnyPgColumn,
   bigint,
   boolean,
   check,
@@ -23,11 +24,16 @@ const at = (name: string) => timestamp(name, { withTimezone: true });
 export const rotationStates = ["OK", "QUEUED", "PENDING", "TIMEOUT"] as const;
 export const rotationState = pgEnum("rotation_state", rotationStates);
 
+/**
+ * The firmware_* columns are a copy of the stable version's (stableVersionId): a device request reads its model row
+ * with its own row anyway, so serving the stable image costs no further query.
+ */
 export const deviceModels = pgTable("device_models", {
   id: serial("id").primaryKey(),
   code: varchar("code", { length: 50 }).notNull().unique(),
   name: varchar("name", { length: 255 }).notNull(),
   configSchema: text("config_schema"),
+  stableVersionId: integer("stable_version_id").references((): AnyPgColumn => firmwareVersions.id),
   firmwareVersion: text("firmware_version"),
   firmwareFile: text("firmware_file"),
   firmwareSha256: text("firmware_sha256"),
@@ -35,11 +41,42 @@ export const deviceModels = pgTable("device_models", {
   firmwareProjectName: text("firmware_project_name"),
   firmwareIdfVersion: text("firmware_idf_version"),
   firmwareChip: text("firmware_chip"),
+  /** When this image became the stable one (Last-Modified of the model's download; not the version's upload time). */
   firmwareUploadedAt: at("firmware_uploaded_at"),
   ...timestamps,
 });
 
 export type ModelRow = typeof deviceModels.$inferSelect;
+
+/** Every image accepted for a model, immutable; its file is `file` under ASSETS_DIR. */
+export const firmwareVersions = pgTable(
+  "firmware_versions",
+  {
+    id: serial("id").primaryKey(),
+    deviceModelId: integer("device_model_id")
+      .notNull()
+      .references(() => deviceModels.id, { onDelete: "cascade" }),
+    version: text("version").notNull(),
+    file: text("file").notNull(),
+    sha256: text("sha256").notNull(),
+    size: bigint("size", { mode: "number" }).notNull(),
+    /** Null for an image stored before versions were recorded (the descriptor field was not read then). */
+    elfSha256: text("elf_sha256"),
+    /** A u32 in the app descriptor: beyond PostgreSQL's integer. Null as elfSha256. */
+    secureVersion: bigint("secure_version", { mode: "number" }),
+    projectName: text("project_name").notNull(),
+    chip: text("chip").notNull(),
+    idfVersion: text("idf_version").notNull(),
+    notes: text("notes"),
+    uploadedAt: at("uploaded_at").notNull().defaultNow(),
+    /** The admin's subject; null for an image stored before versions were recorded. */
+    uploadedBy: text("uploaded_by"),
+  },
+  (table) => [
+    uniqueIndex("firmware_versions_model_version").on(table.deviceModelId, table.version),
+    uniqueIndex("firmware_versions_model_sha256").on(table.deviceModelId, table.sha256),
+  ],
+);
 
 export const devices = pgTable(
   "devices",
