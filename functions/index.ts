@@ -29,6 +29,10 @@ import getIotFirmware from "./iot/firmware.get.ts";
 import getIotProvisioning from "./iot/provisioning.get.ts";
 import uploadFirmware from "./api/device-models/[id]/firmware.post.ts";
 import downloadFirmware from "./api/device-models/[id]/firmware.get.ts";
+import listFirmwareVersions from "./api/device-models/[id]/firmware/versions/index.get.ts";
+import getFirmwareVersion from "./api/device-models/[id]/firmware/versions/[vid]/index.get.ts";
+import downloadFirmwareVersion from "./api/device-models/[id]/firmware/versions/[vid]/image.get.ts";
+import deleteFirmwareVersion from "./api/device-models/[id]/firmware/versions/[vid]/index.delete.ts";
 import getOpenIdConfiguration from "./oauth2/.well-known/openid-configuration.get.ts";
 import getJwks from "./oauth2/jwks.get.ts";
 import postToken from "./oauth2/token.post.ts";
@@ -46,6 +50,10 @@ export const allRoutes: Route[] = [
   deleteDeviceModel,
   uploadFirmware,
   downloadFirmware,
+  listFirmwareVersions,
+  getFirmwareVersion,
+  downloadFirmwareVersion,
+  deleteFirmwareVersion,
   listDevices,
   createDevice,
   getDevice,

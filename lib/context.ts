@@ -167,7 +167,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     verifyAdminToken,
     verifyDeviceToken: completingRotations(verifyDeviceToken, rotationEngine),
   });
-  const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, notifier, logger }), metrics, { save: "upload_firmware" });
+  const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, notifier, logger }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
   const schemaChecker = createSchemaChecker();
   const models = instrument(createDeviceModelService(database.db, schemaChecker, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
   const devices = instrument(createDeviceService({ db: database.db, identity, notifier, schemaChecker, logger }), metrics, {

@@ -101,8 +101,43 @@ export const createDeviceBody = z
 export const updateDeviceBody = z.strictObject({ config: configText }).meta({ id: "UpdateDevice" });
 
 export const firmwareUploadSchema = z
-  .object({ id: z.number().int(), code: z.string(), firmware_version: z.string() })
+  .object({
+    id: z.number().int(),
+    code: z.string(),
+    firmware_version: z.string(),
+    version_id: z.number().int().meta({ description: "The firmware version this upload is (the same one for the same bytes)" }),
+  })
   .meta({ id: "FirmwareUpload" });
+
+export const firmwareUploadQuery = z.strictObject({
+  notes: z.string().max(1000, "must be at most 1000 characters").optional().meta({ description: "Free text kept with the version (new versions only)" }),
+});
+
+export const versionParams = z.object({ id: decimalId, vid: decimalId });
+
+export const firmwareVersionSchema = z
+  .object({
+    id: z.number().int(),
+    version: z.string().meta({ description: "The app descriptor's version string; unique per model" }),
+    sha256: z.string().meta({ description: "SHA-256 of the whole file (hex); unique per model, the download's ETag" }),
+    size: z.number().int(),
+    elf_sha256: nullableText.meta({ description: "The app descriptor's app_elf_sha256 (hex); null for an image stored before versions were kept" }),
+    secure_version: z.number().int().nullable().meta({ description: "The app descriptor's anti-rollback secure_version; null as elf_sha256" }),
+    project_name: z.string(),
+    chip: z.string().meta({ example: "ESP32-S2" }),
+    idf_version: z.string(),
+    uploaded_at: timestamp,
+    uploaded_by: nullableText.meta({ description: "The admin's subject (admin-api-token for the static token, auth-disabled in development); null as elf_sha256" }),
+    notes: nullableText,
+    stable: z.boolean().meta({ description: "This is the model's stable version (its firmware_version, what its devices are served)" }),
+  })
+  .meta({ id: "FirmwareVersion" });
+
+export const firmwareVersionListSchema = z
+  .object({ versions: z.array(firmwareVersionSchema).meta({ description: "Newest first" }), count: z.number().int() })
+  .meta({ id: "FirmwareVersionList" });
+
+export type FirmwareVersion = z.infer<typeof firmwareVersionSchema>;
 
 export const binaryContent = { "application/octet-stream": { schema: { type: "string" as const, format: "binary" } } };
 

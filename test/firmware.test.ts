@@ -96,7 +96,9 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
     try {
       const response = await upload(modelA, blink);
       assert.equal(response.status, 200, await response.clone().text());
-      assert.deepEqual(await response.json(), { id: modelA, code: "fw_a", firmware_version: BLINK_VERSION });
+      const answer = await response.json();
+      assert.deepEqual(answer, { id: modelA, code: "fw_a", firmware_version: BLINK_VERSION, version_id: answer.version_id });
+      assert.ok(Number.isInteger(answer.version_id));
       assert.equal(await version(modelA), BLINK_VERSION);
 
       const [row] = await server.services.database.db.select().from(deviceModels).where(eq(deviceModels.id, modelA));
@@ -457,7 +459,8 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
     const newHash = sha256(newImage);
     for (const bytes of await Promise.all(during)) assert.ok([oldHash, newHash].includes(sha256(bytes)), "old or new, never a mix");
     assert.equal(sha256(await bytesOf(await deviceGet(devicesA[0]!))), newHash);
-    assert.equal(filesIn().filter((f) => f.startsWith("fw_a/")).length, 1, "the previous file is gone");
+    const versions = (await (await admin("GET", `/api/device-models/${modelA}/firmware/versions`)).json()).count;
+    assert.equal(filesIn().filter((f) => f.startsWith("fw_a/")).length, versions, "one file per version: the previous image stays as its version");
   });
 
   test("deleting a model removes its firmware files", async () => {
@@ -507,7 +510,7 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
       assert.equal(body.error, 'The stored firmware of device model "fw_b" is missing or damaged; upload it again.');
       assert.equal(body.correlationId, response.headers.get("x-request-id"));
     }
-    assert.ok(logLines.some((line) => line.includes("it has 100000 bytes; its model records 200000")), "the reason is logged");
+    assert.ok(logLines.some((line) => line.includes("it has 100000 bytes; its row records 200000")), "the reason is logged");
 
     rmSync(join(assetsDir, row!.firmwareFile!));
     assert.equal((await deviceGet(deviceB)).status, 500, "a missing file: the same answer");

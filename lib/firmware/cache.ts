@@ -41,6 +41,11 @@ export function createImageCache(budgetBytes: number) {
       images.delete(key);
     },
 
+    /** Drops every image whose key starts with `prefix` (a deleted model's directory). */
+    forgetUnder(prefix: string): void {
+      for (const key of [...images.keys()]) if (key.startsWith(prefix)) images.delete(key);
+    },
+
     /** Bytes held now. */
     usedBytes: () => images.calculatedSize,
   };

@@ -1,13 +1,14 @@
 /**
- * Firmware files on disk, kept in step with the model rows (CONTRACT §1, §6).
+ * Firmware files on disk, kept in step with the firmware versions and model rows (CONTRACT §1, §6).
  *
  * An upload streams through the image inspector into a temporary file in the assets directory, is fsynced and
- * renamed to a name of its own (`<model code>/<sha256>-<random>.bin`); then one transaction points the model
- * at it. Only after that commit is the previous file unlinked — downloads already sending it keep their copy in
+ * renamed to a name of its own (`<model code>/<sha256>-<random>.bin`); then one transaction records it as a version
+ * (./versions.ts) and points the model at it. A file is unlinked only after the commit that stops using it (its
+ * version deleted, the same bytes stored anew, its model deleted) — downloads already sending it keep their copy in
  * memory or their open handle, new downloads read the new file — so a device never gets a mix of two images,
- * and a failed upload leaves the old firmware and version as they were. Leftovers of a crash (temporary files, a
- * renamed file whose transaction never committed) are swept at start. Downloads share one copy of each image in
- * memory while it fits FIRMWARE_CACHE_BYTES (./cache.ts says why).
+ * and a failed upload leaves the versions and the stable firmware as they were. Leftovers of a crash (temporary
+ * files, a renamed file whose transaction never committed) are swept at start. Downloads share one copy of each
+ * image in memory while it fits FIRMWARE_CACHE_BYTES (./cache.ts says why).
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
@@ -24,15 +25,17 @@ import { errorMessage } from "../logger.ts";
 import type { Notifier } from "../mqtt.ts";
 import { createImageCache } from "./cache.ts";
 import { createImageInspector, FirmwareRejected, type FirmwareInfo } from "./image.ts";
-
-
+import { createFirmwareVersions, type Upload, type VersionRow } from "./versions.ts";
 
 /** A file untouched for this long cannot belong to an upload still in progress on another replica. */
 const STALE_MS = 10 * 60 * 1000;
 const TEMP_PREFIX = ".upload-";
-/** A stored file that is not the one its model records (changed on disk behind the server's back). */
+/** A stored file that is not the one its row records (changed on disk behind the server's back). */
 class FileDamaged extends Error {}
 const ENOENT = (error: unknown) => (error as NodeJS.ErrnoException)?.code === "ENOENT";
+
+/** What is known of a stored image before it is opened: its file, its recorded size and its validators. */
+type StoredImage = { file: string; size: number | null; etag: string; lastModified: Date };
 
 const HOST = hostname().replace(/[^\w.]/g, "_");
 /** `.upload-<host>-<pid>-<random>.tmp`: the host and pid tell at start which leftovers are surely dead. */
@@ -55,6 +58,7 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
   const { db, assetsDir, notifier, logger } = deps;
   const absolute = (file: string) => join(assetsDir, file);
   const cache = createImageCache(deps.cacheBytes);
+  const versions = createFirmwareVersions(db);
 
   const removeQuietly = (path: string, what: string) =>
     rm(path, { force: true, recursive: true }).catch((error) => logger.error(`Could not remove ${what}`, { path, error: errorMessage(error) }));
@@ -78,7 +82,7 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
   async function contentOf(file: string, recordedSize: number | null): Promise<Pick<StoredFile, "content" | "size">> {
     const path = absolute(file);
     const checkSize = (size: number) => {
-      if (recordedSize !== null && size !== recordedSize) throw new FileDamaged(`it has ${size} bytes; its model records ${recordedSize}`);
+      if (recordedSize !== null && size !== recordedSize) throw new FileDamaged(`it has ${size} bytes; its row records ${recordedSize}`);
     };
     const cached = cache.get(file, recordedSize ?? Number.POSITIVE_INFINITY, async () => {
       const bytes = await readFile(path);
@@ -100,31 +104,42 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     }
   }
 
-  /** The stored image a model row points at; 404 when it has none. */
-  function firmwareOf(row: ModelRow) {
+  /** The stable image a model row points at; 404 when it has none. */
+  function stableImage(row: ModelRow): StoredImage {
     const { firmwareFile: file, firmwareSha256: sha256 } = row;
     if (!file || !sha256) throw notFound(`Device model "${row.code}" has no firmware yet.`, "FIRMWARE_NOT_FOUND");
-    return { file, etag: `"${sha256}"`, lastModified: row.firmwareUploadedAt ?? row.updatedAt };
+    return { file, size: row.firmwareSize, etag: `"${sha256}"`, lastModified: row.firmwareUploadedAt ?? row.updatedAt };
   }
 
-  async function openCurrent(model: ModelRow): Promise<StoredFile> {
-    let row = model;
+  const versionImage = (version: VersionRow): StoredImage => ({
+    file: version.file,
+    size: version.size,
+    etag: `"${version.sha256}"`,
+    lastModified: version.uploadedAt,
+  });
+
+  /** Opens `image`, the stored image of `what`; `reread` gives it anew when a commit unlinked its file meanwhile. */
+  async function openImage(image: StoredImage, what: string, reread: () => Promise<StoredImage>): Promise<StoredFile> {
     for (let attempt = 1; ; attempt++) {
-      const { file, ...validators } = firmwareOf(row);
+      const { file, size, ...validators } = image;
       try {
-        return { ...(await contentOf(file, row.firmwareSize)), ...validators };
+        return { ...(await contentOf(file, size)), ...validators };
       } catch (error) {
         if (error instanceof FileDamaged || (ENOENT(error) && attempt >= 3)) {
-          logger.error("A stored firmware file is missing or damaged", { model: row.code, file, error: errorMessage(error) });
-          throw new AppError(500, "FIRMWARE_FILE_DAMAGED", `The stored firmware of device model "${row.code}" is missing or damaged; upload it again.`);
+          logger.error("A stored firmware file is missing or damaged", { firmware: what, file, error: errorMessage(error) });
+          throw new AppError(500, "FIRMWARE_FILE_DAMAGED", `The stored ${what} is missing or damaged; upload it again.`);
         }
-        // A newer upload committed and unlinked this file between the read and the open: read the row again.
+        // A commit unlinked this file between the read and the open (a newer upload, the same bytes stored anew).
         if (!ENOENT(error)) throw error;
-        const [fresh] = await db.select().from(deviceModels).where(eq(deviceModels.id, row.id));
-        if (!fresh) throw modelNotFound(row.id);
-        row = fresh;
+        image = await reread();
       }
     }
+  }
+
+  async function readModel(id: number): Promise<ModelRow> {
+    const [row] = await db.select().from(deviceModels).where(eq(deviceModels.id, id));
+    if (!row) throw modelNotFound(id);
+    return row;
   }
 
   /** Stream `chunks` into a temporary file while validating them; returns the file and what the image says. */
@@ -150,29 +165,6 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     }
   }
 
-  /** Point the model at `file`; returns the file it had before. */
-  async function commit(modelId: number, file: string, info: FirmwareInfo): Promise<string | null> {
-    return db.transaction(async (tx) => {
-      const [row] = await tx.select({ file: deviceModels.firmwareFile }).from(deviceModels).where(eq(deviceModels.id, modelId)).for("update");
-      if (!row) throw modelNotFound(modelId);
-      await tx
-        .update(deviceModels)
-        .set({
-          firmwareVersion: info.version,
-          firmwareFile: file,
-          firmwareSha256: info.sha256,
-          firmwareSize: info.size,
-          firmwareProjectName: info.projectName,
-          firmwareIdfVersion: info.idfVersion,
-          firmwareChip: info.chip,
-          firmwareUploadedAt: new Date(),
-          updatedAt: new Date(),
-        })
-        .where(eq(deviceModels.id, modelId));
-      return row.file;
-    });
-  }
-
   async function notifyDevices(modelId: number, version: string) {
     const rows = await db.select({ clientId: devices.clientId }).from(devices).where(eq(devices.deviceModelId, modelId));
     // Notifier.publish never throws (a broker outage is logged and counted): the upload has succeeded already.
@@ -191,11 +183,11 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     }
   }
 
-  /** Removes firmware files no model points at (a crash between rename and commit), once surely not in flight. */
+  /** Removes firmware files no version records (a crash between rename and commit), once surely not in flight. */
   async function sweepOrphans(): Promise<void> {
-    const rows = await db.select({ code: deviceModels.code, file: deviceModels.firmwareFile }).from(deviceModels);
+    const rows = await db.select({ code: deviceModels.code }).from(deviceModels);
     const codes = new Set(rows.map((row) => row.code));
-    const referenced = new Set(rows.map((row) => row.file));
+    const referenced = new Set(await versions.files());
     const now = Date.now();
     for (const dir of await readdir(assetsDir, { withFileTypes: true })) {
       if (!dir.isDirectory()) continue;
@@ -218,14 +210,15 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     },
 
     /**
-     * Validates and stores an uploaded image for `model`, then notifies the model's devices.
-     * Throws 400 INVALID_FIRMWARE (with the reason), 413, 507 when the storage refuses the file, or 404 if the model
-     * vanished meanwhile.
+     * Validates and stores an uploaded image for `model` as a version of it (the same bytes again: the same version),
+     * makes that the stable version, then notifies the model's devices.
+     * Throws 400 INVALID_FIRMWARE (with the reason), 413, 507 when the storage refuses the file, 409 when another
+     * image has this version string, or 404 if the model vanished meanwhile.
      */
-    async save(model: ModelRow, chunks: AsyncIterable<Uint8Array>): Promise<FirmwareInfo> {
+    async save(model: ModelRow, chunks: AsyncIterable<Uint8Array>, by: Pick<Upload, "notes" | "uploadedBy">): Promise<VersionRow> {
       const { temp, info } = await receive(chunks).catch((error) => Promise.reject(storageRefused(error)));
       const file = `${model.code}/${info.sha256}-${randomBytes(4).toString("hex")}.bin`;
-      let previous: string | null;
+      let recorded: Awaited<ReturnType<typeof versions.recordUpload>>;
       try {
         await mkdir(absolute(model.code), { recursive: true });
         await rename(temp, absolute(file));
@@ -234,18 +227,21 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
         throw storageRefused(error);
       }
       try {
-        previous = await commit(model.id, file, info);
+        recorded = await versions.recordUpload(model.id, { file, info, ...by });
       } catch (error) {
         await removeQuietly(absolute(file), "a firmware file whose upload failed");
         throw error;
       }
-      if (previous) {
-        cache.forget(previous);
-        await removeQuietly(absolute(previous), "the previous firmware file");
+      const { version, unusedFile, previousStableFile } = recorded;
+      // The previous stable image stays as its version's file; only devices no longer download it.
+      if (previousStableFile) cache.forget(previousStableFile);
+      if (unusedFile) {
+        cache.forget(unusedFile);
+        await removeQuietly(absolute(unusedFile), "a firmware file stored anew");
       }
-      logger.info("Firmware stored", { model: model.code, version: info.version, size: info.size, sha256: info.sha256, signature: info.signature });
+      logger.info("Firmware stored", { model: model.code, version: info.version, version_id: version.id, size: info.size, sha256: info.sha256, signature: info.signature });
       await notifyDevices(model.id, info.version);
-      return info;
+      return version;
     },
 
     /**
@@ -254,15 +250,35 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
      * response is built, so that a concurrent upload can unlink the file without cutting this download short.
      */
     source(model: ModelRow): FileSource {
-      return { ...firmwareOf(model), open: () => openCurrent(model) };
+      const what = `firmware of device model "${model.code}"`;
+      return { ...stableImage(model), open: () => openImage(stableImage(model), what, async () => stableImage(await readModel(model.id))) };
+    },
+
+    /** The model's versions, newest first. */
+    listVersions: (model: ModelRow) => versions.list(model),
+
+    /** A version of `model`; 404 FIRMWARE_VERSION_NOT_FOUND for an unknown id or one of another model. */
+    version: (model: ModelRow, id: number) => versions.find(model, id),
+
+    /** The image of a version, for fileResponse (as source()). */
+    versionSource(model: ModelRow, version: VersionRow): FileSource {
+      const what = `image of firmware version "${version.version}" of device model "${model.code}"`;
+      return { ...versionImage(version), open: () => openImage(versionImage(version), what, async () => versionImage(await versions.find(model, version.id))) };
+    },
+
+    /** Deletes a version nothing uses (409 FIRMWARE_VERSION_IN_USE says what does), then its file. */
+    async deleteVersion(model: ModelRow, id: number): Promise<void> {
+      const { file } = await versions.remove(model, id);
+      cache.forget(file);
+      await removeQuietly(absolute(file), "the file of a deleted firmware version");
     },
 
     /** Bytes of firmware held in memory. */
     cachedBytes: () => cache.usedBytes(),
 
-    /** The model row is gone: its firmware directory goes too. */
+    /** The model row is gone, and its versions with it: its firmware directory goes too. */
     async removeModelFiles(model: ModelRow): Promise<void> {
-      if (model.firmwareFile) cache.forget(model.firmwareFile);
+      cache.forgetUnder(`${model.code}/`);
       await removeQuietly(absolute(model.code), "the firmware of a deleted model");
     },
   };

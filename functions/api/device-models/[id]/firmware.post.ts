@@ -1,7 +1,7 @@
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { json } from "../../../../lib/http/respond.ts";
 import { uploadedFile } from "../../../../lib/http/upload.ts";
-import { firmwareUploadSchema, idParams } from "../../../../lib/schemas.ts";
+import { firmwareUploadQuery, firmwareUploadSchema, idParams } from "../../../../lib/schemas.ts";
 
 export default defineRoute({
   method: "POST",
@@ -9,12 +9,15 @@ export default defineRoute({
   access: "admin",
   summary: "Upload the model's firmware (an ESP32-family application image)",
   description:
-    "The image is validated while it streams in (400 INVALID_FIRMWARE says what is wrong), stored, and then the " +
-    "model's `firmware_version` changes; every device of the model gets an MQTT firmware notice. Limit: FIRMWARE_MAX_BYTES (413). " +
+    "The image is validated while it streams in (400 INVALID_FIRMWARE says what is wrong) and stored as a firmware version of " +
+    "the model, which becomes its stable version: the model's `firmware_version` changes and every device of the model gets an " +
+    "MQTT firmware notice. The same bytes again are the same version (`version_id`), stable again; another image with an existing " +
+    "version string is refused (409 FIRMWARE_VERSION_EXISTS) and changes nothing. Limit: FIRMWARE_MAX_BYTES (413). " +
     "When the firmware storage is full (507 INSUFFICIENT_STORAGE) or read-only (507 STORAGE_READ_ONLY) the current firmware stays.",
   tags: ["Device models"],
   request: {
     params: idParams,
+    query: firmwareUploadQuery,
     rawBody: {
       description: "The image as the raw body, or as the multipart field `file` (other fields are ignored)",
       content: {
@@ -25,10 +28,16 @@ export default defineRoute({
       },
     },
   },
-  responses: { 200: { description: "Stored", content: { "application/json": { schema: firmwareUploadSchema } } } },
-  async handler(request, { services, params }) {
+  responses: {
+    200: { description: "Stored", content: { "application/json": { schema: firmwareUploadSchema } } },
+    409: { description: "Another image of the model already has this version string (FIRMWARE_VERSION_EXISTS)" },
+  },
+  async handler(request, { services, params, query, principal }) {
     const model = await services.models.findRow(params.id);
-    const info = await services.firmware.save(model, uploadedFile(request, services.config.FIRMWARE_MAX_BYTES));
-    return json({ id: model.id, code: model.code, firmware_version: info.version });
+    const version = await services.firmware.save(model, uploadedFile(request, services.config.FIRMWARE_MAX_BYTES), {
+      notes: query.notes?.trim() || null,
+      uploadedBy: principal.kind === "admin" ? principal.subject : null,
+    });
+    return json({ id: model.id, code: model.code, firmware_version: version.version, version_id: version.id });
   },
 });

@@ -1,0 +1,162 @@
+/**
+ * Firmware versions in the database: every accepted image of a model, immutable, one of them the model's stable
+ * version. The model row keeps a copy of the stable version's fields (db/schema.ts says why); it changes only here.
+ */
+import { and, desc, eq } from "drizzle-orm";
+import type { Database, Executor } from "../../db/client.ts";
+import { deviceModels, firmwareVersions, type ModelRow } from "../../db/schema.ts";
+import { AppError, conflict, modelNotFound, notFound } from "../errors.ts";
+import type { FirmwareVersion } from "../schemas.ts";
+import type { FirmwareInfo } from "./image.ts";
+
+export type VersionRow = typeof firmwareVersions.$inferSelect;
+
+/** An accepted image, already stored as `file`, and who sent it. */
+export type Upload = { file: string; info: FirmwareInfo; notes: string | null; uploadedBy: string | null };
+
+export const toFirmwareVersion = (row: VersionRow, model: Pick<ModelRow, "stableVersionId">): FirmwareVersion => ({
+  id: row.id,
+  version: row.version,
+  sha256: row.sha256,
+  size: row.size,
+  elf_sha256: row.elfSha256,
+  secure_version: row.secureVersion,
+  project_name: row.projectName,
+  chip: row.chip,
+  idf_version: row.idfVersion,
+  uploaded_at: row.uploadedAt.toISOString(),
+  uploaded_by: row.uploadedBy,
+  notes: row.notes,
+  stable: row.id === model.stableVersionId,
+});
+
+const versionNotFound = (model: ModelRow, id: number) =>
+  notFound(`Device model "${model.code}" has no firmware version ${id}.`, "FIRMWARE_VERSION_NOT_FOUND");
+
+const differentBytes = (code: string, existing: VersionRow, info: FirmwareInfo) =>
+  new AppError(
+    409,
+    "FIRMWARE_VERSION_EXISTS",
+    `Device model "${code}" already has a firmware version "${existing.version}" with different bytes; ` +
+      "give the new build a version string of its own, or delete that version first.",
+    { version: existing.version, version_id: existing.id, sha256: existing.sha256, uploaded_sha256: info.sha256 },
+  );
+
+/**
+ * Why `version` must be kept, or null when it may be deleted. The one place for every such reason (later: a
+ * rollout's target, a device's pin, a device reported running it).
+ */
+function whyInUse(version: VersionRow, model: Pick<ModelRow, "stableVersionId">): string | null {
+  if (version.id === model.stableVersionId) return "it is the model's stable version";
+  return null;
+}
+
+/** The model columns that copy its stable version. */
+const stableCopy = (version: VersionRow) => ({
+  stableVersionId: version.id,
+  firmwareVersion: version.version,
+  firmwareFile: version.file,
+  firmwareSha256: version.sha256,
+  firmwareSize: version.size,
+  firmwareProjectName: version.projectName,
+  firmwareIdfVersion: version.idfVersion,
+  firmwareChip: version.chip,
+  // Last-Modified of the model's download: when it began serving this image, so If-Modified-Since never hides a change.
+  firmwareUploadedAt: new Date(),
+  updatedAt: new Date(),
+});
+
+async function findIn(executor: Executor, model: ModelRow, id: number): Promise<VersionRow> {
+  const [row] = await executor
+    .select()
+    .from(firmwareVersions)
+    .where(and(eq(firmwareVersions.id, id), eq(firmwareVersions.deviceModelId, model.id)));
+  if (!row) throw versionNotFound(model, id);
+  return row;
+}
+
+export function createFirmwareVersions(db: Database) {
+  return {
+    /** A version of `model`; 404 for an unknown id or one of another model. */
+    find: (model: ModelRow, id: number) => findIn(db, model, id),
+
+    /** The model's versions, newest first. */
+    list: (model: ModelRow): Promise<VersionRow[]> =>
+      db
+        .select()
+        .from(firmwareVersions)
+        .where(eq(firmwareVersions.deviceModelId, model.id))
+        .orderBy(desc(firmwareVersions.uploadedAt), desc(firmwareVersions.id)),
+
+    /**
+     * Records an upload as a version of the model and makes it the stable one. The same bytes again are the same
+     * version: it gets the fresh copy as its file (the bytes are equal, so nothing the version says changes; a file
+     * damaged on disk is repaired). Returns the version, the file it no longer uses, and the previous stable file.
+     * 409 when another image already has this version string; 404 when the model is gone.
+     */
+    async recordUpload(modelId: number, upload: Upload) {
+      const { file, info } = upload;
+      return db.transaction(async (tx) => {
+        const [model] = await tx
+          .select({ code: deviceModels.code, file: deviceModels.firmwareFile })
+          .from(deviceModels)
+          .where(eq(deviceModels.id, modelId))
+          .for("update");
+        if (!model) throw modelNotFound(modelId);
+        // Equal bytes mean an equal version string, so at most one version has either.
+        const [existing] = await tx
+          .select()
+          .from(firmwareVersions)
+          .where(and(eq(firmwareVersions.deviceModelId, modelId), eq(firmwareVersions.version, info.version)));
+        if (existing && existing.sha256 !== info.sha256) throw differentBytes(model.code, existing, info);
+        const [version] = existing
+          ? await tx.update(firmwareVersions).set({ file }).where(eq(firmwareVersions.id, existing.id)).returning()
+          : await tx
+              .insert(firmwareVersions)
+              .values({
+                deviceModelId: modelId,
+                version: info.version,
+                file,
+                sha256: info.sha256,
+                size: info.size,
+                elfSha256: info.elfSha256,
+                secureVersion: info.secureVersion,
+                projectName: info.projectName,
+                chip: info.chip,
+                idfVersion: info.idfVersion,
+                notes: upload.notes,
+                uploadedBy: upload.uploadedBy,
+              })
+              .returning();
+        await tx.update(deviceModels).set(stableCopy(version!)).where(eq(deviceModels.id, modelId));
+        return { version: version!, unusedFile: existing?.file ?? null, previousStableFile: model.file };
+      });
+    },
+
+    /** Deletes a version that nothing uses (409 saying what does); returns its row, whose file the caller removes. */
+    async remove(model: ModelRow, id: number): Promise<VersionRow> {
+      return db.transaction(async (tx) => {
+        // Locked like an upload, so the version cannot become stable between the check and the delete.
+        const [current] = await tx
+          .select({ stableVersionId: deviceModels.stableVersionId })
+          .from(deviceModels)
+          .where(eq(deviceModels.id, model.id))
+          .for("update");
+        if (!current) throw modelNotFound(model.id);
+        const version = await findIn(tx, model, id);
+        const reason = whyInUse(version, current);
+        if (reason) throw conflict(`Firmware version "${version.version}" of device model "${model.code}" cannot be deleted: ${reason}.`, "FIRMWARE_VERSION_IN_USE");
+        await tx.delete(firmwareVersions).where(eq(firmwareVersions.id, version.id));
+        return version;
+      });
+    },
+
+    /** Every stored file a version records (the orphan sweep keeps these). */
+    async files(): Promise<string[]> {
+      const rows = await db.select({ file: firmwareVersions.file }).from(firmwareVersions);
+      return rows.map((row) => row.file);
+    },
+  };
+}
+
+export type FirmwareVersions = ReturnType<typeof createFirmwareVersions>;
