@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { buildImage } from "./support/firmware-image.ts";
 import { bareEnv, runEntry, type Child } from "./support/process.ts";
 
 const STOP_DEADLINE_MS = 10_000;
@@ -118,6 +119,37 @@ describe("embedded default: the real server on PGlite", () => {
       assert.doesNotMatch(reason, /\n\s+at /);
       const still = await (await server.get("/api/devices")).json();
       assert.equal(still.count, 1, "nothing changed");
+      await stop(server);
+    } finally {
+      server.child.kill();
+    }
+  });
+
+  test("firmware versions on PGlite: uploads, the same bytes again, deleting an older one (the model is wiped below)", async () => {
+    const server = await start();
+    try {
+      const base = server.url.replace("localhost", "127.0.0.1");
+      const [model] = (await (await server.get("/api/device-models")).json()).device_models;
+      const upload = async (image: Uint8Array<ArrayBuffer>) => {
+        const response = await fetch(`${base}/api/device-models/${model.id}/firmware`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/octet-stream" },
+          body: image,
+          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+        });
+        assert.equal(response.status, 200, await response.clone().text());
+        return (await response.json()).version_id as number;
+      };
+      const first = buildImage({ version: "1.0.0", size: 8000 });
+      const firstId = await upload(first);
+      await upload(buildImage({ version: "2.0.0", size: 8000 }));
+      assert.equal(await upload(first), firstId, "the same bytes are the same version");
+      const listed = await (await server.get(`/api/device-models/${model.id}/firmware/versions`)).json();
+      assert.deepEqual(listed.versions.map((v: { version: string; stable: boolean }) => [v.version, v.stable]), [["2.0.0", false], ["1.0.0", true]]);
+      const older = listed.versions[0].id;
+      const deleted = await fetch(`${base}/api/device-models/${model.id}/firmware/versions/${older}`, { method: "DELETE", headers: { authorization: `Bearer ${token}` } });
+      assert.equal(deleted.status, 204);
+      assert.equal((await (await server.get(`/api/device-models/${model.id}/firmware/versions`)).json()).count, 1);
       await stop(server);
     } finally {
       server.child.kill();
