@@ -1,7 +1,7 @@
 /** Firmware history per model (issue 13 §1): every accepted upload is a version; list, read, download, delete. */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
@@ -221,6 +221,16 @@ describe("firmware versions", () => {
     const reupload = await upload(model, second);
     assert.equal(reupload.status, 200, "a deleted version string can be used again");
     assert.notEqual((await reupload.json()).version_id, old.id);
+  });
+
+  test("at start, the orphan sweep keeps the file of every version, not only the stable one's", async () => {
+    const kept = filesOf("hist");
+    assert.equal(kept.length, 2);
+    writeFileSync(join(assetsDir, "hist", "0000-orphan.bin"), "x");
+    const hourAgo = new Date(Date.now() - 3600_000);
+    for (const name of [...kept, "0000-orphan.bin"]) utimesSync(join(assetsDir, "hist", name), hourAgo, hourAgo);
+    await app.services.firmware.init();
+    assert.deepEqual(filesOf("hist"), kept);
   });
 
   test("deleting a model removes all its versions and their files", async () => {
