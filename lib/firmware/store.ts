@@ -250,8 +250,9 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
      * response is built, so that a concurrent upload can unlink the file without cutting this download short.
      */
     source(model: ModelRow): FileSource {
-      const what = `firmware of device model "${model.code}"`;
-      return { ...stableImage(model), open: () => openImage(stableImage(model), what, async () => stableImage(await readModel(model.id))) };
+      const image = stableImage(model);
+      const reread = async () => stableImage(await readModel(model.id));
+      return { ...image, open: () => openImage(image, `firmware of device model "${model.code}"`, reread) };
     },
 
     /** The model's versions, newest first. */
@@ -262,8 +263,9 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
 
     /** The image of a version, for fileResponse (as source()). */
     versionSource(model: ModelRow, version: VersionRow): FileSource {
-      const what = `image of firmware version "${version.version}" of device model "${model.code}"`;
-      return { ...versionImage(version), open: () => openImage(versionImage(version), what, async () => versionImage(await versions.find(model, version.id))) };
+      const image = versionImage(version);
+      const reread = async () => versionImage(await versions.find(model, version.id));
+      return { ...image, open: () => openImage(image, `image of firmware version "${version.version}" of device model "${model.code}"`, reread) };
     },
 
     /** Deletes a version nothing uses (409 FIRMWARE_VERSION_IN_USE says what does), then its file. */
