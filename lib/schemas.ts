@@ -141,6 +141,14 @@ export type FirmwareVersion = z.infer<typeof firmwareVersionSchema>;
 
 export const binaryContent = { "application/octet-stream": { schema: { type: "string" as const, format: "binary" } } };
 
+/** What a firmware image download may answer (lib/http/file-response.ts serves them all alike). */
+export const imageDownloadResponses = {
+  200: { description: "The image", content: binaryContent },
+  206: { description: "The requested byte range", content: binaryContent },
+  304: { description: "Unchanged (If-None-Match)" },
+  416: { description: "Range not satisfiable" },
+};
+
 export const errorSchema = z
   .object({
     error: z.string(),

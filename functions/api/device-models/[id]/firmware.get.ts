@@ -1,6 +1,6 @@
 import { fileResponse } from "../../../../lib/http/file-response.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
-import { binaryContent, idParams } from "../../../../lib/schemas.ts";
+import { idParams, imageDownloadResponses } from "../../../../lib/schemas.ts";
 
 export default defineRoute({
   method: "GET",
@@ -10,12 +10,7 @@ export default defineRoute({
   description: "An attachment `firmware-<code>.bin`. Supports Range (206/416), If-Range, If-None-Match (304) and HEAD.",
   tags: ["Device models"],
   request: { params: idParams },
-  responses: {
-    200: { description: "The image", content: binaryContent },
-    206: { description: "The requested byte range", content: binaryContent },
-    304: { description: "Unchanged (If-None-Match)" },
-    416: { description: "Range not satisfiable" },
-  },
+  responses: imageDownloadResponses,
   async handler(request, { services, params }) {
     const model = await services.models.findRow(params.id);
     return fileResponse(request, services.firmware.source(model), {

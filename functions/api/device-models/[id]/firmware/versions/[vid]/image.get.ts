@@ -1,6 +1,6 @@
 import { fileResponse } from "../../../../../../../lib/http/file-response.ts";
 import { defineRoute } from "../../../../../../../lib/http/route.ts";
-import { binaryContent, versionParams } from "../../../../../../../lib/schemas.ts";
+import { imageDownloadResponses, versionParams } from "../../../../../../../lib/schemas.ts";
 
 /** The version string as a file name part: the descriptor allows any UTF-8, a header takes little of it. */
 const fileNamePart = (version: string) => version.replace(/[^\w.+-]/g, "_");
@@ -15,12 +15,7 @@ export default defineRoute({
     "the ETag is the image's SHA-256, as in the model's firmware download.",
   tags: ["Device models"],
   request: { params: versionParams },
-  responses: {
-    200: { description: "The image", content: binaryContent },
-    206: { description: "The requested byte range", content: binaryContent },
-    304: { description: "Unchanged (If-None-Match)" },
-    416: { description: "Range not satisfiable" },
-  },
+  responses: imageDownloadResponses,
   async handler(request, { services, params }) {
     const model = await services.models.findRow(params.id);
     const version = await services.firmware.version(model, params.vid);
