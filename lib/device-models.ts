@@ -7,7 +7,7 @@ import type { SchemaChecker } from "./schema-checker.ts";
 import type { z } from "zod";
 import type { createModelBody, Model, ModelSummary, updateModelBody } from "./schemas.ts";
 
-const toSummary = (row: ModelRow, deviceCount: number): ModelSummary => ({
+export const toSummary = (row: ModelRow, deviceCount: number): ModelSummary => ({
   id: row.id,
   code: row.code,
   name: row.name,
@@ -16,7 +16,7 @@ const toSummary = (row: ModelRow, deviceCount: number): ModelSummary => ({
   device_count: deviceCount,
 });
 
-const toModel = (row: ModelRow, deviceCount: number): Model => ({
+export const toModel = (row: ModelRow, deviceCount: number): Model => ({
   ...toSummary(row, deviceCount),
   config_schema: row.configSchema,
   created_at: row.createdAt.toISOString(),

@@ -37,7 +37,7 @@ const summaryColumns = {
   previousSecretExpiresAt: devices.previousSecretExpiresAt,
 };
 
-const toDeviceSummary = (row: Pick<DeviceRow, keyof typeof summaryColumns>): DeviceSummary => ({
+export const toDeviceSummary = (row: Pick<DeviceRow, keyof typeof summaryColumns>): DeviceSummary => ({
   id: row.id,
   key: row.key,
   device_model_id: row.deviceModelId,
@@ -50,7 +50,7 @@ const toDeviceSummary = (row: Pick<DeviceRow, keyof typeof summaryColumns>): Dev
   previous_secret_expires_at: iso(row.previousSecretExpiresAt),
 });
 
-const toDevice = (row: DeviceRow, model: ModelRow): Device => ({
+export const toDevice = (row: DeviceRow, model: ModelRow): Device => ({
   ...toDeviceSummary(row),
   device_model: { id: model.id, code: model.code, name: model.name, firmware_version: model.firmwareVersion },
   config: row.config,

@@ -30,10 +30,10 @@ export const toFirmwareVersion = (row: VersionRow, model: Pick<ModelRow, "stable
   stable: row.id === model.stableVersionId,
 });
 
-const versionNotFound = (model: ModelRow, id: number) =>
+export const versionNotFound = (model: ModelRow, id: number) =>
   notFound(`Device model "${model.code}" has no firmware version ${id}.`, "FIRMWARE_VERSION_NOT_FOUND");
 
-const differentBytes = (code: string, existing: VersionRow, info: FirmwareInfo) =>
+export const differentBytes = (code: string, existing: VersionRow, info: FirmwareInfo) =>
   new AppError(
     409,
     "FIRMWARE_VERSION_EXISTS",
@@ -46,13 +46,16 @@ const differentBytes = (code: string, existing: VersionRow, info: FirmwareInfo) 
  * Why `version` must be kept, or null when it may be deleted. The one place for every such reason (later: a
  * rollout's target, a device's pin, a device reported running it).
  */
-function whyInUse(version: VersionRow, model: Pick<ModelRow, "stableVersionId">): string | null {
+export function whyInUse(version: VersionRow, model: Pick<ModelRow, "stableVersionId">): string | null {
   if (version.id === model.stableVersionId) return "it is the model's stable version";
   return null;
 }
 
-/** The model columns that copy its stable version. */
-const stableCopy = (version: VersionRow) => ({
+export const versionInUse = (model: ModelRow, version: VersionRow, reason: string) =>
+  conflict(`Firmware version "${version.version}" of device model "${model.code}" cannot be deleted: ${reason}.`, "FIRMWARE_VERSION_IN_USE");
+
+/** The model columns that copy its stable version (the in-memory fake of the firmware store applies them too). */
+export const stableCopy = (version: VersionRow) => ({
   stableVersionId: version.id,
   firmwareVersion: version.version,
   firmwareFile: version.file,
@@ -145,7 +148,7 @@ export function createFirmwareVersions(db: Database) {
         if (!current) throw modelNotFound(model.id);
         const version = await findIn(tx, model, id);
         const reason = whyInUse(version, current);
-        if (reason) throw conflict(`Firmware version "${version.version}" of device model "${model.code}" cannot be deleted: ${reason}.`, "FIRMWARE_VERSION_IN_USE");
+        if (reason) throw versionInUse(model, version, reason);
         await tx.delete(firmwareVersions).where(eq(firmwareVersions.id, version.id));
         return version;
       });

@@ -116,3 +116,11 @@ export function createApp(routes: Route[], services: Services): (request: Reques
     return final;
   };
 }
+
+/**
+ * One route run exactly as the server runs it (auth, input parsing, error envelope, request id) over the services
+ * given: how a unit test calls a handler with a plain Request and fake services.
+ */
+export function runRoute(route: Route, request: Request, services: Services): Promise<Response> {
+  return createApp([route], services)(request);
+}

@@ -8,8 +8,9 @@ import { createApp } from "../../lib/http/app.ts";
 import type { Connection } from "../../lib/http/client-address.ts";
 import type { Route } from "../../lib/http/route.ts";
 import { createTestDatabase } from "./database.ts";
+import { ADMIN_TOKEN } from "./tokens.ts";
 
-export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
+export { ADMIN_TOKEN };
 
 export type TestApp = {
   services: Services;

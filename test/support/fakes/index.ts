@@ -1,0 +1,97 @@
+/**
+ * Every service of lib/context.ts as an in-memory fake, built from one place: a unit test runs a route over these
+ * (lib/http/app.ts runRoute) and reads what they recorded. The fakes are held to the real adapters by the contract
+ * tests (test/*-contract.test.ts and test/unit/fakes.test.ts). A service that only combines others (provisioning)
+ * is the real one, built over the fakes, so the unit tests run its code rather than a copy of it.
+ */
+import { loadConfig } from "../../../lib/config.ts";
+import type { Services } from "../../../lib/context.ts";
+import { createDatabaseOutageLog } from "../../../lib/database-outage-log.ts";
+import { createClientAuthLimits } from "../../../lib/identity/client-auth-limits.ts";
+import { createMetrics } from "../../../lib/metrics.ts";
+import { createProvisioningService } from "../../../lib/provisioning/service.ts";
+import { createSecretBox, generateFernetKey } from "../../../lib/secrets.ts";
+import { ADMIN_TOKEN } from "../tokens.ts";
+import { fakeAuth } from "./auth.ts";
+import { fakeBrowserSession } from "./browser-session.ts";
+import { fakeDatabase } from "./database.ts";
+import { fakeDeviceService } from "./devices.ts";
+import { fakeFirmwareStore } from "./firmware.ts";
+import { fakeIdentityProvider } from "./identity.ts";
+import { fakeBuiltinIssuer } from "./issuer.ts";
+import { recordingLogger } from "./logger.ts";
+import { fakeDeviceModelService } from "./models.ts";
+import { fakeNotifier } from "./notifier.ts";
+import { fakeRotationService } from "./rotation.ts";
+import { createWorld } from "./world.ts";
+
+export const BASE_URL = "http://iot.test";
+
+/** Settings of a server with everything a provisioning package needs; `env` changes them ("" removes one). */
+const DEFAULT_ENV: Record<string, string> = {
+  DATABASE_URL: "postgres://unused.invalid/unit",
+  DATA_DIR: "/nonexistent/unit-tests",
+  LOG_LEVEL: "silent",
+  ADMIN_API_TOKEN: ADMIN_TOKEN,
+  BASEURL: BASE_URL,
+  DEVICE_MQTT_URL: "mqtt://broker.test:1883",
+  WIFI_SSID: "fleet-wifi",
+  WIFI_PASSWORD: "fleet-wifi-password",
+};
+
+export function fakeServices(options: { env?: Record<string, string>; browserLogin?: boolean } = {}) {
+  const config = loadConfig({ ...DEFAULT_ENV, ...options.env });
+  const world = createWorld();
+  const logger = recordingLogger();
+  const metrics = createMetrics();
+  const database = fakeDatabase();
+  const identity = fakeIdentityProvider(`${BASE_URL}/oauth2/token`);
+  const notifier = fakeNotifier();
+  const firmware = fakeFirmwareStore(world, notifier);
+  const rotation = fakeRotationService(world, {
+    identity,
+    notifier,
+    schedule: { cron: config.ROTATION_CRON, timezone: config.ROTATION_TIMEZONE },
+    criticalThresholdDays: config.ROTATION_CRITICAL_THRESHOLD_DAYS,
+    previousSecretGraceDays: config.ROTATION_PREVIOUS_SECRET_GRACE_DAYS,
+  });
+  const browserSession = options.browserLogin ? fakeBrowserSession() : null;
+  const builtinIssuer =
+    config.identity === "builtin"
+      ? fakeBuiltinIssuer({
+          issuer: `${BASE_URL}/oauth2`,
+          audience: config.OIDC_AUDIENCE,
+          identity,
+          limits: createClientAuthLimits(
+            { perClient: config.OAUTH2_CLIENT_FAILURE_LIMIT, perAddress: config.OAUTH2_ADDRESS_FAILURE_LIMIT, windowSeconds: config.OAUTH2_FAILURE_WINDOW_SECONDS },
+            logger,
+          ),
+        })
+      : null;
+
+  const devices = fakeDeviceService(world, { identity, notifier });
+
+  const services: Services = {
+    config,
+    logger,
+    logDatabaseOutage: createDatabaseOutageLog(logger),
+    metrics,
+    database,
+    secretBox: createSecretBox(generateFernetKey()),
+    identity,
+    builtinIssuer,
+    notifier,
+    browserSession,
+    auth: fakeAuth({ world, identity, engine: rotation.engine, authDisabled: config.AUTH_DISABLED, adminTokenFromRequest: browserSession?.tokenFromRequest }),
+    models: fakeDeviceModelService(world, { onDeleted: firmware.removeModelFiles }),
+    devices,
+    firmware,
+    rotation,
+    // The real service: it only builds the package from what the (fake) devices, identity and rotation give it.
+    provisioning: createProvisioningService({ config, identity, devices, rotation }),
+    close: async () => {},
+  };
+  return { services, world, logger, database, identity, notifier };
+}
+
+export type Fakes = ReturnType<typeof fakeServices>;

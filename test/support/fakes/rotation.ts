@@ -1,0 +1,123 @@
+/**
+ * RotationService and its engine over the shared rows: one device PENDING at a time, a rotation notice on start, the
+ * new secret issued on the first provisioning read and kept through its grace, completed by a token of the new secret.
+ */
+import type { IdentityProvider } from "../../../lib/identity/provider.ts";
+import { deviceNotFound } from "../../../lib/errors.ts";
+import type { Notifier } from "../../../lib/mqtt.ts";
+import type { RotationEngine } from "../../../lib/rotation/engine.ts";
+import { nextOccurrence, type Schedule } from "../../../lib/rotation/schedule.ts";
+import type { RotationService } from "../../../lib/rotation/service.ts";
+import { rotationStates } from "../../../db/schema.ts";
+import type { DashboardRow, RotationStatus } from "../../../lib/schemas.ts";
+import type { FakeWorld } from "./world.ts";
+
+const DAY_MS = 86_400_000;
+
+export function fakeRotationService(
+  world: FakeWorld,
+  deps: { identity: IdentityProvider; notifier: Notifier; schedule: Schedule; criticalThresholdDays: number; previousSecretGraceDays: number },
+): RotationService {
+  const rows = () => [...world.devices.values()].sort((a, b) => (a.key < b.key ? -1 : 1));
+  const pending = () => rows().find((row) => row.rotationState === "PENDING") ?? null;
+
+  const engine: RotationEngine = {
+    async startNext(preferId) {
+      if (pending()) return { started: null, notStarted: null };
+      const queued = rows().filter((row) => row.rotationState === "QUEUED");
+      const device = queued.find((row) => row.id === preferId) ?? queued[0];
+      if (!device) return { started: null, notStarted: null };
+      Object.assign(device, { rotationState: "PENDING", rotationStartedAt: new Date(), lastRotationAttemptAt: new Date() });
+      if (await deps.notifier.publish("rotation", device.clientId, { device_key: device.key })) return { started: device, notStarted: null };
+      device.rotationState = "QUEUED";
+      return { started: null, notStarted: `The rotation notice to ${device.key} was not delivered.` };
+    },
+    async issueSecret({ device: { id } }) {
+      const device = world.devices.get(id);
+      if (!device) throw deviceNotFound(id);
+      if (device.rotationState !== "PENDING" || device.newSecretIssuedAt) return deps.identity.getSecret(device.clientId);
+      const previousSecretExpiresAt = new Date(Date.now() + deps.previousSecretGraceDays * DAY_MS);
+      const { secret, generation } = await deps.identity.rotateSecret(device.clientId, previousSecretExpiresAt);
+      Object.assign(device, { newSecretIssuedAt: new Date(), newSecretGeneration: generation, previousSecretExpiresAt });
+      return secret;
+    },
+    async acknowledge({ device: { id }, secretGeneration }) {
+      const device = world.devices.get(id);
+      if (!device?.newSecretIssuedAt || secretGeneration !== device.newSecretGeneration) return false;
+      Object.assign(device, {
+        rotationState: "OK",
+        lastRotationCompletedAt: new Date(),
+        newSecretIssuedAt: null,
+        newSecretGeneration: null,
+        rotationUnconfirmed: false,
+        previousSecretExpiresAt: null,
+      });
+      await deps.identity.retirePreviousSecret(device.clientId);
+      await engine.startNext();
+      return true;
+    },
+    expireTimedOut: async () => ({ expired: 0, errors: [] }),
+    retireLeftoverSecrets: async () => 0,
+  };
+
+  const countsByState = async () =>
+    Object.fromEntries(rotationStates.map((state) => [state, rows().filter((row) => row.rotationState === state).length])) as RotationStatus["counts_by_state"];
+  const unconfirmedCount = async () => rows().filter((row) => row.rotationUnconfirmed).length;
+
+  return {
+    engine,
+    issueProvisioningSecret: engine.issueSecret,
+    async runCycle() {
+      const { started } = await engine.startNext();
+      return { baseline_recorded: false, queued: 0, timed_out: 0, retired_previous_secrets: 0, started: started?.key ?? null, pending: pending()?.key ?? null, errors: [] };
+    },
+    async triggerAll() {
+      const ok = rows().filter((row) => row.rotationState === "OK");
+      for (const row of ok) row.rotationState = "QUEUED";
+      await engine.startNext();
+      return ok.length;
+    },
+    async rotateDevice(id) {
+      const device = world.devices.get(id);
+      if (!device) throw deviceNotFound(id);
+      if (device.rotationState === "PENDING") return "already_pending";
+      if (device.rotationState === "OK" || device.rotationState === "TIMEOUT") Object.assign(device, { rotationState: "QUEUED", nextRetryAt: null });
+      await engine.startNext(id);
+      return "queued";
+    },
+    countsByState,
+    unconfirmedCount,
+    async status() {
+      const completed = rows().flatMap((row) => (row.lastRotationCompletedAt ? [row.lastRotationCompletedAt.getTime()] : []));
+      return {
+        counts_by_state: await countsByState(),
+        unconfirmed_count: await unconfirmedCount(),
+        pending_device_id: pending()?.id ?? null,
+        last_rotation_completed_at: completed.length ? new Date(Math.max(...completed)).toISOString() : null,
+        next_scheduled_rotation: nextOccurrence(deps.schedule, new Date()).toISOString(),
+      };
+    },
+    async dashboard() {
+      const groups = { healthy: [] as DashboardRow[], warning: [] as DashboardRow[], critical: [] as DashboardRow[] };
+      for (const device of rows()) {
+        const completed = device.lastRotationCompletedAt;
+        const days = completed ? Math.floor((Date.now() - completed.getTime()) / DAY_MS) : null;
+        const row: DashboardRow = {
+          id: device.id,
+          key: device.key,
+          device_name: device.deviceName,
+          device_model_code: world.models.get(device.deviceModelId)!.code,
+          rotation_state: device.rotationState,
+          rotation_unconfirmed: device.rotationUnconfirmed,
+          last_rotation_completed_at: completed?.toISOString() ?? null,
+          days_since_rotation: days,
+        };
+        if (row.rotation_state !== "TIMEOUT") groups.healthy.push(row);
+        else if (days !== null && days < deps.criticalThresholdDays) groups.warning.push(row);
+        else groups.critical.push(row);
+      }
+      const unconfirmed = await unconfirmedCount();
+      return { ...groups, counts: { healthy: groups.healthy.length, warning: groups.warning.length, critical: groups.critical.length, unconfirmed } };
+    },
+  };
+}

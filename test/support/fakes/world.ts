@@ -1,0 +1,58 @@
+/** The rows the in-memory fakes share, shaped as the real services read them from PostgreSQL. */
+import type { DeviceRow, ModelRow } from "../../../db/schema.ts";
+import type { VersionRow } from "../../../lib/firmware/versions.ts";
+
+export type FakeWorld = {
+  models: Map<number, ModelRow>;
+  devices: Map<number, DeviceRow>;
+  /** Firmware versions; deleting a model deletes its versions (ON DELETE CASCADE). */
+  versions: Map<number, VersionRow>;
+  nextId(): number;
+};
+
+export function createWorld(): FakeWorld {
+  let id = 0;
+  return { models: new Map(), devices: new Map(), versions: new Map(), nextId: () => ++id };
+}
+
+export function newModelRow(id: number, fields: Pick<ModelRow, "code" | "name" | "configSchema">): ModelRow {
+  const now = new Date();
+  return {
+    id,
+    ...fields,
+    stableVersionId: null,
+    firmwareVersion: null,
+    firmwareFile: null,
+    firmwareSha256: null,
+    firmwareSize: null,
+    firmwareProjectName: null,
+    firmwareIdfVersion: null,
+    firmwareChip: null,
+    firmwareUploadedAt: null,
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+export function newDeviceRow(id: number, fields: Pick<DeviceRow, "key" | "deviceModelId" | "clientId" | "config" | "deviceName" | "deviceEntityId" | "enableOta">): DeviceRow {
+  const now = new Date();
+  return {
+    id,
+    ...fields,
+    rotationState: "OK",
+    secretCreatedAt: now,
+    lastRotationAttemptAt: null,
+    lastRotationCompletedAt: null,
+    rotationStartedAt: null,
+    newSecretIssuedAt: null,
+    newSecretGeneration: null,
+    rotationUnconfirmed: false,
+    previousSecretExpiresAt: null,
+    previousSecretEncrypted: null,
+    rotationFailures: 0,
+    nextRetryAt: null,
+    rotationError: null,
+    createdAt: now,
+    updatedAt: now,
+  };
+}

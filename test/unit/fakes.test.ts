@@ -1,0 +1,51 @@
+/**
+ * The fakes of test/support/fakes against the contracts the real adapters pass (the real side, which needs
+ * PostgreSQL, Mosquitto or Keycloak, runs outside test/unit): a fake that drifts from its adapter fails here.
+ */
+import { describeDeviceServicesContract } from "../support/device-services-contract.ts";
+import { fakeServices } from "../support/fakes/index.ts";
+import { fakeIdentityProvider } from "../support/fakes/identity.ts";
+import { fakeNotifier } from "../support/fakes/notifier.ts";
+import { describeFirmwareStoreContract } from "../support/firmware-store-contract.ts";
+import { describeIdentityProviderContract } from "../support/identity-contract.ts";
+import { describeNotifierContract } from "../support/notifier-contract.ts";
+import { describeRotationContract } from "../support/rotation-contract.ts";
+
+describeIdentityProviderContract("fake", async () => {
+  const provider = fakeIdentityProvider();
+  return {
+    provider,
+    canAuthenticate: async (clientId, secret) => (await provider.generationOf(clientId, secret)) !== null,
+    tokenSecretGeneration: (clientId, secret) => provider.generationOf(clientId, secret),
+    close: async () => {},
+  };
+});
+
+describeNotifierContract("fake", async () => {
+  const notifier = fakeNotifier();
+  const down = fakeNotifier();
+  down.broker.up = false;
+  return {
+    notifier,
+    received: () => [...notifier.delivered, ...down.delivered],
+    unreachable: async () => down,
+    close: async () => {},
+  };
+});
+
+describeDeviceServicesContract("fake", async () => {
+  const { services, notifier } = fakeServices();
+  const { models, devices, identity } = services;
+  return { models, devices, identity, notices: () => notifier.delivered, close: async () => {} };
+});
+
+describeRotationContract("fake", async () => {
+  const { services, notifier } = fakeServices();
+  return { services, notices: () => notifier.delivered, close: async () => {} };
+});
+
+describeFirmwareStoreContract("fake", async () => {
+  const { services, notifier } = fakeServices();
+  const { models, devices, firmware } = services;
+  return { models, devices, firmware, notices: () => notifier.delivered, close: async () => {} };
+});
