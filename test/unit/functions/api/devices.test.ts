@@ -1,0 +1,279 @@
+/** Unit tests of functions/api/devices/** (one describe per route file). */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import deleteDevice from "../../../../functions/api/devices/[id]/index.delete.ts";
+import getDevice from "../../../../functions/api/devices/[id]/index.get.ts";
+import putDevice from "../../../../functions/api/devices/[id]/index.put.ts";
+import clientStatus from "../../../../functions/api/devices/[id]/keycloak-status.get.ts";
+import syncClient from "../../../../functions/api/devices/[id]/keycloak-sync.post.ts";
+import provisioning from "../../../../functions/api/devices/[id]/provisioning.get.ts";
+import rotateDevice from "../../../../functions/api/devices/[id]/rotate.post.ts";
+import listDevices from "../../../../functions/api/devices/index.get.ts";
+import createDevice from "../../../../functions/api/devices/index.post.ts";
+import { asAdmin, expectAdminOnly, expectError, unitApp } from "../../harness.ts";
+
+const SCHEMA = JSON.stringify({ type: "object", properties: { deviceName: { type: "string" } }, required: ["deviceName"] });
+
+describe("functions/api/devices/index.get.ts", () => {
+  it("lists devices sorted by key, filtered by model and rotation state", async () => {
+    const app = unitApp();
+    const model = await app.model("a");
+    const first = await app.device({}, model.id);
+    const second = await app.device({}, model.id);
+    await app.device();
+    const all = await (await app.run(listDevices, asAdmin("GET", "/api/devices"))).json();
+    assert.equal(all.count, 3);
+    assert.deepEqual(all.devices.map((d: { key: string }) => d.key), [...all.devices.map((d: { key: string }) => d.key)].sort());
+    const ofModel = await (await app.run(listDevices, asAdmin("GET", `/api/devices?model_id=${model.id}`))).json();
+    assert.deepEqual(ofModel.devices.map((d: { id: number }) => d.id).sort(), [first.device.id, second.device.id].sort());
+    const queued = await (await app.run(listDevices, asAdmin("GET", "/api/devices?rotation_state=QUEUED"))).json();
+    assert.equal(queued.count, 0);
+  });
+
+  it("refuses an unknown filter or state with 400 VALIDATION_FAILED", async () => {
+    const app = unitApp();
+    await expectError(await app.run(listDevices, asAdmin("GET", "/api/devices?rotation_state=LOST")), 400, "VALIDATION_FAILED");
+    await expectError(await app.run(listDevices, asAdmin("GET", "/api/devices?colour=red")), 400, "VALIDATION_FAILED");
+  });
+
+  it("is for admins only", () => expectAdminOnly(listDevices, "GET", "/api/devices"));
+});
+
+describe("functions/api/devices/index.post.ts", () => {
+  it("creates a device and its OAuth2 client: 201 with the device", async () => {
+    const app = unitApp();
+    const model = await app.model("thermo", SCHEMA);
+    const config = JSON.stringify({ deviceName: "Hall" });
+    const response = await app.run(createDevice, asAdmin("POST", "/api/devices", { body: { device_model_id: model.id, config } }));
+    assert.equal(response.status, 201);
+    const device = await response.json();
+    assert.deepEqual([device.device_name, device.config, device.device_model.code, device.rotation_state], ["Hall", config, "thermo", "OK"]);
+    assert.match(device.client_id, new RegExp(`^iotdevice-thermo-${device.key}$`));
+    assert.equal((await app.identity.status(device.client_id)).exists, true);
+  });
+
+  it("refuses an unknown model, a config that is not JSON or not the schema's, with 400 VALIDATION_FAILED", async () => {
+    const app = unitApp();
+    const model = await app.model("thermo", SCHEMA);
+    for (const body of [
+      { device_model_id: 999, config: "{}" },
+      { device_model_id: model.id, config: "{nope" },
+      { device_model_id: model.id, config: "{}" },
+      { device_model_id: model.id },
+      { device_model_id: "1", config: "{}" },
+    ]) {
+      await expectError(await app.run(createDevice, asAdmin("POST", "/api/devices", { body })), 400, "VALIDATION_FAILED");
+    }
+    assert.deepEqual(await app.services.devices.list({}), []);
+  });
+
+  it("is for admins only", () => expectAdminOnly(createDevice, "POST", "/api/devices", { body: { device_model_id: 1, config: "{}" } }));
+});
+
+describe("functions/api/devices/[id]/index.get.ts", () => {
+  it("reads a device with its model", async () => {
+    const app = unitApp();
+    const { device } = await app.device({ deviceName: "Hall" });
+    const response = await app.run(getDevice, asAdmin("GET", `/api/devices/${device.id}`));
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), device);
+  });
+
+  it("answers 404 DEVICE_NOT_FOUND for an unknown id", async () => {
+    const app = unitApp();
+    await expectError(await app.run(getDevice, asAdmin("GET", "/api/devices/999")), 404, "DEVICE_NOT_FOUND");
+    await expectError(await app.run(getDevice, asAdmin("GET", "/api/devices/-1")), 404, "NOT_FOUND");
+  });
+
+  it("is for admins only", () => expectAdminOnly(getDevice, "GET", "/api/devices/1"));
+});
+
+describe("functions/api/devices/[id]/index.put.ts", () => {
+  it("replaces the config and sends the device a config notice", async () => {
+    const app = unitApp();
+    const { device } = await app.device({ deviceName: "Hall" });
+    const config = JSON.stringify({ deviceName: "Attic" });
+    const response = await app.run(putDevice, asAdmin("PUT", `/api/devices/${device.id}`, { body: { config } }));
+    assert.equal(response.status, 200);
+    assert.deepEqual([(await response.json()).device_name], ["Attic"]);
+    assert.deepEqual(app.notifier.delivered, [{ kind: "config", clientId: device.client_id, payload: { client_id: device.client_id, device_key: device.key } }]);
+  });
+
+  it("still answers 200 when the broker is down (the notice is lost, the change is not)", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    app.notifier.broker.up = false;
+    const response = await app.run(putDevice, asAdmin("PUT", `/api/devices/${device.id}`, { body: { config: '{"deviceName":"Cellar"}' } }));
+    assert.equal(response.status, 200);
+    assert.equal((await app.services.devices.get(device.id)).device_name, "Cellar");
+  });
+
+  it("answers 404 for an unknown device and 400 for bad input, changing nothing", async () => {
+    const app = unitApp();
+    const { device } = await app.device({ deviceName: "Hall" });
+    await expectError(await app.run(putDevice, asAdmin("PUT", "/api/devices/999", { body: { config: "{}" } })), 404, "DEVICE_NOT_FOUND");
+    await expectError(await app.run(putDevice, asAdmin("PUT", `/api/devices/${device.id}`, { body: { config: "[" } })), 400, "VALIDATION_FAILED");
+    await expectError(await app.run(putDevice, asAdmin("PUT", `/api/devices/${device.id}`, { body: { config: "{}", key: "x" } })), 400, "VALIDATION_FAILED");
+    assert.equal((await app.services.devices.get(device.id)).device_name, "Hall");
+    assert.deepEqual(app.notifier.delivered, []);
+  });
+
+  it("is for admins only", () => expectAdminOnly(putDevice, "PUT", "/api/devices/1", { body: { config: "{}" } }));
+});
+
+describe("functions/api/devices/[id]/index.delete.ts", () => {
+  it("deletes the device and its OAuth2 client: 204", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    assert.equal((await app.run(deleteDevice, asAdmin("DELETE", `/api/devices/${device.id}`))).status, 204);
+    await expectError(await app.run(getDevice, asAdmin("GET", `/api/devices/${device.id}`)), 404, "DEVICE_NOT_FOUND");
+    assert.equal((await app.identity.status(device.client_id)).exists, false);
+  });
+
+  it("answers 404 for an unknown device", async () => {
+    await expectError(await unitApp().run(deleteDevice, asAdmin("DELETE", "/api/devices/999")), 404, "DEVICE_NOT_FOUND");
+  });
+
+  it("is for admins only", () => expectAdminOnly(deleteDevice, "DELETE", "/api/devices/1"));
+});
+
+describe("functions/api/devices/[id]/keycloak-status.get.ts", () => {
+  it("says whether the device's client exists (a missing one is not a 404)", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    const path = `/api/devices/${device.id}/keycloak-status`;
+    assert.deepEqual(await (await app.run(clientStatus, asAdmin("GET", path))).json(), {
+      exists: true,
+      client_id: device.client_id,
+      keycloak_uuid: device.client_id,
+      console_url: null,
+    });
+    await app.identity.deleteClient(device.client_id);
+    const missing = await app.run(clientStatus, asAdmin("GET", path));
+    assert.equal(missing.status, 200);
+    assert.equal((await missing.json()).exists, false);
+  });
+
+  it("answers 404 for an unknown device", async () => {
+    await expectError(await unitApp().run(clientStatus, asAdmin("GET", "/api/devices/999/keycloak-status")), 404, "DEVICE_NOT_FOUND");
+  });
+
+  it("is for admins only", () => expectAdminOnly(clientStatus, "GET", "/api/devices/1/keycloak-status"));
+});
+
+describe("functions/api/devices/[id]/keycloak-sync.post.ts", () => {
+  it("leaves an existing client and its secret alone", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    const secret = await app.identity.getSecret(device.client_id);
+    const response = await app.run(syncClient, asAdmin("POST", `/api/devices/${device.id}/keycloak-sync`));
+    assert.equal(response.status, 200);
+    const body = await response.json();
+    assert.deepEqual([body.exists, body.created, body.stale_secret], [true, false, false]);
+    assert.equal(await app.identity.getSecret(device.client_id), secret);
+  });
+
+  it("recreates a missing client with a new secret: stale_secret, and the operator is told", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    await app.identity.deleteClient(device.client_id);
+    const body = await (await app.run(syncClient, asAdmin("POST", `/api/devices/${device.id}/keycloak-sync`))).json();
+    assert.deepEqual([body.exists, body.created, body.stale_secret], [true, true, true]);
+    assert.ok(app.logger.lines.some((line) => line.level === "warn" && line.fields.client_id === device.client_id));
+  });
+
+  it("answers 404 for an unknown device, 503 while the database is unreachable", async () => {
+    const app = unitApp();
+    await expectError(await app.run(syncClient, asAdmin("POST", "/api/devices/999/keycloak-sync")), 404, "DEVICE_NOT_FOUND");
+    const { device } = await app.device();
+    await app.identity.deleteClient(device.client_id);
+    app.database.server.up = false;
+    await expectError(await app.run(syncClient, asAdmin("POST", `/api/devices/${device.id}/keycloak-sync`)), 503, "UPSTREAM_UNAVAILABLE");
+  });
+
+  it("is for admins only", () => expectAdminOnly(syncClient, "POST", "/api/devices/1/keycloak-sync"));
+});
+
+describe("functions/api/devices/[id]/provisioning.get.ts", () => {
+  it("sends the package as a JSON file with the current secret, and reading changes no secret", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    const secret = await app.identity.getSecret(device.client_id);
+    const response = await app.run(provisioning, asAdmin("GET", `/api/devices/${device.id}/provisioning`));
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-disposition"), `attachment; filename="provisioning-${device.key}.json"`);
+    assert.equal(response.headers.get("cache-control"), "no-store");
+    assert.deepEqual(await response.json(), {
+      device_key: device.key,
+      client_id: device.client_id,
+      client_secret: secret,
+      token_url: "http://iot.test/oauth2/token",
+      base_url: "http://iot.test",
+      mqtt_url: "mqtt://broker.test:1883",
+      wifi_ssid: "fleet-wifi",
+      wifi_password: "fleet-wifi-password",
+    });
+    assert.equal(await app.identity.getSecret(device.client_id), secret);
+  });
+
+  it("sends the NVS image as base64 JSON with partition_size, raw with format=nvs", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    const base64 = await (await app.run(provisioning, asAdmin("GET", `/api/devices/${device.id}/provisioning?partition_size=0x4000`))).json();
+    assert.equal(base64.size, 0x4000);
+    const raw = await app.run(provisioning, asAdmin("GET", `/api/devices/${device.id}/provisioning?format=nvs&partition_size=16384`));
+    assert.equal(raw.headers.get("content-type"), "application/octet-stream");
+    assert.deepEqual(Buffer.from(await raw.arrayBuffer()), Buffer.from(base64.data, "base64"));
+  });
+
+  it("refuses bad query combinations with 400 VALIDATION_FAILED", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    for (const query of ["format=nvs", "format=json&partition_size=16384", "partition_size=big", "partition_size=100", "format=xml", "other=1"]) {
+      await expectError(await app.run(provisioning, asAdmin("GET", `/api/devices/${device.id}/provisioning?${query}`)), 400, "VALIDATION_FAILED");
+    }
+  });
+
+  it("answers 400 PROVISIONING_NOT_CONFIGURED without the Wi-Fi settings", async () => {
+    const app = unitApp({ env: { WIFI_SSID: "", WIFI_PASSWORD: "" } });
+    const { device } = await app.device();
+    await expectError(await app.run(provisioning, asAdmin("GET", `/api/devices/${device.id}/provisioning`)), 400, "PROVISIONING_NOT_CONFIGURED");
+  });
+
+  it("answers 409 CLIENT_MISSING when the device's client is gone, 404 for an unknown device", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    await app.identity.deleteClient(device.client_id);
+    await expectError(await app.run(provisioning, asAdmin("GET", `/api/devices/${device.id}/provisioning`)), 409, "CLIENT_MISSING");
+    await expectError(await app.run(provisioning, asAdmin("GET", "/api/devices/999/provisioning")), 404, "DEVICE_NOT_FOUND");
+  });
+
+  it("is for admins only", () => expectAdminOnly(provisioning, "GET", "/api/devices/1/provisioning"));
+});
+
+describe("functions/api/devices/[id]/rotate.post.ts", () => {
+  it("starts the device's rotation at once when nothing rotates: a rotation notice; again: already_pending", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    const path = `/api/devices/${device.id}/rotate`;
+    assert.deepEqual(await (await app.run(rotateDevice, asAdmin("POST", path))).json(), { status: "queued" });
+    assert.equal((await app.services.devices.get(device.id)).rotation_state, "PENDING");
+    assert.deepEqual(app.notifier.delivered.map((notice) => [notice.kind, notice.clientId]), [["rotation", device.client_id]]);
+    assert.deepEqual(await (await app.run(rotateDevice, asAdmin("POST", path))).json(), { status: "already_pending" });
+  });
+
+  it("queues a device while another one rotates", async () => {
+    const app = unitApp();
+    const { device: first } = await app.device();
+    const { device: second } = await app.device();
+    await app.run(rotateDevice, asAdmin("POST", `/api/devices/${first.id}/rotate`));
+    assert.deepEqual(await (await app.run(rotateDevice, asAdmin("POST", `/api/devices/${second.id}/rotate`))).json(), { status: "queued" });
+    assert.equal((await app.services.devices.get(second.id)).rotation_state, "QUEUED");
+  });
+
+  it("answers 404 for an unknown device", async () => {
+    await expectError(await unitApp().run(rotateDevice, asAdmin("POST", "/api/devices/999/rotate")), 404, "DEVICE_NOT_FOUND");
+  });
+
+  it("is for admins only", () => expectAdminOnly(rotateDevice, "POST", "/api/devices/1/rotate"));
+});

@@ -1,0 +1,60 @@
+/** Unit tests of functions/api/rotation/** (one describe per route file). */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import dashboard from "../../../../functions/api/rotation/dashboard.get.ts";
+import status from "../../../../functions/api/rotation/status.get.ts";
+import trigger from "../../../../functions/api/rotation/trigger.post.ts";
+import { asAdmin, expectAdminOnly, unitApp } from "../../harness.ts";
+
+describe("functions/api/rotation/trigger.post.ts", () => {
+  it("queues every OK device and starts one at once", async () => {
+    const app = unitApp();
+    await app.device();
+    await app.device();
+    const response = await app.run(trigger, asAdmin("POST", "/api/rotation/trigger"));
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { queued_count: 2 });
+    assert.deepEqual((await app.services.rotation.status()).counts_by_state, { OK: 0, QUEUED: 1, PENDING: 1, TIMEOUT: 0 });
+    assert.deepEqual(app.notifier.delivered.map((notice) => notice.kind), ["rotation"]);
+  });
+
+  it("queues nothing when no device is OK", async () => {
+    assert.deepEqual(await (await unitApp().run(trigger, asAdmin("POST", "/api/rotation/trigger"))).json(), { queued_count: 0 });
+  });
+
+  it("is for admins only", () => expectAdminOnly(trigger, "POST", "/api/rotation/trigger"));
+});
+
+describe("functions/api/rotation/status.get.ts", () => {
+  it("counts devices per state, names the pending one and the next scheduled rotation", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    await app.device();
+    await app.services.rotation.rotateDevice(device.id);
+    const response = await app.run(status, asAdmin("GET", "/api/rotation/status"));
+    assert.equal(response.status, 200);
+    const body = await response.json();
+    assert.deepEqual(body.counts_by_state, { OK: 1, QUEUED: 0, PENDING: 1, TIMEOUT: 0 });
+    assert.equal(body.pending_device_id, device.id);
+    assert.equal(body.last_rotation_completed_at, null);
+    assert.ok(Date.parse(body.next_scheduled_rotation) > Date.now());
+  });
+
+  it("is for admins only", () => expectAdminOnly(status, "GET", "/api/rotation/status"));
+});
+
+describe("functions/api/rotation/dashboard.get.ts", () => {
+  it("groups devices by rotation health", async () => {
+    const app = unitApp();
+    const { device: timedOut } = await app.device();
+    await app.device();
+    app.world.devices.get(timedOut.id)!.rotationState = "TIMEOUT";
+    const response = await app.run(dashboard, asAdmin("GET", "/api/rotation/dashboard"));
+    assert.equal(response.status, 200);
+    const body = await response.json();
+    assert.deepEqual(body.counts, { healthy: 1, warning: 0, critical: 1, unconfirmed: 0 });
+    assert.equal(body.critical[0].id, timedOut.id);
+  });
+
+  it("is for admins only", () => expectAdminOnly(dashboard, "GET", "/api/rotation/dashboard"));
+});

@@ -1,0 +1,113 @@
+/** Unit tests of functions/iot/** (one describe per route file; the /api/iot copies run the same route values). */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import upload from "../../../functions/api/device-models/[id]/firmware.post.ts";
+import config from "../../../functions/iot/config.get.ts";
+import firmwareVersion from "../../../functions/iot/firmware-version.get.ts";
+import firmware from "../../../functions/iot/firmware.get.ts";
+import provisioning from "../../../functions/iot/provisioning.get.ts";
+import { deviceToken } from "../../support/fakes/auth.ts";
+import { buildImage } from "../../support/firmware-image.ts";
+import { asAdmin, expectDeviceOnly, expectError, request, unitApp, type UnitApp } from "../harness.ts";
+
+async function uploadFirmware(app: UnitApp, modelId: number, bytes: Uint8Array<ArrayBuffer>) {
+  const response = await app.run(upload, asAdmin("POST", `/api/device-models/${modelId}/firmware`, { body: new Blob([bytes]) }));
+  assert.equal(response.status, 200);
+}
+
+describe("functions/iot/config.get.ts", () => {
+  it("sends the calling device's config byte for byte", async () => {
+    const app = unitApp();
+    const { device, token } = await app.device({ deviceName: "Hall", nested: { a: [1, 2] } });
+    const response = await app.run(config, request("GET", "/iot/config", { token }));
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("cache-control"), "no-cache");
+    assert.equal(await response.text(), device.config);
+    assert.equal(response.headers.get("x-rotation"), null);
+  });
+
+  it("a request with the new secret completes the device's rotation and says so (X-Rotation: completed)", async () => {
+    const app = unitApp();
+    const { device, token: oldToken } = await app.device();
+    await app.services.rotation.rotateDevice(device.id);
+    const pkg = await (await app.run(provisioning, request("GET", "/iot/provisioning", { token: oldToken }))).json();
+    const response = await app.run(config, request("GET", "/iot/config", { token: deviceToken(device.client_id, pkg.client_secret) }));
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("x-rotation"), "completed");
+    assert.equal((await app.services.devices.get(device.id)).rotation_state, "OK");
+  });
+
+  it("is for the device itself only", () => expectDeviceOnly(config, "/iot/config"));
+});
+
+describe("functions/iot/firmware-version.get.ts", () => {
+  it("null while the model has no firmware, then the uploaded version", async () => {
+    const app = unitApp();
+    const { device, token } = await app.device();
+    assert.deepEqual(await (await app.run(firmwareVersion, request("GET", "/iot/firmware-version", { token }))).json(), { firmware_version: null });
+    await uploadFirmware(app, device.device_model_id, buildImage({ version: "3.1.0", size: 2048 }));
+    assert.deepEqual(await (await app.run(firmwareVersion, request("GET", "/iot/firmware-version", { token }))).json(), { firmware_version: "3.1.0" });
+  });
+
+  it("is for the device itself only", () => expectDeviceOnly(firmwareVersion, "/iot/firmware-version"));
+});
+
+describe("functions/iot/firmware.get.ts", () => {
+  it("sends the model's image, resumable with Range, 304 for a matching If-None-Match", async () => {
+    const app = unitApp();
+    const { device, token } = await app.device();
+    const bytes = buildImage({ version: "3.1.0", size: 4096 });
+    await uploadFirmware(app, device.device_model_id, bytes);
+    const full = await app.run(firmware, request("GET", "/iot/firmware", { token }));
+    assert.equal(full.status, 200);
+    assert.deepEqual(new Uint8Array(await full.arrayBuffer()), bytes);
+    const rest = await app.run(firmware, request("GET", "/iot/firmware", { token, headers: { range: "bytes=4000-" } }));
+    assert.equal(rest.status, 206);
+    assert.deepEqual(new Uint8Array(await rest.arrayBuffer()), bytes.slice(4000));
+    const etag = full.headers.get("etag")!;
+    assert.equal((await app.run(firmware, request("GET", "/iot/firmware", { token, headers: { "if-none-match": etag } }))).status, 304);
+    await expectError(await app.run(firmware, request("GET", "/iot/firmware", { token, headers: { range: "bytes=99999-" } })), 416, "RANGE_NOT_SATISFIABLE");
+  });
+
+  it("answers 404 FIRMWARE_NOT_FOUND while the model has none", async () => {
+    const app = unitApp();
+    const { token } = await app.device();
+    await expectError(await app.run(firmware, request("GET", "/iot/firmware", { token })), 404, "FIRMWARE_NOT_FOUND");
+  });
+
+  it("is for the device itself only", () => expectDeviceOnly(firmware, "/iot/firmware"));
+});
+
+describe("functions/iot/provisioning.get.ts", () => {
+  it("outside a rotation: the current secret, unchanged, uncached", async () => {
+    const app = unitApp();
+    const { device, token } = await app.device();
+    const secret = await app.identity.getSecret(device.client_id);
+    const response = await app.run(provisioning, request("GET", "/iot/provisioning", { token }));
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("cache-control"), "no-store");
+    const pkg = await response.json();
+    assert.deepEqual([pkg.device_key, pkg.client_id, pkg.client_secret], [device.key, device.client_id, secret]);
+    assert.equal(await app.identity.getSecret(device.client_id), secret);
+  });
+
+  it("while PENDING: a new secret, the same one on every call, and the old secret keeps working", async () => {
+    const app = unitApp();
+    const { device, token } = await app.device();
+    const old = await app.identity.getSecret(device.client_id);
+    await app.services.rotation.rotateDevice(device.id);
+    const first = await (await app.run(provisioning, request("GET", "/iot/provisioning", { token }))).json();
+    const again = await (await app.run(provisioning, request("GET", "/iot/provisioning", { token }))).json();
+    assert.notEqual(first.client_secret, old);
+    assert.equal(again.client_secret, first.client_secret);
+    assert.equal(await app.identity.generationOf(device.client_id, old), 1, "the old secret works through its grace time");
+  });
+
+  it("answers 400 PROVISIONING_NOT_CONFIGURED without the Wi-Fi settings", async () => {
+    const app = unitApp({ env: { WIFI_SSID: "" } });
+    const { token } = await app.device();
+    await expectError(await app.run(provisioning, request("GET", "/iot/provisioning", { token })), 400, "PROVISIONING_NOT_CONFIGURED");
+  });
+
+  it("is for the device itself only", () => expectDeviceOnly(provisioning, "/iot/provisioning"));
+});
