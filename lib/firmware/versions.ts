@@ -55,6 +55,22 @@ export const versionInUse = (model: ModelRow, version: VersionRow, reason: strin
   conflict(`Firmware version "${version.version}" of device model "${model.code}" cannot be deleted: ${reason}.`, "FIRMWARE_VERSION_IN_USE");
 
 /** The model columns that copy its stable version (the in-memory fake of the firmware store applies them too). */
+/** A new version's row from its image and upload (the database adds id and uploaded_at). */
+export const newVersionValues = (deviceModelId: number, file: string, info: FirmwareInfo, upload: Pick<Upload, "notes" | "uploadedBy">) => ({
+  deviceModelId,
+  version: info.version,
+  file,
+  sha256: info.sha256,
+  size: info.size,
+  elfSha256: info.elfSha256,
+  secureVersion: info.secureVersion,
+  projectName: info.projectName,
+  chip: info.chip,
+  idfVersion: info.idfVersion,
+  notes: upload.notes,
+  uploadedBy: upload.uploadedBy,
+});
+
 export const stableCopy = (version: VersionRow) => ({
   stableVersionId: version.id,
   firmwareVersion: version.version,
@@ -114,23 +130,7 @@ export function createFirmwareVersions(db: Database) {
         if (existing && existing.sha256 !== info.sha256) throw differentBytes(model.code, existing, info);
         const [version] = existing
           ? await tx.update(firmwareVersions).set({ file }).where(eq(firmwareVersions.id, existing.id)).returning()
-          : await tx
-              .insert(firmwareVersions)
-              .values({
-                deviceModelId: modelId,
-                version: info.version,
-                file,
-                sha256: info.sha256,
-                size: info.size,
-                elfSha256: info.elfSha256,
-                secureVersion: info.secureVersion,
-                projectName: info.projectName,
-                chip: info.chip,
-                idfVersion: info.idfVersion,
-                notes: upload.notes,
-                uploadedBy: upload.uploadedBy,
-              })
-              .returning();
+          : await tx.insert(firmwareVersions).values(newVersionValues(modelId, file, info, upload)).returning();
         await tx.update(deviceModels).set(stableCopy(version!)).where(eq(deviceModels.id, modelId));
         return { version: version!, unusedFile: existing?.file ?? null, previousStableFile: model.file };
       });

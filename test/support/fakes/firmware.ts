@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { FirmwareRejected, createImageInspector, type FirmwareInfo } from "../../../lib/firmware/image.ts";
 import type { FirmwareStore } from "../../../lib/firmware/store.ts";
-import { differentBytes, stableCopy, type VersionRow, versionInUse, versionNotFound, whyInUse } from "../../../lib/firmware/versions.ts";
+import { differentBytes, newVersionValues, stableCopy, type VersionRow, versionInUse, versionNotFound, whyInUse } from "../../../lib/firmware/versions.ts";
 import { AppError, badRequest, modelNotFound, notFound } from "../../../lib/errors.ts";
 import type { ModelRow } from "../../../db/schema.ts";
 import type { Notifier } from "../../../lib/mqtt.ts";
@@ -73,22 +73,7 @@ export function fakeFirmwareStore(world: FakeWorld, notifier: Notifier): Firmwar
     const unusedFile = existing?.file ?? null;
     const version: VersionRow = existing
       ? Object.assign(existing, { file })
-      : {
-          id: world.nextId(),
-          deviceModelId: modelId,
-          version: info.version,
-          file,
-          sha256: info.sha256,
-          size: info.size,
-          elfSha256: info.elfSha256,
-          secureVersion: info.secureVersion,
-          projectName: info.projectName,
-          chip: info.chip,
-          idfVersion: info.idfVersion,
-          notes: by.notes,
-          uploadedAt: new Date(),
-          uploadedBy: by.uploadedBy,
-        };
+      : { id: world.nextId(), uploadedAt: new Date(), ...newVersionValues(modelId, file, info, by) };
     world.versions.set(version.id, version);
     Object.assign(row, stableCopy(version));
     return { version: { ...version }, unusedFile };
