@@ -61,6 +61,10 @@ const envSchema = z.object({
   MQTT_PASSWORD: optionalText,
   MQTT_LEGACY_TOPICS: bool(false),
   MQTT_PUBLISH_TIMEOUT_MS: int(5000, 100),
+  /** Without MQTT_URL the server runs its own broker here (docs/operations.md, "The embedded MQTT broker"). */
+  EMBEDDED_MQTT: bool(true),
+  EMBEDDED_MQTT_HOST: z.string().default("0.0.0.0"),
+  EMBEDDED_MQTT_PORT: z.coerce.number().int().min(0).max(65535, "must be a TCP port (0–65535)").default(1883),
   WIFI_SSID: optionalText,
   WIFI_PASSWORD: optionalText,
 

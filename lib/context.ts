@@ -11,6 +11,8 @@ import { type BuiltinClientStore, createBuiltinClientStore } from "./identity/bu
 import { type BrowserSession, createBrowserSession } from "./identity/browser-session.ts";
 import { createOidcClient } from "./identity/oidc-client.ts";
 import { type BuiltinIssuer, createBuiltinIssuer } from "./identity/builtin-issuer.ts";
+import type { EmbeddedBroker } from "./broker/embedded-broker.ts";
+import { openNoticeChannel } from "./broker/notice-channel.ts";
 import { createClientAuthLimits } from "./identity/client-auth-limits.ts";
 import { createTokenVerifiers } from "./identity/token-verifiers.ts";
 import { createKeycloakProvider } from "./identity/keycloak.ts";
@@ -18,13 +20,13 @@ import { keycloakRealmUrls } from "./identity/keycloak-urls.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import { createLogger, type Logger, logFormatFor } from "./logger.ts";
 import { createMetrics, instrument, type Metrics, observeServices } from "./metrics.ts";
-import { createMqttNotifier, disabledNotifier, type Notifier } from "./mqtt.ts";
+import type { Notifier } from "./mqtt.ts";
 import { completingRotations } from "./rotation/completion.ts";
 import { createRotationEngine } from "./rotation/engine.ts";
 import { createProvisioningService, type ProvisioningService } from "./provisioning/service.ts";
 import { createRotationService, type RotationService } from "./rotation/service.ts";
 import { createSchemaChecker } from "./schema-checker.ts";
-import { createSecretBox, generateFernetKey, randomSecret, type SecretBox } from "./secrets.ts";
+import { createSecretBox, generateFernetKey, randomSecret, sameSecret, type SecretBox } from "./secrets.ts";
 
 /** The composition root: every service built once from the configuration. Tests replace parts via overrides. */
 export type Services = {
@@ -39,6 +41,8 @@ export type Services = {
   /** The built-in OAuth2 token server (/oauth2/*); null when Keycloak issues the device tokens. */
   builtinIssuer: BuiltinIssuer | null;
   notifier: Notifier;
+  /** The MQTT broker inside the server (no MQTT_URL); null when there is none. */
+  embeddedBroker: EmbeddedBroker | null;
   /** The web UI's login (BFF, /api/auth/*); null unless OIDC_ISSUER_URL, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are set. */
   browserSession: BrowserSession | null;
   auth: Authenticator;
@@ -117,20 +121,6 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const configured = () => builtinClients ?? createKeycloakIdentity(config, metrics);
   const identity =
     typeof overrides.identity === "function" ? overrides.identity(configured()) : (overrides.identity ?? configured());
-  const notifier =
-    overrides.notifier ??
-    (config.MQTT_URL
-      ? createMqttNotifier({
-          url: config.MQTT_URL,
-          username: config.MQTT_USERNAME,
-          password: config.MQTT_PASSWORD,
-          legacyTopics: config.MQTT_LEGACY_TOPICS,
-          timeoutMs: config.MQTT_PUBLISH_TIMEOUT_MS,
-          clientIdPrefix: `iotsupport-${overrides.processName ?? "server"}`,
-          metrics,
-          logger,
-        })
-      : disabledNotifier());
   const builtinIssuer = builtinClients
     ? createBuiltinIssuer({
         db: database.db,
@@ -144,6 +134,20 @@ export async function createServices(config: Config, overrides: ServiceOverrides
         ),
       })
     : null;
+  const { verifyDeviceToken, verifyAdminToken } = createTokenVerifiers({ config, db: database.db, builtinIssuer, metrics });
+  const channel = overrides.notifier
+    ? { notifier: overrides.notifier, embeddedBroker: null, embeddedBrokerUrl: null }
+    : await openNoticeChannel({
+        config,
+        runsEmbeddedBroker: overrides.processName !== "cli",
+        processName: overrides.processName ?? "server",
+        deviceOfToken: async (token) => (await verifyDeviceToken(token)).device.clientId,
+        secretMatches: async (clientId, secret, address) =>
+          builtinIssuer ? (await builtinIssuer.authenticateClient(clientId, secret, address)) !== null : sameSecret(await identity.getSecret(clientId), secret),
+        metrics,
+        logger,
+      });
+  const { notifier, embeddedBroker } = channel;
   const rotationEngine = createRotationEngine({
     db: database.db,
     identity,
@@ -158,7 +162,6 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     },
   });
   const browserSession = createBrowserLogin(config, secretBox);
-  const { verifyDeviceToken, verifyAdminToken } = createTokenVerifiers({ config, db: database.db, builtinIssuer, metrics });
   const auth = createAuthenticator({
     config,
     // The CLI answers no requests: it must not be the one to create (and print) the admin token.
@@ -183,7 +186,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     metrics,
     logger,
   });
-  const provisioning = createProvisioningService({ config, identity, devices, rotation });
+  const provisioning = createProvisioningService({ config, embeddedBrokerUrl: channel.embeddedBrokerUrl, identity, devices, rotation });
   observeServices(metrics, { devicesByState: rotation.countsByState, unconfirmedDevices: rotation.unconfirmedCount, firmwareCacheBytes: firmware.cachedBytes });
 
   return {
@@ -196,6 +199,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     identity,
     builtinIssuer,
     notifier,
+    embeddedBroker,
     browserSession,
     auth,
     models,
@@ -206,6 +210,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     async close() {
       await schemaChecker.close();
       await notifier.close();
+      await embeddedBroker?.close();
       await database.close();
     },
   };

@@ -234,7 +234,7 @@ describe("built-in OAuth2 token server and device API", () => {
 
   test("replicas starting together on a fresh database end up with one signing key", async () => {
     const fresh = await createTestDatabase();
-    const config = loadConfig({ DATABASE_URL: fresh.url, DATA_DIR: app.dataDir, LOG_LEVEL: "silent", ADMIN_API_TOKEN: ADMIN_TOKEN, MIGRATE_ON_START: "true" });
+    const config = loadConfig({ DATABASE_URL: fresh.url, DATA_DIR: app.dataDir, LOG_LEVEL: "silent", ADMIN_API_TOKEN: ADMIN_TOKEN, MIGRATE_ON_START: "true", EMBEDDED_MQTT: "false" });
     const replicas = [await createServices(config), await createServices(config), await createServices(config)];
     try {
       const kids = await Promise.all(replicas.map(async (replica) => (await replica.builtinIssuer!.jwks()).keys[0]!.kid));

@@ -26,9 +26,9 @@ describe("embedded default: the real server on PGlite", () => {
     rmSync(cwd, { recursive: true, force: true });
   });
 
-  /** Starts `server.ts` with nothing but PORT=0 (the printed URL tells the real port) and waits until it is ready. */
+  /** Starts `server.ts` with nothing but free ports (the printed URL tells the real one) and waits until it is ready. */
   async function start(): Promise<Running> {
-    const child = runEntry("server.ts", [], { cwd, env: bareEnv({ PORT: "0" }) });
+    const child = runEntry("server.ts", [], { cwd, env: bareEnv({ PORT: "0", EMBEDDED_MQTT_PORT: "0" }) });
     running.push(child);
     const [, url] = await child.waitForOutput(/"url":"(http:\/\/localhost:\d+)"[^\n]*"message":"IoT Support Backend listening"/, 60_000);
     const base = url!.replace("localhost", "127.0.0.1");

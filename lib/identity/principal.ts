@@ -22,8 +22,8 @@ export type DevicePrincipal = {
 };
 export type Principal = { kind: "anonymous" } | AdminPrincipal | DevicePrincipal;
 
-/** Verifies a bearer token (JWT) and returns the principal it names; provided by the identity layer. */
-export type TokenVerifier<P> = (token: string, request: Request) => Promise<P>;
+/** Verifies a bearer token (JWT) and returns the principal it names; provided by the identity layer. No request: the embedded broker's. */
+export type TokenVerifier<P> = (token: string, request?: Request) => Promise<P>;
 
 /** The device of a `device` route (the authenticator guarantees it; this narrows the type). */
 export function devicePrincipal(principal: Principal): DevicePrincipal {

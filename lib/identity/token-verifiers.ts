@@ -9,7 +9,7 @@ import { keycloakRealmUrls } from "./keycloak-urls.ts";
 import { createJwtCheck, remoteKeySet, type JwtCheck } from "./tokens.ts";
 
 /** `iotdevice-<model code>-<device key>` (CONTRACT §2): the client ids of devices and of nothing else. */
-const DEVICE_CLIENT_ID = /^iotdevice-[a-z0-9_]+-[a-z0-9]{8}$/;
+export const DEVICE_CLIENT_ID = /^iotdevice-[a-z0-9_]+-[a-z0-9]{8}$/;
 
 /** A device token names its device through `azp`: the client id of an existing device (which fixes its model). */
 function createDeviceTokenVerifier(check: JwtCheck, db: Database): TokenVerifier<DevicePrincipal> {

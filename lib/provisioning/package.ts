@@ -29,7 +29,10 @@ export const PACKAGE_KEYS = Object.keys(provisioningPackageSchema.shape) as (key
 const NVS_NAMESPACE = "prov";
 
 type ProvisioningSettings = Pick<ProvisioningPackage, "base_url" | "mqtt_url" | "wifi_ssid" | "wifi_password">;
-type SettingsSource = Pick<Config, "BASEURL" | "DEVICE_BASEURL" | "MQTT_URL" | "DEVICE_MQTT_URL" | "WIFI_SSID" | "WIFI_PASSWORD">;
+type SettingsSource = Pick<Config, "BASEURL" | "DEVICE_BASEURL" | "MQTT_URL" | "DEVICE_MQTT_URL" | "WIFI_SSID" | "WIFI_PASSWORD"> & {
+  /** The embedded broker as devices reach it, when the server runs one. */
+  embeddedBrokerUrl?: string;
+};
 
 /**
  * The package's settings from the configuration; throws 400 PROVISIONING_NOT_CONFIGURED naming every missing
@@ -38,7 +41,7 @@ type SettingsSource = Pick<Config, "BASEURL" | "DEVICE_BASEURL" | "MQTT_URL" | "
 export function provisioningSettings(config: SettingsSource): ProvisioningSettings {
   const sources = [
     { key: "base_url", setting: "BASEURL (or DEVICE_BASEURL)", value: config.DEVICE_BASEURL ?? config.BASEURL },
-    { key: "mqtt_url", setting: "MQTT_URL (or DEVICE_MQTT_URL)", value: config.DEVICE_MQTT_URL ?? config.MQTT_URL },
+    { key: "mqtt_url", setting: "MQTT_URL (or DEVICE_MQTT_URL)", value: config.DEVICE_MQTT_URL ?? config.MQTT_URL ?? config.embeddedBrokerUrl },
     { key: "wifi_ssid", setting: "WIFI_SSID", value: config.WIFI_SSID },
     { key: "wifi_password", setting: "WIFI_PASSWORD", value: config.WIFI_PASSWORD },
   ] as const;

@@ -15,11 +15,14 @@ const clientMissing = (clientId: string) =>
 /** The provisioning package of a device, for the admin who downloads it and for the device itself. */
 export function createProvisioningService(deps: {
   config: Config;
+  /** The embedded broker as devices reach it: the package's mqtt_url when neither DEVICE_MQTT_URL nor MQTT_URL is set. */
+  embeddedBrokerUrl?: string | null;
   identity: IdentityProvider;
   devices: Pick<DeviceService, "findWithModel">;
   rotation: Pick<RotationService, "issueProvisioningSecret">;
 }) {
-  const { config, identity } = deps;
+  const { identity } = deps;
+  const config = { ...deps.config, embeddedBrokerUrl: deps.embeddedBrokerUrl ?? undefined };
   const packageOf = (device: { key: string; clientId: string }, readSecret: () => Promise<string>) =>
     buildProvisioningPackage({ config, tokenUrl: identity.tokenUrl, device, readSecret });
 

@@ -36,6 +36,8 @@ export async function createTestApp(
     LOG_LEVEL: "silent",
     ADMIN_API_TOKEN: ADMIN_TOKEN,
     BASEURL: "http://iot.test",
+    // No broker of its own: the machine's Mosquitto may hold 1883, and parallel tests must not race for it.
+    EMBEDDED_MQTT: "false",
     ...options.env,
   });
   const services = await createServices(config, options.overrides);

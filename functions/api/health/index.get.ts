@@ -8,6 +8,15 @@ const healthSchema = z
     status: z.enum(["healthy", "unhealthy"]),
     database: z.enum(["connected", "disconnected"]),
     mqtt: z.enum(["connected", "disconnected", "disabled"]),
+    embedded_mqtt: z
+      .object({
+        state: z.enum(["running", "unavailable"]),
+        address: z.string().meta({ description: "host:port it listens on, or tried to" }),
+        port: z.number().int().optional(),
+        error: z.string().optional().meta({ description: "Why it is not running, e.g. the port is in use" }),
+      })
+      .optional()
+      .meta({ description: "Present when the server runs its own MQTT broker (no MQTT_URL); `mqtt` is `disabled` while it is unavailable" }),
     error: z.string().optional(),
   })
   .meta({ id: "Health" });

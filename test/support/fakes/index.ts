@@ -81,6 +81,7 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     identity,
     builtinIssuer,
     notifier,
+    embeddedBroker: null,
     browserSession,
     auth: fakeAuth({ world, identity, engine: rotation.engine, authDisabled: config.AUTH_DISABLED, adminTokenFromRequest: browserSession?.tokenFromRequest }),
     models: fakeDeviceModelService(world, { onDeleted: firmware.removeModelFiles }),
