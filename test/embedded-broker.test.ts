@@ -89,7 +89,7 @@ describe("the embedded MQTT broker", () => {
     (await clientCredentialsToken(server.services.identity.tokenUrl, device.clientId, device.secret)).accessToken!;
 
   before(async () => {
-    server = await startTestServer({ env: { MQTT_URL: "", EMBEDDED_MQTT_HOST: "127.0.0.1", EMBEDDED_MQTT_PORT: "0" } });
+    server = await startTestServer({ env: { MQTT_URL: "", EMBEDDED_MQTT: "true", EMBEDDED_MQTT_HOST: "127.0.0.1", EMBEDDED_MQTT_PORT: "0" } });
     const status = server.services.embeddedBroker!.status;
     assert.equal(status.state, "running");
     url = `mqtt://127.0.0.1:${status.state === "running" ? status.port : 0}`;
@@ -237,7 +237,7 @@ describe("rotation through the embedded broker", () => {
   });
 
   test("a device running the deployed firmware (legacy topics) rotates on the built-in provider", async () => {
-    server = await startTestServer({ env: { MQTT_URL: "", MQTT_LEGACY_TOPICS: "true", EMBEDDED_MQTT_HOST: "127.0.0.1", EMBEDDED_MQTT_PORT: "0" } });
+    server = await startTestServer({ env: { MQTT_URL: "", MQTT_LEGACY_TOPICS: "true", EMBEDDED_MQTT: "true", EMBEDDED_MQTT_HOST: "127.0.0.1", EMBEDDED_MQTT_PORT: "0" } });
     const [device] = await createFleet(server, 1);
     const pkg = await (await server.admin("GET", `/api/devices/${device!.id}/provisioning`)).json();
     legacy = createLegacyDevice({ baseUrl: `${server.url}/`, tokenUrl: pkg.token_url, clientId: device!.clientId, secret: device!.secret, mqttUrl: pkg.mqtt_url });

@@ -90,6 +90,8 @@ export function testServerEnv({ databaseUrl, dataDir, port }: { databaseUrl: str
     WIFI_SSID: "homelab",
     WIFI_PASSWORD: "wifi-password",
     MQTT_URL: MQTT_TEST_URL,
+    // A test without MQTT_URL must not start a broker on 1883, where the machine's Mosquitto listens.
+    EMBEDDED_MQTT: "false",
   };
 }
 
