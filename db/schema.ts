@@ -5,6 +5,7 @@ import {
   boolean,
   check,
   integer,
+  jsonb,
   pgEnum,
   pgTable,
   serial,
@@ -23,6 +24,20 @@ const at = (name: string) => timestamp(name, { withTimezone: true });
 
 export const rotationStates = ["OK", "QUEUED", "PENDING", "TIMEOUT"] as const;
 export const rotationState = pgEnum("rotation_state", rotationStates);
+
+/** esp_ota_img_states_t as a device reports it (docs/device-protocol.md). */
+export const otaStates = ["pending_verify", "valid", "rolled_back", "invalid"] as const;
+/** The fields of POST /iot/state (lib/device-state/reports.ts validates them). */
+export type StateReport = {
+  firmware_version?: string;
+  elf_sha256?: string;
+  ota_state?: (typeof otaStates)[number];
+  last_invalid_version?: string;
+  reset_reason?: string;
+  uptime_s?: number;
+  free_heap?: number;
+  rssi?: number;
+};
 
 /**
  * The firmware_* columns are a copy of the stable version's (stableVersionId): a device request reads its model row
@@ -116,6 +131,18 @@ export const devices = pgTable(
     rotationFailures: integer("rotation_failures").notNull().default(0),
     nextRetryAt: at("next_retry_at"),
     rotationError: text("rotation_error"),
+    /** Reported state (lib/device-state/): written at most once a minute per device, see lib/device-state/seen.ts. */
+    lastSeenAt: at("last_seen_at"),
+    /** The last full image (a 200, every byte sent) the device downloaded, and when the last byte went out. */
+    downloadedVersionId: integer("downloaded_version_id").references(() => firmwareVersions.id, { onDelete: "set null" }),
+    downloadedAt: at("downloaded_at"),
+    /** What the device itself last said it runs (X-Firmware-* headers or POST /iot/state); null until it says. */
+    reportedFirmwareVersion: text("reported_firmware_version"),
+    reportedElfSha256: text("reported_elf_sha256"),
+    otaState: text("ota_state", { enum: otaStates }),
+    /** The last POST /iot/state body as validated, and when any report last changed what is stored. */
+    lastStateReport: jsonb("last_state_report").$type<StateReport>(),
+    reportedAt: at("reported_at"),
     ...timestamps,
   },
   (table) => [

@@ -27,6 +27,8 @@ import getIotConfig from "./iot/config.get.ts";
 import getIotFirmwareVersion from "./iot/firmware-version.get.ts";
 import getIotFirmware from "./iot/firmware.get.ts";
 import getIotProvisioning from "./iot/provisioning.get.ts";
+import postIotState from "./iot/state.post.ts";
+import getFleet from "./api/device-models/[id]/fleet.get.ts";
 import uploadFirmware from "./api/device-models/[id]/firmware.post.ts";
 import downloadFirmware from "./api/device-models/[id]/firmware.get.ts";
 import listFirmwareVersions from "./api/device-models/[id]/firmware/versions/index.get.ts";
@@ -54,6 +56,7 @@ export const allRoutes: Route[] = [
   getFirmwareVersion,
   downloadFirmwareVersion,
   deleteFirmwareVersion,
+  getFleet,
   listDevices,
   createDevice,
   getDevice,
@@ -70,6 +73,7 @@ export const allRoutes: Route[] = [
   ...alsoUnderApi(getIotFirmwareVersion),
   ...alsoUnderApi(getIotFirmware),
   ...alsoUnderApi(getIotProvisioning),
+  ...alsoUnderApi(postIotState),
   postToken,
   getJwks,
   getOpenIdConfiguration,

@@ -5,6 +5,8 @@ import { readOrCreateSecretFile } from "./data-dir.ts";
 import { createDatabaseOutageLog } from "./database-outage-log.ts";
 import { createDeviceModelService, type DeviceModelService } from "./device-models.ts";
 import { createDeviceService, type DeviceService } from "./devices.ts";
+import { observingDevices } from "./device-state/observing.ts";
+import { createDeviceStateService, type DeviceStateService } from "./device-state/service.ts";
 import { createFirmwareStore, type FirmwareStore } from "./firmware/store.ts";
 import { type Authenticator, createAuthenticator } from "./identity/authenticator.ts";
 import { type BuiltinClientStore, createBuiltinClientStore } from "./identity/builtin-clients.ts";
@@ -48,6 +50,8 @@ export type Services = {
   auth: Authenticator;
   models: DeviceModelService;
   devices: DeviceService;
+  /** What devices report and what is observed of them: last seen, running and target firmware, fleet counts. */
+  deviceState: DeviceStateService;
   firmware: FirmwareStore;
   rotation: RotationService;
   provisioning: ProvisioningService;
@@ -162,13 +166,14 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     },
   });
   const browserSession = createBrowserLogin(config, secretBox);
+  const deviceState = createDeviceStateService({ db: database.db, logger, metrics });
   const auth = createAuthenticator({
     config,
     // The CLI answers no requests: it must not be the one to create (and print) the admin token.
     adminApiToken: overrides.processName === "cli" ? null : loadAdminApiToken(config, logger),
     adminTokenFromRequest: browserSession?.tokenFromRequest,
     verifyAdminToken,
-    verifyDeviceToken: completingRotations(verifyDeviceToken, rotationEngine),
+    verifyDeviceToken: observingDevices(completingRotations(verifyDeviceToken, rotationEngine), deviceState),
   });
   const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, notifier, logger }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
   const schemaChecker = createSchemaChecker();
@@ -187,7 +192,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     logger,
   });
   const provisioning = createProvisioningService({ config, embeddedBrokerUrl: channel.embeddedBrokerUrl, identity, devices, rotation });
-  observeServices(metrics, { devicesByState: rotation.countsByState, unconfirmedDevices: rotation.unconfirmedCount, firmwareCacheBytes: firmware.cachedBytes });
+  observeServices(metrics, { devicesByState: rotation.countsByState, unconfirmedDevices: rotation.unconfirmedCount, firmwareCacheBytes: firmware.cachedBytes, fleets: deviceState.fleets });
 
   return {
     config,
@@ -204,10 +209,12 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     auth,
     models,
     devices,
+    deviceState,
     firmware,
     rotation,
     provisioning,
     async close() {
+      await deviceState.close();
       await schemaChecker.close();
       await notifier.close();
       await embeddedBroker?.close();

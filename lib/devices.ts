@@ -3,10 +3,12 @@ import { and, asc, eq, type SQL } from "drizzle-orm";
 import type { z } from "zod";
 import type { Database } from "../db/client.ts";
 import { devicesWithModels } from "../db/device-with-model.ts";
-import { type DeviceRow, deviceModels, devices, type ModelRow } from "../db/schema.ts";
+import { type DeviceRow, deviceModels, devices, firmwareVersions, type ModelRow } from "../db/schema.ts";
 import { inTransaction } from "../db/transaction-scope.ts";
 import { isUniqueViolation } from "./db-errors.ts";
+import { runningFirmware, type RunningInputs } from "./device-state/running.ts";
 import { deviceNotFound, validationFailed } from "./errors.ts";
+import { targetOf } from "./firmware/targets.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import type { Logger } from "./logger.ts";
 import { errorMessage } from "./logger.ts";
@@ -35,23 +37,40 @@ const summaryColumns = {
   secretCreatedAt: devices.secretCreatedAt,
   rotationUnconfirmed: devices.rotationUnconfirmed,
   previousSecretExpiresAt: devices.previousSecretExpiresAt,
+  lastSeenAt: devices.lastSeenAt,
+  reportedFirmwareVersion: devices.reportedFirmwareVersion,
+  downloadedAt: devices.downloadedAt,
+  downloadedVersion: firmwareVersions.version,
 };
 
-export const toDeviceSummary = (row: Pick<DeviceRow, keyof typeof summaryColumns>): DeviceSummary => ({
-  id: row.id,
-  key: row.key,
-  device_model_id: row.deviceModelId,
-  device_name: row.deviceName,
-  device_entity_id: row.deviceEntityId,
-  enable_ota: row.enableOta,
-  rotation_state: row.rotationState,
-  secret_created_at: iso(row.secretCreatedAt),
-  rotation_unconfirmed: row.rotationUnconfirmed,
-  previous_secret_expires_at: iso(row.previousSecretExpiresAt),
-});
+/** The model columns a device's target is decided from (lib/firmware/targets.ts). */
+type TargetInputs = Pick<ModelRow, "stableVersionId" | "firmwareVersion">;
 
-export const toDevice = (row: DeviceRow, model: ModelRow): Device => ({
-  ...toDeviceSummary(row),
+type SummaryInputs = Pick<DeviceRow, Exclude<keyof typeof summaryColumns, "downloadedVersion">> & RunningInputs;
+
+export function toDeviceSummary(row: SummaryInputs, model: TargetInputs): DeviceSummary {
+  const running = runningFirmware(row);
+  return {
+    id: row.id,
+    key: row.key,
+    device_model_id: row.deviceModelId,
+    device_name: row.deviceName,
+    device_entity_id: row.deviceEntityId,
+    enable_ota: row.enableOta,
+    rotation_state: row.rotationState,
+    secret_created_at: iso(row.secretCreatedAt),
+    rotation_unconfirmed: row.rotationUnconfirmed,
+    previous_secret_expires_at: iso(row.previousSecretExpiresAt),
+    last_seen_at: iso(row.lastSeenAt),
+    running_firmware_version: running.version,
+    running_firmware_source: running.source,
+    target_firmware_version: targetOf(row, model)?.version ?? null,
+  };
+}
+
+/** `downloadedVersion`: the version string of the device's downloadedVersionId (null: none). */
+export const toDevice = (row: DeviceRow, model: ModelRow, downloadedVersion: string | null): Device => ({
+  ...toDeviceSummary({ ...row, downloadedVersion }, model),
   device_model: { id: model.id, code: model.code, name: model.name, firmware_version: model.firmwareVersion },
   config: row.config,
   client_id: row.clientId,
@@ -73,6 +92,18 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
 
   async function findWithModel(id: number) {
     const [found] = await devicesWithModels(db).where(eq(devices.id, id));
+    if (!found) throw deviceNotFound(id);
+    return found;
+  }
+
+  /** As findWithModel, with the version string of the device's last full download (for its running firmware). */
+  async function findWithState(id: number) {
+    const [found] = await db
+      .select({ device: devices, model: deviceModels, downloadedVersion: firmwareVersions.version })
+      .from(devices)
+      .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
+      .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
+      .where(eq(devices.id, id));
     if (!found) throw deviceNotFound(id);
     return found;
   }
@@ -110,13 +141,19 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
       const filters: SQL[] = [];
       if (query.model_id) filters.push(eq(devices.deviceModelId, query.model_id));
       if (query.rotation_state) filters.push(eq(devices.rotationState, query.rotation_state));
-      const rows = await db.select(summaryColumns).from(devices).where(and(...filters)).orderBy(asc(devices.key));
-      return rows.map(toDeviceSummary);
+      const rows = await db
+        .select({ ...summaryColumns, stableVersionId: deviceModels.stableVersionId, firmwareVersion: deviceModels.firmwareVersion })
+        .from(devices)
+        .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
+        .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
+        .where(and(...filters))
+        .orderBy(asc(devices.key));
+      return rows.map((row) => toDeviceSummary(row, row));
     },
 
     async get(id: number): Promise<Device> {
-      const { device, model } = await findWithModel(id);
-      return toDevice(device, model);
+      const { device, model, downloadedVersion } = await findWithState(id);
+      return toDevice(device, model, downloadedVersion);
     },
 
     async create(input: z.output<typeof createDeviceBody>): Promise<Device> {
@@ -127,7 +164,7 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
       const fields = await readConfig(input.config, model);
       for (let attempt = 1; ; attempt++) {
         try {
-          return toDevice(await insertWithClient(model, fields), model);
+          return toDevice(await insertWithClient(model, fields), model, null);
         } catch (error) {
           if (!isUniqueViolation(error) || attempt >= 5) throw error;
         }
@@ -135,12 +172,12 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
     },
 
     async update(id: number, input: z.output<typeof updateDeviceBody>): Promise<Device> {
-      const { model } = await findWithModel(id);
+      const { model, downloadedVersion } = await findWithState(id);
       const fields = await readConfig(input.config, model);
       const [row] = await db.update(devices).set({ ...fields, updatedAt: new Date() }).where(eq(devices.id, id)).returning();
       if (!row) throw deviceNotFound(id);
       await notifier.publish("config", row.clientId, { device_key: row.key });
-      return toDevice(row, model);
+      return toDevice(row, model, downloadedVersion);
     },
 
     async remove(id: number): Promise<void> {

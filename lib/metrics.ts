@@ -1,4 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { DEFAULT_STALE_HOURS } from "./device-state/fleet.ts";
+import type { Fleet } from "./schemas.ts";
 
 /** The Prometheus metrics of CONTRACT §8. One registry per process (tests build their own). */
 export function createMetrics() {
@@ -62,6 +64,22 @@ export function createMetrics() {
       buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900],
       registers,
     }),
+    deviceStateWrites: new Counter({
+      name: "iot_device_state_writes_total",
+      help: "Device rows written with last_seen_at and header reports (coalesced: at most one per device per minute)",
+      registers,
+    }),
+    deviceSightingsDropped: new Counter({
+      name: "iot_device_sightings_dropped_total",
+      help: "Device sightings not written (the database refused them, or too many were waiting)",
+      registers,
+    }),
+    deviceReportHeadersIgnored: new Counter({
+      name: "iot_device_report_headers_ignored_total",
+      help: "Malformed X-Firmware-Version, X-Firmware-Elf-Sha256 or X-Ota-State headers, ignored",
+      labelNames: ["header"],
+      registers,
+    }),
     keycloakOperations: new Counter({
       name: "iot_keycloak_operations_total",
       help: "Identity provider operations by operation and status",
@@ -76,9 +94,39 @@ export type Metrics = ReturnType<typeof createMetrics>;
 /** The gauges of what services hold, read from them each time /metrics is scraped. */
 export function observeServices(
   metrics: Metrics,
-  sources: { devicesByState(): Promise<Record<string, number>>; unconfirmedDevices(): Promise<number>; firmwareCacheBytes(): number },
+  sources: {
+    devicesByState(): Promise<Record<string, number>>;
+    unconfirmedDevices(): Promise<number>;
+    firmwareCacheBytes(): number;
+    fleets(staleHours: number): Promise<Map<string, Fleet>>;
+  },
 ) {
   const registers = [metrics.registry];
+  // Both fleet gauges come from one read per scrape.
+  let fleets: Promise<Map<string, Fleet>> | null = null;
+  const readFleets = () => (fleets ??= sources.fleets(DEFAULT_STALE_HOURS).finally(() => setTimeout(() => (fleets = null), 1000).unref()));
+  new Gauge({
+    name: "iot_devices_running_firmware",
+    help: "Devices per model and running firmware version (version \"unknown\": neither reported nor inferred)",
+    labelNames: ["model", "version"],
+    registers,
+    async collect() {
+      this.reset();
+      for (const [model, fleet] of await readFleets()) {
+        for (const { version, running } of fleet.versions) if (running > 0) this.set({ model, version: version ?? "unknown" }, running);
+      }
+    },
+  });
+  new Gauge({
+    name: "iot_devices_stale",
+    help: `Devices per model not seen for ${DEFAULT_STALE_HOURS} hours (or never)`,
+    labelNames: ["model"],
+    registers,
+    async collect() {
+      this.reset();
+      for (const [model, fleet] of await readFleets()) this.set({ model }, fleet.stale);
+    },
+  });
   new Gauge({
     name: "iot_firmware_cache_bytes",
     help: "Bytes of firmware images held in memory for downloads (at most FIRMWARE_CACHE_BYTES)",

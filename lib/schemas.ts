@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { rotationStates } from "../db/schema.ts";
+import { runningSources } from "./device-state/running.ts";
 
 /** Request and response shapes of the admin API (CONTRACT §2). Types elsewhere are inferred from these. */
 const timestamp = z.iso.datetime().meta({ example: "2026-03-07T08:00:00.000Z" });
@@ -70,6 +71,12 @@ export const deviceSummarySchema = z
     previous_secret_expires_at: timestamp.nullable().meta({
       description: "Until when the secret before the current one still works (null: it no longer does)",
     }),
+    last_seen_at: timestamp.nullable().meta({ description: "The device's last authenticated request (to within a minute); null: never since this was recorded" }),
+    running_firmware_version: nullableText.meta({ description: "The firmware version the device runs, as far as known (see running_firmware_source)" }),
+    running_firmware_source: z.enum(runningSources).meta({
+      description: "reported: the device said so; inferred: it authenticated again after a full download of that version; unknown: neither",
+    }),
+    target_firmware_version: nullableText.meta({ description: "The version the device should run (today its model's stable version)" }),
   })
   .meta({ id: "DeviceSummary" });
 
@@ -148,6 +155,47 @@ export const imageDownloadResponses = {
   304: { description: "Unchanged (If-None-Match)" },
   416: { description: "Range not satisfiable" },
 };
+
+/** A device's target firmware as the device API describes it; every field null when its model has no firmware. */
+export const targetFirmwareSchema = z
+  .object({
+    firmware_version: nullableText.meta({ description: "The version the device should run (compatible: what firmware-version always answered)" }),
+    version_id: z.number().int().nullable(),
+    sha256: nullableText.meta({ description: "SHA-256 of the image file (hex), its download's ETag" }),
+    size: z.number().int().nullable(),
+    elf_sha256: nullableText.meta({ description: "The image's app_elf_sha256 (hex): compare with esp_app_get_description()->app_elf_sha256" }),
+    secure_version: z.number().int().nullable(),
+  })
+  .meta({ id: "TargetFirmware" });
+
+export type TargetFirmware = z.infer<typeof targetFirmwareSchema>;
+
+export const fleetQuery = z.strictObject({
+  stale_hours: z
+    .string()
+    .regex(/^[1-9][0-9]{0,4}$/, "must be a whole number of hours from 1 to 99999")
+    .transform(Number)
+    .optional()
+    .meta({ description: "A device not seen for this many hours is stale (default 24)", example: "24" }),
+});
+
+export const fleetSchema = z
+  .object({
+    versions: z
+      .array(
+        z.object({
+          version: nullableText.meta({ description: "null: devices whose running version is unknown, or that have no target" }),
+          running: z.number().int().meta({ description: "Devices running this version (reported or inferred)" }),
+          target: z.number().int().meta({ description: "Devices whose target is this version" }),
+        }),
+      )
+      .meta({ description: "Every version some device runs or should run; most running first" }),
+    stale: z.number().int().meta({ description: "Devices not seen for stale_hours (never seen included)" }),
+    mismatched: z.number().int().meta({ description: "Devices whose known running version differs from their target" }),
+  })
+  .meta({ id: "Fleet" });
+
+export type Fleet = z.infer<typeof fleetSchema>;
 
 export const errorSchema = z
   .object({

@@ -1,21 +1,22 @@
-import { z } from "zod";
 import { devicePrincipal } from "../../lib/identity/principal.ts";
 import { json } from "../../lib/http/respond.ts";
 import { defineRoute } from "../../lib/http/route.ts";
+import { targetFirmwareSchema } from "../../lib/schemas.ts";
 
 export default defineRoute({
   method: "GET",
   path: "/iot/firmware-version",
   access: "device",
-  summary: "The firmware version of the calling device's model (cheap poll)",
+  summary: "The calling device's target firmware (cheap poll)",
+  description: "Optional X-Firmware-Version, X-Firmware-Elf-Sha256 and X-Ota-State headers report what the device runs (docs/device-protocol.md).",
   tags: ["Device API"],
   responses: {
     200: {
-      description: "The current firmware version, null when the model has no firmware",
-      content: { "application/json": { schema: z.object({ firmware_version: z.string().nullable() }) } },
+      description: "The version the device should run and how to check it; every field null when the model has no firmware",
+      content: { "application/json": { schema: targetFirmwareSchema } },
     },
   },
-  async handler(_request, { principal }) {
-    return json({ firmware_version: devicePrincipal(principal).model.firmwareVersion });
+  async handler(_request, { services, principal }) {
+    return json(await services.deviceState.target(devicePrincipal(principal)));
   },
 });

@@ -1,3 +1,4 @@
+import { Readable } from "node:stream";
 import { Response as FastResponse } from "@whatwg-node/fetch";
 import { AppError } from "../errors.ts";
 import type { FileSource, Validators } from "../stored-file.ts";
@@ -17,12 +18,23 @@ const validatorHeaders = (file: Validators, headers: Record<string, string>) => 
   ...headers,
 });
 
+/** `bytes` in chunks, read only as fast as the client takes them, so that its end means the client took them all. */
+function* chunksOf(bytes: Buffer) {
+  for (let start = 0; start < bytes.length; start += CHUNK_BYTES) yield bytes.subarray(start, start + CHUNK_BYTES);
+}
+
 /**
  * A GET response for a stored file: 304 for a matching `If-None-Match` (or `If-Modified-Since` without it),
  * decided before the file is opened; else 200, 206 for one satisfiable `Range` (honouring `If-Range`), 416 for an
- * unsatisfiable range.
+ * unsatisfiable range. `onFullBodySent` is called with the file's validators once the last byte of a 200 was handed
+ * to the connection (a client that hangs up earlier, e.g. after reading the image header, never triggers it).
  */
-export async function fileResponse(request: Request, source: FileSource, headers: Record<string, string> = {}): Promise<Response> {
+export async function fileResponse(
+  request: Request,
+  source: FileSource,
+  headers: Record<string, string> = {},
+  onFullBodySent?: (file: Validators) => void,
+): Promise<Response> {
   const ifNoneMatch = request.headers.get("if-none-match");
   const unchanged =
     ifNoneMatch !== null ? noneMatchHits(ifNoneMatch, source.etag) : notModifiedSince(request.headers.get("if-modified-since"), source.lastModified);
@@ -46,9 +58,14 @@ export async function fileResponse(request: Request, source: FileSource, headers
   // of the shared copy, not a copy) is written as it is; a Node stream is piped, read only as fast as the client
   // takes it, and destroyed when the client goes, which closes the handle. Reading by handle keeps serving a file
   // that was unlinked meanwhile (a newer firmware replaced it), so a download is never a mix of two files.
-  const body = Buffer.isBuffer(file.content)
+  let body: Buffer | Readable = Buffer.isBuffer(file.content)
     ? file.content.subarray(start, end + 1)
     : file.content.createReadStream({ start, end, highWaterMark: CHUNK_BYTES });
+  if (onFullBodySent && !range) {
+    // A Buffer would be written whole at once, so its end would say nothing about the client: stream it in chunks.
+    if (Buffer.isBuffer(body)) body = Readable.from(chunksOf(body), { objectMode: false });
+    body.once("end", () => onFullBodySent(file));
+  }
   return new FastResponse(body as unknown as BodyInit, {
     status: range ? 206 : 200,
     headers: {

@@ -65,7 +65,7 @@ export async function expectAdminOnly(route: Route, method: string, path: string
 export async function expectDeviceOnly(route: Route, path: string) {
   const app = unitApp();
   const { device } = await app.device();
-  await expectError(await app.run(route, request("GET", path)), 401, "UNAUTHORIZED");
-  await expectError(await app.run(route, request("GET", path, { token: deviceToken(device.client_id, "wrong-secret") })), 401, "INVALID_TOKEN");
-  await expectError(await app.run(route, asAdmin("GET", path)), 401, "INVALID_TOKEN");
+  await expectError(await app.run(route, request(route.method, path)), 401, "UNAUTHORIZED");
+  await expectError(await app.run(route, request(route.method, path, { token: deviceToken(device.client_id, "wrong-secret") })), 401, "INVALID_TOKEN");
+  await expectError(await app.run(route, asAdmin(route.method, path)), 401, "INVALID_TOKEN");
 }

@@ -5,6 +5,8 @@
 import { type Authenticator, createAuthenticator, type ResponseCookies } from "../../../lib/identity/authenticator.ts";
 import type { AdminPrincipal, DevicePrincipal } from "../../../lib/identity/principal.ts";
 import { unauthorized } from "../../../lib/errors.ts";
+import { observingDevices } from "../../../lib/device-state/observing.ts";
+import type { DeviceStateService } from "../../../lib/device-state/service.ts";
 import { completingRotations } from "../../../lib/rotation/completion.ts";
 import type { RotationEngine } from "../../../lib/rotation/engine.ts";
 import { ADMIN_TOKEN } from "../tokens.ts";
@@ -23,6 +25,7 @@ export function fakeAuth(options: {
   world: FakeWorld;
   identity: FakeIdentityProvider;
   engine: Pick<RotationEngine, "acknowledge">;
+  deviceState: Pick<DeviceStateService, "seen">;
   authDisabled: boolean;
   adminTokenFromRequest?: (request: Request, responseCookies: ResponseCookies) => Promise<string | null>;
 }): Authenticator {
@@ -45,6 +48,6 @@ export function fakeAuth(options: {
       if (token === NON_ADMIN_TOKEN) return NON_ADMIN;
       throw invalidToken();
     },
-    verifyDeviceToken: completingRotations(verifyDeviceToken, options.engine),
+    verifyDeviceToken: observingDevices(completingRotations(verifyDeviceToken, options.engine), options.deviceState),
   });
 }

@@ -6,7 +6,7 @@ import { deviceNotFound, validationFailed } from "../../../lib/errors.ts";
 import type { IdentityProvider } from "../../../lib/identity/provider.ts";
 import { compileSchema, validateAgainstSchema } from "../../../lib/json-schema.ts";
 import type { Notifier } from "../../../lib/mqtt.ts";
-import { type FakeWorld, newDeviceRow } from "./world.ts";
+import { downloadedVersionOf, type FakeWorld, newDeviceRow } from "./world.ts";
 
 /** The real service checks configs on a worker thread; the rules that matter to a handler are the same here. */
 function readConfig(text: string, model: ModelRow) {
@@ -37,11 +37,11 @@ export function fakeDeviceService(world: FakeWorld, deps: { identity: IdentityPr
       return [...world.devices.values()]
         .filter((row) => (!query.model_id || row.deviceModelId === query.model_id) && (!query.rotation_state || row.rotationState === query.rotation_state))
         .sort((a, b) => (a.key < b.key ? -1 : 1))
-        .map(toDeviceSummary);
+        .map((row) => toDeviceSummary({ ...row, downloadedVersion: downloadedVersionOf(world, row) }, world.models.get(row.deviceModelId)!));
     },
     async get(id) {
       const { device, model } = await findWithModel(id);
-      return toDevice(device, model);
+      return toDevice(device, model, downloadedVersionOf(world, device));
     },
     async create(input) {
       const model = world.models.get(input.device_model_id);
@@ -54,13 +54,13 @@ export function fakeDeviceService(world: FakeWorld, deps: { identity: IdentityPr
       await deps.identity.createClient(clientId);
       const row = newDeviceRow(world.nextId(), { ...fields, key, clientId, deviceModelId: model.id });
       world.devices.set(row.id, row);
-      return toDevice(row, model);
+      return toDevice(row, model, null);
     },
     async update(id, input) {
       const { device, model } = await findWithModel(id);
       Object.assign(device, readConfig(input.config, model), { updatedAt: new Date() });
       await deps.notifier.publish("config", device.clientId, { device_key: device.key });
-      return toDevice(device, model);
+      return toDevice(device, model, downloadedVersionOf(world, device));
     },
     async remove(id) {
       const { device } = await findWithModel(id);

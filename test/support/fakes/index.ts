@@ -15,6 +15,7 @@ import { ADMIN_TOKEN } from "../tokens.ts";
 import { fakeAuth } from "./auth.ts";
 import { fakeBrowserSession } from "./browser-session.ts";
 import { fakeDatabase } from "./database.ts";
+import { fakeDeviceStateService } from "./device-state.ts";
 import { fakeDeviceService } from "./devices.ts";
 import { fakeFirmwareStore } from "./firmware.ts";
 import { fakeIdentityProvider } from "./identity.ts";
@@ -70,6 +71,7 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
       : null;
 
   const devices = fakeDeviceService(world, { identity, notifier });
+  const deviceState = fakeDeviceStateService(world, metrics);
 
   const services: Services = {
     config,
@@ -83,9 +85,10 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     notifier,
     embeddedBroker: null,
     browserSession,
-    auth: fakeAuth({ world, identity, engine: rotation.engine, authDisabled: config.AUTH_DISABLED, adminTokenFromRequest: browserSession?.tokenFromRequest }),
+    auth: fakeAuth({ world, identity, engine: rotation.engine, deviceState, authDisabled: config.AUTH_DISABLED, adminTokenFromRequest: browserSession?.tokenFromRequest }),
     models: fakeDeviceModelService(world, { onDeleted: firmware.removeModelFiles }),
     devices,
+    deviceState,
     firmware,
     rotation,
     // The real service: it only builds the package from what the (fake) devices, identity and rotation give it.

@@ -10,6 +10,10 @@ export type FakeWorld = {
   nextId(): number;
 };
 
+/** The version string of a device's last full download (what the real services join from firmware_versions). */
+export const downloadedVersionOf = (world: FakeWorld, device: DeviceRow) =>
+  device.downloadedVersionId === null ? null : (world.versions.get(device.downloadedVersionId)?.version ?? null);
+
 export function createWorld(): FakeWorld {
   let id = 0;
   return { models: new Map(), devices: new Map(), versions: new Map(), nextId: () => ++id };
@@ -52,6 +56,14 @@ export function newDeviceRow(id: number, fields: Pick<DeviceRow, "key" | "device
     rotationFailures: 0,
     nextRetryAt: null,
     rotationError: null,
+    lastSeenAt: null,
+    downloadedVersionId: null,
+    downloadedAt: null,
+    reportedFirmwareVersion: null,
+    reportedElfSha256: null,
+    otaState: null,
+    lastStateReport: null,
+    reportedAt: null,
     createdAt: now,
     updatedAt: now,
   };

@@ -1,11 +1,13 @@
 /** Unit tests of functions/iot/** (one describe per route file; the /api/iot copies run the same route values). */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 import upload from "../../../functions/api/device-models/[id]/firmware.post.ts";
 import config from "../../../functions/iot/config.get.ts";
 import firmwareVersion from "../../../functions/iot/firmware-version.get.ts";
 import firmware from "../../../functions/iot/firmware.get.ts";
 import provisioning from "../../../functions/iot/provisioning.get.ts";
+import state from "../../../functions/iot/state.post.ts";
 import { deviceToken } from "../../support/fakes/auth.ts";
 import { buildImage } from "../../support/firmware-image.ts";
 import { asAdmin, expectDeviceOnly, expectError, request, unitApp, type UnitApp } from "../harness.ts";
@@ -40,13 +42,39 @@ describe("functions/iot/config.get.ts", () => {
   it("is for the device itself only", () => expectDeviceOnly(config, "/iot/config"));
 });
 
+const NO_TARGET = { firmware_version: null, version_id: null, sha256: null, size: null, elf_sha256: null, secure_version: null };
+const ELF = "ab".repeat(32);
+
 describe("functions/iot/firmware-version.get.ts", () => {
-  it("null while the model has no firmware, then the uploaded version", async () => {
+  it("nulls while the model has no firmware, then the device's target (the stable version) and how to check it", async () => {
     const app = unitApp();
     const { device, token } = await app.device();
-    assert.deepEqual(await (await app.run(firmwareVersion, request("GET", "/iot/firmware-version", { token }))).json(), { firmware_version: null });
-    await uploadFirmware(app, device.device_model_id, buildImage({ version: "3.1.0", size: 2048 }));
-    assert.deepEqual(await (await app.run(firmwareVersion, request("GET", "/iot/firmware-version", { token }))).json(), { firmware_version: "3.1.0" });
+    assert.deepEqual(await (await app.run(firmwareVersion, request("GET", "/iot/firmware-version", { token }))).json(), NO_TARGET);
+    const bytes = buildImage({ version: "3.1.0", size: 2048, elfSha256: ELF, secureVersion: 2 });
+    await uploadFirmware(app, device.device_model_id, bytes);
+    const [version] = [...app.world.versions.values()];
+    assert.deepEqual(await (await app.run(firmwareVersion, request("GET", "/iot/firmware-version", { token }))).json(), {
+      firmware_version: "3.1.0",
+      version_id: version!.id,
+      sha256: createHash("sha256").update(bytes).digest("hex"),
+      size: 2048,
+      elf_sha256: ELF,
+      secure_version: 2,
+    });
+  });
+
+  it("takes what report headers say, ignores malformed ones (counted), and never refuses the device for them", async () => {
+    const app = unitApp();
+    const { device, token } = await app.device();
+    const headers = { "x-firmware-version": "2.0.0", "x-firmware-elf-sha256": ELF.toUpperCase(), "x-ota-state": "pending_verify" };
+    assert.equal((await app.run(firmwareVersion, request("GET", "/iot/firmware-version", { token, headers }))).status, 200);
+    const row = app.world.devices.get(device.id)!;
+    assert.deepEqual([row.reportedFirmwareVersion, row.reportedElfSha256, row.otaState], ["2.0.0", ELF, "pending_verify"]);
+    const bad = { "x-firmware-version": "x".repeat(40), "x-firmware-elf-sha256": "not-hex", "x-ota-state": "sleepy" };
+    assert.equal((await app.run(firmwareVersion, request("GET", "/iot/firmware-version", { token, headers: bad }))).status, 200);
+    assert.deepEqual([row.reportedFirmwareVersion, row.reportedElfSha256, row.otaState], ["2.0.0", ELF, "pending_verify"]);
+    const ignored = await app.services.metrics.deviceReportHeadersIgnored.get();
+    assert.deepEqual(ignored.values.map((v) => [v.labels.header, v.value]).sort(), [["x-firmware-elf-sha256", 1], ["x-firmware-version", 1], ["x-ota-state", 1]]);
   });
 
   it("is for the device itself only", () => expectDeviceOnly(firmwareVersion, "/iot/firmware-version"));
@@ -76,6 +104,34 @@ describe("functions/iot/firmware.get.ts", () => {
   });
 
   it("is for the device itself only", () => expectDeviceOnly(firmware, "/iot/firmware"));
+});
+
+describe("functions/iot/state.post.ts", () => {
+  it("stores the report and answers with the device's target", async () => {
+    const app = unitApp();
+    const { device, token } = await app.device();
+    await uploadFirmware(app, device.device_model_id, buildImage({ version: "3.1.0", size: 2048 }));
+    const body = { firmware_version: "3.0.0", elf_sha256: ELF, ota_state: "valid", reset_reason: "ESP_RST_SW", uptime_s: 42, free_heap: 123456, rssi: -61, newer_field: [1] };
+    const response = await app.run(state, request("POST", "/iot/state", { token, body }));
+    assert.equal(response.status, 200);
+    assert.equal((await response.json()).firmware_version, "3.1.0");
+    const shown = await app.services.devices.get(device.id);
+    assert.deepEqual([shown.running_firmware_version, shown.running_firmware_source, shown.target_firmware_version], ["3.0.0", "reported", "3.1.0"]);
+    assert.ok(shown.last_seen_at);
+    assert.equal(app.world.devices.get(device.id)!.lastStateReport?.rssi, -61);
+  });
+
+  it("refuses a malformed field with 400 VALIDATION_FAILED naming it, and stores nothing", async () => {
+    const app = unitApp();
+    const { device, token } = await app.device();
+    for (const [field, value] of [["firmware_version", ""], ["elf_sha256", "12"], ["ota_state", "fine"], ["uptime_s", -1], ["free_heap", 1.5], ["rssi", 300], ["reset_reason", "a b"]] as const) {
+      const envelope = await expectError(await app.run(state, request("POST", "/iot/state", { token, body: { [field]: value } })), 400, "VALIDATION_FAILED");
+      assert.equal((envelope.details?.errors as { field: string }[])[0]?.field, field);
+    }
+    assert.equal(app.world.devices.get(device.id)!.lastStateReport, null);
+  });
+
+  it("is for the device itself only", () => expectDeviceOnly(state, "/iot/state"));
 });
 
 describe("functions/iot/provisioning.get.ts", () => {

@@ -12,6 +12,7 @@ import createModel from "../../../../functions/api/device-models/index.post.ts";
 import versionImage from "../../../../functions/api/device-models/[id]/firmware/versions/[vid]/image.get.ts";
 import deleteVersion from "../../../../functions/api/device-models/[id]/firmware/versions/[vid]/index.delete.ts";
 import getVersion from "../../../../functions/api/device-models/[id]/firmware/versions/[vid]/index.get.ts";
+import getFleet from "../../../../functions/api/device-models/[id]/fleet.get.ts";
 import listVersions from "../../../../functions/api/device-models/[id]/firmware/versions/index.get.ts";
 import { buildImage } from "../../../support/firmware-image.ts";
 import { asAdmin, expectAdminOnly, expectError, unitApp, type UnitApp } from "../../harness.ts";
@@ -431,4 +432,37 @@ describe("functions/api/device-models/[id]/firmware/versions/[vid]/index.delete.
   });
 
   it("is for admins only", () => expectAdminOnly(deleteVersion, "DELETE", "/api/device-models/1/firmware/versions/1"));
+});
+
+describe("functions/api/device-models/[id]/fleet.get.ts", () => {
+  it("counts devices per running and target version, stale and mismatched ones", async () => {
+    const app = unitApp();
+    const model = await app.model("fleet");
+    const [a, b] = [await app.device({}, model.id), await app.device({}, model.id), await app.device({}, model.id)];
+    assert.equal((await upload(app, model.id, image("2.0.0"))).status, 200);
+    Object.assign(app.world.devices.get(a!.device.id)!, { reportedFirmwareVersion: "2.0.0", lastSeenAt: new Date() });
+    Object.assign(app.world.devices.get(b!.device.id)!, { reportedFirmwareVersion: "1.0.0", lastSeenAt: new Date(Date.now() - 3 * 3_600_000) });
+    const response = await app.run(getFleet, asAdmin("GET", `/api/device-models/${model.id}/fleet`));
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), {
+      versions: [
+        { version: "2.0.0", running: 1, target: 3 },
+        { version: "1.0.0", running: 1, target: 0 },
+        { version: null, running: 1, target: 0 },
+      ],
+      stale: 1,
+      mismatched: 1,
+    });
+    const recent = await (await app.run(getFleet, asAdmin("GET", `/api/device-models/${model.id}/fleet?stale_hours=2`))).json();
+    assert.equal(recent.stale, 2);
+  });
+
+  it("404 for an unknown model, 400 for a bad stale_hours", async () => {
+    const app = unitApp();
+    await expectError(await app.run(getFleet, asAdmin("GET", "/api/device-models/99/fleet")), 404, "DEVICE_MODEL_NOT_FOUND");
+    const model = await app.model("fleet");
+    await expectError(await app.run(getFleet, asAdmin("GET", `/api/device-models/${model.id}/fleet?stale_hours=0`)), 400, "VALIDATION_FAILED");
+  });
+
+  it("is for admins only", () => expectAdminOnly(getFleet, "GET", "/api/device-models/1/fleet"));
 });

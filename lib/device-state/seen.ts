@@ -1,0 +1,119 @@
+/**
+ * `last_seen_at` and header reports of every authenticated device request, coalesced: a request writes nothing unless
+ * its device's row (read anyway to authenticate it) is due — not seen for a minute, seen only before its last download
+ * finished (lib/device-state/running.ts), or its headers report something new. Due devices wait in memory and are
+ * written every few seconds in one UPDATE … FROM (VALUES …), so 10,000 devices polling cost at most one row write per
+ * device per minute and no request waits for the database. The WHERE clause checks the same rule again, so replicas
+ * noting the same device do not add writes. The buffer is bounded: when it is full, or the database is down, sightings
+ * are dropped (counted); the next request of the device notes it again.
+ */
+import { sql } from "drizzle-orm";
+import type { Database } from "../../db/client.ts";
+import { devices, type DeviceRow } from "../../db/schema.ts";
+import { errorMessage, type Logger } from "../logger.ts";
+import type { HeaderReport } from "./reports.ts";
+
+export const SEEN_RESOLUTION_MS = 60_000;
+const FLUSH_EVERY_MS = 5_000;
+const MAX_PENDING = 100_000;
+const ROWS_PER_STATEMENT = 1_000;
+
+type Report = HeaderReport["report"];
+type Pending = { id: number; seenAt: Date; report: Report };
+export type SeenDevice = Pick<DeviceRow, "id" | "lastSeenAt" | "downloadedAt" | "reportedFirmwareVersion" | "reportedElfSha256" | "otaState">;
+
+const changes = (device: SeenDevice, report: Report) =>
+  (report.firmware_version !== undefined && report.firmware_version !== device.reportedFirmwareVersion) ||
+  (report.elf_sha256 !== undefined && report.elf_sha256 !== device.reportedElfSha256) ||
+  (report.ota_state !== undefined && report.ota_state !== device.otaState);
+
+/** Whether a request of `device` at `now` has anything to write. */
+export function isDue(device: SeenDevice, now: Date, report: Report): boolean {
+  const { lastSeenAt, downloadedAt } = device;
+  if (lastSeenAt === null || now.getTime() - lastSeenAt.getTime() >= SEEN_RESOLUTION_MS) return true;
+  return (downloadedAt !== null && lastSeenAt <= downloadedAt && now > downloadedAt) || changes(device, report);
+}
+
+export type SeenCounters = { written(rows: number): void; dropped(sightings: number): void };
+
+export function createSeenBuffer(deps: { db: Database; logger: Logger; counters: SeenCounters; flushEveryMs?: number }) {
+  const { db, logger, counters } = deps;
+  let pending = new Map<number, Pending>();
+  let flushing: Promise<void> | null = null;
+
+  async function write(batch: Pending[]): Promise<number> {
+    const rows = batch.map(
+      ({ id, seenAt, report }) =>
+        sql`(${id}::int, ${seenAt.toISOString()}::timestamptz, ${report.firmware_version ?? null}::text, ${report.elf_sha256 ?? null}::text, ${report.ota_state ?? null}::text)`,
+    );
+    const v = sql`(values ${sql.join(rows, sql`, `)}) as v(id, seen_at, firmware_version, elf_sha256, ota_state)`;
+    const reported = sql`(v.firmware_version is distinct from null and v.firmware_version is distinct from ${devices.reportedFirmwareVersion})
+      or (v.elf_sha256 is distinct from null and v.elf_sha256 is distinct from ${devices.reportedElfSha256})
+      or (v.ota_state is distinct from null and v.ota_state is distinct from ${devices.otaState})`;
+    const updated = await db
+      .update(devices)
+      .set({
+        lastSeenAt: sql`greatest(${devices.lastSeenAt}, v.seen_at)`,
+        reportedFirmwareVersion: sql`coalesce(v.firmware_version, ${devices.reportedFirmwareVersion})`,
+        reportedElfSha256: sql`coalesce(v.elf_sha256, ${devices.reportedElfSha256})`,
+        otaState: sql`coalesce(v.ota_state, ${devices.otaState})`,
+        reportedAt: sql`case when ${reported} then v.seen_at else ${devices.reportedAt} end`,
+      })
+      .from(v)
+      .where(
+        sql`${devices.id} = v.id and (${devices.lastSeenAt} is null
+          or ${devices.lastSeenAt} <= v.seen_at - make_interval(secs => ${SEEN_RESOLUTION_MS / 1000})
+          or (${devices.lastSeenAt} <= ${devices.downloadedAt} and v.seen_at > ${devices.downloadedAt})
+          or ${reported})`,
+      )
+      .returning({ id: devices.id });
+    return updated.length;
+  }
+
+  async function flushPending(): Promise<void> {
+    const batch = [...pending.values()];
+    pending = new Map();
+    for (let start = 0; start < batch.length; start += ROWS_PER_STATEMENT) {
+      const part = batch.slice(start, start + ROWS_PER_STATEMENT);
+      try {
+        counters.written(await write(part));
+      } catch (error) {
+        counters.dropped(part.length);
+        logger.warn("Device sightings dropped: the database did not take them", { devices: part.length, error: errorMessage(error) });
+      }
+    }
+  }
+
+  /** Writes what is pending now; waits for a flush already running first. */
+  async function flush(): Promise<void> {
+    while (flushing) await flushing;
+    if (pending.size === 0) return;
+    flushing = flushPending().finally(() => (flushing = null));
+    await flushing;
+  }
+
+  const timer = setInterval(() => void flush(), deps.flushEveryMs ?? FLUSH_EVERY_MS);
+  timer.unref();
+
+  return {
+    /** A request of `device` at `now` whose headers reported `report` (validated). Never waits, never throws. */
+    note(device: SeenDevice, now: Date, report: Report): void {
+      const known = pending.get(device.id);
+      if (known) {
+        known.seenAt = now;
+        Object.assign(known.report, report);
+      } else if (isDue(device, now, report)) {
+        if (pending.size >= MAX_PENDING) return counters.dropped(1);
+        pending.set(device.id, { id: device.id, seenAt: now, report: { ...report } });
+      }
+    },
+    flush,
+    /** Stops the timer and writes what is pending (at shutdown). */
+    async close(): Promise<void> {
+      clearInterval(timer);
+      await flush();
+    },
+  };
+}
+
+export type SeenBuffer = ReturnType<typeof createSeenBuffer>;

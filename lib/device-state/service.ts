@@ -1,0 +1,116 @@
+/**
+ * What devices report and what the backend observes of them (docs/firmware.md, "What a device runs"): sightings and
+ * header reports (./seen.ts), explicit reports (POST /iot/state), full downloads, and the fleet counts built on them.
+ */
+import { and, eq, sql } from "drizzle-orm";
+import type { Database } from "../../db/client.ts";
+import { deviceModels, devices, firmwareVersions, type StateReport } from "../../db/schema.ts";
+import { modelNotFound } from "../errors.ts";
+import { createTargetDescriptions, targetOf } from "../firmware/targets.ts";
+import type { DevicePrincipal } from "../identity/principal.ts";
+import { errorMessage, type Logger } from "../logger.ts";
+import type { Metrics } from "../metrics.ts";
+import type { Fleet, TargetFirmware } from "../schemas.ts";
+import { countFleet, type FleetRow } from "./fleet.ts";
+import { readHeaderReport } from "./reports.ts";
+import { createSeenBuffer } from "./seen.ts";
+
+const HOUR_MS = 3_600_000;
+
+export function createDeviceStateService(deps: { db: Database; logger: Logger; metrics: Metrics }) {
+  const { db, logger, metrics } = deps;
+  const seen = createSeenBuffer({
+    db,
+    logger,
+    counters: { written: (rows) => metrics.deviceStateWrites.inc(rows), dropped: (sightings) => metrics.deviceSightingsDropped.inc(sightings) },
+  });
+  const targetFirmware = createTargetDescriptions(db);
+
+  /** The fleet rows of one model, or of every model (with its code). */
+  const fleetRows = () =>
+    db
+      .select({
+        modelId: devices.deviceModelId,
+        lastSeenAt: devices.lastSeenAt,
+        reportedFirmwareVersion: devices.reportedFirmwareVersion,
+        downloadedAt: devices.downloadedAt,
+        downloadedVersion: firmwareVersions.version,
+        id: devices.id,
+        stableVersionId: deviceModels.stableVersionId,
+        firmwareVersion: deviceModels.firmwareVersion,
+        code: deviceModels.code,
+      })
+      .from(devices)
+      .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
+      .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id));
+  const asFleetRow = <R extends Omit<FleetRow, "target"> & Parameters<typeof targetOf>[1] & { id: number }>(row: R): R & FleetRow => ({
+    ...row,
+    target: targetOf(row, row)?.version ?? null,
+  });
+
+  return {
+    /** An authenticated device request: noted for last_seen_at with what its headers report (malformed ones counted, ignored). */
+    seen(principal: DevicePrincipal, headers: Headers): void {
+      const { report, bad } = readHeaderReport(headers);
+      for (const header of bad) metrics.deviceReportHeadersIgnored.inc({ header });
+      seen.note(principal.device, new Date(), report);
+    },
+
+    /** POST /iot/state: stored at once; fields it leaves out keep what an earlier report said. */
+    async report(principal: DevicePrincipal, report: StateReport): Promise<void> {
+      const now = new Date();
+      await db
+        .update(devices)
+        .set({
+          ...(report.firmware_version !== undefined && { reportedFirmwareVersion: report.firmware_version }),
+          ...(report.elf_sha256 !== undefined && { reportedElfSha256: report.elf_sha256 }),
+          ...(report.ota_state !== undefined && { otaState: report.ota_state }),
+          lastStateReport: report,
+          reportedAt: now,
+          lastSeenAt: now,
+        })
+        .where(eq(devices.id, principal.device.id));
+    },
+
+    /** The last byte of a full image with this SHA-256 went out to the device. Written in the background. */
+    downloaded(principal: DevicePrincipal, sha256: string): void {
+      const version = db
+        .select({ id: firmwareVersions.id })
+        .from(firmwareVersions)
+        .where(and(eq(firmwareVersions.deviceModelId, principal.model.id), eq(firmwareVersions.sha256, sha256)));
+      db.update(devices)
+        .set({ downloadedVersionId: sql`(${version})`, downloadedAt: new Date() })
+        .where(eq(devices.id, principal.device.id))
+        .catch((error) => logger.warn("A device's firmware download was not recorded", { device_id: principal.device.id, error: errorMessage(error) }));
+    },
+
+    /** The device's target firmware (lib/firmware/targets.ts). */
+    target: (principal: DevicePrincipal): Promise<TargetFirmware> => targetFirmware(principal.device, principal.model),
+
+    /** GET /api/device-models/{id}/fleet. */
+    async fleet(modelId: number, staleHours: number): Promise<Fleet> {
+      const [model] = await db.select({ id: deviceModels.id }).from(deviceModels).where(eq(deviceModels.id, modelId));
+      if (!model) throw modelNotFound(modelId);
+      const rows = await fleetRows().where(eq(devices.deviceModelId, modelId));
+      return countFleet(rows.map(asFleetRow), new Date(Date.now() - staleHours * HOUR_MS));
+    },
+
+    /** The fleet of every model, by model code (the /metrics gauges). */
+    async fleets(staleHours: number): Promise<Map<string, Fleet>> {
+      const byModel = new Map<string, FleetRow[]>();
+      for (const row of (await fleetRows()).map(asFleetRow)) {
+        const rows = byModel.get(row.code) ?? byModel.set(row.code, []).get(row.code)!;
+        rows.push(row);
+      }
+      const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
+      return new Map([...byModel].map(([code, rows]) => [code, countFleet(rows, staleBefore)]));
+    },
+
+    /** Writes the sightings waiting in memory now (tests, benchmarks). */
+    flush: () => seen.flush(),
+    /** Stops the background writes after writing what is pending (at shutdown, before the database closes). */
+    close: () => seen.close(),
+  };
+}
+
+export type DeviceStateService = ReturnType<typeof createDeviceStateService>;

@@ -1,0 +1,77 @@
+/**
+ * DeviceStateService over the shared rows. A sighting is applied at once (the real service coalesces them in memory
+ * and writes them in the background: test/device-state.test.ts holds it to the same results after a flush); the
+ * rules — when a sighting is due, what reports change, running and target firmware, fleet counts — are the real ones.
+ */
+import type { DeviceRow } from "../../../db/schema.ts";
+import { countFleet, type FleetRow } from "../../../lib/device-state/fleet.ts";
+import { readHeaderReport } from "../../../lib/device-state/reports.ts";
+import { isDue } from "../../../lib/device-state/seen.ts";
+import type { DeviceStateService } from "../../../lib/device-state/service.ts";
+import { modelNotFound } from "../../../lib/errors.ts";
+import { describeTarget, NO_TARGET, targetOf } from "../../../lib/firmware/targets.ts";
+import type { Metrics } from "../../../lib/metrics.ts";
+import { downloadedVersionOf, type FakeWorld } from "./world.ts";
+
+const HOUR_MS = 3_600_000;
+
+export function fakeDeviceStateService(world: FakeWorld, metrics: Metrics): DeviceStateService {
+  const rowOf = (id: number) => world.devices.get(id);
+
+  function fleetRow(device: DeviceRow): FleetRow {
+    const model = world.models.get(device.deviceModelId)!;
+    return { ...device, downloadedVersion: downloadedVersionOf(world, device), target: targetOf(device, model)?.version ?? null };
+  }
+
+  return {
+    seen(principal, headers) {
+      const { report, bad } = readHeaderReport(headers);
+      for (const header of bad) metrics.deviceReportHeadersIgnored.inc({ header });
+      const now = new Date();
+      const row = rowOf(principal.device.id);
+      if (!row || !isDue(row, now, report)) return;
+      const reported = Object.entries({ reportedFirmwareVersion: report.firmware_version, reportedElfSha256: report.elf_sha256, otaState: report.ota_state }).filter(
+        ([column, value]) => value !== undefined && value !== row[column as keyof DeviceRow],
+      );
+      Object.assign(row, Object.fromEntries(reported), { lastSeenAt: now }, reported.length > 0 && { reportedAt: now });
+      metrics.deviceStateWrites.inc();
+    },
+    async report(principal, report) {
+      const row = rowOf(principal.device.id);
+      if (!row) return;
+      const now = new Date();
+      Object.assign(row, {
+        ...(report.firmware_version !== undefined && { reportedFirmwareVersion: report.firmware_version }),
+        ...(report.elf_sha256 !== undefined && { reportedElfSha256: report.elf_sha256 }),
+        ...(report.ota_state !== undefined && { otaState: report.ota_state }),
+        lastStateReport: report,
+        reportedAt: now,
+        lastSeenAt: now,
+      });
+    },
+    downloaded(principal, sha256) {
+      const row = rowOf(principal.device.id);
+      const version = [...world.versions.values()].find((v) => v.deviceModelId === principal.model.id && v.sha256 === sha256);
+      if (row) Object.assign(row, { downloadedVersionId: version?.id ?? null, downloadedAt: new Date() });
+    },
+    async target({ device, model }) {
+      const target = targetOf(device, model);
+      const version = target && world.versions.get(target.versionId);
+      return target && version ? describeTarget(target.versionId, version) : NO_TARGET;
+    },
+    async fleet(modelId, staleHours) {
+      if (!world.models.has(modelId)) throw modelNotFound(modelId);
+      const rows = [...world.devices.values()].filter((device) => device.deviceModelId === modelId).map(fleetRow);
+      return countFleet(rows, new Date(Date.now() - staleHours * HOUR_MS));
+    },
+    async fleets(staleHours) {
+      const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
+      const codes = [...world.models.values()].map((model) => [model.id, model.code] as const);
+      return new Map(
+        codes.map(([id, code]) => [code, countFleet([...world.devices.values()].filter((device) => device.deviceModelId === id).map(fleetRow), staleBefore)]),
+      );
+    },
+    flush: async () => {},
+    close: async () => {},
+  };
+}
