@@ -31,6 +31,7 @@ function wrongValue(schema: JsonSchema): unknown {
 describe("bad input on every route", () => {
   let app: TestApp;
   let before_: Record<string, string>;
+  let deviceToken: string;
 
   const send = (method: string, path: string, init: { body?: BodyInit; headers?: Record<string, string>; token?: string | null } = {}) => {
     const headers: Record<string, string> = { ...init.headers };
@@ -38,8 +39,9 @@ describe("bad input on every route", () => {
     if (token) headers.authorization = `Bearer ${token}`;
     return app.fetch(new Request(`${BASE}${path}`, { method, headers, body: init.body }));
   };
+  // Each route with its own kind of token, so that the input is what gets refused.
   const sendJson = (route: Route, body: BodyInit, contentType: string | null = "application/json", path = concrete(route.path)) =>
-    send(route.method, path, { body, headers: contentType ? { "content-type": contentType } : {} });
+    send(route.method, path, { body, headers: contentType ? { "content-type": contentType } : {}, token: route.access === "device" ? deviceToken : undefined });
 
   before(async () => {
     app = await createTestApp({ env: { ROTATION_SCHEDULER: "external" } });
@@ -47,6 +49,7 @@ describe("bad input on every route", () => {
     const model = await (await app.call("POST", "/api/device-models", { body: { code: "seed", name: "Seed" } })).json();
     const device = await app.call("POST", "/api/devices", { body: { device_model_id: model.id, config: '{"deviceName": "seed"}' } });
     assert.equal(device.status, 201);
+    deviceToken = (await app.services.builtinIssuer!.issueToken((await device.json()).client_id, 1)).access_token;
     before_ = await snapshotData(app);
   });
 
@@ -87,7 +90,11 @@ describe("bad input on every route", () => {
       const body = await assertErrorEnvelope(await sendJson(route, huge), 413, `${label(route)} with ${huge.length} bytes`);
       assert.equal(body.code, "PAYLOAD_TOO_LARGE");
       // A lying Content-Length is caught by the streamed count as well; an honest large one before reading.
-      const declared = await send(route.method, concrete(route.path), { body: huge, headers: { "content-type": "application/json", "content-length": String(huge.length) } });
+      const declared = await send(route.method, concrete(route.path), {
+        body: huge,
+        headers: { "content-type": "application/json", "content-length": String(huge.length) },
+        token: route.access === "device" ? deviceToken : undefined,
+      });
       await assertErrorEnvelope(declared, 413, `${label(route)} with Content-Length ${huge.length}`);
     }
     assert.deepEqual(await snapshotData(app), before_);
@@ -98,14 +105,15 @@ describe("bad input on every route", () => {
       for (const text of ["", "   \n", "[]", '"text"', "42", "null", "true", "[{}]"]) {
         await assertErrorEnvelope(await sendJson(route, text), 400, `${label(route)} with ${JSON.stringify(text)}`);
       }
-      const noBody = await send(route.method, concrete(route.path), { headers: { "content-type": "application/json" } });
+      const noBody = await send(route.method, concrete(route.path), { headers: { "content-type": "application/json" }, token: route.access === "device" ? deviceToken : undefined });
       await assertErrorEnvelope(noBody, 400, `${label(route)} without a body`);
     }
     assert.deepEqual(await snapshotData(app), before_);
   });
 
-  test("unknown fields → 400 VALIDATION_FAILED naming the field", async () => {
-    for (const route of bodyRoutes) {
+  test("unknown fields → 400 VALIDATION_FAILED naming the field (where the body's schema is closed)", async () => {
+    // An open schema (POST /iot/state: newer firmware may send more) documents that it ignores what it does not know.
+    for (const route of bodyRoutes.filter((route) => bodyJsonSchema(route).additionalProperties === false)) {
       const body = { ...(sampleValue(bodyJsonSchema(route)) as object), definitely_not_a_field: 1 };
       const envelope = await assertErrorEnvelope(await sendJson(route, JSON.stringify(body)), 400, `${label(route)} with an unknown field`);
       assert.equal(envelope.code, "VALIDATION_FAILED");
