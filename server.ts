@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { pathToFileURL } from "node:url";
 import { createServerAdapter } from "@whatwg-node/server";
 import { routesFor } from "./functions/index.ts";
@@ -15,7 +15,9 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
   // Only the server sweeps ASSETS_DIR: CLI commands (the rotation CronJob) need no firmware volume.
   await services.firmware.init();
   const app = createApp(routesFor(services), services);
-  const adapter = createServerAdapter<{ req: IncomingMessage }>((request, { req }) => app(request, { remoteAddress: req.socket.remoteAddress ?? null }));
+  const adapter = createServerAdapter<{ req: IncomingMessage; res: ServerResponse }>((request, { req, res }) =>
+    app(request, { remoteAddress: req.socket.remoteAddress ?? null, onResponseSent: (listener) => res.once("finish", listener) }),
+  );
   const server: Server = createServer(adapter);
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {

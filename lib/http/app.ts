@@ -16,6 +16,8 @@ type RequestState = {
   clientAddress: string | null;
   /** Set-Cookie headers for whatever response goes out, also an error (the authenticator refreshing a session). */
   cookies: string[];
+  /** The connection's "response sent" notice; never calls back for HEAD; undefined where the server has none. */
+  onResponseSent: Connection["onResponseSent"];
 };
 type RoutedRequest = Request & { params: Record<string, string>; query: Record<string, string | string[]> };
 
@@ -55,6 +57,7 @@ export function createApp(routes: Route[], services: Services): (request: Reques
         principal,
         clientAddress: state.clientAddress,
         responseCookies: state.cookies,
+        onResponseSent: state.onResponseSent,
         params: params ? parseParams(params, request.params) : undefined,
         query: query ? parseInput(query, queryParams(request.url)) : undefined,
         body: body ? parseInput(body, await readJsonBody(request)) : undefined,
@@ -79,6 +82,8 @@ export function createApp(routes: Route[], services: Services): (request: Reques
       route: null,
       clientAddress: clientAddress(incoming, connection?.remoteAddress ?? null, services.config.TRUST_PROXY_HOPS),
       cookies: [],
+      // A HEAD sends no body: a notice that never comes (not "unknown", which would make a body be streamed for nothing).
+      onResponseSent: incoming.method === "HEAD" ? () => {} : connection?.onResponseSent,
     };
     const isHead = incoming.method === "HEAD";
     const request = isHead ? new Request(incoming.url, { method: "GET", headers: incoming.headers, signal: incoming.signal }) : incoming;

@@ -2,7 +2,14 @@ import { isIP } from "node:net";
 import { unmapped } from "../ip-address.ts";
 
 /** What server.ts knows of the connection a request came on. */
-export type Connection = { remoteAddress: string | null };
+export type Connection = {
+  remoteAddress: string | null;
+  /**
+   * Calls `listener` once the last byte of this request's response was handed to the operating system (node:http's
+   * 'finish'); never when the connection closed earlier. Absent where the server cannot tell (a test calling the app).
+   */
+  onResponseSent?: (listener: () => void) => void;
+};
 
 /**
  * The address a request came from: the connection's peer or, behind `trustedHops` reverse proxies, the address the

@@ -23,17 +23,30 @@ function* chunksOf(bytes: Buffer) {
   for (let start = 0; start < bytes.length; start += CHUNK_BYTES) yield bytes.subarray(start, start + CHUNK_BYTES);
 }
 
+/** Who wants to know that a full (200) body went out, and how the server tells (RouteContext.onResponseSent). */
+export type FullBodyNotice = {
+  /** Called with the file's validators once the last byte of a 200 was handed to the connection. */
+  sent: (file: Validators) => void;
+  /** The connection's "response sent" notice; undefined where the server has none (then see fileResponse). */
+  onResponseSent: ((listener: () => void) => void) | undefined;
+};
+
 /**
  * A GET response for a stored file: 304 for a matching `If-None-Match` (or `If-Modified-Since` without it),
  * decided before the file is opened; else 200, 206 for one satisfiable `Range` (honouring `If-Range`), 416 for an
- * unsatisfiable range. `onFullBodySent` is called with the file's validators once the last byte of a 200 was handed
+ * unsatisfiable range. `fullBody.sent` is called with the file's validators once the last byte of a 200 was handed
  * to the connection (a client that hangs up earlier, e.g. after reading the image header, never triggers it).
+ *
+ * The server tells that through `onResponseSent` (node:http's 'finish'), so the body stays what it always is, one
+ * Buffer written at once: the fast path of issue 5's throughput (streaming it in chunks cost ~30 % more CPU per
+ * download, docs/operations.md). Only without that notice (a test calling the app directly) is a Buffer streamed in
+ * chunks, whose end then means the client took them all.
  */
 export async function fileResponse(
   request: Request,
   source: FileSource,
   headers: Record<string, string> = {},
-  onFullBodySent?: (file: Validators) => void,
+  fullBody?: FullBodyNotice,
 ): Promise<Response> {
   const ifNoneMatch = request.headers.get("if-none-match");
   const unchanged =
@@ -61,10 +74,14 @@ export async function fileResponse(
   let body: Buffer | Readable = Buffer.isBuffer(file.content)
     ? file.content.subarray(start, end + 1)
     : file.content.createReadStream({ start, end, highWaterMark: CHUNK_BYTES });
-  if (onFullBodySent && !range) {
-    // A Buffer would be written whole at once, so its end would say nothing about the client: stream it in chunks.
-    if (Buffer.isBuffer(body)) body = Readable.from(chunksOf(body), { objectMode: false });
-    body.once("end", () => onFullBodySent(file));
+  if (fullBody && !range) {
+    const sent = () => fullBody.sent(file);
+    if (fullBody.onResponseSent) fullBody.onResponseSent(sent);
+    else {
+      // A Buffer would be handed over whole at once, so its end would say nothing about the client: stream it in chunks.
+      if (Buffer.isBuffer(body)) body = Readable.from(chunksOf(body), { objectMode: false });
+      body.once("end", sent);
+    }
   }
   return new FastResponse(body as unknown as BodyInit, {
     status: range ? 206 : 200,

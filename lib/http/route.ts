@@ -21,6 +21,11 @@ type RouteContext<P = unknown, Q = unknown, B = unknown> = {
   clientAddress: string | null;
   /** Set-Cookie headers that go on this request's response whatever it is (see Authenticator.identify). */
   responseCookies: ResponseCookies;
+  /**
+   * Calls `listener` once the last byte of this response's body was handed to the connection (never for HEAD, never
+   * when the client went away earlier); undefined where the server cannot tell (a test calling the app directly).
+   */
+  onResponseSent: ((listener: () => void) => void) | undefined;
   params: P;
   query: Q;
   body: B;
