@@ -9,10 +9,12 @@ import { otaStates, type StateReport } from "../../db/schema.ts";
 /** esp_app_desc_t.version: up to 31 bytes and a NUL; printable ASCII so a header can carry it too. */
 const versionString = z
   .string()
+  .max(31, "must be 1 to 31 printable ASCII characters")
   .regex(/^[\x20-\x7e]{1,31}$/, "must be 1 to 31 printable ASCII characters")
   .meta({ example: "v1.4.2" });
 const hexSha256 = z
   .string()
+  .length(64, "must be 64 hexadecimal digits")
   .regex(/^[0-9a-fA-F]{64}$/, "must be 64 hexadecimal digits")
   .transform((hex) => hex.toLowerCase());
 const otaState = z.enum(otaStates);

@@ -51,7 +51,9 @@ export async function dataTables(app: TestApp): Promise<string[]> {
  * What the backend observes of devices rather than keeps for anybody: any authenticated device request may update it
  * (lib/device-state/seen.ts, in the background), so it is no "change" of data here. test/device-state.test.ts checks it.
  */
-const OBSERVED: Record<string, string[]> = { devices: ["last_seen_at", "reported_firmware_version", "reported_elf_sha256", "ota_state", "reported_at"] };
+const OBSERVED: Record<string, string[]> = {
+  devices: ["last_seen_at", "downloaded_version_id", "downloaded_at", "reported_firmware_version", "reported_elf_sha256", "ota_state", "last_state_report", "reported_at"],
+};
 
 /** Row count and content hash of every data table (observed device state aside): equal snapshots mean a request changed no data. */
 export async function snapshotData(app: TestApp): Promise<Record<string, string>> {

@@ -9,7 +9,8 @@ import { NUMBER_SPELLINGS, PROTOTYPE_NAMES, SEEDED_IDS, SEEDED_ID_MISSPELLINGS, 
 const isJsonText = (schema: JsonSchema) => /JSON text/i.test(schema.description ?? "");
 
 function validString(schema: JsonSchema): fc.Arbitrary<string> {
-  const maxLength = Math.min(schema.maxLength ?? 40, 40);
+  // At most 40 characters, unless the schema needs more (a 64-digit hex digest).
+  const maxLength = Math.max(Math.min(schema.maxLength ?? 40, 40), schema.minLength ?? 0);
   if (schema.pattern) return fc.stringMatching(new RegExp(schema.pattern), { maxLength });
   if (isJsonText(schema)) return jsonText;
   return fc.string({ minLength: schema.minLength ?? 0, maxLength });
