@@ -38,8 +38,8 @@ export type FullBodyNotice = {
  * to the connection (a client that hangs up earlier, e.g. after reading the image header, never triggers it).
  *
  * The server tells that through `onResponseSent` (node:http's 'finish'), so the body stays what it always is, one
- * Buffer written at once: the fast path of issue 5's throughput (streaming it in chunks cost ~30 % more CPU per
- * download, docs/operations.md). Only without that notice (a test calling the app directly) is a Buffer streamed in
+ * Buffer written at once: the fast path of the download throughput (streaming it in chunks cost ~50 % more CPU per
+ * download, docs/performance.md). Only without that notice (a test calling the app directly) is a Buffer streamed in
  * chunks, whose end then means the client took them all.
  */
 export async function fileResponse(
