@@ -10,8 +10,12 @@
 # KEYCLOAK_PORT (8180), KEYCLOAK_MANAGEMENT_PORT (9180), KEYCLOAK_START_TIMEOUT (180 s),
 # JAVA_OPTS_KC_HEAP (-Xms256m -Xmx768m).
 #
-# The realm keycloak/realm-iotsupport.json is imported on the first start only (Keycloak ignores a realm that
-# already exists). After changing that file, run `bash keycloak/start.sh reset`.
+# The realm keycloak/realm-iotsupport.json is imported into a fresh dev database. Keycloak ignores a realm that
+# already exists, so a start after that file changed drops the dev database first and imports it again. A Keycloak
+# that is already running keeps its realm until it is stopped (a warning says so).
+#
+# The preview feature client-secret-rotation is on: the realm's client policy keeps a device's previous secret
+# working after a rotation (docs/authentication.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,12 +48,9 @@ running_pid() {
   [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
-realm_changed_warning() {
-  local stamp=$kc_home/data/import/.imported.sha256
-  if [[ -f $stamp ]] && ! sha256sum --status -c "$stamp" 2>/dev/null; then
-    say "WARNING: $realm_file changed since Keycloak imported it; run \`bash keycloak/start.sh reset\` to re-import."
-  fi
-}
+stamp=$kc_home/data/import/.imported.sha256
+realm_hash() { sha256sum <"$realm_file" | cut -d' ' -f1; }
+realm_changed() { [[ ! -f $stamp || $(cat "$stamp") != "$(realm_hash)" ]]; }
 
 stop() {
   local pid
@@ -111,7 +112,11 @@ unpack() {
 }
 
 start() {
-  if is_ready; then realm_changed_warning; say "ready on http://$host:$port"; return 0; fi
+  if is_ready; then
+    if realm_changed; then say "WARNING: $realm_file changed since Keycloak imported it; stop and start it to re-import."; fi
+    say "ready on http://$host:$port"
+    return 0
+  fi
   command -v curl >/dev/null 2>&1 || die "curl is required"
   command -v java >/dev/null 2>&1 || die "java (17 or newer) is required; Keycloak $version runs on the JVM"
   mkdir -p "$cache"
@@ -131,10 +136,11 @@ start() {
     fi
     mkdir -p "$kc_home/data/import"
     cp "$realm_file" "$kc_home/data/import/realm-iotsupport.json"
-    if [[ ! -d $kc_home/data/h2 ]]; then
-      (cd "$here" && sha256sum "$realm_file") >"$kc_home/data/import/.imported.sha256"
+    if [[ -d $kc_home/data/h2 ]] && realm_changed; then
+      say "$realm_file changed since the last import: dropping the dev database to import it again"
+      rm -rf "$kc_home/data/h2"
     fi
-    realm_changed_warning
+    [[ -d $kc_home/data/h2 ]] || realm_hash >"$stamp"
     say "starting Keycloak $version on http://$host:$port (management $mport); log: $log"
     (
       exec 9>&- # do not hand the start lock to Keycloak
@@ -142,7 +148,7 @@ start() {
       export KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD=admin
       export JAVA_OPTS_KC_HEAP="${JAVA_OPTS_KC_HEAP:--Xms256m -Xmx768m}"
       exec setsid nohup bin/kc.sh start-dev --http-host="$host" --http-port="$port" \
-        --http-management-port="$mport" --health-enabled=true --import-realm </dev/null >"$log" 2>&1
+        --http-management-port="$mport" --health-enabled=true --features=client-secret-rotation --import-realm </dev/null >"$log" 2>&1
     ) &
     pid=$!
     echo "$pid" >"$pidfile"
@@ -172,7 +178,7 @@ case "${1:-start}" in
   stop) stop ;;
   reset)
     stop
-    rm -rf "$kc_home/data/h2" "$kc_home/data/import/.imported.sha256"
+    rm -rf "$kc_home/data/h2" "$stamp"
     start
     ;;
   status)
