@@ -119,6 +119,11 @@ export const devices = pgTable(
     newSecretIssuedAt: at("new_secret_issued_at"),
     /** The identity provider's generation number of that new secret (null where the provider does not number them). */
     newSecretGeneration: integer("new_secret_generation"),
+    /**
+     * When the device got a token from the provider with that new secret, seen at the backend's token pass-through
+     * (Keycloak, whose tokens do not name their secret): its next request completes the rotation.
+     */
+    newSecretProvenAt: at("new_secret_proven_at"),
     /** A new secret was issued and the rotation timed out before the device used it: it may hold either secret. */
     rotationUnconfirmed: boolean("rotation_unconfirmed").notNull().default(false),
     /** Until when the secret before the current one keeps working; null once it is retired (or was never kept). */

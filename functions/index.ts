@@ -89,8 +89,11 @@ export const allRoutes: Route[] = [
   listDocsAssets,
 ];
 
-/** The built-in OAuth2 token server: only while it issues the device tokens (not with Keycloak). */
-const builtinTokenServer = new Set([postToken, getJwks, getOpenIdConfiguration]);
+/**
+ * The built-in OAuth2 token server's keys and discovery: only while it issues the device tokens. Its token endpoint
+ * stays with Keycloak, as a pass-through (functions/oauth2/token.post.ts).
+ */
+const builtinTokenServer = new Set([getJwks, getOpenIdConfiguration]);
 /**
  * The browser login: only when OIDC login is configured. /api/auth/self (401 without a session) and logout (a 302
  * back) stay, because the web UI calls them whether or not it can sign in through us.

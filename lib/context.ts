@@ -18,9 +18,10 @@ import { openNoticeChannel } from "./broker/notice-channel.ts";
 import { createClientAuthLimits } from "./identity/client-auth-limits.ts";
 import { createTokenVerifiers } from "./identity/token-verifiers.ts";
 import { createKeycloakProvider } from "./identity/keycloak.ts";
+import { createKeycloakTokenPassThrough, type KeycloakTokenPassThrough } from "./identity/keycloak-token-pass-through.ts";
 import { keycloakRealmUrls } from "./identity/keycloak-urls.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
-import { createLogger, type Logger, logFormatFor } from "./logger.ts";
+import { createLogger, errorMessage, type Logger, logFormatFor } from "./logger.ts";
 import { createMetrics, instrument, type Metrics, observeServices } from "./metrics.ts";
 import type { Notifier } from "./mqtt.ts";
 import { completingRotations } from "./rotation/completion.ts";
@@ -42,6 +43,8 @@ export type Services = {
   identity: IdentityProvider;
   /** The built-in OAuth2 token server (/oauth2/*); null when Keycloak issues the device tokens. */
   builtinIssuer: BuiltinIssuer | null;
+  /** POST /oauth2/token with Keycloak: on to Keycloak's token endpoint; null with the built-in provider. */
+  tokenPassThrough: KeycloakTokenPassThrough | null;
   notifier: Notifier;
   /** The MQTT broker inside the server (no MQTT_URL); null when there is none. */
   embeddedBroker: EmbeddedBroker | null;
@@ -63,10 +66,17 @@ export type ServiceOverrides = Partial<Pick<Services, "logger" | "metrics" | "no
   identity?: IdentityProvider | ((configured: IdentityProvider) => IdentityProvider);
   /** Name for the MQTT client id, so each process is told apart at the broker. */
   processName?: string;
+  /** How the Keycloak token pass-through reaches Keycloak (tests make Keycloak unreachable to devices this way). */
+  tokenPassThroughFetch?: typeof fetch;
 };
 
 function publicBaseUrl(config: Config): string {
   return config.BASEURL ?? `http://localhost:${config.PORT}`;
+}
+
+/** Where devices reach the backend (base_url of the provisioning package), without a trailing slash. */
+function deviceBaseUrl(config: Config): string {
+  return (config.DEVICE_BASEURL ?? publicBaseUrl(config)).replace(/\/+$/, "");
 }
 
 function loadSecretBox(config: Config, logger: Logger): SecretBox {
@@ -100,6 +110,7 @@ function createKeycloakIdentity(config: Config, metrics: Metrics): IdentityProvi
     adminClientId: config.KEYCLOAK_ADMIN_CLIENT_ID!,
     adminClientSecret: config.KEYCLOAK_ADMIN_CLIENT_SECRET!,
     tokenUrl: config.OIDC_TOKEN_URL ?? keycloakRealmUrls(baseUrl, realm).tokenUrl,
+    passThroughTokenUrl: `${deviceBaseUrl(config)}/oauth2/token`,
     deviceScopeName: config.KEYCLOAK_DEVICE_SCOPE_NAME,
     consoleBaseUrl: config.KEYCLOAK_CONSOLE_URL,
     record: (operation, status) => metrics.keycloakOperations.inc({ operation, status }),
@@ -114,6 +125,21 @@ function createBrowserLogin(config: Config, secretBox: SecretBox): BrowserSessio
   return createBrowserSession({ oidc, secretBox, baseUrl, trustedOrigins: config.CSRF_TRUSTED_ORIGINS });
 }
 
+/** Keycloak without its secret-rotation policy: say at start what that costs (docs/authentication.md). */
+function warnUnlessPreviousSecretsKept(identity: IdentityProvider, logger: Logger): void {
+  identity.keepsPreviousSecret().then(
+    (keeps) => {
+      if (!keeps) {
+        logger.warn(
+          "Keycloak keeps no previous client secret (feature client-secret-rotation or its client policy for iot.device clients is missing): " +
+            "a rotation that times out restores the old secret, which locks out a device that stored the new one",
+        );
+      }
+    },
+    (error) => logger.warn("Could not check whether Keycloak keeps previous client secrets; the first rotation checks again", { error: errorMessage(error) }),
+  );
+}
+
 export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, {}, undefined, logFormatFor(process.stdout, config.LOG_FORMAT));
   const metrics = overrides.metrics ?? createMetrics();
@@ -125,6 +151,10 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const configured = () => builtinClients ?? createKeycloakIdentity(config, metrics);
   const identity =
     typeof overrides.identity === "function" ? overrides.identity(configured()) : (overrides.identity ?? configured());
+  const clientAuthLimits = createClientAuthLimits(
+    { perClient: config.OAUTH2_CLIENT_FAILURE_LIMIT, perAddress: config.OAUTH2_ADDRESS_FAILURE_LIMIT, windowSeconds: config.OAUTH2_FAILURE_WINDOW_SECONDS },
+    logger,
+  );
   const builtinIssuer = builtinClients
     ? createBuiltinIssuer({
         db: database.db,
@@ -132,10 +162,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
         issuer: `${publicBaseUrl(config)}/oauth2`,
         audience: config.OIDC_AUDIENCE,
         clients: builtinClients,
-        limits: createClientAuthLimits(
-          { perClient: config.OAUTH2_CLIENT_FAILURE_LIMIT, perAddress: config.OAUTH2_ADDRESS_FAILURE_LIMIT, windowSeconds: config.OAUTH2_FAILURE_WINDOW_SECONDS },
-          logger,
-        ),
+        limits: clientAuthLimits,
       })
     : null;
   const { verifyDeviceToken, verifyAdminToken } = createTokenVerifiers({ config, db: database.db, builtinIssuer, metrics });
@@ -165,6 +192,16 @@ export async function createServices(config: Config, overrides: ServiceOverrides
       previousSecretGraceDays: config.ROTATION_PREVIOUS_SECRET_GRACE_DAYS,
     },
   });
+  const tokenPassThrough = builtinIssuer
+    ? null
+    : createKeycloakTokenPassThrough({
+        tokenUrl: identity.tokenUrl,
+        limits: clientAuthLimits,
+        proveNewSecret: rotationEngine.proveNewSecret,
+        logger,
+        fetch: overrides.tokenPassThroughFetch,
+      });
+  warnUnlessPreviousSecretsKept(identity, logger);
   const browserSession = createBrowserLogin(config, secretBox);
   const deviceState = createDeviceStateService({ db: database.db, logger, metrics });
   const auth = createAuthenticator({
@@ -203,6 +240,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     secretBox,
     identity,
     builtinIssuer,
+    tokenPassThrough,
     notifier,
     embeddedBroker,
     browserSession,

@@ -17,7 +17,17 @@ export class AppError extends Error {
   }
 }
 
-type OAuthErrorCode = "invalid_request" | "invalid_client" | "unsupported_grant_type" | "temporarily_unavailable";
+/** RFC 6749 §5.2, and temporarily_unavailable for limits and an unreachable upstream token endpoint. */
+export const OAUTH_ERROR_CODES = [
+  "invalid_request",
+  "invalid_client",
+  "invalid_grant",
+  "unauthorized_client",
+  "unsupported_grant_type",
+  "invalid_scope",
+  "temporarily_unavailable",
+] as const;
+export type OAuthErrorCode = (typeof OAUTH_ERROR_CODES)[number];
 
 /** An error of the OAuth2 token endpoint, shaped as OAuth2 clients expect and still in the envelope. */
 export function oauthError(

@@ -20,6 +20,7 @@ function options(overrides: Partial<KeycloakProviderOptions> = {}): KeycloakProv
     adminClientId: kc.adminClientId,
     adminClientSecret: kc.adminClientSecret,
     tokenUrl: kc.tokenUrl,
+    passThroughTokenUrl: "http://iot.test/oauth2/token",
     deviceScopeName: kc.deviceScopeName,
     ...overrides,
   };
@@ -36,6 +37,11 @@ function spyFetch(replace?: (url: string, init: RequestInit | undefined, n: numb
     return replace?.(url, init, calls.admin) ?? fetch(input, init);
   };
   return { calls, fetch: wrapped };
+}
+
+async function adminHeaders() {
+  const token = await clientCredentialsToken(kc.tokenUrl, kc.adminClientId, kc.adminClientSecret);
+  return { authorization: `Bearer ${token.accessToken}` };
 }
 
 function assertAppError(error: unknown, status: number, code: string): AppError {
@@ -94,6 +100,38 @@ describe("keycloak provider", () => {
     assert.equal(claims.azp, clientId);
     assert.equal(claims.client_id, clientId);
     assert.ok([claims.aud].flat().includes(kc.audience));
+  });
+
+  it("tags device clients for the realm's secret-rotation policy, and devices get the backend's pass-through", async () => {
+    assert.equal(await good.deviceTokenUrl(), "http://iot.test/oauth2/token");
+    const clientId = testClientId();
+    created.push(clientId);
+    const { externalId } = await good.createClient(clientId);
+    const client = await (await fetch(`${adminBase}/clients/${externalId}`, { headers: await adminHeaders() })).json();
+    assert.equal(client.attributes["iot.device"], "true");
+    assert.ok(client.attributes["client.secret.expiration.time"], "the policy covers it");
+  });
+
+  it("a client made before device clients were tagged is tagged at its rotation, so its old secret keeps working", async () => {
+    const clientId = testClientId();
+    created.push(clientId);
+    const made = await fetch(`${adminBase}/clients`, {
+      method: "POST",
+      headers: { ...(await adminHeaders()), "content-type": "application/json" },
+      body: JSON.stringify({ clientId, publicClient: false, serviceAccountsEnabled: true, standardFlowEnabled: false }),
+    });
+    assert.equal(made.status, 201);
+    const old = await good.getSecret(clientId);
+    const { secret: fresh } = await good.rotateSecret(clientId, new Date());
+    assert.equal((await clientCredentialsToken(kc.tokenUrl, clientId, old)).ok, true);
+    assert.equal((await clientCredentialsToken(kc.tokenUrl, clientId, fresh)).ok, true);
+  });
+
+  it("a realm without the secret-rotation policy: no previous secret kept, devices keep Keycloak's token URL", async () => {
+    const noPolicies = spyFetch((url) => (url.endsWith("/client-policies/policies") ? Response.json({ policies: [] }) : undefined));
+    const provider = createKeycloakProvider(options({ fetch: noPolicies.fetch }));
+    assert.equal(await provider.keepsPreviousSecret(), false);
+    assert.equal(await provider.deviceTokenUrl(), kc.tokenUrl);
   });
 
   it("an unreachable Keycloak is a 503 UPSTREAM_UNAVAILABLE", async () => {

@@ -66,8 +66,9 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
 
   return {
     kind: "builtin",
-    keepsPreviousSecret: true,
+    keepsPreviousSecret: async () => true,
     tokenUrl: options.tokenUrl,
+    deviceTokenUrl: async () => options.tokenUrl,
 
     async createClient(clientId) {
       const secret = randomSecret();
@@ -109,7 +110,7 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
 
     async rotateSecret(clientId, previousValidUntil) {
       const secret = randomSecret();
-      return { secret, generation: await replaceSecret(clientId, secret, previousValidUntil) };
+      return { secret, generation: await replaceSecret(clientId, secret, previousValidUntil), previousValidUntil };
     },
 
     async retirePreviousSecret(clientId) {

@@ -19,8 +19,11 @@ function basicCredentials(authorization: string | null): { clientId: string; sec
   }
 }
 
-/** The client-credentials grant of the built-in token endpoint; every refusal is an OAuth2-shaped error. */
-export async function grantClientCredentials(issuer: BuiltinIssuer, { form, authorization, address }: TokenRequest) {
+/**
+ * The client and secret of a client-credentials grant, from the form or HTTP Basic; every refusal is an OAuth2-shaped
+ * error. The same checks for the built-in endpoint and the Keycloak pass-through.
+ */
+export function clientCredentialsOf({ form, authorization }: TokenRequest): { clientId: string; secret: string } {
   const grant = form.get("grant_type");
   if (!grant) throw oauthError(400, "invalid_request", "grant_type is missing.");
   if (grant !== "client_credentials") throw oauthError(400, "unsupported_grant_type", "Only the client_credentials grant is supported.");
@@ -36,7 +39,13 @@ export async function grantClientCredentials(issuer: BuiltinIssuer, { form, auth
   if (basic && form.has("client_id") && form.get("client_id") !== basic.clientId) {
     throw oauthError(400, "invalid_request", "client_id in the form differs from the Basic credentials.");
   }
-  const generation = await issuer.authenticateClient(clientId, secret, address);
+  return { clientId, secret };
+}
+
+/** The client-credentials grant of the built-in token endpoint. */
+export async function grantClientCredentials(issuer: BuiltinIssuer, request: TokenRequest) {
+  const { clientId, secret } = clientCredentialsOf(request);
+  const generation = await issuer.authenticateClient(clientId, secret, request.address);
   if (generation === null) throw oauthError(401, "invalid_client", "Invalid client credentials.");
   return issuer.issueToken(clientId, generation);
 }

@@ -14,6 +14,9 @@ type KeycloakOperation =
   | "delete_client"
   | "get_secret"
   | "regenerate_secret"
+  | "rotate_secret"
+  | "retire_previous_secret"
+  | "check_secret_rotation"
   | "set_secret"
   | "status"
   | "ensure_client";
@@ -24,8 +27,10 @@ export type KeycloakProviderOptions = {
   realm: string;
   adminClientId: string;
   adminClientSecret: string;
-  /** {baseUrl}/realms/{realm}/protocol/openid-connect/token; also the token URL devices use. */
+  /** {baseUrl}/realms/{realm}/protocol/openid-connect/token. */
   tokenUrl: string;
+  /** The backend's pass-through to tokenUrl, the devices' token URL while the realm keeps previous secrets. */
+  passThroughTokenUrl: string;
   /** Client scope attached to every device client (adds the backend's audience), e.g. iot-device-audience. */
   deviceScopeName: string;
   /** Public URL of the Keycloak console when it differs from baseUrl. */
@@ -39,6 +44,7 @@ export type KeycloakProviderOptions = {
 
 type Reply = { status: number; headers: Headers; text: string };
 type ClientRepresentation = { id: string; clientId: string };
+type ClientAttributes = Record<string, string | undefined>;
 
 const SERVICE = "keycloak";
 const TOKEN_REFRESH_MARGIN_MS = 30_000;
@@ -48,13 +54,26 @@ const DESCRIPTIONS: Record<KeycloakOperation, string> = {
   delete_client: "delete the OAuth2 client",
   get_secret: "read the client secret",
   regenerate_secret: "regenerate the client secret",
+  rotate_secret: "rotate the client secret",
+  retire_previous_secret: "retire the previous client secret",
+  check_secret_rotation: "read the realm's client policies",
   set_secret: "set the client secret",
   status: "look up the OAuth2 client",
   ensure_client: "repair the OAuth2 client",
 };
 
-/** How every device client is configured; createClient sets it and ensureClient puts it back. */
+/**
+ * The attribute the realm's secret-rotation client policy selects device clients by (keycloak/realm-iotsupport.json),
+ * keeping the backend's own client out of it.
+ */
+const DEVICE_TAG = { "iot.device": "true" };
+
+/**
+ * How every device client is configured; createClient sets it and ensureClient puts it back. Keycloak merges the
+ * attributes given with the client's own, so its rotation state (client.secret.*) stays.
+ */
 const DEVICE_CLIENT_SETTINGS = {
+  attributes: DEVICE_TAG,
   enabled: true,
   protocol: "openid-connect",
   publicClient: false,
@@ -232,17 +251,68 @@ export function createKeycloakProvider(options: KeycloakProviderOptions): Identi
     }
   }
 
-  const regenerateSecret = (clientId: string) =>
-    run("regenerate_secret", async () => {
-      const client = await requireClient("regenerate_secret", clientId);
-      return secretOf("regenerate_secret", clientId, client.id, "POST");
+  /** 404: Keycloak keeps no previous secret of this client (none now, or no rotation policy covers it). */
+  async function dropRotatedSecret(op: KeycloakOperation, clientId: string, uuid: string) {
+    const reply = await admin(op, "DELETE", `/clients/${uuid}/client-secret/rotated`);
+    if (reply.status !== 404) check(op, reply, clientId);
+  }
+
+  const attributesOf = async (op: KeycloakOperation, clientId: string, uuid: string) =>
+    parse<{ attributes?: ClientAttributes }>(op, check(op, await admin(op, "GET", `/clients/${uuid}`), clientId)).attributes ?? {};
+
+  /** Epoch seconds in a client attribute as a date; null when absent. */
+  const dateIn = (attributes: ClientAttributes, key: string) => {
+    const seconds = Number(attributes[key]);
+    return attributes[key] !== undefined && Number.isFinite(seconds) ? new Date(seconds * 1000) : null;
+  };
+
+  /**
+   * The rotation policy covers a client when Keycloak gave its secret an expiry. A client made before device clients
+   * were tagged gets the tag first; one still not covered is not rotated, since rotating would end its secret at once.
+   */
+  async function coveredAttributes(op: KeycloakOperation, clientId: string, uuid: string): Promise<ClientAttributes> {
+    const attributes = await attributesOf(op, clientId, uuid);
+    if (attributes["client.secret.expiration.time"] !== undefined) return attributes;
+    check(op, await admin(op, "PUT", `/clients/${uuid}`, { clientId, attributes: DEVICE_TAG }), clientId);
+    const tagged = await attributesOf(op, clientId, uuid);
+    if (tagged["client.secret.expiration.time"] !== undefined) return tagged;
+    throw upstreamError(SERVICE, `Keycloak's secret-rotation policy does not cover client ${clientId}, so it was not rotated (${op}).`);
+  }
+
+  type Condition = { condition: string; configuration?: { attributes?: string } };
+  type Policy = { name: string; enabled?: boolean; profiles?: string[]; conditions?: Condition[] };
+  type Profile = { name: string; executors?: { executor: string }[] };
+
+  /** Whether the realm has an enabled client policy that applies secret rotation to clients tagged as devices. */
+  async function realmRotatesSecrets(): Promise<boolean> {
+    const op = "check_secret_rotation";
+    const read = async <T>(path: string) => {
+      const reply = await admin(op, "GET", path);
+      if (reply.status === 403) throw failed(op, 403, " The backend's service account needs realm-management view-realm.");
+      return parse<T>(op, check(op, reply));
+    };
+    const { profiles = [] } = await read<{ profiles?: Profile[] }>("/client-policies/profiles");
+    const { policies = [] } = await read<{ policies?: Policy[] }>("/client-policies/policies");
+    const rotating = new Set(profiles.filter((p) => p.executors?.some((e) => e.executor === "secret-rotation")).map((p) => p.name));
+    const selectsDevices = (c: Condition) => c.condition === "client-attributes" && (c.configuration?.attributes ?? "").includes('"iot.device"');
+    return policies.some((p) => p.enabled && p.profiles?.some((name) => rotating.has(name)) && p.conditions?.some(selectsDevices));
+  }
+
+  // Asked once; a failed check (Keycloak unreachable) is asked again next time.
+  let rotation: Promise<boolean> | null = null;
+  const keepsPreviousSecret = () => {
+    rotation ??= run("check_secret_rotation", realmRotatesSecrets).catch((error) => {
+      rotation = null;
+      throw error;
     });
+    return rotation;
+  };
 
   return {
     kind: "keycloak",
-    // Without the realm's secret-rotation policy a regenerated secret replaces the old one at once.
-    keepsPreviousSecret: false,
+    keepsPreviousSecret,
     tokenUrl: options.tokenUrl,
+    deviceTokenUrl: async () => ((await keepsPreviousSecret()) ? options.passThroughTokenUrl : options.tokenUrl),
 
     createClient: (clientId) => run("create_client", () => createDeviceClient("create_client", clientId)),
 
@@ -260,12 +330,36 @@ export function createKeycloakProvider(options: KeycloakProviderOptions): Identi
         return secretOf("get_secret", clientId, client.id, "GET");
       }),
 
-    regenerateSecret,
+    // Under the rotation policy Keycloak keeps the replaced secret: a regenerated one must end at once.
+    regenerateSecret: (clientId) =>
+      run("regenerate_secret", async () => {
+        const op = "regenerate_secret";
+        const client = await requireClient(op, clientId);
+        const secret = await secretOf(op, clientId, client.id, "POST");
+        await dropRotatedSecret(op, clientId, client.id);
+        return secret;
+      }),
 
-    rotateSecret: async (clientId) => ({ secret: await regenerateSecret(clientId), generation: null }),
+    // Keycloak's policy decides how long the previous secret lives (rotated-expiration-period), not the caller.
+    rotateSecret: (clientId) =>
+      run("rotate_secret", async () => {
+        const op = "rotate_secret";
+        const client = await requireClient(op, clientId);
+        const unrecorded = dateIn(await coveredAttributes(op, clientId, client.id), "client.secret.rotated.expiration.time");
+        if (unrecorded && unrecorded > new Date()) {
+          return { secret: await secretOf(op, clientId, client.id, "GET"), generation: null, previousValidUntil: unrecorded };
+        }
+        const secret = await secretOf(op, clientId, client.id, "POST");
+        const previousValidUntil = dateIn(await attributesOf(op, clientId, client.id), "client.secret.rotated.expiration.time");
+        if (!previousValidUntil) throw upstreamError(SERVICE, `Keycloak kept no previous secret of client ${clientId} (${op}).`);
+        return { secret, generation: null, previousValidUntil };
+      }),
 
-    // Nothing is kept (keepsPreviousSecret is false), so there is nothing to retire.
-    retirePreviousSecret: async () => {},
+    retirePreviousSecret: (clientId) =>
+      run("retire_previous_secret", async () => {
+        const client = await requireClient("retire_previous_secret", clientId);
+        await dropRotatedSecret("retire_previous_secret", clientId, client.id);
+      }),
 
     setSecret: (clientId, secret) =>
       run("set_secret", async () => {

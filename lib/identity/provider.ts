@@ -21,18 +21,27 @@ export type ClientStatus = {
   consoleUrl: string | null;
 };
 
-/** A new secret from rotateSecret, with the provider's number for it (null where the provider does not number them). */
-export type RotatedSecret = { secret: string; generation: number | null };
+/**
+ * A new secret from rotateSecret: the provider's number for it (null where the provider does not number them), and
+ * until when the secret it replaced keeps working.
+ */
+export type RotatedSecret = { secret: string; generation: number | null; previousValidUntil: Date };
 
 export interface IdentityProvider {
   readonly kind: "builtin" | "keycloak";
   /**
-   * Whether rotateSecret keeps the previous secret working until the given time. Without that, a device that missed
-   * the new secret would be locked out, so the rotation engine keeps a restore point and restores it on timeout.
+   * Whether rotateSecret keeps the previous secret working for a while (Keycloak: only with its secret-rotation
+   * policy). Without that, a device that missed the new secret would be locked out, so the rotation engine keeps a
+   * restore point and restores it on timeout.
    */
-  readonly keepsPreviousSecret: boolean;
-  /** The OAuth2 token endpoint devices use (the `token_url` of the provisioning package). */
+  keepsPreviousSecret(): Promise<boolean>;
+  /** The provider's OAuth2 token endpoint. */
   readonly tokenUrl: string;
+  /**
+   * The `token_url` of the provisioning package: where the backend must see the device's token requests to learn that
+   * it holds its new secret (Keycloak with rotation: the backend's pass-through), else tokenUrl.
+   */
+  deviceTokenUrl(): Promise<string>;
   /** Creates a confidential, client-credentials-only client and returns its initial secret. Fails if it exists. */
   createClient(clientId: string): Promise<{ externalId: string; secret: string }>;
   /** Deletes the client; deleting a client that does not exist is not an error. */
@@ -42,8 +51,10 @@ export interface IdentityProvider {
   /** Generates, stores and returns a new secret; the old one stops working. */
   regenerateSecret(clientId: string): Promise<string>;
   /**
-   * Makes a new secret current; the one it replaces keeps working until `previousValidUntil` (only when
-   * keepsPreviousSecret; otherwise it stops at once, as with regenerateSecret).
+   * Makes a new secret current; the one it replaces keeps working until `previousValidUntil`, or until the provider's
+   * own policy says (Keycloak), which the result reports. Only where keepsPreviousSecret. A previous secret this
+   * provider keeps that the caller does not know of is a rotation it did not record (it died in between): Keycloak
+   * hands that rotation's secret out again rather than rotating once more, which would end the one the device holds.
    */
   rotateSecret(clientId: string, previousValidUntil: Date): Promise<RotatedSecret>;
   /** Ends the previous secret's grace now (the device proved it holds the current one). Nothing kept: no-op. */

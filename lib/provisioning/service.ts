@@ -23,8 +23,8 @@ export function createProvisioningService(deps: {
 }) {
   const { identity } = deps;
   const config = { ...deps.config, embeddedBrokerUrl: deps.embeddedBrokerUrl ?? undefined };
-  const packageOf = (device: { key: string; clientId: string }, readSecret: () => Promise<string>) =>
-    buildProvisioningPackage({ config, tokenUrl: identity.tokenUrl, device, readSecret });
+  const packageOf = async (device: { key: string; clientId: string }, readSecret: () => Promise<string>) =>
+    buildProvisioningPackage({ config, tokenUrl: await identity.deviceTokenUrl(), device, readSecret });
 
   return {
     /** An admin's download: the device's current secret; reading it never changes it. */

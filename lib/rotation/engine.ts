@@ -8,7 +8,7 @@ import type { IdentityProvider } from "../identity/provider.ts";
 import { errorMessage, type Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Notifier } from "../mqtt.ts";
-import type { SecretBox } from "../secrets.ts";
+import { type SecretBox, sameSecret } from "../secrets.ts";
 
 type RotationSettings = { timeoutSeconds: number; retryBackoffSeconds: number; previousSecretGraceDays: number };
 
@@ -39,8 +39,9 @@ const sleepUntil = (date: Date) => new Promise((resolve) => setTimeout(resolve, 
  * issued the device may hold it, so from then on no secret it might hold is invalidated until it has used one.
  * With a provider that keeps the previous secret working (keepsPreviousSecret) the new one is issued with an overlap
  * and a timeout leaves both working (TIMEOUT, unconfirmed); the next request made with the new secret completes the
- * rotation, whatever the state. A provider that cannot overlap gets the older scheme: a restore point is committed
- * before the secret changes, and a timeout restores it.
+ * rotation, whatever the state (Keycloak's tokens do not say which secret made them: there the backend's token
+ * pass-through sees the device get a token with the new secret, proveNewSecret). A provider that cannot overlap gets the older scheme: a restore
+ * point is committed before the secret changes, and a timeout restores it.
  */
 export function createRotationEngine(deps: Deps) {
   const { db, identity, notifier, secretBox, logger, metrics, settings } = deps;
@@ -131,23 +132,28 @@ export function createRotationEngine(deps: Deps) {
     const { device } = principal;
     // The common case (no rotation, or the new secret exists already): no transaction, no row lock.
     if (device.rotationState !== "PENDING" || device.newSecretIssuedAt) return identity.getSecret(device.clientId);
-    const issued = identity.keepsPreviousSecret ? await issueWithOverlap(device) : await issueWithRestorePoint(device);
+    const issued = (await identity.keepsPreviousSecret()) ? await issueWithOverlap(device) : await issueWithRestorePoint(device);
     if (issued === null) return identity.getSecret(device.clientId);
     log("New secret issued", device);
     return issued;
   }
 
-  /** The new secret and the row that records it change in one transaction (the built-in store joins it). */
+  /**
+   * The new secret and the row that records it change in one transaction (the built-in store joins it). The previous
+   * secret of the last completed rotation, if its retiring failed, goes first: the provider then keeps no previous
+   * secret but one from a rotation the row never recorded (Keycloak, the backend died in between), which it hands out
+   * again (IdentityProvider.rotateSecret).
+   */
   async function issueWithOverlap({ id, clientId }: DeviceRow): Promise<string | null> {
     return inTransaction(db, async (tx) => {
       const row = await lockDevice(tx, id);
       if (!row || row.rotationState !== "PENDING" || row.newSecretIssuedAt) return null;
+      if (row.previousSecretExpiresAt) await identity.retirePreviousSecret(clientId);
       const now = new Date();
-      const previousSecretExpiresAt = new Date(now.getTime() + settings.previousSecretGraceDays * DAY_MS);
-      const { secret, generation } = await identity.rotateSecret(clientId, previousSecretExpiresAt);
+      const { secret, generation, previousValidUntil } = await identity.rotateSecret(clientId, new Date(now.getTime() + settings.previousSecretGraceDays * DAY_MS));
       await tx
         .update(devices)
-        .set({ newSecretIssuedAt: now, newSecretGeneration: generation, previousSecretExpiresAt, updatedAt: now })
+        .set({ newSecretIssuedAt: now, newSecretGeneration: generation, previousSecretExpiresAt: previousValidUntil, updatedAt: now })
         .where(eq(devices.id, id));
       return secret;
     });
@@ -181,16 +187,41 @@ export function createRotationEngine(deps: Deps) {
     return issued.secret;
   }
 
-  /** Whether the token was made with the secret issued in the device's rotation; decided from the loaded row. */
+  /**
+   * Whether the device holds the secret issued in its rotation; decided from the loaded row. Tokens that name no
+   * secret tell only under a restore point, where the old secret stopped working when the new one was issued; with
+   * an overlap (Keycloak) only the proof recorded by proveNewSecret tells.
+   */
   function usesNewSecret({ device, secretGeneration, tokenIssuedAt }: DevicePrincipal): boolean {
     if (!device.newSecretIssuedAt) return false;
+    if (device.newSecretProvenAt) return true;
     if (device.newSecretGeneration !== null) return secretGeneration === device.newSecretGeneration;
+    if (!device.previousSecretEncrypted) return false;
     return device.rotationState === "PENDING" && tokenIssuedAt !== null && tokenIssuedAt >= device.newSecretIssuedAt;
   }
 
   /**
-   * Any device request made with the new secret completes the rotation (also after a timeout): OK, markers cleared,
-   * the previous secret retired, the next device started. A token from the old secret never completes one.
+   * The token pass-through got a token from the provider for `clientId` with `secret`. When that is the new secret of
+   * the device's rotation, the device holds it: recorded, so that its next request completes the rotation (and is
+   * told so, X-Rotation). The current secret is read only while a new one is issued, and kept nowhere.
+   */
+  async function proveNewSecret(clientId: string, secret: string): Promise<boolean> {
+    const [device] = await db.select().from(devices).where(eq(devices.clientId, clientId));
+    if (!device?.newSecretIssuedAt || device.newSecretProvenAt || device.previousSecretEncrypted) return false;
+    if (!sameSecret(await identity.getSecret(clientId), secret)) return false;
+    const [proven] = await db
+      .update(devices)
+      .set({ newSecretProvenAt: new Date(), updatedAt: new Date() })
+      .where(and(eq(devices.id, device.id), eq(devices.newSecretIssuedAt, device.newSecretIssuedAt)))
+      .returning({ id: devices.id });
+    if (proven) log("Device proved it holds its new secret", device);
+    return Boolean(proven);
+  }
+
+  /**
+   * Any device request made with the new secret, or after the device proved it holds it, completes the rotation (also
+   * after a timeout): OK, markers cleared, the previous secret retired, the next device started. A token from the old
+   * secret alone never completes one.
    */
   async function acknowledge(principal: DevicePrincipal): Promise<boolean> {
     if (!usesNewSecret(principal)) return false;
@@ -206,6 +237,7 @@ export function createRotationEngine(deps: Deps) {
         previousSecretEncrypted: null,
         newSecretIssuedAt: null,
         newSecretGeneration: null,
+        newSecretProvenAt: null,
         rotationUnconfirmed: false,
         rotationFailures: 0,
         nextRetryAt: null,
@@ -337,7 +369,7 @@ export function createRotationEngine(deps: Deps) {
     return { expired, errors };
   }
 
-  return { startNext, issueSecret, acknowledge, expireTimedOut, retireLeftoverSecrets };
+  return { startNext, issueSecret, acknowledge, proveNewSecret, expireTimedOut, retireLeftoverSecrets };
 }
 
 export type RotationEngine = ReturnType<typeof createRotationEngine>;

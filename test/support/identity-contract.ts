@@ -89,13 +89,18 @@ export function describeIdentityProviderContract(name: string, setup: IdentityCo
       assert.equal(await env.provider.getSecret(clientId), old);
     });
 
-    it("rotateSecret: a new secret that works; the old one works until the given time only if the provider keeps it", async () => {
+    it("keeps the previous secret on rotation (Keycloak: the realm's secret-rotation policy is on)", async () => {
+      assert.equal(await env.provider.keepsPreviousSecret(), true);
+    });
+
+    it("rotateSecret: a new secret that works; the old one keeps working until the time it reports", async () => {
       const { clientId, secret: old } = await create();
-      const { secret: fresh, generation } = await env.provider.rotateSecret(clientId, new Date(Date.now() + 3_600_000));
+      const { secret: fresh, generation, previousValidUntil } = await env.provider.rotateSecret(clientId, new Date(Date.now() + 3_600_000));
       assert.notEqual(fresh, old);
+      assert.ok(previousValidUntil > new Date(), "the previous secret's end is reported");
       assert.equal(await env.provider.getSecret(clientId), fresh);
       assert.equal(await env.canAuthenticate(clientId, fresh), true);
-      assert.equal(await env.canAuthenticate(clientId, old), env.provider.keepsPreviousSecret);
+      assert.equal(await env.canAuthenticate(clientId, old), true);
       if (env.tokenSecretGeneration) {
         assert.equal(await env.tokenSecretGeneration(clientId, fresh), generation, "a token names the secret it was made with");
         assert.equal(await env.tokenSecretGeneration(clientId, old), generation! - 1);
@@ -109,23 +114,37 @@ export function describeIdentityProviderContract(name: string, setup: IdentityCo
       assert.equal(await env.canAuthenticate(clientId, old), false);
       assert.equal(await env.canAuthenticate(clientId, fresh), true);
       await env.provider.retirePreviousSecret(clientId);
+      const { secret: next } = await env.provider.rotateSecret(clientId, new Date(Date.now() + 3_600_000));
+      assert.notEqual(next, fresh, "after retiring, the next rotation makes a new secret");
     });
 
-    it("a previous secret past its grace time no longer works", async () => {
+    it("the previous secret works until the time rotateSecret reported, and not after", async () => {
       const { clientId, secret: old } = await create();
-      const { secret: fresh } = await env.provider.rotateSecret(clientId, new Date(Date.now() - 1000));
-      assert.equal(await env.canAuthenticate(clientId, old), false);
+      // The built-in provider takes the caller's time; Keycloak's realm policy sets its own.
+      const { secret: fresh, previousValidUntil } = await env.provider.rotateSecret(clientId, new Date(Date.now() - 1000));
+      assert.equal(await env.canAuthenticate(clientId, old), previousValidUntil > new Date());
       assert.equal(await env.canAuthenticate(clientId, fresh), true);
     });
 
-    it("rotating again replaces the previous secret: only the last two secrets can work", async () => {
+    it("rotating again before retiring: at most two secrets work, and never is the one a device may hold ended", async () => {
       const { clientId, secret: first } = await create();
       const until = new Date(Date.now() + 3_600_000);
       const { secret: second } = await env.provider.rotateSecret(clientId, until);
       const { secret: third } = await env.provider.rotateSecret(clientId, until);
-      assert.equal(await env.canAuthenticate(clientId, first), false);
-      assert.equal(await env.canAuthenticate(clientId, second), env.provider.keepsPreviousSecret);
+      assert.equal(await env.canAuthenticate(clientId, second), true);
       assert.equal(await env.canAuthenticate(clientId, third), true);
+      // Built-in: the second rotation replaced the first secret. Keycloak cannot tell an unrecorded rotation from a
+      // pending one, so it handed the second secret out again and the first still works.
+      assert.equal(await env.canAuthenticate(clientId, first), third === second);
+    });
+
+    it("ensureClient keeps a rotation's secrets: both still work", async () => {
+      const { clientId, secret: old } = await create();
+      const { secret: fresh } = await env.provider.rotateSecret(clientId, new Date(Date.now() + 3_600_000));
+      assert.deepEqual(await env.provider.ensureClient(clientId), { created: false });
+      assert.equal(await env.provider.getSecret(clientId), fresh);
+      assert.equal(await env.canAuthenticate(clientId, fresh), true);
+      assert.equal(await env.canAuthenticate(clientId, old), true);
     });
 
     it("deletes: authentication fails, status says it does not exist, deleting again is fine", async () => {
@@ -174,6 +193,7 @@ export function describeIdentityProviderContract(name: string, setup: IdentityCo
         (id: string) => env.provider.regenerateSecret(id),
         (id: string) => env.provider.setSecret(id, "some-secret-value-1234"),
         (id: string) => env.provider.rotateSecret(id, new Date()),
+        (id: string) => env.provider.retirePreviousSecret(id),
       ]) {
         await assert.rejects(operation(testClientId()), (error: unknown) => {
           assert.ok(error instanceof AppError && error.status === 404 && error.code === "CLIENT_NOT_FOUND", `got ${String(error)}`);

@@ -25,8 +25,9 @@ export function fakeIdentityProvider(tokenUrl = "http://iot.test/oauth2/token"):
 
   return {
     kind: "builtin",
-    keepsPreviousSecret: true,
+    keepsPreviousSecret: async () => true,
     tokenUrl,
+    deviceTokenUrl: async () => tokenUrl,
     async createClient(clientId) {
       if (clients.has(clientId)) throw new AppError(409, "CLIENT_EXISTS", `The OAuth2 client ${clientId} exists already.`);
       const secret = randomSecret();
@@ -47,11 +48,10 @@ export function fakeIdentityProvider(tokenUrl = "http://iot.test/oauth2/token"):
     async rotateSecret(clientId, previousValidUntil) {
       const secret = randomSecret();
       const old = replaceSecret(clientId, secret, { secret: find(clientId).secret, until: previousValidUntil });
-      return { secret, generation: old.generation + 1 };
+      return { secret, generation: old.generation + 1, previousValidUntil };
     },
     async retirePreviousSecret(clientId) {
-      const client = clients.get(clientId);
-      if (client) client.previous = null;
+      find(clientId).previous = null;
     },
     async setSecret(clientId, secret) {
       replaceSecret(clientId, secret, null);

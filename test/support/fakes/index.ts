@@ -82,6 +82,8 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     secretBox: createSecretBox(generateFernetKey()),
     identity,
     builtinIssuer,
+    // The fakes are the built-in provider; the Keycloak pass-through is tested against a real Keycloak.
+    tokenPassThrough: null,
     notifier,
     embeddedBroker: null,
     browserSession,

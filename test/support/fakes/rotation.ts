@@ -56,6 +56,8 @@ export function fakeRotationService(
       await engine.startNext();
       return true;
     },
+    // Only the Keycloak token pass-through calls it; the fakes are the built-in provider.
+    proveNewSecret: async () => false,
     expireTimedOut: async () => ({ expired: 0, errors: [] }),
     retireLeftoverSecrets: async () => 0,
   };

@@ -50,6 +50,7 @@ export function newDeviceRow(id: number, fields: Pick<DeviceRow, "key" | "device
     rotationStartedAt: null,
     newSecretIssuedAt: null,
     newSecretGeneration: null,
+    newSecretProvenAt: null,
     rotationUnconfirmed: false,
     previousSecretExpiresAt: null,
     previousSecretEncrypted: null,

@@ -1,0 +1,1 @@
+ALTER TABLE "devices" ADD COLUMN "new_secret_proven_at" timestamp with time zone;
