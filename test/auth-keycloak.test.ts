@@ -2,6 +2,7 @@
  * Keycloak mode against the real Keycloak (`bash keycloak/start.sh`): device tokens from Keycloak on /iot, user
  * tokens on /api, and an unreachable JWKS.
  */
+import { decodeJwt } from "jose";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
@@ -62,14 +63,28 @@ describe("Keycloak mode", () => {
     assert.deepEqual(await version.json(), { firmware_version: null });
   });
 
-  test("the built-in token server is off: its routes are neither served nor documented", async () => {
-    for (const [method, path] of [["POST", "/oauth2/token"], ["GET", "/oauth2/jwks"], ["GET", "/oauth2/.well-known/openid-configuration"]] as const) {
-      const response = await app.call(method, path, { token: null });
+  test("the built-in token server's keys and discovery are off; /oauth2/token passes through to Keycloak", async () => {
+    for (const path of ["/oauth2/jwks", "/oauth2/.well-known/openid-configuration"]) {
+      const response = await app.call("GET", path, { token: null });
       assert.equal(response.status, 404, path);
       assert.equal((await response.json()).code, "ROUTE_NOT_FOUND", path);
     }
     const document = await (await app.call("GET", "/api/docs/openapi.json", { token: null })).json();
-    assert.deepEqual(Object.keys(document.paths).filter((path) => path.startsWith("/oauth2")), []);
+    assert.deepEqual(Object.keys(document.paths).filter((path) => path.startsWith("/oauth2")), ["/oauth2/token"]);
+    const form = (secret: string) => ({
+      token: null,
+      body: new URLSearchParams({ grant_type: "client_credentials", client_id: kc.adminClientId, client_secret: secret }).toString(),
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    });
+    const granted = await app.call("POST", "/oauth2/token", form(kc.adminClientSecret));
+    assert.equal(granted.status, 200);
+    assert.equal(granted.headers.get("cache-control"), "no-store");
+    assert.equal(decodeJwt((await granted.json()).access_token).azp, kc.adminClientId, "Keycloak's token, as Keycloak made it");
+    const refused = await app.call("POST", "/oauth2/token", form("wrong-secret"));
+    assert.equal(refused.status, 401);
+    const body = await refused.json();
+    assert.equal(typeof body.error, "string", "the OAuth2 error code");
+    assert.equal(typeof body.code, "string", "inside the usual envelope");
   });
 
   test("an admin user's token opens the admin API, a viewer's is forbidden", async () => {

@@ -330,12 +330,12 @@ describe("provisioning and client repair (Keycloak)", () => {
     await app.close();
   });
 
-  it("the package carries Keycloak's token URL and the client's working secret; downloads never rotate it", async () => {
+  it("the package carries the backend's token pass-through and the client's working secret; downloads never rotate it", async () => {
     const device = await keycloakDevice("kcsensor");
     const first = await downloadPackage(app, device.id);
     const second = await downloadPackage(app, device.id);
     assert.deepEqual(Object.keys(first), PACKAGE_KEYS);
-    assert.equal(first.token_url, kc.tokenUrl);
+    assert.equal(first.token_url, `${first.base_url}/oauth2/token`, "Keycloak keeps previous secrets: the backend must see the tokens");
     assert.equal(first.client_secret, second.client_secret);
     assert.equal(await app.services.identity.getSecret(device.client_id), first.client_secret);
     assert.equal(await canAuthenticate(device.client_id, first.client_secret!), true);

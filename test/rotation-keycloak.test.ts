@@ -2,11 +2,16 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { faultyIdentity } from "./support/faulty-identity.ts";
 import { createFleet, deviceRow, disconnectSimulations, expireNow, simulate } from "./support/fleet.ts";
-import { requireKeycloak } from "./support/keycloak.ts";
+import { clientCredentialsToken, requireKeycloak } from "./support/keycloak.ts";
 import { keycloakEnv, startTestServer, type TestServer } from "./support/server.ts";
 import { waitFor } from "./support/wait.ts";
+import type { IdentityProvider } from "../lib/identity/provider.ts";
 
-/** Rotation against the real Keycloak, with network faults injected at each identity-provider step. */
+/**
+ * Rotation against the real Keycloak, with network faults injected at each identity-provider step: with the realm's
+ * secret-rotation policy (previous secret kept, completion proven at the backend's token pass-through), and without it
+ * (a restore point, restored on timeout).
+ */
 const servers: TestServer[] = [];
 after(async () => {
   await disconnectSimulations();
@@ -47,11 +52,11 @@ describe("credential rotation with Keycloak", () => {
     await Promise.all(sims.map((sim) => sim.stop()));
   });
 
-  test("Keycloak unreachable at each step of the provisioning fetch: no state lost, the retry succeeds", async () => {
+  test("Keycloak unreachable at each step of the provisioning fetch: no state lost, the old secret kept, the retry succeeds", async () => {
     for (const fault of [
-      { operation: "getSecret", when: "before" },
-      { operation: "regenerateSecret", when: "before" },
-      { operation: "regenerateSecret", when: "after" },
+      { operation: "keepsPreviousSecret", when: "before" },
+      { operation: "rotateSecret", when: "before" },
+      { operation: "rotateSecret", when: "after" },
     ] as const) {
       const [device] = await createFleet(s, 1);
       const sim = simulate(s, device!, "offline");
@@ -72,11 +77,33 @@ describe("credential rotation with Keycloak", () => {
       assert.equal(retried.status, 200);
       const newSecret = retried.body.client_secret as string;
       assert.notEqual(newSecret, device!.secret);
-      const newToken = await sim.tokenFor(newSecret);
-      assert.equal(newToken.ok, true, "the issued secret works");
-      await (await fetch(`${s.url}/iot/config`, { headers: { authorization: `Bearer ${newToken.token}` } })).body?.cancel();
+      assert.equal(retried.body.token_url, `${s.url}/oauth2/token`, "devices get their tokens through the backend");
+      assert.equal((await sim.tokenFor(device!.secret)).ok, true, "the old secret still works");
+      const viaKeycloak = await sim.tokenFor(newSecret);
+      assert.equal(viaKeycloak.ok, true, "the issued secret works");
+      await (await fetch(`${s.url}/iot/config`, { headers: { authorization: `Bearer ${viaKeycloak.token}` } })).body?.cancel();
+      assert.equal((await deviceRow(s, device!.id)).rotationState, "PENDING", "a Keycloak token names no secret: no completion");
+      const viaBackend = await clientCredentialsToken(retried.body.token_url, device!.clientId, newSecret);
+      assert.equal(viaBackend.ok, true);
+      const config = await fetch(`${s.url}/iot/config`, { headers: { authorization: `Bearer ${viaBackend.accessToken}` } });
+      await config.body?.cancel();
+      assert.equal(config.headers.get("x-rotation"), "completed");
       assert.equal((await deviceRow(s, device!.id)).rotationState, "OK", `${fault.operation} ${fault.when}: completed`);
+      assert.equal((await sim.tokenFor(device!.secret)).ok, false, "the old secret is retired");
     }
+  });
+
+});
+
+describe("credential rotation with Keycloak without its secret-rotation policy", () => {
+  const faults = faultyIdentity();
+  let s: TestServer;
+  before(async () => {
+    await requireKeycloak();
+    // As a realm without the policy: the engine keeps a restore point, and regenerating ends the old secret at once.
+    const withoutPolicy = (real: IdentityProvider): IdentityProvider => faults.wrap({ ...real, keepsPreviousSecret: async () => false });
+    s = await startTestServer({ env: keycloakEnv(), overrides: { identity: withoutPolicy } });
+    servers.push(s);
   });
 
   test("Keycloak unreachable when a timeout restores the secret: the device stays PENDING and is restored later", async () => {
@@ -118,6 +145,7 @@ describe("credential rotation with Keycloak", () => {
     const restarted = await startTestServer({
       databaseUrl: s.databaseUrl,
       env: { ...keycloakEnv(), SECRET_ENCRYPTION_KEY: "Hd5Ah-8JHW0i7nT3Q6DuI0n5Vt7gQwJf7bJgJfN6kVQ=" },
+      overrides: { identity: (real) => ({ ...real, keepsPreviousSecret: async () => false }) },
     });
     try {
       await expireNow(restarted, stuck!.id);

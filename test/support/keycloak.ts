@@ -27,7 +27,8 @@ export type KeycloakTestSettings = {
 };
 
 export function keycloakTestSettings(): KeycloakTestSettings {
-  const baseUrl = (process.env.KEYCLOAK_TEST_URL ?? "http://127.0.0.1:8180").replace(/\/+$/, "");
+  // The Keycloak keycloak/start.sh runs, on its KEYCLOAK_PORT; KEYCLOAK_TEST_URL names any other.
+  const baseUrl = (process.env.KEYCLOAK_TEST_URL ?? `http://127.0.0.1:${process.env.KEYCLOAK_PORT ?? 8180}`).replace(/\/+$/, "");
   const realm = "iotsupport";
   const { issuer, tokenUrl, adminApi } = keycloakRealmUrls(baseUrl, realm);
   return {

@@ -40,6 +40,7 @@ export function createSimulatedDevice(options: {
   mqttUrl?: string;
 }): SimulatedDevice {
   const misbehaviour = options.misbehaviour ?? "none";
+  let tokenUrl = options.tokenUrl;
   let busy: Promise<void> = Promise.resolve();
 
   const device: SimulatedDevice = {
@@ -49,7 +50,7 @@ export function createSimulatedDevice(options: {
     rotations: 0,
     ready: Promise.resolve(),
     async tokenFor(secret = device.secret) {
-      const result = await clientCredentialsToken(options.tokenUrl, options.clientId, secret);
+      const result = await clientCredentialsToken(tokenUrl, options.clientId, secret);
       return { ok: result.ok, status: result.status, token: result.accessToken };
     },
     async authenticate() {
@@ -64,8 +65,9 @@ export function createSimulatedDevice(options: {
       if (!oldToken.ok) throw new Error(`${options.clientId}: no secret it holds works (HTTP ${oldToken.status})`);
       const provisioning = await fetch(`${options.baseUrl}/iot/provisioning`, { headers: { authorization: `Bearer ${oldToken.token}` } });
       if (!provisioning.ok) throw new Error(`${options.clientId}: provisioning answered ${provisioning.status}`);
-      const { client_secret: newSecret } = (await provisioning.json()) as { client_secret: string };
+      const { client_secret: newSecret, token_url: newTokenUrl } = (await provisioning.json()) as { client_secret: string; token_url: string };
       if (misbehaviour === "lose-provisioning-response") return;
+      tokenUrl = newTokenUrl;
       const newToken = await device.tokenFor(newSecret);
       if (!newToken.ok) return; // the new secret does not work (yet): keep the old one
       device.candidate = newSecret;
