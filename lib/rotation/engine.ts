@@ -40,8 +40,8 @@ const sleepUntil = (date: Date) => new Promise((resolve) => setTimeout(resolve, 
  * With a provider that keeps the previous secret working (keepsPreviousSecret) the new one is issued with an overlap
  * and a timeout leaves both working (TIMEOUT, unconfirmed); the next request made with the new secret completes the
  * rotation, whatever the state (Keycloak's tokens do not say which secret made them: there the backend's token
- * pass-through sees the device get a token with the new secret, proveNewSecret). A provider that cannot overlap gets the older scheme: a restore
- * point is committed before the secret changes, and a timeout restores it.
+ * pass-through sees the device get a token with the new secret, proveNewSecret). A provider that cannot overlap gets
+ * the older scheme: a restore point is committed before the secret changes, and a timeout restores it.
  */
 export function createRotationEngine(deps: Deps) {
   const { db, identity, notifier, secretBox, logger, metrics, settings } = deps;
@@ -150,7 +150,8 @@ export function createRotationEngine(deps: Deps) {
       if (!row || row.rotationState !== "PENDING" || row.newSecretIssuedAt) return null;
       if (row.previousSecretExpiresAt) await identity.retirePreviousSecret(clientId);
       const now = new Date();
-      const { secret, generation, previousValidUntil } = await identity.rotateSecret(clientId, new Date(now.getTime() + settings.previousSecretGraceDays * DAY_MS));
+      const graceEnd = new Date(now.getTime() + settings.previousSecretGraceDays * DAY_MS);
+      const { secret, generation, previousValidUntil } = await identity.rotateSecret(clientId, graceEnd);
       await tx
         .update(devices)
         .set({ newSecretIssuedAt: now, newSecretGeneration: generation, previousSecretExpiresAt: previousValidUntil, updatedAt: now })
