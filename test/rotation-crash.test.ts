@@ -11,16 +11,19 @@ import { createSimulatedDevice } from "./support/simulated-device.ts";
 import { waitFor } from "./support/wait.ts";
 
 /**
- * The backend is killed with SIGKILL between each pair of steps of the provisioning fetch and of the completion.
+ * The backend is killed with SIGKILL between each pair of steps of the provisioning fetch, the proof at the token
+ * pass-through and the completion (Keycloak with its secret-rotation policy).
  * After a restart and the next rotation job, each device must end OK or TIMEOUT holding a secret that works.
  */
 const CRASH_POINTS = [
-  "identity:getSecret:before", // provisioning fetch: before reading the old secret
-  "identity:getSecret:after", // old secret read, not yet stored
-  "identity:regenerateSecret:before", // old secret committed, new one not yet made
-  "identity:regenerateSecret:after", // new secret made, not yet recorded
+  "identity:rotateSecret:before", // provisioning fetch: the new secret not yet made
+  "identity:rotateSecret:after", // made in Keycloak, not yet recorded: the retry hands it out again, never rotates twice
   "response:/iot/provisioning", // recorded and committed, response never sent
+  "identity:getSecret:before", // token pass-through: Keycloak granted a token for the new secret, not yet compared
+  "identity:getSecret:after", // compared, the proof not yet recorded
+  "response:/oauth2/token", // proof recorded, the token never returned
   "request:/iot/config", // acknowledgement never processed
+  "identity:retirePreviousSecret:before", // completed and committed, the previous secret not yet retired
   "response:/iot/config", // acknowledged and committed, response never sent
   "publish:rotation", // after the acknowledgement, before the next device's notice
 ];

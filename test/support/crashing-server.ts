@@ -1,7 +1,7 @@
 /**
  * The real server, run as a child process, that kills itself with SIGKILL at one chosen step (CRASH_AT), to prove
  * that a crash between any two steps of a rotation loses no device; CRASH_SKIP=n lets the step pass n times first. Steps:
- *   identity:<operation>:before|after   around an identity-provider call (getSecret, regenerateSecret, setSecret…)
+ *   identity:<operation>:before|after   around an identity-provider call (getSecret, rotateSecret, setSecret…)
  *   response:<path>                     after the handler ran (its transaction committed), before the response is sent
  *   request:<path>                      before the handler runs
  *   publish:<kind>                      before an MQTT notice of that kind
