@@ -12,6 +12,7 @@ import { createServices } from "../lib/context.ts";
 import { SIGNING_KEY_SETTING } from "../lib/identity/builtin-issuer.ts";
 import { ADMIN_TOKEN, createTestApp, type TestApp } from "./support/app.ts";
 import { createTestDatabase } from "./support/database.ts";
+import { buildImage } from "./support/firmware-image.ts";
 
 const ISSUER = "http://iot.test/oauth2";
 
@@ -113,11 +114,20 @@ describe("built-in OAuth2 token server and device API", () => {
 
   test("firmware-version answers the model's version, under /iot and /api/iot", async () => {
     const token = await tokenFor(device.client_id, secret);
-    assert.deepEqual(await (await asDevice("/iot/firmware-version", token)).json(), { firmware_version: null });
-    await app.services.database.db.update(deviceModels).set({ firmwareVersion: "1.4.2" }).where(eq(deviceModels.code, "thermo_1"));
+    // firmware_version is the field existing firmware reads; the target's other fields are added beside it.
+    assert.equal((await (await asDevice("/iot/firmware-version", token)).json()).firmware_version, null);
+    const [model] = await app.services.database.db.select().from(deviceModels).where(eq(deviceModels.code, "thermo_1"));
+    const upload = await app.fetch(
+      new Request(`http://iot.test/api/device-models/${model!.id}/firmware`, {
+        method: "POST",
+        body: buildImage({ version: "1.4.2", size: 4096 }),
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
+      }),
+    );
+    assert.equal(upload.status, 200);
     const read = await asDevice("/api/iot/firmware-version", token);
     assert.equal(read.status, 200);
-    assert.deepEqual(await read.json(), { firmware_version: "1.4.2" });
+    assert.equal((await read.json()).firmware_version, "1.4.2");
   });
 
   test("bad credentials are 401 invalid_client, in the OAuth2 shape and the envelope", async () => {

@@ -60,7 +60,7 @@ describe("Keycloak mode", () => {
       assert.equal(await response.text(), config);
     }
     const version = await app.call("GET", "/iot/firmware-version", { token: deviceToken });
-    assert.deepEqual(await version.json(), { firmware_version: null });
+    assert.equal((await version.json()).firmware_version, null);
   });
 
   test("the built-in token server's keys and discovery are off; /oauth2/token passes through to Keycloak", async () => {
