@@ -66,12 +66,12 @@ export function createMetrics() {
     }),
     deviceStateWrites: new Counter({
       name: "iot_device_state_writes_total",
-      help: "Device rows written with last_seen_at and header reports (coalesced: at most one per device per minute)",
+      help: "Device rows written with last_seen_at, header reports and full downloads (coalesced: at most one per device per minute, or per flush for downloads)",
       registers,
     }),
     deviceSightingsDropped: new Counter({
       name: "iot_device_sightings_dropped_total",
-      help: "Device sightings not written (the database refused them, or too many were waiting)",
+      help: "Device sightings and full-download records not written (the database refused them, or too many were waiting)",
       registers,
     }),
     deviceReportHeadersIgnored: new Counter({

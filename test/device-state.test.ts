@@ -63,8 +63,21 @@ describe("device reported state", () => {
     assert.equal(response.status, 200, await response.clone().text());
     return response.json();
   };
-  /** Gives a background write (a download record) time to land, so that its absence means something. */
-  const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
+  /**
+   * Gives a download's 'finish' time to arrive and writes what is waiting, so that an absent record means something.
+   * Downloads are recorded by the coalesced flush (lib/device-state/seen.ts) like sightings.
+   */
+  const settle = async () => {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await flush();
+  };
+  /** A download is recorded with the flush after its last byte went out (node:http's 'finish', just after the client has it). */
+  const recorded = (d: Device) =>
+    waitFor("the download is recorded", async () => {
+      await flush();
+      const r = await row(d);
+      return r.downloadedAt !== null && r;
+    });
 
   before(async () => {
     server = await startTestServer();
@@ -109,12 +122,29 @@ describe("device reported state", () => {
       assert.equal(response.status, 200);
       etag = response.headers.get("etag")!;
       assert.equal((await response.arrayBuffer()).byteLength, size);
-      const recorded = await waitFor("the download is recorded", async () => {
-        const r = await row(d);
-        return r.downloadedVersionId !== null && r;
-      });
-      assert.equal(recorded.downloadedVersionId, versionId);
-      assert.ok(recorded.downloadedAt);
+      const r = await recorded(d);
+      assert.equal(r.downloadedVersionId, versionId);
+      assert.ok(r.downloadedAt);
+    });
+
+    test("many full downloads of one device and its next request are one row write, and it counts as restarted", async () => {
+      const d = await device(modelId);
+      await poll(d);
+      await flush();
+      const before = await writes();
+      for (let i = 0; i < 3; i++) {
+        const response = await iot(d, "/iot/firmware");
+        assert.equal(response.status, 200);
+        await response.arrayBuffer();
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300)); // the last 'finish'
+      await poll(d); // after the last byte went out: the restarted device
+      await flush();
+      assert.equal((await writes()) - before, 1, "three downloads and a sighting within one flush interval: one row write");
+      const r = await row(d);
+      assert.equal(r.downloadedVersionId, versionId);
+      assert.ok(r.downloadedAt && r.lastSeenAt && r.lastSeenAt > r.downloadedAt, "the request after the download is written with it");
+      assert.equal((await admin(`/api/devices/${d.id}`)).running_firmware_source, "inferred");
     });
 
     test("a Range (206), a 304 and a HEAD record nothing", async () => {
@@ -317,7 +347,7 @@ describe("device reported state", () => {
         const response = await iot(d, "/iot/firmware");
         assert.equal(response.status, 200);
         await response.arrayBuffer();
-        await waitFor("the download is recorded", async () => (await row(d)).downloadedAt);
+        await recorded(d);
       }
       await flush();
       const beforeRestart = await deviceView(inferred);

@@ -1,15 +1,17 @@
 /**
- * `last_seen_at` and header reports of every authenticated device request, coalesced: a request writes nothing unless
- * its device's row (read anyway to authenticate it) is due — not seen for a minute, seen only before its last download
- * finished (lib/device-state/running.ts), or its headers report something new. Due devices wait in memory and are
- * written every few seconds in one UPDATE … FROM (VALUES …), so 10,000 devices polling cost at most one row write per
- * device per minute and no request waits for the database. The WHERE clause checks the same rule again, so replicas
- * noting the same device do not add writes. The buffer is bounded: when it is full, or the database is down, sightings
- * are dropped (counted); the next request of the device notes it again.
+ * `last_seen_at` and header reports of every authenticated device request, and full firmware downloads, coalesced: a
+ * request writes nothing unless its device's row (read anyway to authenticate it) is due — not seen for a minute, seen
+ * only before its last download finished (lib/device-state/running.ts), or its headers report something new. Due
+ * devices and finished downloads wait in memory (per device: its latest sighting, and its latest full download's model,
+ * SHA-256 and time) and are written every few seconds in one UPDATE … FROM (VALUES …), so 10,000 devices polling cost
+ * at most one row write per device per minute, many downloads of one device one write per flush, and no request waits
+ * for the database. The WHERE clause checks the same rule again, so replicas noting the same device do not add writes.
+ * The buffer is bounded: when it is full, or the database is down, sightings and downloads are dropped (counted); the
+ * next request of the device notes it again (a dropped download stays unrecorded).
  */
 import { sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
-import { devices, type DeviceRow } from "../../db/schema.ts";
+import { devices, firmwareVersions, type DeviceRow } from "../../db/schema.ts";
 import { errorMessage, type Logger } from "../logger.ts";
 import type { HeaderReport } from "./reports.ts";
 
@@ -19,7 +21,10 @@ const MAX_PENDING = 100_000;
 const ROWS_PER_STATEMENT = 1_000;
 
 type Report = HeaderReport["report"];
-type Pending = { id: number; seenAt: Date; report: Report };
+/** The latest full download of a device: its model and the image's SHA-256 name the version (resolved when written). */
+type Download = { modelId: number; sha256: string; at: Date };
+/** `seenAt` null: only a download is waiting (the request that made it was noted, or not due, before it). */
+type Pending = { id: number; seenAt: Date | null; report: Report; download: Download | null };
 export type SeenDevice = Pick<DeviceRow, "id" | "lastSeenAt" | "downloadedAt" | "reportedFirmwareVersion" | "reportedElfSha256" | "otaState">;
 
 const changes = (device: SeenDevice, report: Report) =>
@@ -43,10 +48,12 @@ export function createSeenBuffer(deps: { db: Database; logger: Logger; counters:
 
   async function write(batch: Pending[]): Promise<number> {
     const rows = batch.map(
-      ({ id, seenAt, report }) =>
-        sql`(${id}::int, ${seenAt.toISOString()}::timestamptz, ${report.firmware_version ?? null}::text, ${report.elf_sha256 ?? null}::text, ${report.ota_state ?? null}::text)`,
+      ({ id, seenAt, report, download }) =>
+        sql`(${id}::int, ${seenAt?.toISOString() ?? null}::timestamptz, ${report.firmware_version ?? null}::text, ${report.elf_sha256 ?? null}::text, ${report.ota_state ?? null}::text, ${download?.modelId ?? null}::int, ${download?.sha256 ?? null}::text, ${download?.at.toISOString() ?? null}::timestamptz)`,
     );
-    const v = sql`(values ${sql.join(rows, sql`, `)}) as v(id, seen_at, firmware_version, elf_sha256, ota_state)`;
+    const v = sql`(values ${sql.join(rows, sql`, `)}) as v(id, seen_at, firmware_version, elf_sha256, ota_state, model_id, sha256, downloaded_at)`;
+    // A download newer than the one stored replaces it (greatest() skips nulls); a version deleted meanwhile is null.
+    const newerDownload = sql`v.downloaded_at is not null and (${devices.downloadedAt} is null or v.downloaded_at >= ${devices.downloadedAt})`;
     const reported = sql`(v.firmware_version is distinct from null and v.firmware_version is distinct from ${devices.reportedFirmwareVersion})
       or (v.elf_sha256 is distinct from null and v.elf_sha256 is distinct from ${devices.reportedElfSha256})
       or (v.ota_state is distinct from null and v.ota_state is distinct from ${devices.otaState})`;
@@ -58,13 +65,17 @@ export function createSeenBuffer(deps: { db: Database; logger: Logger; counters:
         reportedElfSha256: sql`coalesce(v.elf_sha256, ${devices.reportedElfSha256})`,
         otaState: sql`coalesce(v.ota_state, ${devices.otaState})`,
         reportedAt: sql`case when ${reported} then v.seen_at else ${devices.reportedAt} end`,
+        downloadedVersionId: sql`case when ${newerDownload} then (select ${firmwareVersions.id} from ${firmwareVersions}
+          where ${firmwareVersions.deviceModelId} = v.model_id and ${firmwareVersions.sha256} = v.sha256) else ${devices.downloadedVersionId} end`,
+        downloadedAt: sql`greatest(${devices.downloadedAt}, v.downloaded_at)`,
       })
       .from(v)
       .where(
         sql`${devices.id} = v.id and (${devices.lastSeenAt} is null
           or ${devices.lastSeenAt} <= v.seen_at - make_interval(secs => ${SEEN_RESOLUTION_MS / 1000})
           or (${devices.lastSeenAt} <= ${devices.downloadedAt} and v.seen_at > ${devices.downloadedAt})
-          or ${reported})`,
+          or ${reported}
+          or v.downloaded_at is not null)`,
       )
       .returning({ id: devices.id });
     return updated.length;
@@ -79,7 +90,7 @@ export function createSeenBuffer(deps: { db: Database; logger: Logger; counters:
         counters.written(await write(part));
       } catch (error) {
         counters.dropped(part.length);
-        logger.warn("Device sightings dropped: the database did not take them", { devices: part.length, error: errorMessage(error) });
+        logger.warn("Device sightings and downloads dropped: the database did not take them", { devices: part.length, error: errorMessage(error) });
       }
     }
   }
@@ -100,11 +111,24 @@ export function createSeenBuffer(deps: { db: Database; logger: Logger; counters:
     note(device: SeenDevice, now: Date, report: Report): void {
       const known = pending.get(device.id);
       if (known) {
-        known.seenAt = now;
+        if (known.seenAt === null || known.seenAt < now) known.seenAt = now;
         Object.assign(known.report, report);
       } else if (isDue(device, now, report)) {
         if (pending.size >= MAX_PENDING) return counters.dropped(1);
-        pending.set(device.id, { id: device.id, seenAt: now, report: { ...report } });
+        pending.set(device.id, { id: device.id, seenAt: now, report: { ...report }, download: null });
+      }
+    },
+    /**
+     * The last byte of a full image with `sha256` of model `modelId` went out to device `deviceId` at `at`. Kept in
+     * memory until the next flush; a later one of the same device replaces it. Never waits, never throws.
+     */
+    downloaded(deviceId: number, modelId: number, sha256: string, at: Date): void {
+      const known = pending.get(deviceId);
+      if (known) {
+        if (known.download === null || known.download.at <= at) known.download = { modelId, sha256, at };
+      } else {
+        if (pending.size >= MAX_PENDING) return counters.dropped(1);
+        pending.set(deviceId, { id: deviceId, seenAt: null, report: {}, download: { modelId, sha256, at } });
       }
     },
     flush,

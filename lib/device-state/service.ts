@@ -2,13 +2,13 @@
  * What devices report and what the backend observes of them (docs/firmware.md, "What a device runs"): sightings and
  * header reports (./seen.ts), explicit reports (POST /iot/state), full downloads, and the fleet counts built on them.
  */
-import { and, eq, sql } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { deviceModels, devices, firmwareVersions, type StateReport } from "../../db/schema.ts";
 import { modelNotFound } from "../errors.ts";
 import { createTargetDescriptions, targetOf } from "../firmware/targets.ts";
 import type { DevicePrincipal } from "../identity/principal.ts";
-import { errorMessage, type Logger } from "../logger.ts";
+import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Fleet, TargetFirmware } from "../schemas.ts";
 import { countFleet, type FleetRow } from "./fleet.ts";
@@ -72,16 +72,9 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
         .where(eq(devices.id, principal.device.id));
     },
 
-    /** The last byte of a full image with this SHA-256 went out to the device. Written in the background. */
+    /** The last byte of a full image with this SHA-256 went out to the device. Written with the next flush (./seen.ts). */
     downloaded(principal: DevicePrincipal, sha256: string): void {
-      const version = db
-        .select({ id: firmwareVersions.id })
-        .from(firmwareVersions)
-        .where(and(eq(firmwareVersions.deviceModelId, principal.model.id), eq(firmwareVersions.sha256, sha256)));
-      db.update(devices)
-        .set({ downloadedVersionId: sql`(${version})`, downloadedAt: new Date() })
-        .where(eq(devices.id, principal.device.id))
-        .catch((error) => logger.warn("A device's firmware download was not recorded", { device_id: principal.device.id, error: errorMessage(error) }));
+      seen.downloaded(principal.device.id, principal.model.id, sha256, new Date());
     },
 
     /** The device's target firmware (lib/firmware/targets.ts). */
@@ -106,9 +99,9 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
       return new Map([...byModel].map(([code, rows]) => [code, countFleet(rows, staleBefore)]));
     },
 
-    /** Writes the sightings waiting in memory now (tests, benchmarks). */
+    /** Writes the sightings and downloads waiting in memory now (tests, benchmarks). */
     flush: () => seen.flush(),
-    /** Stops the background writes after writing what is pending (at shutdown, before the database closes). */
+    /** Stops the background writes after writing what is pending (at shutdown, after the last response, before the database closes). */
     close: () => seen.close(),
   };
 }
