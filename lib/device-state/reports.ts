@@ -58,3 +58,13 @@ export function readHeaderReport(headers: Headers): HeaderReport {
   }
   return result;
 }
+
+/** The device columns a POST /iot/state report sets: what it says, and that the device was seen now. */
+export const reportedColumns = (report: StateReport, now: Date) => ({
+  ...(report.firmware_version !== undefined && { reportedFirmwareVersion: report.firmware_version }),
+  ...(report.elf_sha256 !== undefined && { reportedElfSha256: report.elf_sha256 }),
+  ...(report.ota_state !== undefined && { otaState: report.ota_state }),
+  lastStateReport: report,
+  reportedAt: now,
+  lastSeenAt: now,
+});

@@ -12,7 +12,7 @@ import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Fleet, TargetFirmware } from "../schemas.ts";
 import { countFleet, type FleetRow } from "./fleet.ts";
-import { readHeaderReport } from "./reports.ts";
+import { readHeaderReport, reportedColumns } from "./reports.ts";
 import { createSeenBuffer } from "./seen.ts";
 
 const HOUR_MS = 3_600_000;
@@ -58,18 +58,7 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
 
     /** POST /iot/state: stored at once; fields it leaves out keep what an earlier report said. */
     async report(principal: DevicePrincipal, report: StateReport): Promise<void> {
-      const now = new Date();
-      await db
-        .update(devices)
-        .set({
-          ...(report.firmware_version !== undefined && { reportedFirmwareVersion: report.firmware_version }),
-          ...(report.elf_sha256 !== undefined && { reportedElfSha256: report.elf_sha256 }),
-          ...(report.ota_state !== undefined && { otaState: report.ota_state }),
-          lastStateReport: report,
-          reportedAt: now,
-          lastSeenAt: now,
-        })
-        .where(eq(devices.id, principal.device.id));
+      await db.update(devices).set(reportedColumns(report, new Date())).where(eq(devices.id, principal.device.id));
     },
 
     /** The last byte of a full image with this SHA-256 went out to the device. Written with the next flush (./seen.ts). */

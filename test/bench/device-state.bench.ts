@@ -20,31 +20,20 @@ import { sql } from "drizzle-orm";
 import { Agent, request } from "node:http";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
-import { generateFernetKey } from "../../lib/secrets.ts";
 import { createTestDatabase } from "../support/database.ts";
 import { buildImage } from "../support/firmware-image.ts";
 import { freePort } from "../support/server.ts";
-import { cpuMillis, stopProcess, waitUntilListening } from "./processes.ts";
+import { BENCH_ADMIN_TOKEN, benchServerEnv, cpuMillis, stopProcess, waitUntilListening } from "./processes.ts";
 import { figuresTable, median, percentile, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const ADMIN_TOKEN = "bench-admin-token-0123456789";
 const ELF = "cd".repeat(32);
 
 export async function run(options: { pollers?: number; fleetSize?: number; pacedSeconds?: number; burst?: number } = {}): Promise<BenchResult> {
   const { pollers = 2_000, fleetSize = 10_000, pacedSeconds = 70, burst = 10_000 } = options;
   const database = await createTestDatabase();
   const work = mkdtempSync(join(tmpdir(), "iot-state-bench-"));
-  const env = {
-    DATABASE_URL: database.url,
-    DATA_DIR: join(work, "data"),
-    SECRET_ENCRYPTION_KEY: generateFernetKey(),
-    ADMIN_API_TOKEN: ADMIN_TOKEN,
-    BASEURL: "http://bench.local",
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "warn",
-    ROTATION_SCHEDULER: "external",
-  };
+  const env = benchServerEnv({ databaseUrl: database.url, dataDir: join(work, "data"), baseUrl: "http://bench.local" });
   const services = await createServices(loadConfig({ ...env, MIGRATE_ON_START: "true" }));
   await services.database.migrate();
   const { db } = services.database;
@@ -69,7 +58,7 @@ export async function run(options: { pollers?: number; fleetSize?: number; paced
     const pid = server.pid!;
     const upload = await fetch(`${base}/api/device-models/${polling.id}/firmware`, {
       method: "POST",
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
+      headers: { authorization: `Bearer ${BENCH_ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
       body: buildImage({ version: "poll-1", size: 64 * 1024, elfSha256: ELF }),
     });
     if (upload.status !== 200) throw new Error(`upload: ${upload.status} ${await upload.text()}`);
@@ -141,7 +130,7 @@ export async function run(options: { pollers?: number; fleetSize?: number; paced
     for (const version of ["fleet-1", "fleet-2"]) {
       const response = await fetch(`${base}/api/device-models/${fleetModel.id}/firmware`, {
         method: "POST",
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
+        headers: { authorization: `Bearer ${BENCH_ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
         body: buildImage({ version, size: 32 * 1024 }),
       });
       if (response.status !== 200) throw new Error(`upload: ${response.status} ${await response.text()}`);
@@ -158,13 +147,13 @@ export async function run(options: { pollers?: number; fleetSize?: number; paced
     let fleetAnswer = "";
     for (let i = 0; i < 25; i++) {
       const started = performance.now();
-      const response = await fetch(`${base}/api/device-models/${fleetModel.id}/fleet`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      const response = await fetch(`${base}/api/device-models/${fleetModel.id}/fleet`, { headers: { authorization: `Bearer ${BENCH_ADMIN_TOKEN}` } });
       fleetAnswer = await response.text();
       if (response.status !== 200) throw new Error(`fleet: ${response.status} ${fleetAnswer}`);
       if (i >= 5) fleetMs.push(performance.now() - started); // five warm-up calls
     }
     const metricsStarted = performance.now();
-    const metrics = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const metrics = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${BENCH_ADMIN_TOKEN}` } });
     await metrics.text();
     const metricsMs = performance.now() - metricsStarted;
 

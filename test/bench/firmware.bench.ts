@@ -15,17 +15,15 @@ import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
-import { generateFernetKey } from "../../lib/secrets.ts";
 import { createTestDatabase } from "../support/database.ts";
 import { buildImage } from "../support/firmware-image.ts";
 import { freePort } from "../support/server.ts";
-import { cpuMillis, rssBytes, stopProcess, waitUntilListening } from "./processes.ts";
+import { BENCH_ADMIN_TOKEN, benchServerEnv, cpuMillis, rssBytes, stopProcess, waitUntilListening } from "./processes.ts";
 import { figuresTable, median, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const THIS_FILE = fileURLToPath(import.meta.url);
 const MiB = 1024 * 1024;
-const ADMIN_TOKEN = "bench-admin-token-0123456789";
 const ROUNDS = 5;
 
 /**
@@ -148,7 +146,7 @@ async function timedUpload(base: string, modelId: number, image: Uint8Array<Arra
   const started = performance.now();
   const response = await fetch(`${base}/api/device-models/${modelId}/firmware`, {
     method: "POST",
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
+    headers: { authorization: `Bearer ${BENCH_ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
     body: image,
   });
   const text = await response.text();
@@ -160,16 +158,7 @@ export async function run(options: { downloads?: number; connections?: number } 
   const { downloads = 500, connections = 50 } = options;
   const database = await createTestDatabase();
   const work = mkdtempSync(join(tmpdir(), "iot-fw-bench-"));
-  const env = {
-    DATABASE_URL: database.url,
-    DATA_DIR: join(work, "data"),
-    SECRET_ENCRYPTION_KEY: generateFernetKey(),
-    ADMIN_API_TOKEN: ADMIN_TOKEN,
-    BASEURL: "http://bench.local",
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "warn",
-    ROTATION_SCHEDULER: "external",
-  };
+  const env = benchServerEnv({ databaseUrl: database.url, dataDir: join(work, "data"), baseUrl: "http://bench.local" });
   const services = await createServices(loadConfig({ ...env, MIGRATE_ON_START: "true" }));
   const children: ChildProcess[] = [];
   const child = (args: string[], extraEnv: Record<string, string> = {}) => {

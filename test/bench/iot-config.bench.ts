@@ -19,9 +19,8 @@ import { prepareDeviceByClientId } from "../../db/device-with-model.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
 import { createJwtCheck } from "../../lib/identity/tokens.ts";
-import { generateFernetKey } from "../../lib/secrets.ts";
 import { createTestDatabase } from "../support/database.ts";
-import { cpuMillis, stopProcess, waitUntilListening } from "./processes.ts";
+import { benchServerEnv, cpuMillis, stopProcess, waitUntilListening } from "./processes.ts";
 import { figuresTable, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -130,16 +129,7 @@ export async function run(options: { seconds?: number; connections?: number; dev
   const { seconds = 10, connections = 64, devices: deviceCount = 50 } = options;
   const database = await createTestDatabase();
   const dataDir = mkdtempSync(join(tmpdir(), "iot-bench-"));
-  const env = {
-    DATABASE_URL: database.url,
-    DATA_DIR: dataDir,
-    SECRET_ENCRYPTION_KEY: generateFernetKey(),
-    ADMIN_API_TOKEN: "bench-admin-token-0123456789",
-    BASEURL: BASE_URL,
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "warn",
-    ROTATION_SCHEDULER: "external",
-  };
+  const env = benchServerEnv({ databaseUrl: database.url, dataDir: dataDir, baseUrl: BASE_URL });
   const services = await createServices(loadConfig({ ...env, MIGRATE_ON_START: "true" }));
   try {
     const model = await services.models.create({ code: "bench", name: "Bench" });

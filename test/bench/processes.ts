@@ -1,6 +1,7 @@
 /** Child processes the benches start and measure: the servers under test and what they are compared with. */
 import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { generateFernetKey } from "../../lib/secrets.ts";
 
 const CLOCK_TICKS_PER_SECOND = 100;
 
@@ -40,3 +41,17 @@ export async function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 
   await exited;
   clearTimeout(timer);
 }
+
+export const BENCH_ADMIN_TOKEN = "bench-admin-token-0123456789";
+
+/** The settings every bench's server runs with: its own database and data directory, quiet logs, no timer. */
+export const benchServerEnv = (options: { databaseUrl: string; dataDir: string; baseUrl: string }) => ({
+  DATABASE_URL: options.databaseUrl,
+  DATA_DIR: options.dataDir,
+  SECRET_ENCRYPTION_KEY: generateFernetKey(),
+  ADMIN_API_TOKEN: BENCH_ADMIN_TOKEN,
+  BASEURL: options.baseUrl,
+  HOST: "127.0.0.1",
+  LOG_LEVEL: "warn",
+  ROTATION_SCHEDULER: "external",
+});

@@ -5,7 +5,7 @@
  */
 import type { DeviceRow } from "../../../db/schema.ts";
 import { countFleet, type FleetRow } from "../../../lib/device-state/fleet.ts";
-import { readHeaderReport } from "../../../lib/device-state/reports.ts";
+import { readHeaderReport, reportedColumns } from "../../../lib/device-state/reports.ts";
 import { isDue } from "../../../lib/device-state/seen.ts";
 import type { DeviceStateService } from "../../../lib/device-state/service.ts";
 import { modelNotFound } from "../../../lib/errors.ts";
@@ -39,15 +39,7 @@ export function fakeDeviceStateService(world: FakeWorld, metrics: Metrics): Devi
     async report(principal, report) {
       const row = rowOf(principal.device.id);
       if (!row) return;
-      const now = new Date();
-      Object.assign(row, {
-        ...(report.firmware_version !== undefined && { reportedFirmwareVersion: report.firmware_version }),
-        ...(report.elf_sha256 !== undefined && { reportedElfSha256: report.elf_sha256 }),
-        ...(report.ota_state !== undefined && { otaState: report.ota_state }),
-        lastStateReport: report,
-        reportedAt: now,
-        lastSeenAt: now,
-      });
+      Object.assign(row, reportedColumns(report, new Date()));
     },
     downloaded(principal, sha256) {
       const row = rowOf(principal.device.id);
