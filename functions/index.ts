@@ -93,12 +93,12 @@ export const allRoutes: Route[] = [
  * The built-in OAuth2 token server's keys and discovery: only while it issues the device tokens. Its token endpoint
  * stays with Keycloak, as a pass-through (functions/oauth2/token.post.ts).
  */
-const builtinTokenServer = new Set([getJwks, getOpenIdConfiguration]);
+const builtinTokenServer = new Set<Route>([getJwks, getOpenIdConfiguration]);
 /**
  * The browser login: only when OIDC login is configured. /api/auth/self (401 without a session) and logout (a 302
  * back) stay, because the web UI calls them whether or not it can sign in through us.
  */
-const browserLogin = new Set([authLogin, authCallback]);
+const browserLogin = new Set<Route>([authLogin, authCallback]);
 
 /** The endpoints this server answers: the router and the OpenAPI document are built from this list. */
 export function routesFor(services: Pick<Services, "builtinIssuer" | "browserSession">): Route[] {

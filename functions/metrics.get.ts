@@ -7,6 +7,7 @@ export default defineRoute({
   summary: "Prometheus metrics",
   tags: ["Operations"],
   responses: { 200: { description: "Prometheus text exposition format", content: { "text/plain": { schema: { type: "string" } } } } },
+  uses: ["metrics"],
   async handler(_request, { services: { metrics } }) {
     return new Response(await metrics.registry.metrics(), { headers: { "content-type": metrics.registry.contentType } });
   },

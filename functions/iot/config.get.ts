@@ -15,6 +15,7 @@ export default defineRoute({
       content: { "application/json": { schema: z.unknown().meta({ description: "The device's config JSON as stored" }) } },
     },
   },
+  uses: [],
   async handler(_request, { principal }) {
     const device = devicePrincipal(principal);
     // Any device request made with the new secret completes the rotation (lib/rotation/completion.ts). The header

@@ -16,6 +16,7 @@ export default defineRoute({
       content: { "application/json": { schema: targetFirmwareSchema } },
     },
   },
+  uses: ["deviceState"],
   async handler(_request, { services, principal }) {
     return json(await services.deviceState.target(devicePrincipal(principal)));
   },

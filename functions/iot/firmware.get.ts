@@ -12,6 +12,7 @@ export default defineRoute({
     "Supports Range (206/416) for resuming, If-Range, If-None-Match (304) and HEAD. 404 FIRMWARE_NOT_FOUND when the model has none. A 200 whose every byte was sent is recorded as the device's last full download.",
   tags: ["Device API"],
   responses: { ...imageDownloadResponses, 404: { description: "The model has no firmware" } },
+  uses: ["deviceState", "firmware"],
   async handler(request, { services, principal, onResponseSent }) {
     const device = devicePrincipal(principal);
     // The target is the model's stable version until pins and rollouts exist (lib/firmware/targets.ts): its image is

@@ -14,6 +14,7 @@ export default defineRoute({
   responses: {
     200: { description: "The provisioning package", content: { "application/json": { schema: provisioningPackageSchema } } },
   },
+  uses: ["provisioning"],
   async handler(_request, { services, principal }) {
     return json(await services.provisioning.forDevice(devicePrincipal(principal)), 200, { "cache-control": "no-store" });
   },

@@ -15,6 +15,7 @@ export default defineRoute({
   responses: {
     200: { description: "The device's target firmware", content: { "application/json": { schema: targetFirmwareSchema } } },
   },
+  uses: ["deviceState"],
   async handler(_request, { services, principal, body }) {
     const device = devicePrincipal(principal);
     await services.deviceState.report(device, body);

@@ -15,6 +15,7 @@ export default defineRoute({
       content: { "application/json": { schema: z.object({ keys: z.array(z.record(z.string(), z.string())) }) } },
     },
   },
+  uses: ["builtinIssuer"],
   async handler(_request, { services }) {
     return json(await builtinIssuerOf(services).jwks(), 200, { "cache-control": "public, max-age=300" });
   },

@@ -48,6 +48,7 @@ export default defineRoute({
     200: { description: "An access token", content: { "application/json": { schema: tokenResponse } } },
     429: { description: "Too many failed attempts for this client_id or address; Retry-After says when to try again", content: { "application/json": { schema: errorSchema } } },
   },
+  uses: ["builtinIssuer", "tokenPassThrough"],
   async handler(request, { services, clientAddress }) {
     const tokenRequest: TokenRequest = { form: await readFormBody(request), authorization: request.headers.get("authorization"), address: clientAddress };
     if (services.tokenPassThrough) {

@@ -1,13 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { Router } from "itty-router";
-import type { Services } from "../context.ts";
 import { isDatabaseUnavailable } from "../db-errors.ts";
 import { errorMessage, errorStack, withRequestId } from "../logger.ts";
 import { readJsonBody } from "./body.ts";
 import { clientAddress, type Connection } from "./client-address.ts";
 import { AppError, notFound } from "../errors.ts";
 import { errorResponse } from "./respond.ts";
-import type { Route } from "./route.ts";
+import type { Route, RouteServices, ServiceName } from "./route.ts";
 import { parseInput, parseParams, queryParams } from "./validate.ts";
 
 type RequestState = {
@@ -41,8 +40,14 @@ function stampHeaders(headers: Headers, requestId: string, cookies: string[]): b
   return true;
 }
 
-/** Builds the fetch handler: route list → itty-router, with auth, input parsing, the error envelope, logs, metrics. */
-export function createApp(routes: Route[], services: Services): (request: Request, connection?: Connection) => Promise<Response> {
+/**
+ * Builds the fetch handler: route list → itty-router, with auth, input parsing, the error envelope, logs, metrics.
+ * `services` is what the edge uses plus what the routes use (the server passes all of Services).
+ */
+export function createApp<U extends ServiceName>(
+  routes: Route<U>[],
+  services: RouteServices<NoInfer<U>>,
+): (request: Request, connection?: Connection) => Promise<Response> {
   const router = Router<RoutedRequest, [RequestState]>();
 
   for (const route of routes) {
@@ -124,8 +129,9 @@ export function createApp(routes: Route[], services: Services): (request: Reques
 
 /**
  * One route run exactly as the server runs it (auth, input parsing, error envelope, request id) over the services
- * given: how a unit test calls a handler with a plain Request and fake services.
+ * given: how a unit test calls a handler with a plain Request and fake services. Only the edge's services and those
+ * the route declares in `uses` are asked for, e.g. `runRoute(listModels, request, { ...edge, models })`.
  */
-export function runRoute(route: Route, request: Request, services: Services): Promise<Response> {
+export function runRoute<U extends ServiceName>(route: Route<U>, request: Request, services: RouteServices<NoInfer<U>>): Promise<Response> {
   return createApp([route], services)(request);
 }

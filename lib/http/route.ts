@@ -11,8 +11,21 @@ type Schema = z.ZodType;
 type RawBody = { description: string; content: ZodOpenApiContentObject };
 type Out<S> = S extends Schema ? z.output<S> : undefined;
 
-type RouteContext<P = unknown, Q = unknown, B = unknown> = {
-  services: Services;
+/** A service of the composition root (lib/context.ts) that a route can declare in `uses`. */
+export type ServiceName = Exclude<keyof Services, "close">;
+
+/**
+ * What the HTTP edge itself (lib/http/app.ts) uses whatever the route: authentication, the request log and metrics,
+ * the database-outage log and the proxy setting. A route's own services come on top of these (Route.uses).
+ */
+export type EdgeServices = Pick<Services, "config" | "auth" | "logger" | "metrics" | "logDatabaseOutage">;
+
+/** The services a route declaring `uses: U` is given, and all that runRoute needs to run it: the edge's plus its own. */
+export type RouteServices<U extends ServiceName> = EdgeServices & Pick<Services, U>;
+
+type RouteContext<P, Q, B, U extends ServiceName> = {
+  /** Only the services the route declared in `uses`: touching another one does not compile. */
+  services: Pick<Services, U>;
   /** Every route of the app (the OpenAPI document is built from it). */
   routes: Route[];
   logger: Logger;
@@ -33,9 +46,10 @@ type RouteContext<P = unknown, Q = unknown, B = unknown> = {
 
 /**
  * Everything about one endpoint in one value: the router and the OpenAPI document are both built from the list
- * of these (functions/index.ts), so the docs cannot drift from the code.
+ * of these (functions/index.ts), so the docs cannot drift from the code. `U` is the services it uses; a Route<"models">
+ * is a Route (of all names), since a handler that needs fewer services accepts the whole composition root.
  */
-export type Route = {
+export type Route<U extends ServiceName = ServiceName> = {
   method: Method;
   /** itty-router pattern, e.g. /api/devices/:id */
   path: string;
@@ -52,17 +66,32 @@ export type Route = {
     rawBody?: RawBody;
   };
   responses: ZodOpenApiResponsesObject;
-  handler: (request: Request, ctx: RouteContext<any, any, any>) => Promise<Response>;
+  /** The services of lib/context.ts the handler uses (besides the edge's, EdgeServices); [] for none. */
+  uses: readonly U[];
+  /** params, query and body are what request.params/query/body parse to (the app parses them; see defineRoute). */
+  handler: (request: Request, ctx: RouteContext<unknown, unknown, unknown, U>) => Promise<Response>;
 };
 
-export function defineRoute<P extends Schema | undefined = undefined, Q extends Schema | undefined = undefined, B extends Schema | undefined = undefined>(
-  route: Omit<Route, "request" | "handler"> & {
+/**
+ * A route whose handler sees its parsed input and its declared services typed: `uses: ["models"]` gives it
+ * `services: Pick<Services, "models">` (the `const` type parameter keeps the names, not string[]).
+ */
+export function defineRoute<
+  const Uses extends readonly ServiceName[],
+  P extends Schema | undefined = undefined,
+  Q extends Schema | undefined = undefined,
+  B extends Schema | undefined = undefined,
+>(
+  route: Omit<Route, "request" | "handler" | "uses"> & {
     request?: { params?: P; query?: Q; body?: B; rawBody?: RawBody };
-    handler: (request: Request, ctx: RouteContext<Out<P>, Out<Q>, Out<B>>) => Promise<Response>;
+    uses: Uses;
+    handler: (request: Request, ctx: RouteContext<Out<P>, Out<Q>, Out<B>, Uses[number]>) => Promise<Response>;
   },
-): Route {
-  return route as Route;
+): Route<Uses[number]> {
+  // The one cast of the route types, where the input types are erased: the handler was typed with what the schemas
+  // in `route.request` parse to, and the app parses exactly those schemas before calling it (lib/http/app.ts).
+  return route as Route<Uses[number]>;
 }
 
 /** A device route and its compatible copy under /api (CONTRACT §3: /iot/... is also served as /api/iot/...). */
-export const alsoUnderApi = (route: Route): Route[] => [route, { ...route, path: `/api${route.path}` }];
+export const alsoUnderApi = <U extends ServiceName>(route: Route<U>): Route<U>[] => [route, { ...route, path: `/api${route.path}` }];

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { routesFor } from "../../functions/index.ts";
 import { runRoute } from "../../lib/http/app.ts";
-import type { Route } from "../../lib/http/route.ts";
+import type { EdgeServices, Route } from "../../lib/http/route.ts";
 import { deviceToken, NON_ADMIN_TOKEN } from "../support/fakes/auth.ts";
 import { assertErrorEnvelope } from "../support/envelope.ts";
 import { BASE_URL, fakeServices } from "../support/fakes/index.ts";
@@ -24,6 +24,11 @@ export function request(method: string, path: string, { token = null, body, head
 
 export const asAdmin = (method: string, path: string, options: Omit<RequestOptions, "token"> = {}) => request(method, path, { ...options, token: ADMIN_TOKEN });
 
+/** The fakes the HTTP edge itself uses (EdgeServices); a test adds what its route `uses`: runRoute(route, request, { ...edge, models }). */
+export function edgeOf({ config, auth, logger, metrics, logDatabaseOutage }: EdgeServices): EdgeServices {
+  return { config, auth, logger, metrics, logDatabaseOutage };
+}
+
 /** Fake services, a way to run one route over them, and rows to start from. */
 export function unitApp(options: Parameters<typeof fakeServices>[0] = {}) {
   const fakes = fakeServices(options);
@@ -31,6 +36,8 @@ export function unitApp(options: Parameters<typeof fakeServices>[0] = {}) {
   return {
     ...fakes,
     run: (route: Route, incoming: Request) => runRoute(route, incoming, services),
+    /** Only what the edge uses: runRoute(route, request, { ...app.edge, <the route's uses> }) runs it over no more than that. */
+    edge: edgeOf(services),
     /** Whether the server would serve this route over these services (a disabled provider's routes are left out). */
     serves: (route: Route) => routesFor(services).includes(route),
     async model(code = "sensor", configSchema: string | null = null) {

@@ -14,6 +14,7 @@ export default defineRoute({
     "`invalid_state`, the provider's own error such as `access_denied`, `idp_unavailable` or `login_failed`.",
   tags: ["Authentication"],
   responses: { 302: { description: "Back to the web UI" } },
+  uses: ["browserSession"],
   async handler(request, { services, logger }) {
     const { location, cookies, failure } = await browserSessionOf(services).completeLogin(request);
     if (failure) logger.warn("Browser login failed", { reason: failure });

@@ -11,6 +11,7 @@ export default defineRoute({
   tags: ["Authentication"],
   request: { query: redirectQuery },
   responses: { 302: { description: "To the identity provider's login page" } },
+  uses: ["browserSession"],
   async handler(_request, { services, query }) {
     const { location, cookies } = await browserSessionOf(services).beginLogin(safeRedirectPath(query.redirect));
     return redirect(location, cookies);

@@ -10,6 +10,7 @@ export default defineRoute({
   tags: ["Authentication"],
   request: { query: redirectQuery },
   responses: { 302: { description: "To the identity provider's logout (which returns to `redirect`), or straight to `redirect`" } },
+  uses: ["browserSession"],
   async handler(request, { services, query }) {
     const back = safeRedirectPath(query.redirect);
     if (!services.browserSession) return redirect(back);

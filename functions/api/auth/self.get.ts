@@ -25,6 +25,7 @@ export default defineRoute({
     200: { description: "The signed-in user", content: { "application/json": { schema: signedInUserSchema } } },
     401: { description: "Nobody is signed in, or the session has ended", content: { "application/json": { schema: errorSchema } } },
   },
+  uses: ["auth"],
   async handler(request, { services, responseCookies }) {
     const { subject, email, name, roles } = await services.auth.identify(request, responseCookies);
     return json({ subject, email, name, roles }, 200, { "cache-control": "no-store" });

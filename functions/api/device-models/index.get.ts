@@ -9,6 +9,7 @@ export default defineRoute({
   summary: "List device models, sorted by code",
   tags: ["Device models"],
   responses: { 200: { description: "The device models", content: { "application/json": { schema: modelListSchema } } } },
+  uses: ["models"],
   async handler(_request, { services }) {
     const deviceModels = await services.models.list();
     return json({ device_models: deviceModels, count: deviceModels.length });

@@ -11,6 +11,7 @@ export default defineRoute({
   tags: ["Device models"],
   request: { body: createModelBody },
   responses: { 201: { description: "The new model", content: { "application/json": { schema: modelSchema } } } },
+  uses: ["models"],
   async handler(_request, { services, body }) {
     return json(await services.models.create(body), 201);
   },

@@ -10,6 +10,7 @@ export default defineRoute({
   tags: ["Devices"],
   request: { query: deviceListQuery },
   responses: { 200: { description: "The devices", content: { "application/json": { schema: deviceListSchema } } } },
+  uses: ["devices"],
   async handler(_request, { services, query }) {
     const devices = await services.devices.list(query);
     return json({ devices, count: devices.length });

@@ -11,6 +11,7 @@ export default defineRoute({
   tags: ["Devices"],
   request: { body: createDeviceBody },
   responses: { 201: { description: "The new device", content: { "application/json": { schema: deviceSchema } } } },
+  uses: ["devices"],
   async handler(_request, { services, body }) {
     return json(await services.devices.create(body), 201);
   },

@@ -22,6 +22,7 @@ export default defineRoute({
   summary: "Interactive API documentation (Swagger UI, served from local assets)",
   tags: ["Operations"],
   responses: { 200: { description: "HTML page" } },
+  uses: [],
   async handler() {
     return new Response(PAGE, { headers: { "content-type": "text/html; charset=utf-8" } });
   },

@@ -9,6 +9,7 @@ export default defineRoute({
   summary: "The OpenAPI 3.1 document of this API",
   tags: ["Operations"],
   responses: { 200: { description: "OpenAPI 3.1 JSON" } },
+  uses: ["config"],
   async handler(_request, { routes, services }) {
     return json(buildOpenApiDocument(routes, services.config.BASEURL));
   },

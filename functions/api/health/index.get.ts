@@ -31,6 +31,7 @@ export default defineRoute({
     200: { description: "Ready", content: { "application/json": { schema: healthSchema } } },
     503: { description: "Not ready", content: { "application/json": { schema: healthSchema } } },
   },
+  uses: ["database", "notifier", "embeddedBroker", "logDatabaseOutage"],
   async handler(_request, { services }) {
     const { healthy, body } = await checkHealth(services);
     return json(body, healthy ? 200 : 503, { "cache-control": "no-store" });

@@ -8,6 +8,7 @@ export default defineRoute({
   summary: "Liveness: 200 while the process can serve requests",
   tags: ["Operations"],
   responses: { 200: { description: "Alive" } },
+  uses: [],
   async handler() {
     return json({ status: "alive" }, 200, { "cache-control": "no-store" });
   },

@@ -10,6 +10,7 @@ export default defineRoute({
   description: "warning = TIMEOUT with fewer than ROTATION_CRITICAL_THRESHOLD_DAYS days since the last completed rotation; critical = the other TIMEOUT devices.",
   tags: ["Rotation"],
   responses: { 200: { description: "The dashboard", content: { "application/json": { schema: dashboardSchema } } } },
+  uses: ["rotation"],
   async handler(_request, { services }) {
     return json(await services.rotation.dashboard());
   },

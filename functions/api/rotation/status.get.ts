@@ -9,6 +9,7 @@ export default defineRoute({
   summary: "Devices per rotation state, the pending device and the next scheduled rotation",
   tags: ["Rotation"],
   responses: { 200: { description: "Rotation status", content: { "application/json": { schema: rotationStatusSchema } } } },
+  uses: ["rotation"],
   async handler(_request, { services }) {
     return json(await services.rotation.status());
   },

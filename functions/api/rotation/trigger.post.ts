@@ -11,6 +11,7 @@ export default defineRoute({
   responses: {
     200: { description: "How many devices were queued", content: { "application/json": { schema: z.object({ queued_count: z.number().int() }) } } },
   },
+  uses: ["rotation"],
   async handler(_request, { services }) {
     return json({ queued_count: await services.rotation.triggerAll() });
   },

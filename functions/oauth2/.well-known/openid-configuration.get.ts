@@ -21,6 +21,7 @@ export default defineRoute({
   summary: "Discovery document of the built-in provider",
   tags: ["OAuth2"],
   responses: { 200: { description: "OpenID provider metadata", content: { "application/json": { schema: discovery } } } },
+  uses: ["builtinIssuer"],
   async handler(_request, { services }) {
     const issuer = builtinIssuerOf(services);
     return json(

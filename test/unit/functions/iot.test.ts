@@ -8,6 +8,7 @@ import firmwareVersion from "../../../functions/iot/firmware-version.get.ts";
 import firmware from "../../../functions/iot/firmware.get.ts";
 import provisioning from "../../../functions/iot/provisioning.get.ts";
 import state from "../../../functions/iot/state.post.ts";
+import { runRoute } from "../../../lib/http/app.ts";
 import { deviceToken } from "../../support/fakes/auth.ts";
 import { buildImage } from "../../support/firmware-image.ts";
 import { asAdmin, expectDeviceOnly, expectError, request, unitApp, type UnitApp } from "../harness.ts";
@@ -21,7 +22,8 @@ describe("functions/iot/config.get.ts", () => {
   it("sends the calling device's config byte for byte", async () => {
     const app = unitApp();
     const { device, token } = await app.device({ deviceName: "Hall", nested: { a: [1, 2] } });
-    const response = await app.run(config, request("GET", "/iot/config", { token }));
+    // uses: [] — the device comes with the principal, so the edge's services are all the route is given.
+    const response = await runRoute(config, request("GET", "/iot/config", { token }), app.edge);
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("cache-control"), "no-cache");
     assert.equal(await response.text(), device.config);

@@ -5,6 +5,7 @@ import { createLocalJWKSet, jwtVerify } from "jose";
 import discovery from "../../../functions/oauth2/.well-known/openid-configuration.get.ts";
 import jwks from "../../../functions/oauth2/jwks.get.ts";
 import token from "../../../functions/oauth2/token.post.ts";
+import { runRoute } from "../../../lib/http/app.ts";
 import { expectError, request, unitApp, type UnitApp } from "../harness.ts";
 
 const KEYCLOAK_ENV = { KEYCLOAK_BASE_URL: "http://keycloak.test", KEYCLOAK_REALM: "iot", KEYCLOAK_ADMIN_CLIENT_ID: "backend", KEYCLOAK_ADMIN_CLIENT_SECRET: "backend-secret" };
@@ -91,7 +92,8 @@ describe("functions/oauth2/jwks.get.ts", () => {
 
 describe("functions/oauth2/.well-known/openid-configuration.get.ts", () => {
   it("describes the built-in provider's endpoints", async () => {
-    const response = await unitApp().run(discovery, request("GET", "/oauth2/.well-known/openid-configuration"));
+    const { edge, services } = unitApp();
+    const response = await runRoute(discovery, request("GET", "/oauth2/.well-known/openid-configuration"), { ...edge, builtinIssuer: services.builtinIssuer });
     assert.equal(response.status, 200);
     const body = await response.json();
     assert.deepEqual([body.issuer, body.token_endpoint, body.jwks_uri], ["http://iot.test/oauth2", "http://iot.test/oauth2/token", "http://iot.test/oauth2/jwks"]);

@@ -11,6 +11,7 @@ export default defineRoute({
   tags: ["Device models"],
   request: { params: idParams },
   responses: imageDownloadResponses,
+  uses: ["models", "firmware"],
   async handler(request, { services, params }) {
     const model = await services.models.findRow(params.id);
     return fileResponse(request, services.firmware.source(model), {

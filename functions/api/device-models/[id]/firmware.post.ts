@@ -32,6 +32,7 @@ export default defineRoute({
     200: { description: "Stored", content: { "application/json": { schema: firmwareUploadSchema } } },
     409: { description: "Another image of the model already has this version string (FIRMWARE_VERSION_EXISTS)" },
   },
+  uses: ["config", "models", "firmware"],
   async handler(request, { services, params, query, principal }) {
     const model = await services.models.findRow(params.id);
     const version = await services.firmware.save(model, uploadedFile(request, services.config.FIRMWARE_MAX_BYTES), {

@@ -14,6 +14,7 @@ export default defineRoute({
     200: { description: "The model's fleet", content: { "application/json": { schema: fleetSchema } } },
     404: { description: "No such model" },
   },
+  uses: ["deviceState"],
   async handler(_request, { services, params, query }) {
     return json(await services.deviceState.fleet(params.id, query.stale_hours ?? DEFAULT_STALE_HOURS));
   },

@@ -10,6 +10,7 @@ export default defineRoute({
   tags: ["Device models"],
   request: { params: idParams },
   responses: { 204: { description: "Deleted" } },
+  uses: ["models"],
   async handler(_request, { services, params }) {
     await services.models.remove(params.id);
     return noContent();

@@ -10,6 +10,7 @@ export default defineRoute({
   tags: ["Device models"],
   request: { params: idParams },
   responses: { 200: { description: "The model", content: { "application/json": { schema: modelSchema } } } },
+  uses: ["models"],
   async handler(_request, { services, params }) {
     return json(await services.models.get(params.id));
   },

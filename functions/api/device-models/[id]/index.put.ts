@@ -10,6 +10,7 @@ export default defineRoute({
   tags: ["Device models"],
   request: { params: idParams, body: updateModelBody },
   responses: { 200: { description: "The updated model", content: { "application/json": { schema: modelSchema } } } },
+  uses: ["models"],
   async handler(_request, { services, params, body }) {
     return json(await services.models.update(params.id, body));
   },

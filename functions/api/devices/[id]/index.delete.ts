@@ -10,6 +10,7 @@ export default defineRoute({
   tags: ["Devices"],
   request: { params: idParams },
   responses: { 204: { description: "Deleted" } },
+  uses: ["devices"],
   async handler(_request, { services, params }) {
     await services.devices.remove(params.id);
     return noContent();

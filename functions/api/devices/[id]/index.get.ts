@@ -10,6 +10,7 @@ export default defineRoute({
   tags: ["Devices"],
   request: { params: idParams },
   responses: { 200: { description: "The device", content: { "application/json": { schema: deviceSchema } } } },
+  uses: ["devices"],
   async handler(_request, { services, params }) {
     return json(await services.devices.get(params.id));
   },

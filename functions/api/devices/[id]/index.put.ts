@@ -10,6 +10,7 @@ export default defineRoute({
   tags: ["Devices"],
   request: { params: idParams, body: updateDeviceBody },
   responses: { 200: { description: "The updated device", content: { "application/json": { schema: deviceSchema } } } },
+  uses: ["devices"],
   async handler(_request, { services, params, body }) {
     return json(await services.devices.update(params.id, body));
   },

@@ -12,6 +12,7 @@ export default defineRoute({
   tags: ["Devices"],
   request: { params: idParams },
   responses: { 200: { description: "The client's status", content: { "application/json": { schema: deviceClientStatusSchema } } } },
+  uses: ["logger", "database", "identity", "devices"],
   async handler(_request, { services, params }) {
     return json(await deviceClientStatus(services, params.id));
   },

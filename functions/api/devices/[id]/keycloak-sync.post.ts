@@ -14,6 +14,7 @@ export default defineRoute({
   tags: ["Devices"],
   request: { params: idParams },
   responses: { 200: { description: "The client after the repair", content: { "application/json": { schema: deviceClientSyncSchema } } } },
+  uses: ["logger", "database", "identity", "devices"],
   async handler(_request, { services, params }) {
     return json(await syncDeviceClient(services, params.id));
   },

@@ -64,6 +64,7 @@ export default defineRoute({
       content: { "application/json": { schema: errorSchema } },
     },
   },
+  uses: ["provisioning"],
   async handler(_request, { services, params, query }) {
     const pkg = await services.provisioning.forAdmin(params.id);
     if (query.partition_size === undefined) {

@@ -16,6 +16,7 @@ export default defineRoute({
       content: { "application/json": { schema: z.object({ status: z.enum(["queued", "already_pending"]) }) } },
     },
   },
+  uses: ["rotation"],
   async handler(_request, { services, params }) {
     return json({ status: await services.rotation.rotateDevice(params.id) });
   },

@@ -21,6 +21,7 @@ export default defineRoute({
   tags: ["Operations"],
   request: { params: z.object({ file: z.string() }) },
   responses: { 200: { description: "The asset" } },
+  uses: [],
   async handler(_request, { params }) {
     const headers = { "cache-control": "public, max-age=86400" };
     if (params.file === "docs-init.js") {

@@ -7,6 +7,7 @@ import logout from "../../../../functions/api/auth/logout.get.ts";
 import self from "../../../../functions/api/auth/self.get.ts";
 import { NON_ADMIN_TOKEN } from "../../../support/fakes/auth.ts";
 import { ACCESS_COOKIE, IDP } from "../../../support/fakes/browser-session.ts";
+import { runRoute } from "../../../../lib/http/app.ts";
 import { asAdmin, expectError, request, unitApp } from "../../harness.ts";
 
 describe("functions/api/auth/login.get.ts", () => {
@@ -64,9 +65,10 @@ describe("functions/api/auth/logout.get.ts", () => {
   });
 
   it("without browser login goes straight back to the (safe) path", async () => {
-    const app = unitApp();
-    assert.equal((await app.run(logout, request("GET", "/api/auth/logout?redirect=/bye"))).headers.get("location"), "/bye");
-    assert.equal((await app.run(logout, request("GET", "/api/auth/logout?redirect=https://evil.test"))).headers.get("location"), "/");
+    const { edge } = unitApp();
+    const run = (path: string) => runRoute(logout, request("GET", path), { ...edge, browserSession: null });
+    assert.equal((await run("/api/auth/logout?redirect=/bye")).headers.get("location"), "/bye");
+    assert.equal((await run("/api/auth/logout?redirect=https://evil.test")).headers.get("location"), "/");
   });
 });
 

@@ -14,6 +14,7 @@ import deleteVersion from "../../../../functions/api/device-models/[id]/firmware
 import getVersion from "../../../../functions/api/device-models/[id]/firmware/versions/[vid]/index.get.ts";
 import getFleet from "../../../../functions/api/device-models/[id]/fleet.get.ts";
 import listVersions from "../../../../functions/api/device-models/[id]/firmware/versions/index.get.ts";
+import { runRoute } from "../../../../lib/http/app.ts";
 import { buildImage } from "../../../support/firmware-image.ts";
 import { asAdmin, expectAdminOnly, expectError, unitApp, type UnitApp } from "../../harness.ts";
 
@@ -31,7 +32,8 @@ describe("functions/api/device-models/index.get.ts", () => {
     const zeta = await app.model("zeta");
     await app.model("alpha");
     await app.device({}, zeta.id);
-    const response = await app.run(listModels, asAdmin("GET", "/api/device-models"));
+    // Only what the route uses (uses: ["models"]) besides the edge's services.
+    const response = await runRoute(listModels, asAdmin("GET", "/api/device-models"), { ...app.edge, models: app.services.models });
     assert.equal(response.status, 200);
     const body = await response.json();
     assert.equal(body.count, 2);

@@ -10,6 +10,7 @@ import provisioning from "../../../../functions/api/devices/[id]/provisioning.ge
 import rotateDevice from "../../../../functions/api/devices/[id]/rotate.post.ts";
 import listDevices from "../../../../functions/api/devices/index.get.ts";
 import createDevice from "../../../../functions/api/devices/index.post.ts";
+import { runRoute } from "../../../../lib/http/app.ts";
 import { asAdmin, expectAdminOnly, expectError, unitApp } from "../../harness.ts";
 
 const SCHEMA = JSON.stringify({ type: "object", properties: { deviceName: { type: "string" } }, required: ["deviceName"] });
@@ -21,12 +22,13 @@ describe("functions/api/devices/index.get.ts", () => {
     const first = await app.device({}, model.id);
     const second = await app.device({}, model.id);
     await app.device();
-    const all = await (await app.run(listDevices, asAdmin("GET", "/api/devices"))).json();
+    const run = (path: string) => runRoute(listDevices, asAdmin("GET", path), { ...app.edge, devices: app.services.devices });
+    const all = await (await run("/api/devices")).json();
     assert.equal(all.count, 3);
     assert.deepEqual(all.devices.map((d: { key: string }) => d.key), [...all.devices.map((d: { key: string }) => d.key)].sort());
-    const ofModel = await (await app.run(listDevices, asAdmin("GET", `/api/devices?model_id=${model.id}`))).json();
+    const ofModel = await (await run(`/api/devices?model_id=${model.id}`)).json();
     assert.deepEqual(ofModel.devices.map((d: { id: number }) => d.id).sort(), [first.device.id, second.device.id].sort());
-    const queued = await (await app.run(listDevices, asAdmin("GET", "/api/devices?rotation_state=QUEUED"))).json();
+    const queued = await (await run("/api/devices?rotation_state=QUEUED")).json();
     assert.equal(queued.count, 0);
   });
 

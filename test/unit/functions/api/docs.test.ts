@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import assets from "../../../../functions/api/docs/assets/[file].get.ts";
 import docs from "../../../../functions/api/docs/index.get.ts";
 import openApi from "../../../../functions/api/docs/openapi.json.get.ts";
+import { runRoute } from "../../../../lib/http/app.ts";
 import { expectError, request, unitApp } from "../../harness.ts";
 
 describe("functions/api/docs/index.get.ts", () => {
@@ -19,7 +20,8 @@ describe("functions/api/docs/index.get.ts", () => {
 
 describe("functions/api/docs/openapi.json.get.ts", () => {
   it("serves the OpenAPI 3.1 document of the app's routes", async () => {
-    const response = await unitApp().run(openApi, request("GET", "/api/docs/openapi.json"));
+    const { edge, services } = unitApp();
+    const response = await runRoute(openApi, request("GET", "/api/docs/openapi.json"), { ...edge, config: services.config });
     assert.equal(response.status, 200);
     const document = await response.json();
     assert.match(document.openapi, /^3\.1/);

@@ -3,11 +3,14 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import readiness from "../../../../functions/api/health/index.get.ts";
 import liveness from "../../../../functions/api/health/live.get.ts";
+import { runRoute } from "../../../../lib/http/app.ts";
 import { request, unitApp } from "../../harness.ts";
 
 describe("functions/api/health/index.get.ts", () => {
   it("200 healthy while the database answers, with the broker's state, uncached", async () => {
-    const response = await unitApp().run(readiness, request("GET", "/api/health"));
+    const { edge, services } = unitApp();
+    const { database, notifier, embeddedBroker } = services;
+    const response = await runRoute(readiness, request("GET", "/api/health"), { ...edge, database, notifier, embeddedBroker });
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("cache-control"), "no-store");
     assert.deepEqual(await response.json(), { status: "healthy", database: "connected", mqtt: "connected" });
@@ -35,7 +38,8 @@ describe("functions/api/health/live.get.ts", () => {
   it("200 alive, also while the database is down", async () => {
     const app = unitApp();
     app.database.server.up = false;
-    const response = await app.run(liveness, request("GET", "/api/health/live"));
+    // uses: [] — the edge's services are all it is given.
+    const response = await runRoute(liveness, request("GET", "/api/health/live"), app.edge);
     assert.equal(response.status, 200);
     assert.deepEqual(await response.json(), { status: "alive" });
   });

@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import dashboard from "../../../../functions/api/rotation/dashboard.get.ts";
 import status from "../../../../functions/api/rotation/status.get.ts";
 import trigger from "../../../../functions/api/rotation/trigger.post.ts";
+import { runRoute } from "../../../../lib/http/app.ts";
 import { asAdmin, expectAdminOnly, unitApp } from "../../harness.ts";
 
 describe("functions/api/rotation/trigger.post.ts", () => {
@@ -31,7 +32,7 @@ describe("functions/api/rotation/status.get.ts", () => {
     const { device } = await app.device();
     await app.device();
     await app.services.rotation.rotateDevice(device.id);
-    const response = await app.run(status, asAdmin("GET", "/api/rotation/status"));
+    const response = await runRoute(status, asAdmin("GET", "/api/rotation/status"), { ...app.edge, rotation: app.services.rotation });
     assert.equal(response.status, 200);
     const body = await response.json();
     assert.deepEqual(body.counts_by_state, { OK: 1, QUEUED: 0, PENDING: 1, TIMEOUT: 0 });

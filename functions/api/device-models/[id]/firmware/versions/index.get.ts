@@ -12,6 +12,7 @@ export default defineRoute({
   tags: ["Device models"],
   request: { params: idParams },
   responses: { 200: { description: "The versions", content: { "application/json": { schema: firmwareVersionListSchema } } } },
+  uses: ["models", "firmware"],
   async handler(_request, { services, params }) {
     const model = await services.models.findRow(params.id);
     const versions = (await services.firmware.listVersions(model)).map((row) => toFirmwareVersion(row, model));

@@ -16,6 +16,7 @@ export default defineRoute({
   tags: ["Device models"],
   request: { params: versionParams },
   responses: imageDownloadResponses,
+  uses: ["models", "firmware"],
   async handler(request, { services, params }) {
     const model = await services.models.findRow(params.id);
     const version = await services.firmware.version(model, params.vid);

@@ -14,6 +14,7 @@ export default defineRoute({
     204: { description: "Deleted" },
     409: { description: "The version is in use (FIRMWARE_VERSION_IN_USE)" },
   },
+  uses: ["models", "firmware"],
   async handler(_request, { services, params }) {
     const model = await services.models.findRow(params.id);
     await services.firmware.deleteVersion(model, params.vid);

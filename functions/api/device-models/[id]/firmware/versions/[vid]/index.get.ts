@@ -12,6 +12,7 @@ export default defineRoute({
   tags: ["Device models"],
   request: { params: versionParams },
   responses: { 200: { description: "The version", content: { "application/json": { schema: firmwareVersionSchema } } } },
+  uses: ["models", "firmware"],
   async handler(_request, { services, params }) {
     const model = await services.models.findRow(params.id);
     return json(toFirmwareVersion(await services.firmware.version(model, params.vid), model));
