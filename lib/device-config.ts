@@ -13,6 +13,20 @@ export const configRefused = (message: string, fieldMessage: string): ConfigChec
   errors: [{ field: "config", message: fieldMessage }],
 });
 
+/** Where a config error is, as a JSON pointer into the config ("/deviceName"; "the config" for the config itself). */
+const pointerOf = (field: string) => (field === "config" ? "the config" : `/${field.replace(/^config\./, "").replaceAll(".", "/")}`);
+
+/**
+ * A config that breaks its model's schema: the sentence names the first problem (the UI shows only the sentence),
+ * with how many more there are; errors lists them all.
+ */
+export function configMismatch(errors: FieldError[]): ConfigCheck {
+  const [first] = errors;
+  const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : "";
+  const message = first ? `Config validation failed: ${pointerOf(first.field)} ${first.message}${more}` : "Config validation failed";
+  return { ok: false, message, errors };
+}
+
 /** A write to a model whose stored schema cannot be used (saved before a rule that now refuses it, say). */
 export const modelSchemaRefused = (modelCode: string, problem: string) =>
   configRefused(`The schema of model "${modelCode}" is refused; save a corrected config_schema first.`, `cannot be checked: ${problem}`);

@@ -1,5 +1,5 @@
 import { parentPort } from "node:worker_threads";
-import { type ConfigCheck, configRefused, copiedFields, modelSchemaRefused } from "./device-config.ts";
+import { type ConfigCheck, configMismatch, configRefused, copiedFields, modelSchemaRefused } from "./device-config.ts";
 import type { FieldError } from "./errors.ts";
 import { compileSchema, validateAgainstSchema, warmUp } from "./json-schema.ts";
 import { unsafeInputProblem } from "./safe-input.ts";
@@ -39,7 +39,7 @@ function checkConfig(request: Extract<CheckerRequest, { kind: "config" }>): Conf
         "cannot be checked: that recursed too deeply (the config nests too deeply, or the model's schema refers to itself without descending into it)",
       );
     }
-    if (errors.length > 0) return { ok: false, message: `The config does not match the schema of ${model}.`, errors };
+    if (errors.length > 0) return configMismatch(errors);
   }
   return { ok: true, fields: copiedFields(value) };
 }

@@ -57,7 +57,9 @@ describe("devices API", () => {
     assert.equal(body.code, "VALIDATION_FAILED");
     assert.ok(body.details.errors.length > 0);
     const wrongType = await create({ deviceName: "x", interval: 0 });
-    assert.deepEqual((await wrongType.json()).details.errors, [{ field: "config.interval", message: "must be >= 1" }]);
+    const wrongTypeBody = await wrongType.json();
+    assert.deepEqual(wrongTypeBody.details.errors, [{ field: "config.interval", message: "must be >= 1" }]);
+    assert.equal(wrongTypeBody.error, "Config validation failed: /interval must be >= 1");
     const notJson = await create("{deviceName: x}");
     assert.equal(notJson.status, 400);
     assert.equal((await notJson.json()).details.errors[0].field, "config");

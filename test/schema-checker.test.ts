@@ -34,7 +34,7 @@ describe("schema checker (worker with deadlines)", () => {
     assert.equal(results[1]!.ok, false);
     assert.deepEqual(results[2], {
       ok: false,
-      message: 'The config does not match the schema of model "m".',
+      message: "Config validation failed: /deviceName must be string",
       errors: [{ field: "config.deviceName", message: "must be string" }],
     });
     assert.match(String(results[3]), /refers to itself without descending into the config/);
@@ -45,6 +45,7 @@ describe("schema checker (worker with deadlines)", () => {
     const check = await checker.checkConfig({ schema: '{"items": {"type": "string"}}', config: JSON.stringify(Array(5000).fill(0)), modelCode: "m" });
     assert.ok(!check.ok);
     assert.equal(check.errors.length, 100);
+    assert.equal(check.message, "Config validation failed: /0 must be string (and 99 more)");
   });
 
   test("a schema needing more memory than the worker has is refused", async () => {

@@ -1,5 +1,5 @@
 /** DeviceService over the shared rows, with the device's OAuth2 client in the fake identity provider. */
-import { copiedFields } from "../../../lib/device-config.ts";
+import { configMismatch, copiedFields } from "../../../lib/device-config.ts";
 import type { ModelRow } from "../../../db/schema.ts";
 import { deviceClientId, type DeviceService, generateDeviceKey, toDevice, toDeviceSummary } from "../../../lib/devices.ts";
 import { deviceNotFound, validationFailed } from "../../../lib/errors.ts";
@@ -19,7 +19,8 @@ function readConfig(text: string, model: ModelRow) {
   const schema = model.configSchema === null ? null : compileSchema(model.configSchema);
   if (schema?.ok) {
     const errors = validateAgainstSchema(schema.validate, value);
-    if (errors.length > 0) throw validationFailed(errors, `The config does not match the schema of model "${model.code}".`);
+    const mismatch = configMismatch(errors);
+    if (errors.length > 0 && !mismatch.ok) throw validationFailed(errors, mismatch.message);
   }
   return { config: text, ...copiedFields(value) };
 }

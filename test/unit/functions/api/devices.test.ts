@@ -69,6 +69,14 @@ describe("functions/api/devices/index.post.ts", () => {
     assert.deepEqual(await app.services.devices.list({}), []);
   });
 
+  it("names the first field that breaks the schema, and why, in the error sentence", async () => {
+    const app = unitApp();
+    const model = await app.model("thermo", SCHEMA);
+    const response = await app.run(createDevice, asAdmin("POST", "/api/devices", { body: { device_model_id: model.id, config: '{"deviceName": 5}' } }));
+    const body = await expectError(response, 400, "VALIDATION_FAILED");
+    assert.match(String(body.error), /^Config validation failed: \/deviceName must be string/);
+  });
+
   it("is for admins only", () => expectAdminOnly(createDevice, "POST", "/api/devices", { body: { device_model_id: 1, config: "{}" } }));
 });
 
