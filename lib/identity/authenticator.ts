@@ -22,7 +22,8 @@ function bearerToken(request: Request): string | null {
 }
 
 const STATIC_ADMIN: AdminPrincipal = { kind: "admin", subject: "admin-api-token", email: null, name: "Admin API token", roles: ["admin"] };
-const DEV_ADMIN: AdminPrincipal = { kind: "admin", subject: "auth-disabled", email: null, name: "Development (auth disabled)", roles: ["admin"] };
+/** Everybody under AUTH_DISABLED: the UI shows its name as the signed-in user's. */
+const DEV_ADMIN: AdminPrincipal = { kind: "admin", subject: "auth-disabled", email: null, name: "Local Admin", roles: ["admin"] };
 
 export function createAuthenticator(options: {
   config: Pick<Config, "AUTH_DISABLED">;

@@ -91,6 +91,12 @@ describe("functions/api/auth/self.get.ts", () => {
     assert.equal((await response.json()).subject, "user-1");
   });
 
+  it("under AUTH_DISABLED=true names a person, Local Admin, without a token", async () => {
+    const response = await unitApp({ env: { AUTH_DISABLED: "true" } }).run(self, request("GET", "/api/auth/self"));
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { subject: "auth-disabled", email: null, name: "Local Admin", roles: ["admin"] });
+  });
+
   it("answers 401 when nobody is signed in or the token is not valid", async () => {
     const app = unitApp();
     await expectError(await app.run(self, request("GET", "/api/auth/self")), 401, "UNAUTHORIZED");
