@@ -198,6 +198,17 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
     assert.deepEqual(await bytesOf(await deviceGet(devicesA[0]!)), blink);
   });
 
+  test("curl --data-binary's default content type with a bearer token is the raw image; text is still 415", async () => {
+    const model = (await (await server.admin("POST", "/api/device-models", { code: "fw_curl", name: "fw_curl" })).json()).id as number;
+    const curlImage = buildImage({ version: "curl-1.0", size: 8192 });
+    const stored = await upload(model, curlImage, "application/x-www-form-urlencoded");
+    assert.equal(stored.status, 200);
+    assert.equal(await version(model), "curl-1.0");
+    assert.deepEqual(await bytesOf(await admin("GET", `/api/device-models/${model}/firmware`)), curlImage);
+    assert.equal((await assertErrorEnvelope(await upload(model, curlImage, "text/plain"), 415, "text")).code, "UNSUPPORTED_MEDIA_TYPE");
+    assert.equal((await server.admin("DELETE", `/api/device-models/${model}`)).status, 204);
+  });
+
   test("a rejected, oversized or broken-off upload notifies no device; a stored one does", async () => {
     const subscriber = await mqtt.connectAsync(MQTT_TEST_URL, { clientId: `fw-none-${randomBytes(4).toString("hex")}` });
     const received: string[] = [];

@@ -11,15 +11,22 @@ const UPLOAD_CONTENT_TYPES = ["application/octet-stream", "multipart/form-data"]
 /** Room for the multipart boundaries, part headers and small extra fields around the file. */
 const MULTIPART_OVERHEAD = 64 * 1024;
 
+/** What `curl --data-binary` sends without `-H "Content-Type: …"`; the body is still the raw file. */
+const CURL_DEFAULT_TYPE = "application/x-www-form-urlencoded";
+
 /**
  * The bytes of an uploaded file, streamed (never buffered whole) and limited to `limit` bytes (413 beyond):
- * either the raw body (`application/octet-stream`, or no content type) or the field `file` of a
- * `multipart/form-data` body. The content type is checked at once (415), before any byte is read.
+ * either the raw body (`application/octet-stream`) or the field `file` of a `multipart/form-data` body. With
+ * `untypedRaw` (the caller sent a bearer token on purpose, not just a browser's cookie) a body without a content type
+ * or with curl's default `application/x-www-form-urlencoded` is taken as the raw file too: a cross-site form can send
+ * that type with the browser's cookie, so it is never accepted on a session alone. Anything else is 415, checked
+ * at once, before any byte is read.
  */
-export function uploadedFile(request: Request, limit: number): AsyncIterable<Uint8Array> {
+export function uploadedFile(request: Request, limit: number, { untypedRaw }: { untypedRaw: boolean }): AsyncIterable<Uint8Array> {
   const type = mediaType(request);
-  if (type === "" || type === "application/octet-stream") return limitedChunks(request, limit);
+  if (type === "application/octet-stream") return limitedChunks(request, limit);
   if (type === "multipart/form-data") return multipartFile(request, limit);
+  if (untypedRaw && (type === "" || type === CURL_DEFAULT_TYPE)) return limitedChunks(request, limit);
   throw unsupportedMediaType(UPLOAD_CONTENT_TYPES);
 }
 

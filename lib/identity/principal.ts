@@ -5,7 +5,14 @@ import { unauthorized } from "../errors.ts";
 /** Who may call a route: an admin, a device (by its own token), or anybody. */
 export type Access = "admin" | "device" | "public";
 
-export type AdminPrincipal = { kind: "admin"; subject: string; email: string | null; name: string | null; roles: string[] };
+/** An admin as a token names it (what an admin TokenVerifier returns). */
+export type AdminIdentity = { kind: "admin"; subject: string; email: string | null; name: string | null; roles: string[] };
+/**
+ * How an admin's request was authenticated: a bearer token in its Authorization header, the browser session cookie,
+ * or nothing (AUTH_DISABLED). A browser sends the cookie on its own; a bearer token is sent on purpose.
+ */
+export type AdminCredential = "bearer" | "session" | "none";
+export type AdminPrincipal = AdminIdentity & { credential: AdminCredential };
 /**
  * The device a token names, with its model row (read by the same query, so device routes need no second one).
  * `secretGeneration`: which of the client's secrets the token was made with (built-in provider; null for Keycloak).

@@ -2,7 +2,7 @@ import type { Database } from "../../db/client.ts";
 import { prepareDeviceByClientId } from "../../db/device-with-model.ts";
 import type { Config } from "../config.ts";
 import { AppError, forbidden, unauthorized } from "../errors.ts";
-import type { AdminPrincipal, DevicePrincipal, TokenVerifier } from "./principal.ts";
+import type { AdminIdentity, DevicePrincipal, TokenVerifier } from "./principal.ts";
 import type { Metrics } from "../metrics.ts";
 import type { BuiltinIssuer } from "./builtin-issuer.ts";
 import { keycloakRealmUrls } from "./keycloak-urls.ts";
@@ -31,7 +31,7 @@ function createDeviceTokenVerifier(check: JwtCheck, db: Database): TokenVerifier
 }
 
 /** An admin token: roles from the realm and from the backend's client; a device's token is never an admin. */
-function createAdminTokenVerifier(check: JwtCheck, rolesClientId: string): TokenVerifier<AdminPrincipal> {
+function createAdminTokenVerifier(check: JwtCheck, rolesClientId: string): TokenVerifier<AdminIdentity> {
   return async (token) => {
     const claims = await check(token);
     if (DEVICE_CLIENT_ID.test(claims.azp ?? "")) throw forbidden("A device token cannot be used for the admin API.");

@@ -3,7 +3,7 @@
  * and device tokens that stand for a client-credentials grant (`<client id>.<secret>`, checked by the fake provider).
  */
 import { type Authenticator, createAuthenticator, type ResponseCookies } from "../../../lib/identity/authenticator.ts";
-import type { AdminPrincipal, DevicePrincipal } from "../../../lib/identity/principal.ts";
+import type { AdminIdentity, DevicePrincipal } from "../../../lib/identity/principal.ts";
 import { unauthorized } from "../../../lib/errors.ts";
 import { observingDevices } from "../../../lib/device-state/observing.ts";
 import type { DeviceStateService } from "../../../lib/device-state/service.ts";
@@ -14,7 +14,7 @@ import type { FakeIdentityProvider } from "./identity.ts";
 import type { FakeWorld } from "./world.ts";
 
 export const NON_ADMIN_TOKEN = "signed-in-without-admin-role";
-const NON_ADMIN: AdminPrincipal = { kind: "admin", subject: "user-1", email: "user@example.test", name: "Plain User", roles: ["user"] };
+const NON_ADMIN: AdminIdentity = { kind: "admin", subject: "user-1", email: "user@example.test", name: "Plain User", roles: ["user"] };
 
 /** A device token for these credentials; it is refused once the secret no longer works. */
 export const deviceToken = (clientId: string, secret: string) => `${clientId}.${secret}`;

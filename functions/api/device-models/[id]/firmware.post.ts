@@ -19,7 +19,10 @@ export default defineRoute({
     params: idParams,
     query: firmwareUploadQuery,
     rawBody: {
-      description: "The image as the raw body, or as the multipart field `file` (other fields are ignored)",
+      description:
+        "The image as the raw body, or as the multipart field `file` (other fields are ignored). With a bearer token a raw body " +
+        "may also come without a content type or as `application/x-www-form-urlencoded` (what `curl --data-binary` sends); " +
+        "with only the session cookie that is 415, as is any other type (JSON, text).",
       content: {
         "application/octet-stream": { schema: { type: "string", format: "binary" } },
         "multipart/form-data": {
@@ -35,7 +38,9 @@ export default defineRoute({
   uses: ["config", "models", "firmware"],
   async handler(request, { services, params, query, principal }) {
     const model = await services.models.findRow(params.id);
-    const version = await services.firmware.save(model, uploadedFile(request, services.config.FIRMWARE_MAX_BYTES), {
+    // curl --data-binary's default content type is taken as the raw image from a bearer caller, never on a cookie alone.
+    const untypedRaw = principal.kind === "admin" && principal.credential !== "session";
+    const version = await services.firmware.save(model, uploadedFile(request, services.config.FIRMWARE_MAX_BYTES, { untypedRaw }), {
       notes: query.notes?.trim() || null,
       uploadedBy: principal.kind === "admin" ? principal.subject : null,
     });

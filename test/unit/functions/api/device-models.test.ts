@@ -16,7 +16,10 @@ import getFleet from "../../../../functions/api/device-models/[id]/fleet.get.ts"
 import listVersions from "../../../../functions/api/device-models/[id]/firmware/versions/index.get.ts";
 import { runRoute } from "../../../../lib/http/app.ts";
 import { buildImage } from "../../../support/firmware-image.ts";
-import { asAdmin, expectAdminOnly, expectError, unitApp, type UnitApp } from "../../harness.ts";
+import { ACCESS_COOKIE } from "../../../support/fakes/browser-session.ts";
+import { BASE_URL } from "../../../support/fakes/index.ts";
+import { ADMIN_TOKEN } from "../../../support/tokens.ts";
+import { asAdmin, expectAdminOnly, expectError, request, unitApp, type UnitApp } from "../../harness.ts";
 
 const SCHEMA = JSON.stringify({ type: "object", properties: { deviceName: { type: "string" } } });
 const image = (version: string, options: { secureVersion?: number; elfSha256?: string } = {}) => buildImage({ version, size: 4096, ...options });
@@ -224,6 +227,40 @@ describe("functions/api/device-models/[id]/firmware.post.ts", () => {
     await expectError(await post(model.id, new Blob([image("1.0.0")])), 413, "PAYLOAD_TOO_LARGE");
     await expectError(await post(model.id, new Blob(["{}"]), "application/json"), 415, "UNSUPPORTED_MEDIA_TYPE");
     await expectError(await post(999, new Blob([new Uint8Array(10)])), 404, "DEVICE_MODEL_NOT_FOUND");
+  });
+
+  it("takes curl's default content type (or none) as the raw image from a bearer caller, never from a session cookie alone", async () => {
+    const app = unitApp({ browserLogin: true });
+    const model = await app.model();
+    const path = `/api/device-models/${model.id}/firmware`;
+    const curlStyle = (body: Uint8Array<ArrayBuffer>) => ({ body: new Blob([body]), headers: { "content-type": "application/x-www-form-urlencoded" } });
+    const stored = await app.run(uploadFirmware, asAdmin("POST", path, curlStyle(image("2.0.0"))));
+    assert.equal(stored.status, 200);
+    assert.equal((await stored.json()).firmware_version, "2.0.0");
+    assert.equal((await app.services.models.get(model.id)).firmware_version, "2.0.0");
+    const untyped = await app.run(uploadFirmware, asAdmin("POST", path, { body: new Blob([image("2.0.1")]) }));
+    assert.equal(untyped.status, 200);
+    // Still checked as an image.
+    await expectError(await app.run(uploadFirmware, asAdmin("POST", path, curlStyle(new Uint8Array(1000)))), 400, "INVALID_FIRMWARE");
+
+    const session = { cookie: `${ACCESS_COOKIE}=${ADMIN_TOKEN}`, origin: BASE_URL };
+    const byCookie = (body: Uint8Array<ArrayBuffer>, type?: string) =>
+      app.run(uploadFirmware, request("POST", path, { body: new Blob([body]), headers: type ? { ...session, "content-type": type } : session }));
+    await expectError(await byCookie(image("2.1.0"), "application/x-www-form-urlencoded"), 415, "UNSUPPORTED_MEDIA_TYPE");
+    await expectError(await byCookie(image("2.1.0")), 415, "UNSUPPORTED_MEDIA_TYPE");
+    // The same session with a proper type is fine: only the guessed raw body needs the bearer token.
+    assert.equal((await byCookie(image("2.1.0"), "application/octet-stream")).status, 200);
+    assert.equal((await app.services.models.get(model.id)).firmware_version, "2.1.0");
+  });
+
+  it("answers 415 to a bearer caller for types that are clearly something else (JSON, text)", async () => {
+    const app = unitApp();
+    const model = await app.model();
+    for (const type of ["application/json", "text/plain"]) {
+      const response = await app.run(uploadFirmware, asAdmin("POST", `/api/device-models/${model.id}/firmware`, { body: new Blob([image("1.0.0")]), headers: { "content-type": type } }));
+      await expectError(response, 415, "UNSUPPORTED_MEDIA_TYPE");
+    }
+    assert.equal((await app.services.models.get(model.id)).firmware_version, null);
   });
 
   it("is for admins only", () => expectAdminOnly(uploadFirmware, "POST", "/api/device-models/1/firmware"));
