@@ -313,6 +313,19 @@ describe("API docs", () => {
       }
     }
 
+    // Every route that can answer 409 documents it, with the error envelope.
+    for (const [method, path] of [
+      ["post", "/api/device-models"],
+      ["delete", "/api/device-models/{id}"],
+      ["post", "/api/device-models/{id}/firmware"],
+      ["delete", "/api/device-models/{id}/firmware/versions/{vid}"],
+    ] as const) {
+      const conflict = resolve(doc.paths[path]?.[method]?.responses?.["409"]);
+      assert.ok(conflict, `${method.toUpperCase()} ${path} documents 409`);
+      const schema = resolve(conflict.content?.["application/json"]?.schema);
+      assert.ok(schema?.properties?.code && schema?.properties?.error, `${method.toUpperCase()} ${path}: 409 is the error envelope`);
+    }
+
     const createDevice = doc.components!.schemas!.CreateDevice;
     assert.ok(createDevice, "CreateDevice is a named component");
     assert.deepEqual([...createDevice.required].sort(), ["config", "device_model_id"]);

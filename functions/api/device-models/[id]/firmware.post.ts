@@ -1,7 +1,7 @@
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { json } from "../../../../lib/http/respond.ts";
 import { uploadedFile } from "../../../../lib/http/upload.ts";
-import { firmwareUploadQuery, firmwareUploadSchema, idParams } from "../../../../lib/schemas.ts";
+import { errorSchema, firmwareUploadQuery, firmwareUploadSchema, idParams } from "../../../../lib/schemas.ts";
 
 export default defineRoute({
   method: "POST",
@@ -33,7 +33,10 @@ export default defineRoute({
   },
   responses: {
     200: { description: "Stored", content: { "application/json": { schema: firmwareUploadSchema } } },
-    409: { description: "Another image of the model already has this version string (FIRMWARE_VERSION_EXISTS)" },
+    409: {
+      description: "Another image of the model already has this version string (FIRMWARE_VERSION_EXISTS)",
+      content: { "application/json": { schema: errorSchema } },
+    },
   },
   uses: ["config", "models", "firmware"],
   async handler(request, { services, params, query, principal }) {

@@ -1,6 +1,6 @@
 import { defineRoute } from "../../../../../../../lib/http/route.ts";
 import { noContent } from "../../../../../../../lib/http/respond.ts";
-import { versionParams } from "../../../../../../../lib/schemas.ts";
+import { errorSchema, versionParams } from "../../../../../../../lib/schemas.ts";
 
 export default defineRoute({
   method: "DELETE",
@@ -12,7 +12,7 @@ export default defineRoute({
   request: { params: versionParams },
   responses: {
     204: { description: "Deleted" },
-    409: { description: "The version is in use (FIRMWARE_VERSION_IN_USE)" },
+    409: { description: "The version is in use (FIRMWARE_VERSION_IN_USE)", content: { "application/json": { schema: errorSchema } } },
   },
   uses: ["models", "firmware"],
   async handler(_request, { services, params }) {
