@@ -82,15 +82,15 @@ export function createApp<U extends ServiceName>(
 
   return async function handle(incoming: Request, connection?: Connection): Promise<Response> {
     const started = performance.now();
+    const isHead = incoming.method === "HEAD";
     const state: RequestState = {
       requestId: pickRequestId(incoming),
       route: null,
       clientAddress: clientAddress(incoming, connection?.remoteAddress ?? null, services.config.TRUST_PROXY_HOPS),
       cookies: [],
       // A HEAD sends no body: a notice that never comes (not "unknown", which would make a body be streamed for nothing).
-      onResponseSent: incoming.method === "HEAD" ? () => {} : connection?.onResponseSent,
+      onResponseSent: isHead ? () => {} : connection?.onResponseSent,
     };
-    const isHead = incoming.method === "HEAD";
     const request = isHead ? new Request(incoming.url, { method: "GET", headers: incoming.headers, signal: incoming.signal }) : incoming;
     let response: Response;
     try {

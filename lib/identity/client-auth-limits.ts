@@ -41,9 +41,10 @@ export function createClientAuthLimits(settings: ClientAuthLimitSettings, logger
 
     /** Counts a failed authentication; 429 instead (counting nothing) while the client has spent its budget. */
     failed({ clientId, address }: ClientAuthAttempt): void {
-      const wait = byClient.waitSeconds(clientKey(clientId));
+      const key = clientKey(clientId);
+      const wait = byClient.waitSeconds(key);
       if (wait > 0) throw tooManyFailures(wait);
-      const clientSpent = byClient.spend(clientKey(clientId));
+      const clientSpent = byClient.spend(key);
       const addressSpent = address ? byAddress.spend(addressBlock(address)) : false;
       if (clientSpent || addressSpent) {
         logger.warn("Token requests refused for a while after repeated failed client authentications", {
