@@ -11,7 +11,7 @@ const nullableText = z.string().nullable();
  * z.coerce: Number() also reads "0b1", "0x2", "1e0" and " 1" as numbers, so those spellings reached real rows.
  */
 const MAX_ID = 2_147_483_647;
-export const decimalId = z
+const decimalId = z
   .string()
   .regex(/^[1-9][0-9]{0,9}$/, "must be a positive whole number written in decimal digits")
   .transform(Number)

@@ -5,7 +5,6 @@
 import { z } from "zod";
 import { otaStates, type StateReport } from "../../db/schema.ts";
 
-
 /** esp_app_desc_t.version: up to 31 bytes and a NUL; printable ASCII so a header can carry it too. */
 const versionString = z
   .string()

@@ -15,7 +15,7 @@ import { devices, firmwareVersions, type DeviceRow } from "../../db/schema.ts";
 import { errorMessage, type Logger } from "../logger.ts";
 import type { HeaderReport } from "./reports.ts";
 
-export const SEEN_RESOLUTION_MS = 60_000;
+const SEEN_RESOLUTION_MS = 60_000;
 const FLUSH_EVERY_MS = 5_000;
 const MAX_PENDING = 100_000;
 const ROWS_PER_STATEMENT = 1_000;

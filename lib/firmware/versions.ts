@@ -54,7 +54,6 @@ export function whyInUse(version: VersionRow, model: Pick<ModelRow, "stableVersi
 export const versionInUse = (model: ModelRow, version: VersionRow, reason: string) =>
   conflict(`Firmware version "${version.version}" of device model "${model.code}" cannot be deleted: ${reason}.`, "FIRMWARE_VERSION_IN_USE");
 
-/** The model columns that copy its stable version (the in-memory fake of the firmware store applies them too). */
 /** A new version's row from its image and upload (the database adds id and uploaded_at). */
 export const newVersionValues = (deviceModelId: number, file: string, info: FirmwareInfo, upload: Pick<Upload, "notes" | "uploadedBy">) => ({
   deviceModelId,
@@ -71,6 +70,7 @@ export const newVersionValues = (deviceModelId: number, file: string, info: Firm
   uploadedBy: upload.uploadedBy,
 });
 
+/** The model columns that copy its stable version (the in-memory fake of the firmware store applies them too). */
 export const stableCopy = (version: VersionRow) => ({
   stableVersionId: version.id,
   firmwareVersion: version.version,
