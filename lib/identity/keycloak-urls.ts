@@ -5,14 +5,11 @@ export function keycloakRealmUrls(baseUrl: string, realm: string) {
   return {
     /** The `iss` of the realm's tokens. */
     issuer,
-    tokenUrl: keycloakTokenUrl(issuer),
+    tokenUrl: `${issuer}/protocol/openid-connect/token`,
     /** The admin REST API of the realm (device clients). */
     adminApi: `${base}/admin/realms/${encodeURIComponent(realm)}`,
   };
 }
-
-/** The realm's OAuth2 token endpoint, from its issuer URL. */
-export const keycloakTokenUrl = (issuer: string) => `${issuer}/protocol/openid-connect/token`;
 
 /** The realm's signing keys (JWKS), from its issuer URL. */
 export const keycloakCertsUrl = (issuer: string) => `${issuer}/protocol/openid-connect/certs`;

@@ -23,7 +23,7 @@ type Deps = {
 };
 
 /** What startNext did. `notStarted` says why a device that was due could not start; null when nothing was due. */
-export type StartOutcome = { started: DeviceRow | null; notStarted: string | null };
+type StartOutcome = { started: DeviceRow | null; notStarted: string | null };
 const NOTHING_DUE: StartOutcome = { started: null, notStarted: null };
 
 const MAX_BACKOFF_SECONDS = 86_400;
