@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import {
   type AnyPgColumn,
   bigint,
+  bigserial,
   boolean,
   check,
   integer,
@@ -181,3 +182,32 @@ export const settings = pgTable("settings", {
   value: text("value").notNull(),
   updatedAt: at("updated_at").notNull().defaultNow(),
 });
+
+/** A JSON value as an audit event's details hold it (lib/audit/ decides what goes in; never a secret). */
+export type AuditDetail = string | number | boolean | null | AuditDetail[] | { [key: string]: AuditDetail };
+export type AuditDetails = { [key: string]: AuditDetail };
+
+/**
+ * The audit trail (lib/audit/): admin actions and device transitions, append-only. device_id and model_id are plain
+ * numbers, no foreign keys, so an event still names the device or model after it is deleted. `at` is kept to the
+ * millisecond, as JavaScript dates and the API's timestamps are: the page cursor holds (at, id) exactly.
+ */
+export const auditEvents = pgTable(
+  "audit_events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    at: timestamp("at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    /** An admin's subject, `system` (scheduler, CLI) or `device:<client_id>`. */
+    actor: text("actor").notNull(),
+    kind: text("kind").notNull(),
+    deviceId: integer("device_id"),
+    modelId: integer("model_id"),
+    details: jsonb("details").$type<AuditDetails>().notNull().default({}),
+  },
+  // Newest first, by (at, id): one index per filter, each ending in the sort key so a page is an index range.
+  (table) => [
+    index("audit_events_at_idx").on(table.at, table.id),
+    index("audit_events_device_idx").on(table.deviceId, table.at, table.id),
+    index("audit_events_model_idx").on(table.modelId, table.at, table.id),
+  ],
+);

@@ -1,5 +1,6 @@
 import type { Services } from "../lib/context.ts";
 import { alsoUnderApi, type Route } from "../lib/http/route.ts";
+import listAuditEvents from "./api/audit/index.get.ts";
 import listDocsAssets from "./api/docs/assets/[file].get.ts";
 import getDocs from "./api/docs/index.get.ts";
 import getOpenApi from "./api/docs/openapi.json.get.ts";
@@ -69,6 +70,7 @@ export const allRoutes: Route[] = [
   getRotationStatus,
   triggerRotation,
   getRotationDashboard,
+  listAuditEvents,
   ...alsoUnderApi(getIotConfig),
   ...alsoUnderApi(getIotFirmwareVersion),
   ...alsoUnderApi(getIotFirmware),

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { type DatabaseHandle, openDatabase } from "../db/client.ts";
 import type { Config } from "./config.ts";
+import { type AuditLog, createAuditLog } from "./audit/log.ts";
 import { readOrCreateSecretFile } from "./data-dir.ts";
 import { createDatabaseOutageLog } from "./database-outage-log.ts";
 import { createDeviceModelService, type DeviceModelService } from "./device-models.ts";
@@ -58,6 +59,8 @@ export type Services = {
   firmware: FirmwareStore;
   rotation: RotationService;
   provisioning: ProvisioningService;
+  /** The audit trail: services record their events with it, GET /api/audit reads it. */
+  audit: AuditLog;
   close(): Promise<void>;
 };
 
@@ -146,6 +149,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const database = overrides.database ?? (await openDatabase(config));
   if (config.embeddedDatabase || config.MIGRATE_ON_START) await database.migrate();
   const secretBox = loadSecretBox(config, logger);
+  const audit = createAuditLog(database.db);
   const builtinClients: BuiltinClientStore | null =
     config.identity === "builtin" ? createBuiltinClientStore({ db: database.db, secretBox, tokenUrl: `${publicBaseUrl(config)}/oauth2/token` }) : null;
   const configured = () => builtinClients ?? createKeycloakIdentity(config, metrics);
@@ -251,6 +255,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     firmware,
     rotation,
     provisioning,
+    audit,
     async close() {
       await deviceState.close();
       await schemaChecker.close();

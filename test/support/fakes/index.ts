@@ -12,6 +12,7 @@ import { createMetrics } from "../../../lib/metrics.ts";
 import { createProvisioningService } from "../../../lib/provisioning/service.ts";
 import { createSecretBox, generateFernetKey } from "../../../lib/secrets.ts";
 import { ADMIN_TOKEN } from "../tokens.ts";
+import { fakeAuditLog } from "./audit.ts";
 import { fakeAuth } from "./auth.ts";
 import { fakeBrowserSession } from "./browser-session.ts";
 import { fakeDatabase } from "./database.ts";
@@ -46,6 +47,7 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
   const logger = recordingLogger();
   const metrics = createMetrics();
   const database = fakeDatabase();
+  const audit = fakeAuditLog();
   const identity = fakeIdentityProvider(`${BASE_URL}/oauth2/token`);
   const notifier = fakeNotifier();
   const firmware = fakeFirmwareStore(world, notifier);
@@ -95,9 +97,10 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     rotation,
     // The real service: it only builds the package from what the (fake) devices, identity and rotation give it.
     provisioning: createProvisioningService({ config, identity, devices, rotation }),
+    audit,
     close: async () => {},
   };
-  return { services, world, logger, database, identity, notifier };
+  return { services, world, logger, database, identity, notifier, audit };
 }
 
 export type Fakes = ReturnType<typeof fakeServices>;
