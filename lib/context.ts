@@ -218,8 +218,8 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   });
   const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, notifier, logger }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
   const schemaChecker = createSchemaChecker();
-  const models = instrument(createDeviceModelService(database.db, schemaChecker, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
-  const devices = instrument(createDeviceService({ db: database.db, identity, notifier, schemaChecker, logger }), metrics, {
+  const models = instrument(createDeviceModelService(database.db, schemaChecker, audit, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
+  const devices = instrument(createDeviceService({ db: database.db, identity, notifier, schemaChecker, logger, audit }), metrics, {
     create: "create_device",
     update: "update_device",
     remove: "delete_device",

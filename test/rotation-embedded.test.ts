@@ -36,8 +36,8 @@ describe("rotation on the embedded database", () => {
     Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the step did not finish (deadlock?)")), 10_000))]);
 
   test("fetch, completion, retiring and an unconfirmed timeout all finish", async () => {
-    const model = await services.models.create({ code: "emb", name: "Embedded" });
-    const device = await within(services.devices.create({ device_model_id: model.id, config: "{}" }));
+    const model = await services.models.create({ code: "emb", name: "Embedded" }, "test-admin");
+    const device = await within(services.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin"));
     const original = await services.identity.getSecret(device.client_id);
     await services.database.db.update(devices).set({ rotationState: "QUEUED" });
     await waitForConnection(services);

@@ -56,7 +56,7 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
   describe(`Firmware store contract: ${name}`, () => {
     let env: Awaited<ReturnType<FirmwareStoreSetup>>;
     // Codes unique per run: the real store shares one database and data directory across the cases.
-    const newModel = async () => env.models.findRow((await env.models.create({ code: `f_${randomBytes(5).toString("hex")}`, name: "A model", config_schema: null })).id);
+    const newModel = async () => env.models.findRow((await env.models.create({ code: `f_${randomBytes(5).toString("hex")}`, name: "A model", config_schema: null }, "test-admin")).id);
     const save = (model: ModelRow, bytes: Uint8Array, by: { notes: string | null; uploadedBy: string | null } = BY) => env.firmware.save(model, chunksOf(bytes), by);
     const reread = (model: ModelRow) => env.models.findRow(model.id);
     const image = (version: string) => buildImage({ version, size: 5000, secureVersion: 7, elfSha256: "ef".repeat(32) });
@@ -68,7 +68,7 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
 
     it("an upload is a version of the model that becomes stable; the model row copies it and its devices are told", async () => {
       const model = await newModel();
-      const device = await env.devices.create({ device_model_id: model.id, config: "{}" });
+      const device = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
       const bytes = image("1.0.0");
       const before = env.notices().length;
       const version = await save(model, bytes, { notes: "first", uploadedBy: "someone" });
@@ -179,7 +179,7 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
     it("deleting a model deletes its versions; an upload for a model that is gone is 404 DEVICE_MODEL_NOT_FOUND", async () => {
       const model = await newModel();
       const version = await save(model, image("1.0.0"));
-      await env.models.remove(model.id);
+      await env.models.remove(model.id, "test-admin");
       await rejects(env.firmware.version(model, version.id), 404, "FIRMWARE_VERSION_NOT_FOUND");
       assert.deepEqual(await env.firmware.listVersions(model), []);
       await rejects(save(model, image("2.0.0")), 404, "DEVICE_MODEL_NOT_FOUND");

@@ -19,8 +19,8 @@ export function describeRotationContract(name: string, setup: RotationContractSe
   describe(`Rotation service contract: ${name}`, () => {
     async function withServices(test: (env: Awaited<ReturnType<RotationContractSetup>> & { newDevice(): Promise<number> }) => Promise<void>) {
       const env = await setup();
-      const model = await env.services.models.create({ code: "rot_contract", name: "Rotation contract" });
-      const newDevice = async () => (await env.services.devices.create({ device_model_id: model.id, config: "{}" })).id;
+      const model = await env.services.models.create({ code: "rot_contract", name: "Rotation contract" }, "test-admin");
+      const newDevice = async () => (await env.services.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin")).id;
       try {
         await test({ ...env, newDevice });
       } finally {
