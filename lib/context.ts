@@ -216,7 +216,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     verifyAdminToken,
     verifyDeviceToken: observingDevices(completingRotations(verifyDeviceToken, rotationEngine), deviceState),
   });
-  const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, notifier, logger }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
+  const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, notifier, logger, audit }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
   const schemaChecker = createSchemaChecker();
   const models = instrument(createDeviceModelService(database.db, schemaChecker, audit, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
   const devices = instrument(createDeviceService({ db: database.db, identity, notifier, schemaChecker, logger, audit }), metrics, {

@@ -57,7 +57,7 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
     let env: Awaited<ReturnType<FirmwareStoreSetup>>;
     // Codes unique per run: the real store shares one database and data directory across the cases.
     const newModel = async () => env.models.findRow((await env.models.create({ code: `f_${randomBytes(5).toString("hex")}`, name: "A model", config_schema: null }, "test-admin")).id);
-    const save = (model: ModelRow, bytes: Uint8Array, by: { notes: string | null; uploadedBy: string | null } = BY) => env.firmware.save(model, chunksOf(bytes), by);
+    const save = (model: ModelRow, bytes: Uint8Array, by: { notes: string | null; uploadedBy: string } = BY) => env.firmware.save(model, chunksOf(bytes), by);
     const reread = (model: ModelRow) => env.models.findRow(model.id);
     const image = (version: string) => buildImage({ version, size: 5000, secureVersion: 7, elfSha256: "ef".repeat(32) });
 
@@ -153,7 +153,7 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
       const foreign = await save(other, image("1.0.0"));
       for (const id of [foreign.id, 999_999]) {
         await rejects(env.firmware.version(model, id), 404, "FIRMWARE_VERSION_NOT_FOUND");
-        await rejects(env.firmware.deleteVersion(model, id), 404, "FIRMWARE_VERSION_NOT_FOUND");
+        await rejects(env.firmware.deleteVersion(model, id, "test-admin"), 404, "FIRMWARE_VERSION_NOT_FOUND");
       }
       assert.equal((await env.firmware.listVersions(other)).length, 1);
     });
@@ -164,10 +164,10 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
       const second = image("2.0.0");
       const one = await save(model, first);
       const two = await save(model, second);
-      await rejects(env.firmware.deleteVersion(await reread(model), two.id), 409, "FIRMWARE_VERSION_IN_USE");
-      await env.firmware.deleteVersion(await reread(model), one.id);
+      await rejects(env.firmware.deleteVersion(await reread(model), two.id, "test-admin"), 409, "FIRMWARE_VERSION_IN_USE");
+      await env.firmware.deleteVersion(await reread(model), one.id, "test-admin");
       await rejects(env.firmware.version(model, one.id), 404, "FIRMWARE_VERSION_NOT_FOUND");
-      await rejects(env.firmware.deleteVersion(model, one.id), 404, "FIRMWARE_VERSION_NOT_FOUND");
+      await rejects(env.firmware.deleteVersion(model, one.id, "test-admin"), 404, "FIRMWARE_VERSION_NOT_FOUND");
       const row = await reread(model);
       assert.deepEqual((await env.firmware.listVersions(row)).map((v) => v.id), [two.id]);
       assert.deepEqual(await bytesOf(env.firmware.source(row)), second);

@@ -1,3 +1,4 @@
+import { actorOf } from "../../../../lib/audit/log.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { json } from "../../../../lib/http/respond.ts";
 import { uploadedFile } from "../../../../lib/http/upload.ts";
@@ -45,7 +46,7 @@ export default defineRoute({
     const untypedRaw = principal.kind === "admin" && principal.credential !== "session";
     const version = await services.firmware.save(model, uploadedFile(request, services.config.FIRMWARE_MAX_BYTES, { untypedRaw }), {
       notes: query.notes?.trim() || null,
-      uploadedBy: principal.kind === "admin" ? principal.subject : null,
+      uploadedBy: actorOf(principal),
     });
     return json({ id: model.id, code: model.code, firmware_version: version.version, version_id: version.id });
   },
