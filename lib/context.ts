@@ -195,6 +195,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
       retryBackoffSeconds: config.ROTATION_RETRY_BACKOFF_SECONDS,
       previousSecretGraceDays: config.ROTATION_PREVIOUS_SECRET_GRACE_DAYS,
     },
+    audit,
   });
   const tokenPassThrough = builtinIssuer
     ? null
@@ -231,6 +232,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     criticalThresholdDays: config.ROTATION_CRITICAL_THRESHOLD_DAYS,
     metrics,
     logger,
+    audit,
   });
   const provisioning = createProvisioningService({ config, embeddedBrokerUrl: channel.embeddedBrokerUrl, identity, devices, rotation });
   observeServices(metrics, { devicesByState: rotation.countsByState, unconfirmedDevices: rotation.unconfirmedCount, firmwareCacheBytes: firmware.cachedBytes, fleets: deviceState.fleets });

@@ -48,7 +48,7 @@ describe("rotation on the embedded database", () => {
     assert.equal(await services.identity.getSecret(device.client_id), issued);
     assert.equal(await within(services.rotation.engine.acknowledge(await principal(device.id, 2))), true);
 
-    await services.rotation.rotateDevice(device.id);
+    await services.rotation.rotateDevice(device.id, "test-admin");
     const second = await within(services.rotation.engine.issueSecret(await principal(device.id, 2)));
     await services.database.db.update(devices).set({ rotationStartedAt: new Date(Date.now() - 60_000) });
     const summary = await within(services.rotation.runCycle());

@@ -33,7 +33,7 @@ describe("functions/iot/config.get.ts", () => {
   it("a request with the new secret completes the device's rotation and says so (X-Rotation: completed)", async () => {
     const app = unitApp();
     const { device, token: oldToken } = await app.device();
-    await app.services.rotation.rotateDevice(device.id);
+    await app.services.rotation.rotateDevice(device.id, "test-admin");
     const pkg = await (await app.run(provisioning, request("GET", "/iot/provisioning", { token: oldToken }))).json();
     const response = await app.run(config, request("GET", "/iot/config", { token: deviceToken(device.client_id, pkg.client_secret) }));
     assert.equal(response.status, 200);
@@ -153,7 +153,7 @@ describe("functions/iot/provisioning.get.ts", () => {
     const app = unitApp();
     const { device, token } = await app.device();
     const old = await app.identity.getSecret(device.client_id);
-    await app.services.rotation.rotateDevice(device.id);
+    await app.services.rotation.rotateDevice(device.id, "test-admin");
     const first = await (await app.run(provisioning, request("GET", "/iot/provisioning", { token }))).json();
     const again = await (await app.run(provisioning, request("GET", "/iot/provisioning", { token }))).json();
     assert.notEqual(first.client_secret, old);
