@@ -2,6 +2,7 @@
  * The fakes of test/support/fakes against the contracts the real adapters pass (the real side, which needs
  * PostgreSQL, Mosquitto or Keycloak, runs outside test/unit): a fake that drifts from its adapter fails here.
  */
+import { describeAuditLogContract } from "../support/audit-contract.ts";
 import { describeDeviceServicesContract } from "../support/device-services-contract.ts";
 import { fakeServices } from "../support/fakes/index.ts";
 import { fakeIdentityProvider } from "../support/fakes/identity.ts";
@@ -48,4 +49,9 @@ describeFirmwareStoreContract("fake", async () => {
   const { services, notifier } = fakeServices();
   const { models, devices, firmware } = services;
   return { models, devices, firmware, notices: () => notifier.delivered, close: async () => {} };
+});
+
+describeAuditLogContract("fake", async () => {
+  const { services } = fakeServices();
+  return { audit: services.audit, executor: services.database.db, close: async () => {} };
 });
