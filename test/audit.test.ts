@@ -79,6 +79,9 @@ describe("audit trail", () => {
       201,
     );
     await ok(app.call("PUT", `/api/devices/${device.id}`, { body: { config: '{"deviceName": "B", "room": 1, "enableOTA": true}' } }));
+    await ok(app.call("POST", `/api/devices/${device.id}/keycloak-sync`), 200);
+    await app.services.identity.deleteClient(device.client_id);
+    assert.equal((await ok<{ created: boolean }>(app.call("POST", `/api/devices/${device.id}/keycloak-sync`))).created, true);
     const upload = (version: string) =>
       ok<{ version_id: number }>(uploadFirmware(app, model.id, buildImage({ version, size: 4096 })));
     const first = await upload("1.0.0");
@@ -96,6 +99,7 @@ describe("audit trail", () => {
       `${admin} model.updated`,
       `${admin} device.created`,
       `${admin} device.updated`,
+      `${admin} device.client_recreated`,
       `${admin} firmware.uploaded`,
       `${admin} firmware.uploaded`,
       `${admin} firmware.version_deleted`,
@@ -122,6 +126,7 @@ describe("audit trail", () => {
     assert.deepEqual(summary(await allEvents(app, `device_id=${device.id}`)), [
       `${admin} device.created`,
       `${admin} device.updated`,
+      `${admin} device.client_recreated`,
       `${admin} rotation.triggered`,
       "system rotation.started",
       `${admin} device.deleted`,

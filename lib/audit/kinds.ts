@@ -12,6 +12,7 @@ const KINDS = {
   "device.created": "An admin created a device and its OAuth2 client (details: key, client_id, model_code)",
   "device.updated": "An admin changed a device's config (details: key, changed_fields: the top-level config fields that changed)",
   "device.deleted": "An admin deleted a device and its OAuth2 client (details: key, client_id)",
+  "device.client_recreated": "An admin's repair (keycloak-sync) found the device's OAuth2 client missing and created it with a new secret: the device must be provisioned again (details: key, client_id)",
   "firmware.uploaded": "An admin uploaded an image, now the model's stable version (details: version, version_id, sha256, size, new_version)",
   "firmware.version_deleted": "An admin deleted a firmware version (details: version, version_id, sha256)",
   "rotation.triggered": "An admin queued the fleet (no device_id; details: queued_count) or one device (details: status) for rotation",
