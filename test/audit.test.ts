@@ -185,6 +185,16 @@ describe("audit trail", () => {
     assert.ok((await allEvents(app, `model_id=${modelId}`, 1000)).length > 120);
   });
 
+  test("the database refuses to change an event; deleting old ones (retention) stays possible", async () => {
+    const { db } = app.services.database;
+    await app.services.audit.record(db, { actor: "system", kind: "rotation.scheduled", details: { queued_count: 0 } });
+    await assert.rejects(db.update(auditEvents).set({ actor: "someone else" }), (error: Error) => /append-only/.test(String(error.cause)));
+    const { events } = await ok<{ events: Event[] }>(app.call("GET", "/api/audit?limit=1"));
+    assert.deepEqual([events[0]!.actor, events[0]!.kind], ["system", "rotation.scheduled"]);
+    const deleted = await db.delete(auditEvents).where(sql`${auditEvents.at} < '2000-01-01'`).returning();
+    assert.deepEqual(deleted, []);
+  });
+
   test("since selects the events at or after a time", async () => {
     const all = await allEvents(app);
     const middle = all[Math.floor(all.length / 2)]!;
