@@ -35,6 +35,17 @@ import listFirmwareVersions from "./api/device-models/[id]/firmware/versions/ind
 import getFirmwareVersion from "./api/device-models/[id]/firmware/versions/[vid]/index.get.ts";
 import downloadFirmwareVersion from "./api/device-models/[id]/firmware/versions/[vid]/image.get.ts";
 import deleteFirmwareVersion from "./api/device-models/[id]/firmware/versions/[vid]/index.delete.ts";
+import listRollouts from "./api/device-models/[id]/rollouts/index.get.ts";
+import createRollout from "./api/device-models/[id]/rollouts/index.post.ts";
+import getRollout from "./api/device-models/[id]/rollouts/[rid]/index.get.ts";
+import pauseRollout from "./api/device-models/[id]/rollouts/[rid]/pause.post.ts";
+import resumeRollout from "./api/device-models/[id]/rollouts/[rid]/resume.post.ts";
+import advanceRollout from "./api/device-models/[id]/rollouts/[rid]/advance.post.ts";
+import abortRollout from "./api/device-models/[id]/rollouts/[rid]/abort.post.ts";
+import revertRollout from "./api/device-models/[id]/rollouts/[rid]/revert.post.ts";
+import retryRolloutDevice from "./api/device-models/[id]/rollouts/[rid]/devices/[device_id]/retry.post.ts";
+import pinFirmware from "./api/devices/[id]/firmware-pin.put.ts";
+import unpinFirmware from "./api/devices/[id]/firmware-pin.delete.ts";
 import getOpenIdConfiguration from "./oauth2/.well-known/openid-configuration.get.ts";
 import getJwks from "./oauth2/jwks.get.ts";
 import postToken from "./oauth2/token.post.ts";
@@ -57,6 +68,15 @@ export const allRoutes: Route[] = [
   downloadFirmwareVersion,
   deleteFirmwareVersion,
   getFleet,
+  listRollouts,
+  createRollout,
+  getRollout,
+  pauseRollout,
+  resumeRollout,
+  advanceRollout,
+  abortRollout,
+  revertRollout,
+  retryRolloutDevice,
   listDevices,
   createDevice,
   getDevice,
@@ -66,6 +86,8 @@ export const allRoutes: Route[] = [
   getDeviceClientStatus,
   syncDeviceClient,
   rotateDevice,
+  pinFirmware,
+  unpinFirmware,
   getRotationStatus,
   triggerRotation,
   getRotationDashboard,

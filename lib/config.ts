@@ -102,6 +102,10 @@ const envSchema = z.object({
   ROTATION_RETRY_BACKOFF_SECONDS: int(900, 1),
   /** How long a rotated-out secret keeps working while the device has not yet used its new one. */
   ROTATION_PREVIOUS_SECRET_GRACE_DAYS: int(30, 1),
+  /** Period of the internal rollout step (with ROTATION_SCHEDULER=internal; the CronJob steps rollouts too). */
+  ROLLOUT_INTERVAL_SECONDS: int(15, 1),
+  /** A device not seen for this long is offline: a rollout does not admit it, nor wait for it. */
+  ROLLOUT_OFFLINE_AFTER_SECONDS: int(900, 1),
 });
 
 export type Env = z.infer<typeof envSchema>;

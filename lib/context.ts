@@ -28,6 +28,7 @@ import { completingRotations } from "./rotation/completion.ts";
 import { createRotationEngine } from "./rotation/engine.ts";
 import { createProvisioningService, type ProvisioningService } from "./provisioning/service.ts";
 import { createRotationService, type RotationService } from "./rotation/service.ts";
+import { createRolloutService, type RolloutService } from "./rollouts/service.ts";
 import { createSchemaChecker } from "./schema-checker.ts";
 import { createSecretBox, generateFernetKey, randomSecret, sameSecret, type SecretBox } from "./secrets.ts";
 
@@ -57,6 +58,8 @@ export type Services = {
   deviceState: DeviceStateService;
   firmware: FirmwareStore;
   rotation: RotationService;
+  /** Firmware rollouts and pins (docs/rollouts.md). */
+  rollouts: RolloutService;
   provisioning: ProvisioningService;
   close(): Promise<void>;
 };
@@ -212,7 +215,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     verifyAdminToken,
     verifyDeviceToken: observingDevices(completingRotations(verifyDeviceToken, rotationEngine), deviceState),
   });
-  const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, notifier, logger }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
+  const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, logger }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
   const schemaChecker = createSchemaChecker();
   const models = instrument(createDeviceModelService(database.db, schemaChecker, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
   const devices = instrument(createDeviceService({ db: database.db, identity, notifier, schemaChecker, logger }), metrics, {
@@ -228,6 +231,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     metrics,
     logger,
   });
+  const rollouts = createRolloutService({ db: database.db, notifier, logger, offlineAfterSeconds: config.ROLLOUT_OFFLINE_AFTER_SECONDS });
   const provisioning = createProvisioningService({ config, embeddedBrokerUrl: channel.embeddedBrokerUrl, identity, devices, rotation });
   observeServices(metrics, { devicesByState: rotation.countsByState, unconfirmedDevices: rotation.unconfirmedCount, firmwareCacheBytes: firmware.cachedBytes, fleets: deviceState.fleets });
 
@@ -250,9 +254,11 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     deviceState,
     firmware,
     rotation,
+    rollouts,
     provisioning,
     async close() {
       await deviceState.close();
+      await rollouts.flush();
       await schemaChecker.close();
       await notifier.close();
       await embeddedBroker?.close();

@@ -19,6 +19,7 @@ export const toSummary = (row: ModelRow, deviceCount: number): ModelSummary => (
 export const toModel = (row: ModelRow, deviceCount: number): Model => ({
   ...toSummary(row, deviceCount),
   config_schema: row.configSchema,
+  firmware_rollout: row.firmwareRollout,
   created_at: row.createdAt.toISOString(),
   updated_at: row.updatedAt.toISOString(),
 });
@@ -68,7 +69,7 @@ export function createDeviceModelService(
       try {
         const [row] = await db
           .insert(deviceModels)
-          .values({ code: input.code, name: input.name, configSchema: input.config_schema ?? null })
+          .values({ code: input.code, name: input.name, configSchema: input.config_schema ?? null, firmwareRollout: input.firmware_rollout ?? "staged" })
           .returning();
         return toModel(row!, 0);
       } catch (error) {
@@ -82,6 +83,7 @@ export function createDeviceModelService(
       const changes = {
         ...(input.name != null && { name: input.name }),
         ...(input.config_schema != null && { configSchema: input.config_schema }),
+        ...(input.firmware_rollout !== undefined && { firmwareRollout: input.firmware_rollout }),
       };
       if (Object.keys(changes).length > 0) {
         const updated = await db.update(deviceModels).set({ ...changes, updatedAt: new Date() }).where(eq(deviceModels.id, id)).returning({ id: deviceModels.id });

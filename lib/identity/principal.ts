@@ -37,3 +37,10 @@ export function devicePrincipal(principal: Principal): DevicePrincipal {
   if (principal.kind !== "device") throw unauthorized("A device bearer token is required.");
   return principal;
 }
+
+/** Who did something, as rollouts and the audit trail name them: an admin's subject, or device:<client id>. */
+export function actorOf(principal: Principal): string {
+  if (principal.kind === "admin") return principal.subject;
+  if (principal.kind === "device") return `device:${principal.device.clientId}`;
+  return "anonymous";
+}

@@ -24,6 +24,7 @@ import { recordingLogger } from "./logger.ts";
 import { fakeDeviceModelService } from "./models.ts";
 import { fakeNotifier } from "./notifier.ts";
 import { fakeRotationService } from "./rotation.ts";
+import { fakeRolloutService } from "./rollouts.ts";
 import { createWorld } from "./world.ts";
 
 export const BASE_URL = "http://iot.test";
@@ -48,7 +49,7 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
   const database = fakeDatabase();
   const identity = fakeIdentityProvider(`${BASE_URL}/oauth2/token`);
   const notifier = fakeNotifier();
-  const firmware = fakeFirmwareStore(world, notifier);
+  const firmware = fakeFirmwareStore(world);
   const rotation = fakeRotationService(world, {
     identity,
     notifier,
@@ -93,6 +94,7 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     deviceState,
     firmware,
     rotation,
+    rollouts: fakeRolloutService(world, notifier),
     // The real service: it only builds the package from what the (fake) devices, identity and rotation give it.
     provisioning: createProvisioningService({ config, identity, devices, rotation }),
     close: async () => {},
