@@ -18,6 +18,7 @@ import listDevices from "./api/devices/index.get.ts";
 import createDevice from "./api/devices/index.post.ts";
 import authCallback from "./api/auth/callback.get.ts";
 import authLogin from "./api/auth/login.get.ts";
+import authSignIn from "./api/auth/login.post.ts";
 import authLogout from "./api/auth/logout.get.ts";
 import authSelf from "./api/auth/self.get.ts";
 import getHealth from "./api/health/index.get.ts";
@@ -103,6 +104,7 @@ export const allRoutes: Route[] = [
   getLiveness,
   authSelf,
   authLogin,
+  authSignIn,
   authCallback,
   authLogout,
   getMetrics,
@@ -111,20 +113,20 @@ export const allRoutes: Route[] = [
   listDocsAssets,
 ];
 
-/**
- * The built-in OAuth2 token server's keys and discovery: only while it issues the device tokens. Its token endpoint
- * stays with Keycloak, as a pass-through (functions/oauth2/token.post.ts).
- */
-const builtinTokenServer = new Set<Route>([getJwks, getOpenIdConfiguration]);
-/**
- * The browser login: only when OIDC login is configured. /api/auth/self (401 without a session) and logout (a 302
- * back) stay, because the web UI calls them whether or not it can sign in through us.
- */
-const browserLogin = new Set<Route>([authLogin, authCallback]);
+/** Routes served only by some configurations; every other route is always served. */
+type Enabling = Pick<Services, "builtinIssuer" | "browserSession" | "localSignIn">;
+const servedWhen = new Map<Route, (services: Enabling) => boolean>([
+  // The built-in token server's keys and discovery; its token endpoint stays with Keycloak, as a pass-through.
+  [getJwks, (services) => services.builtinIssuer !== null],
+  [getOpenIdConfiguration, (services) => services.builtinIssuer !== null],
+  // The browser login: the OIDC provider's, or the sign-in page with the admin API token. /api/auth/self (401 without a
+  // session) and logout (a 302 back) stay, because the web UI calls them whether or not it can sign in through us.
+  [authLogin, (services) => services.browserSession !== null || services.localSignIn !== null],
+  [authCallback, (services) => services.browserSession !== null],
+  [authSignIn, (services) => services.localSignIn !== null],
+]);
 
 /** The endpoints this server answers: the router and the OpenAPI document are built from this list. */
-export function routesFor(services: Pick<Services, "builtinIssuer" | "browserSession">): Route[] {
-  return allRoutes.filter(
-    (route) => (services.builtinIssuer || !builtinTokenServer.has(route)) && (services.browserSession || !browserLogin.has(route)),
-  );
+export function routesFor(services: Enabling): Route[] {
+  return allRoutes.filter((route) => servedWhen.get(route)?.(services) ?? true);
 }

@@ -71,6 +71,9 @@ const envSchema = z.object({
   SECRET_ENCRYPTION_KEY: optionalText,
   ADMIN_API_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   AUTH_DISABLED: bool(false),
+  /** Wrong admin tokens on the sign-in page per client address per window; 0 = no limit. */
+  SIGN_IN_FAILURE_LIMIT: int(10, 0),
+  SIGN_IN_FAILURE_WINDOW_SECONDS: int(600, 1),
 
   KEYCLOAK_BASE_URL: url,
   KEYCLOAK_REALM: optionalText,

@@ -11,6 +11,7 @@ import { createFirmwareStore, type FirmwareStore } from "./firmware/store.ts";
 import { type Authenticator, createAuthenticator } from "./identity/authenticator.ts";
 import { type BuiltinClientStore, createBuiltinClientStore } from "./identity/builtin-clients.ts";
 import { type BrowserSession, createBrowserSession } from "./identity/browser-session.ts";
+import { createLocalSignIn, type LocalSignIn } from "./identity/local-sign-in.ts";
 import { createOidcClient } from "./identity/oidc-client.ts";
 import { type BuiltinIssuer, createBuiltinIssuer } from "./identity/builtin-issuer.ts";
 import type { EmbeddedBroker } from "./broker/embedded-broker.ts";
@@ -51,6 +52,8 @@ export type Services = {
   embeddedBroker: EmbeddedBroker | null;
   /** The web UI's login (BFF, /api/auth/*); null unless OIDC_ISSUER_URL, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are set. */
   browserSession: BrowserSession | null;
+  /** The sign-in page with the admin API token (POST /api/auth/login); null with OIDC login or without an admin token. */
+  localSignIn: LocalSignIn | null;
   auth: Authenticator;
   models: DeviceModelService;
   devices: DeviceService;
@@ -126,6 +129,19 @@ function createBrowserLogin(config: Config, secretBox: SecretBox): BrowserSessio
   const baseUrl = publicBaseUrl(config);
   const oidc = createOidcClient({ issuerUrl, clientId, clientSecret, redirectUri: `${baseUrl}/api/auth/callback` });
   return createBrowserSession({ oidc, secretBox, baseUrl, trustedOrigins: config.CSRF_TRUSTED_ORIGINS });
+}
+
+/** Without an OIDC login, the web UI signs in on the backend's own page with the admin API token. */
+function createLocalSignInPage(config: Config, adminApiToken: string, secretBox: SecretBox, logger: Logger): LocalSignIn {
+  return createLocalSignIn({
+    adminApiToken,
+    secretBox,
+    baseUrl: publicBaseUrl(config),
+    trustedOrigins: config.CSRF_TRUSTED_ORIGINS,
+    failureLimit: config.SIGN_IN_FAILURE_LIMIT,
+    failureWindowSeconds: config.SIGN_IN_FAILURE_WINDOW_SECONDS,
+    logger,
+  });
 }
 
 /** Keycloak without its secret-rotation policy: say at start what that costs (docs/authentication.md). */
@@ -206,11 +222,14 @@ export async function createServices(config: Config, overrides: ServiceOverrides
       });
   warnUnlessPreviousSecretsKept(identity, logger);
   const browserSession = createBrowserLogin(config, secretBox);
+  // The CLI answers no requests: it must not be the one to create (and print) the admin token.
+  const adminApiToken = overrides.processName === "cli" ? null : loadAdminApiToken(config, logger);
+  const localSignIn = browserSession || !adminApiToken ? null : createLocalSignInPage(config, adminApiToken, secretBox, logger);
   const deviceState = createDeviceStateService({ db: database.db, logger, metrics });
   const auth = createAuthenticator({
     config,
-    // The CLI answers no requests: it must not be the one to create (and print) the admin token.
-    adminApiToken: overrides.processName === "cli" ? null : loadAdminApiToken(config, logger),
+    adminApiToken,
+    sessionFromRequest: localSignIn?.sessionFromRequest,
     adminTokenFromRequest: browserSession?.tokenFromRequest,
     verifyAdminToken,
     verifyDeviceToken: observingDevices(completingRotations(verifyDeviceToken, rotationEngine), deviceState),
@@ -248,6 +267,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     notifier,
     embeddedBroker,
     browserSession,
+    localSignIn,
     auth,
     models,
     devices,

@@ -35,9 +35,9 @@ export function errorResponse(error: unknown, requestId: string): Response {
   );
 }
 
-/** A 302 that browsers follow, with cookies to set; never cached (it carries per-login state). */
-export function redirect(location: string, cookies: string[] = []): Response {
+/** A 302 (or, after a form post, 303) that browsers follow, with cookies to set; never cached (it carries per-login state). */
+export function redirect(location: string, cookies: string[] = [], status: 302 | 303 = 302): Response {
   const headers = new Headers({ location, "cache-control": "no-store" });
   for (const cookie of cookies) headers.append("set-cookie", cookie);
-  return new Response(null, { status: 302, headers });
+  return new Response(null, { status, headers });
 }

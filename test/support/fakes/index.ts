@@ -8,6 +8,7 @@ import { loadConfig } from "../../../lib/config.ts";
 import type { Services } from "../../../lib/context.ts";
 import { createDatabaseOutageLog } from "../../../lib/database-outage-log.ts";
 import { createClientAuthLimits } from "../../../lib/identity/client-auth-limits.ts";
+import { createLocalSignIn } from "../../../lib/identity/local-sign-in.ts";
 import { createMetrics } from "../../../lib/metrics.ts";
 import { createProvisioningService } from "../../../lib/provisioning/service.ts";
 import { createSecretBox, generateFernetKey } from "../../../lib/secrets.ts";
@@ -58,6 +59,19 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     previousSecretGraceDays: config.ROTATION_PREVIOUS_SECRET_GRACE_DAYS,
   });
   const browserSession = options.browserLogin ? fakeBrowserSession() : null;
+  const secretBox = createSecretBox(generateFernetKey());
+  // The real sign-in page (in memory, like the server's): served, as there, whenever no OIDC login is.
+  const localSignIn = browserSession
+    ? null
+    : createLocalSignIn({
+        adminApiToken: ADMIN_TOKEN,
+        secretBox,
+        baseUrl: BASE_URL,
+        trustedOrigins: config.CSRF_TRUSTED_ORIGINS,
+        failureLimit: config.SIGN_IN_FAILURE_LIMIT,
+        failureWindowSeconds: config.SIGN_IN_FAILURE_WINDOW_SECONDS,
+        logger,
+      });
   const builtinIssuer =
     config.identity === "builtin"
       ? fakeBuiltinIssuer({
@@ -80,7 +94,7 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     logDatabaseOutage: createDatabaseOutageLog(logger),
     metrics,
     database,
-    secretBox: createSecretBox(generateFernetKey()),
+    secretBox,
     identity,
     builtinIssuer,
     // The fakes are the built-in provider; the Keycloak pass-through is tested against a real Keycloak.
@@ -88,7 +102,16 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     notifier,
     embeddedBroker: null,
     browserSession,
-    auth: fakeAuth({ world, identity, engine: rotation.engine, deviceState, authDisabled: config.AUTH_DISABLED, adminTokenFromRequest: browserSession?.tokenFromRequest }),
+    localSignIn,
+    auth: fakeAuth({
+      world,
+      identity,
+      engine: rotation.engine,
+      deviceState,
+      authDisabled: config.AUTH_DISABLED,
+      adminTokenFromRequest: browserSession?.tokenFromRequest,
+      sessionFromRequest: localSignIn?.sessionFromRequest,
+    }),
     models: fakeDeviceModelService(world, { onDeleted: firmware.removeModelFiles }),
     devices,
     deviceState,
