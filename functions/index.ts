@@ -54,6 +54,10 @@ import rotateDevice from "./api/devices/[id]/rotate.post.ts";
 import getRotationDashboard from "./api/rotation/dashboard.get.ts";
 import getRotationStatus from "./api/rotation/status.get.ts";
 import triggerRotation from "./api/rotation/trigger.post.ts";
+import clearTestSession from "./api/testing/auth/clear.post.ts";
+import forceSelfError from "./api/testing/auth/force-error.post.ts";
+import startTestSession from "./api/testing/auth/session.post.ts";
+import cleanUpDeviceClients from "./api/testing/keycloak-cleanup.post.ts";
 
 /** Every endpoint there is, explicitly (test/route-files.test.ts holds the files in functions/ to this list). */
 export const allRoutes: Route[] = [
@@ -111,10 +115,15 @@ export const allRoutes: Route[] = [
   getDocs,
   getOpenApi,
   listDocsAssets,
+  startTestSession,
+  clearTestSession,
+  forceSelfError,
+  cleanUpDeviceClients,
 ];
 
 /** Routes served only by some configurations; every other route is always served. */
-type Enabling = Pick<Services, "builtinIssuer" | "browserSession" | "localSignIn">;
+type Enabling = Pick<Services, "builtinIssuer" | "browserSession" | "localSignIn" | "testing">;
+const inTestingMode = (services: Enabling) => services.testing !== null;
 const servedWhen = new Map<Route, (services: Enabling) => boolean>([
   // The built-in token server's keys and discovery; its token endpoint stays with Keycloak, as a pass-through.
   [getJwks, (services) => services.builtinIssuer !== null],
@@ -124,6 +133,11 @@ const servedWhen = new Map<Route, (services: Enabling) => boolean>([
   [authLogin, (services) => services.browserSession !== null || services.localSignIn !== null],
   [authCallback, (services) => services.browserSession !== null],
   [authSignIn, (services) => services.localSignIn !== null],
+  // The web UI's end-to-end suite's: only with TESTING_MODE, else 404 like any unknown route.
+  [startTestSession, inTestingMode],
+  [clearTestSession, inTestingMode],
+  [forceSelfError, inTestingMode],
+  [cleanUpDeviceClients, inTestingMode],
 ]);
 
 /** The endpoints this server answers: the router and the OpenAPI document are built from this list. */

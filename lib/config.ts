@@ -74,6 +74,8 @@ const envSchema = z.object({
   /** Wrong admin tokens on the sign-in page per client address per window; 0 = no limit. */
   SIGN_IN_FAILURE_LIMIT: int(10, 0),
   SIGN_IN_FAILURE_WINDOW_SECONDS: int(600, 1),
+  /** The web UI's end-to-end suite's routes under /api/testing (docs/testing.md); refused in production. */
+  TESTING_MODE: bool(false),
 
   KEYCLOAK_BASE_URL: url,
   KEYCLOAK_REALM: optionalText,
@@ -138,6 +140,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   // Checks across settings read the raw values, so they are listed even when another setting failed to parse.
   const production = raw.NODE_ENV === "production";
   if (production && (raw.AUTH_DISABLED === "true" || raw.AUTH_DISABLED === "1")) problems.push("AUTH_DISABLED: must not be true when NODE_ENV=production");
+  if (production && (raw.TESTING_MODE === "true" || raw.TESTING_MODE === "1")) problems.push("TESTING_MODE: must not be true when NODE_ENV=production");
   if (production && !raw.SECRET_ENCRYPTION_KEY) problems.push("SECRET_ENCRYPTION_KEY: required when NODE_ENV=production");
   if (raw.KEYCLOAK_BASE_URL) {
     for (const name of KEYCLOAK_SETTINGS) if (!raw[name]) problems.push(`${name}: required when KEYCLOAK_BASE_URL is set`);

@@ -31,6 +31,7 @@ import { createProvisioningService, type ProvisioningService } from "./provision
 import { createRotationService, type RotationService } from "./rotation/service.ts";
 import { createRolloutService, type RolloutService } from "./rollouts/service.ts";
 import { createSchemaChecker } from "./schema-checker.ts";
+import { createTestingMode, type TestingMode } from "./testing-mode.ts";
 import { createSecretBox, generateFernetKey, randomSecret, sameSecret, type SecretBox } from "./secrets.ts";
 
 /** The composition root: every service built once from the configuration. Tests replace parts via overrides. */
@@ -55,6 +56,8 @@ export type Services = {
   /** The sign-in page with the admin API token (POST /api/auth/login); null with OIDC login or without an admin token. */
   localSignIn: LocalSignIn | null;
   auth: Authenticator;
+  /** TESTING_MODE: test sessions, a forced /api/auth/self failure, device-client cleanup (/api/testing/*); else null. */
+  testing: TestingMode | null;
   models: DeviceModelService;
   devices: DeviceService;
   /** What devices report and what is observed of them: last seen, running and target firmware, fleet counts. */
@@ -225,11 +228,13 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   // The CLI answers no requests: it must not be the one to create (and print) the admin token.
   const adminApiToken = overrides.processName === "cli" ? null : loadAdminApiToken(config, logger);
   const localSignIn = browserSession || !adminApiToken ? null : createLocalSignInPage(config, adminApiToken, secretBox, logger);
+  const testing = config.TESTING_MODE ? createTestingMode({ identity, baseUrl: publicBaseUrl(config), logger }) : null;
+  if (testing) logger.warn("TESTING_MODE is on: /api/testing/* lets anybody sign in as anybody; never use it outside tests");
   const deviceState = createDeviceStateService({ db: database.db, logger, metrics });
   const auth = createAuthenticator({
     config,
     adminApiToken,
-    sessionFromRequest: localSignIn?.sessionFromRequest,
+    sessionFromRequest: (request) => testing?.sessionFromRequest(request) ?? localSignIn?.sessionFromRequest(request) ?? null,
     adminTokenFromRequest: browserSession?.tokenFromRequest,
     verifyAdminToken,
     verifyDeviceToken: observingDevices(completingRotations(verifyDeviceToken, rotationEngine), deviceState),
@@ -269,6 +274,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     browserSession,
     localSignIn,
     auth,
+    testing,
     models,
     devices,
     deviceState,

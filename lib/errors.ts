@@ -4,6 +4,8 @@ export type FieldError = { field: string; message: string };
 export class AppError extends Error {
   /** OAuth2 error code (RFC 6749 §5.2) of token-endpoint errors: rendered as `error`, the sentence as `error_description`. */
   oauthError?: string;
+  /** The sentence once more under another name, for a client that reads it there (the web UI's test suite: `message`). */
+  alsoAs?: string;
 
   constructor(
     readonly status: number,

@@ -68,8 +68,8 @@ test("every route in the list comes from a file in functions/ (or is an /iot rou
   assert.deepEqual(orphans, [], "routes in functions/index.ts without a file of their own");
 });
 
-test("the routes served leave out exactly those of a provider that is off (built-in token keys, browser login, sign-in page)", () => {
-  const on = { builtinIssuer: {}, browserSession: {}, localSignIn: {} } as unknown as Parameters<typeof routesFor>[0];
+test("the routes served leave out exactly those of a provider that is off (built-in token keys, browser login, sign-in page, testing mode)", () => {
+  const on = { builtinIssuer: {}, browserSession: {}, localSignIn: {}, testing: {} } as unknown as Parameters<typeof routesFor>[0];
   const missingWith = (services: Partial<typeof on>) => {
     const served = routesFor({ ...on, ...services });
     return allRoutes.filter((route) => !served.includes(route)).map(label);
@@ -80,4 +80,10 @@ test("the routes served leave out exactly those of a provider that is off (built
   assert.deepEqual(missingWith({ browserSession: null }), ["GET /api/auth/callback"]);
   assert.deepEqual(missingWith({ localSignIn: null }), ["POST /api/auth/login"]);
   assert.deepEqual(missingWith({ browserSession: null, localSignIn: null }), ["GET /api/auth/login", "POST /api/auth/login", "GET /api/auth/callback"]);
+  assert.deepEqual(missingWith({ testing: null }), [
+    "POST /api/testing/auth/session",
+    "POST /api/testing/auth/clear",
+    "POST /api/testing/auth/force-error",
+    "POST /api/testing/keycloak-cleanup",
+  ]);
 });

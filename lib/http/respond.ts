@@ -26,6 +26,7 @@ export function errorResponse(error: unknown, requestId: string): Response {
   return json(
     {
       ...(known?.oauthError ? { error: known.oauthError, error_description: message } : { error: message }),
+      ...(known?.alsoAs ? { [known.alsoAs]: message } : {}),
       code: known?.code ?? "INTERNAL_ERROR",
       details: known?.details ?? null,
       correlationId: requestId,

@@ -12,6 +12,7 @@ import { createLocalSignIn } from "../../../lib/identity/local-sign-in.ts";
 import { createMetrics } from "../../../lib/metrics.ts";
 import { createProvisioningService } from "../../../lib/provisioning/service.ts";
 import { createSecretBox, generateFernetKey } from "../../../lib/secrets.ts";
+import { createTestingMode } from "../../../lib/testing-mode.ts";
 import { ADMIN_TOKEN } from "../tokens.ts";
 import { fakeAuth } from "./auth.ts";
 import { fakeBrowserSession } from "./browser-session.ts";
@@ -85,6 +86,8 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
         })
       : null;
 
+  // The real testing mode (in memory) over the fake identity provider, when TESTING_MODE is set.
+  const testing = config.TESTING_MODE ? createTestingMode({ identity, baseUrl: BASE_URL, logger }) : null;
   const devices = fakeDeviceService(world, { identity, notifier });
   const deviceState = fakeDeviceStateService(world, metrics);
 
@@ -110,8 +113,9 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
       deviceState,
       authDisabled: config.AUTH_DISABLED,
       adminTokenFromRequest: browserSession?.tokenFromRequest,
-      sessionFromRequest: localSignIn?.sessionFromRequest,
+      sessionFromRequest: (request) => testing?.sessionFromRequest(request) ?? localSignIn?.sessionFromRequest(request) ?? null,
     }),
+    testing,
     models: fakeDeviceModelService(world, { onDeleted: firmware.removeModelFiles }),
     devices,
     deviceState,

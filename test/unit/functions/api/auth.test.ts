@@ -65,7 +65,7 @@ describe("functions/api/auth/login.get.ts", () => {
 
   it("is served with OIDC login or the sign-in page, and not when neither exists", () => {
     assert.deepEqual([unitApp({ browserLogin: true }).serves(login), unitApp().serves(login)], [true, true]);
-    assert.equal(routesFor({ builtinIssuer: null, browserSession: null, localSignIn: null }).includes(login), false);
+    assert.equal(routesFor({ builtinIssuer: null, browserSession: null, localSignIn: null, testing: null }).includes(login), false);
   });
 });
 
