@@ -23,7 +23,8 @@ export const SIGN_IN_PAGE_HEADERS: Record<string, string> = {
   "content-security-policy": `default-src 'none'; style-src 'sha256-${STYLE_HASH}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,
   "x-frame-options": "DENY",
   "x-content-type-options": "nosniff",
-  "referrer-policy": "no-referrer",
+  // Not no-referrer: under it browsers send `Origin: null` with the form, which the origin check must refuse.
+  "referrer-policy": "same-origin",
   "cache-control": "no-store",
 };
 
@@ -56,7 +57,6 @@ export function signInPage(redirect: string, query: z.output<typeof signInPageQu
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
 <title>Sign in · IoT Support</title>
 <style>${STYLE}</style>
 </head>

@@ -42,6 +42,8 @@ describe("functions/api/auth/login.get.ts", () => {
     assert.equal(response.headers.get("content-type"), "text/html; charset=utf-8");
     assert.equal(response.headers.get("cache-control"), "no-store");
     assert.equal(response.headers.get("x-frame-options"), "DENY");
+    // A real browser sends `Origin: null` with a form under no-referrer, and the origin check would refuse the sign-in.
+    assert.equal(response.headers.get("referrer-policy"), "same-origin");
     const csp = response.headers.get("content-security-policy") ?? "";
     assert.match(csp, /^default-src 'none'; style-src 'sha256-[\w+/=]+'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'$/);
     const html = await response.text();
