@@ -34,12 +34,15 @@ export const SIGN_IN_PAGE_HEADERS: Record<string, string> = {
  */
 const lenientText = z.string().optional().catch(undefined);
 export const signInPageQuery = z.object({
-  error: lenientText.meta({ description: "Why the last sign-in was refused: `invalid_token` or `too_many_attempts`" }),
+  error: lenientText.meta({ description: "Why the last sign-in was refused: `invalid_token`, `too_many_attempts` or `untrusted_origin`" }),
   retry_after: lenientText.meta({ description: "With too_many_attempts: seconds until another attempt is accepted" }),
 });
 
 function messageFor(query: z.output<typeof signInPageQuery>): string | null {
   if (query.error === "invalid_token") return "That is not the admin API token.";
+  if (query.error === "untrusted_origin") {
+    return "Sign-in refused: this page was opened at an address the server does not accept sign-ins from. Open it at the server's own address, or ask its operator to add this one to CSRF_TRUSTED_ORIGINS.";
+  }
   if (query.error !== "too_many_attempts") return null;
   const seconds = /^\d{1,5}$/.test(query.retry_after ?? "") ? Number(query.retry_after) : 0;
   const minutes = Math.ceil(seconds / 60);

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import { AppError } from "../errors.ts";
 import { createFailureBudget } from "../failure-budget.ts";
 import { addressBlock } from "../ip-address.ts";
 import type { Logger } from "../logger.ts";
@@ -18,13 +19,13 @@ const UNKNOWN_ADDRESS = "unknown";
 const sessionSchema = z.object({ sub: z.literal(API_TOKEN_ADMIN.subject), exp: z.number(), token: z.string() });
 
 /** Why a sign-in was refused, as the sign-in page shows it (the `error` of its URL). */
-export type SignInRefusal = { error: "invalid_token" } | { error: "too_many_attempts"; retryAfterSeconds: number };
+export type SignInRefusal = { error: "invalid_token" | "untrusted_origin" } | { error: "too_many_attempts"; retryAfterSeconds: number };
 
 export type LocalSignIn = {
   /**
-   * Checks the admin API token of the sign-in form: the session cookies, or why not. A request from another origin is
-   * 403 (CSRF_ORIGIN_REFUSED). Failures are counted per client address; while an address's budget is spent every
-   * attempt from it is refused, the right token too.
+   * Checks the admin API token of the sign-in form: the session cookies, or why not. A form posted from another origin
+   * is refused before the token is looked at. Wrong tokens are counted per client address; while an address's budget
+   * is spent every attempt from it is refused, the right token too.
    */
   signIn(request: Request, token: string, address: string | null): { cookies: string[] } | { refused: SignInRefusal };
   /** The admin of a sign-in cookie (null without a valid one); a state-changing request must come from a trusted origin. */
@@ -66,7 +67,14 @@ export function createLocalSignIn(options: {
 
   return {
     signIn(request, token, address) {
-      assertTrustedOrigin(request, trustedOrigins);
+      try {
+        assertTrustedOrigin(request, trustedOrigins);
+      } catch (error) {
+        if (!(error instanceof AppError)) throw error;
+        // Usually a UI served from another address than BASEURL's: the operator must add its origin.
+        logger.warn("Sign-in form posted from an untrusted origin (see CSRF_TRUSTED_ORIGINS)", { origin: request.headers.get("origin")?.slice(0, 200) ?? null });
+        return { refused: { error: "untrusted_origin" } };
+      }
       const key = address ? addressBlock(address) : UNKNOWN_ADDRESS;
       const wait = failures.waitSeconds(key);
       if (wait > 0) return { refused: { error: "too_many_attempts", retryAfterSeconds: wait } };

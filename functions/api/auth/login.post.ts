@@ -17,7 +17,7 @@ export default defineRoute({
     "A wrong token: 303 back to the sign-in page with `error=invalid_token`. Wrong tokens are counted per client address " +
     "(SIGN_IN_FAILURE_LIMIT per SIGN_IN_FAILURE_WINDOW_SECONDS); beyond that every attempt from the address, the right " +
     "token too, goes back with `error=too_many_attempts&retry_after=<seconds>`. The form must be posted from the backend's " +
-    "own origin or one of CSRF_TRUSTED_ORIGINS (else 403 `CSRF_ORIGIN_REFUSED`).",
+    "own origin or one of CSRF_TRUSTED_ORIGINS, else it goes back with `error=untrusted_origin` (the token unread).",
   tags: ["Authentication"],
   request: {
     rawBody: {
@@ -32,7 +32,6 @@ export default defineRoute({
   responses: {
     303: { description: "Signed in: to `redirect`, with the session cookie; refused: back to the sign-in page with `error`" },
     400: { description: "The form has no token", content: { "application/json": { schema: errorSchema } } },
-    403: { description: "Posted from a page of another origin", content: { "application/json": { schema: errorSchema } } },
   },
   uses: ["localSignIn"],
   async handler(request, { services, clientAddress }) {

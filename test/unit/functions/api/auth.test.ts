@@ -116,10 +116,23 @@ describe("functions/api/auth/login.post.ts", () => {
     assert.ok(app.logger.lines.some((line) => line.message.startsWith("Sign-ins refused for a while")), "the operator is told");
   });
 
-  it("is refused from a page of another origin, and without a token", async () => {
+  it("a form from a page of another origin goes back with untrusted_origin and no cookie, the token unread", async () => {
     const app = unitApp();
-    await expectError(await app.run(signIn, form({ token: ADMIN_TOKEN }, { origin: "https://evil.test" })), 403, "CSRF_ORIGIN_REFUSED");
-    await expectError(await app.run(signIn, form({ token: ADMIN_TOKEN }, {})), 403, "CSRF_ORIGIN_REFUSED");
+    for (const headers of [{ origin: "https://evil.test" }, { origin: "null" }, {}] as Record<string, string>[]) {
+      const response = await app.run(signIn, form({ token: ADMIN_TOKEN, redirect: "/x" }, headers));
+      assert.equal(response.status, 303);
+      assert.equal(response.headers.get("location"), "/api/auth/login?redirect=%2Fx&error=untrusted_origin");
+      assert.equal(response.headers.get("set-cookie"), null);
+    }
+    const sameOrigin = await app.run(signIn, form({ token: ADMIN_TOKEN }, { "sec-fetch-site": "same-origin" }));
+    assert.equal(sameOrigin.headers.get("location"), "/", "without Origin, Sec-Fetch-Site: same-origin is enough");
+    assert.ok(app.logger.lines.some((line) => line.level === "warn" && line.message.includes("CSRF_TRUSTED_ORIGINS")), "the operator learns why");
+    const page = await (await app.run(login, request("GET", "/api/auth/login?error=untrusted_origin"))).text();
+    assert.match(page, /CSRF_TRUSTED_ORIGINS/);
+  });
+
+  it("is refused without a token, and as anything but a form", async () => {
+    const app = unitApp();
     await expectError(await app.run(signIn, form({ redirect: "/" })), 400, "VALIDATION_FAILED");
     const json = request("POST", "/api/auth/login", { body: { token: ADMIN_TOKEN }, headers: { origin: BASE_URL } });
     await expectError(await app.run(signIn, json), 415, "UNSUPPORTED_MEDIA_TYPE");
