@@ -6,7 +6,7 @@ import { loadConfig, type Config } from "./lib/config.ts";
 import { createServices, type ServiceOverrides, type Services } from "./lib/context.ts";
 import { createApp } from "./lib/http/app.ts";
 import { errorMessage } from "./lib/logger.ts";
-import { startRotationTimer } from "./lib/rotation/timer.ts";
+import { startInternalScheduler } from "./lib/periodic-job.ts";
 
 
 /** Starts the HTTP server on the configured host and port; resolves once it listens. */
@@ -26,16 +26,16 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
   });
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.PORT;
-  const stopRotation =
+  const stopScheduler =
     config.ROTATION_SCHEDULER === "internal"
-      ? startRotationTimer(services, config.ROTATION_INTERVAL_SECONDS)
+      ? startInternalScheduler(services)
       : async () => {};
   return {
     server,
     services,
     port,
     async stop() {
-      await stopRotation();
+      await stopScheduler();
       await stopServer(server, services, config.SHUTDOWN_DEADLINE_SECONDS * 1000);
     },
   };

@@ -20,6 +20,7 @@ export const toSummary = (row: ModelRow, deviceCount: number): ModelSummary => (
 export const toModel = (row: ModelRow, deviceCount: number): Model => ({
   ...toSummary(row, deviceCount),
   config_schema: row.configSchema,
+  firmware_rollout: row.firmwareRollout,
   created_at: row.createdAt.toISOString(),
   updated_at: row.updatedAt.toISOString(),
 });
@@ -71,7 +72,7 @@ export function createDeviceModelService(
         const row = await db.transaction(async (tx) => {
           const [row] = await tx
             .insert(deviceModels)
-            .values({ code: input.code, name: input.name, configSchema: input.config_schema ?? null })
+            .values({ code: input.code, name: input.name, configSchema: input.config_schema ?? null, firmwareRollout: input.firmware_rollout ?? "staged" })
             .returning();
           await audit.record(tx, { actor, kind: "model.created", modelId: row!.id, details: { code: row!.code, name: row!.name } });
           return row!;
@@ -88,6 +89,7 @@ export function createDeviceModelService(
       const changes = {
         ...(input.name != null && { name: input.name }),
         ...(input.config_schema != null && { configSchema: input.config_schema }),
+        ...(input.firmware_rollout !== undefined && { firmwareRollout: input.firmware_rollout }),
       };
       if (Object.keys(changes).length > 0) {
         await db.transaction(async (tx) => {
@@ -98,9 +100,15 @@ export function createDeviceModelService(
           const changed = [
             ...(changes.name !== undefined && changes.name !== before.name ? ["name"] : []),
             ...(changes.configSchema !== undefined && changes.configSchema !== before.configSchema ? ["config_schema"] : []),
+            ...(changes.firmwareRollout !== undefined && changes.firmwareRollout !== before.firmwareRollout ? ["firmware_rollout"] : []),
           ];
           if (changed.length === 0) return;
-          const details = { code: before.code, changed_fields: changed, ...(changed.includes("name") && { name: changes.name! }) };
+          const details = {
+            code: before.code,
+            changed_fields: changed,
+            ...(changed.includes("name") && { name: changes.name! }),
+            ...(changed.includes("firmware_rollout") && { firmware_rollout: changes.firmwareRollout! }),
+          };
           await audit.record(tx, { actor, kind: "model.updated", modelId: id, details });
         });
       }

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { rotationStates } from "../db/schema.ts";
+import { firmwareRolloutModes, rotationStates } from "../db/schema.ts";
 import { decodeCursor } from "./audit/cursor.ts";
 import { auditKindSchema } from "./audit/kinds.ts";
 import { runningSources } from "./device-state/running.ts";
@@ -35,8 +35,12 @@ export const modelSummarySchema = z
   })
   .meta({ id: "ModelSummary" });
 
+const firmwareRollout = z
+  .enum(firmwareRolloutModes)
+  .meta({ description: "What a firmware upload starts when it does not say: a staged rollout (the default for new models) or the new stable version for every device at once (models from before rollouts)" });
+
 export const modelSchema = modelSummarySchema
-  .extend({ config_schema: nullableText, created_at: timestamp, updated_at: timestamp })
+  .extend({ config_schema: nullableText, firmware_rollout: firmwareRollout, created_at: timestamp, updated_at: timestamp })
   .meta({ id: "Model" });
 
 export const modelListSchema = z.object({ device_models: z.array(modelSummarySchema), count: z.number().int() });
@@ -50,11 +54,11 @@ const modelName = z.string().trim().min(1, "must not be empty").max(255, "must b
 const configSchemaText = z.string().max(256 * 1024).nullable().meta({ description: "JSON text of a JSON Schema" });
 
 export const createModelBody = z
-  .strictObject({ code: modelCode, name: modelName, config_schema: configSchemaText.optional() })
+  .strictObject({ code: modelCode, name: modelName, config_schema: configSchemaText.optional(), firmware_rollout: firmwareRollout.optional() })
   .meta({ id: "CreateModel" });
 
 export const updateModelBody = z
-  .strictObject({ name: modelName.nullable().optional(), config_schema: configSchemaText.optional() })
+  .strictObject({ name: modelName.nullable().optional(), config_schema: configSchemaText.optional(), firmware_rollout: firmwareRollout.optional() })
   .meta({ id: "UpdateModel", description: "Absent or null fields stay unchanged; code cannot change." });
 
 export const deviceSummarySchema = z
@@ -78,7 +82,10 @@ export const deviceSummarySchema = z
     running_firmware_source: z.enum(runningSources).meta({
       description: "reported: the device said so; inferred: it authenticated again after a full download of that version; unknown: neither",
     }),
-    target_firmware_version: nullableText.meta({ description: "The version the device should run (today its model's stable version)" }),
+    target_firmware_version: nullableText.meta({
+      description: "The version the device should run: its pin, else the version a rollout gave it, else its model's stable version",
+    }),
+    firmware_pin_version_id: z.number().int().nullable().meta({ description: "The firmware version an admin pinned the device to (PUT …/firmware-pin)" }),
   })
   .meta({ id: "DeviceSummary" });
 
@@ -115,11 +122,21 @@ export const firmwareUploadSchema = z
     code: z.string(),
     firmware_version: z.string(),
     version_id: z.number().int().meta({ description: "The firmware version this upload is (the same one for the same bytes)" }),
+    rollout: z.enum(firmwareRolloutModes).meta({ description: "immediate: the version is now the stable one; staged: a rollout was started" }),
+    rollout_id: z.number().int().nullable().meta({ description: "The rollout the upload started (staged)" }),
   })
   .meta({ id: "FirmwareUpload" });
 
+const flag = z.enum(["true", "false"]).transform((value) => value === "true");
+
 export const firmwareUploadQuery = z.strictObject({
   notes: z.string().max(1000, "must be at most 1000 characters").optional().meta({ description: "Free text kept with the version (new versions only)" }),
+  rollout: z
+    .enum(firmwareRolloutModes)
+    .optional()
+    .meta({ description: "staged: start a rollout with the default plan; immediate: the new stable version for every device at once. Default: the model's firmware_rollout" }),
+  confirm_downgrade: flag.optional().meta({ description: "Staged: allow an image older than the stable version (the same bytes as an earlier version)" }),
+  confirm_image_change: flag.optional().meta({ description: "Staged: allow a chip or project name other than the stable version's" }),
 });
 
 export const versionParams = z.object({ id: decimalId, vid: decimalId });
@@ -167,6 +184,7 @@ export const targetFirmwareSchema = z
     size: z.number().int().nullable(),
     elf_sha256: nullableText.meta({ description: "The image's app_elf_sha256 (hex): compare with esp_app_get_description()->app_elf_sha256" }),
     secure_version: z.number().int().nullable(),
+    rollout_id: z.number().int().nullable().meta({ description: "The rollout that gave the device this target (null: its pin or its model's stable version)" }),
   })
   .meta({ id: "TargetFirmware" });
 

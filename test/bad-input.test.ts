@@ -44,7 +44,8 @@ describe("bad input on every route", () => {
     send(route.method, path, { body, headers: contentType ? { "content-type": contentType } : {}, token: route.access === "device" ? deviceToken : undefined });
 
   before(async () => {
-    app = await createTestApp({ env: { ROTATION_SCHEDULER: "external" } });
+    // TESTING_MODE: the testing routes are in allRoutes too, and must refuse bad input like every other.
+    app = await createTestApp({ env: { ROTATION_SCHEDULER: "external", TESTING_MODE: "true" } });
     // Some data, so that "nothing changed" means something.
     const model = await (await app.call("POST", "/api/device-models", { body: { code: "seed", name: "Seed" } })).json();
     const device = await app.call("POST", "/api/devices", { body: { device_model_id: model.id, config: '{"deviceName": "seed"}' } });

@@ -8,24 +8,16 @@
 import { and, desc, eq, gte, type SQL, sql } from "drizzle-orm";
 import type { Database, Executor } from "../../db/client.ts";
 import { type AuditDetail, type AuditDetails, auditEvents } from "../../db/schema.ts";
-import type { Principal } from "../identity/principal.ts";
 import { AUDIT_PAGE_DEFAULT, type AuditEventOut, type AuditPage, type AuditQuery } from "../schemas.ts";
 import { encodeCursor } from "./cursor.ts";
 import type { AuditKind } from "./kinds.ts";
 
-/** Who caused an event: an admin's subject, `system`, or `device:<client_id>`. */
+/** Who caused an event: an admin's subject, `system`, or `device:<client_id>` (a request's: actorOf in lib/identity/principal.ts). */
 export type Actor = string;
 /** The scheduler, the rotation job and other CLI commands. */
 export const SYSTEM_ACTOR: Actor = "system";
 /** A transition caused by a device's own request. */
 export const deviceActor = (clientId: string): Actor => `device:${clientId}`;
-
-/** The actor of a request: an admin's subject, or the device its token names. */
-export function actorOf(principal: Principal): Actor {
-  if (principal.kind === "admin") return principal.subject;
-  if (principal.kind === "device") return deviceActor(principal.device.clientId);
-  return "anonymous";
-}
 
 export type AuditEntry = {
   actor: Actor;

@@ -6,7 +6,8 @@ import { eq } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { deviceModels, devices, firmwareVersions, type StateReport } from "../../db/schema.ts";
 import { modelNotFound } from "../errors.ts";
-import { createTargetDescriptions, targetOf } from "../firmware/targets.ts";
+import { alias } from "drizzle-orm/pg-core";
+import { createTargetDescriptions, targetVersionIdSql } from "../firmware/targets.ts";
 import type { DevicePrincipal } from "../identity/principal.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
@@ -16,6 +17,7 @@ import { readHeaderReport, reportedColumns } from "./reports.ts";
 import { createSeenBuffer } from "./seen.ts";
 
 const HOUR_MS = 3_600_000;
+const targetVersions = alias(firmwareVersions, "target_version");
 
 export function createDeviceStateService(deps: { db: Database; logger: Logger; metrics: Metrics }) {
   const { db, logger, metrics } = deps;
@@ -35,18 +37,13 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
         reportedFirmwareVersion: devices.reportedFirmwareVersion,
         downloadedAt: devices.downloadedAt,
         downloadedVersion: firmwareVersions.version,
-        id: devices.id,
-        stableVersionId: deviceModels.stableVersionId,
-        firmwareVersion: deviceModels.firmwareVersion,
+        target: targetVersions.version,
         code: deviceModels.code,
       })
       .from(devices)
       .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-      .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id));
-  const asFleetRow = <R extends Omit<FleetRow, "target"> & Parameters<typeof targetOf>[1] & { id: number }>(row: R): R & FleetRow => ({
-    ...row,
-    target: targetOf(row, row)?.version ?? null,
-  });
+      .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
+      .leftJoin(targetVersions, eq(targetVersions.id, targetVersionIdSql));
 
   return {
     /** An authenticated device request: noted for last_seen_at with what its headers report (malformed ones counted, ignored). */
@@ -67,20 +64,20 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
     },
 
     /** The device's target firmware (lib/firmware/targets.ts). */
-    target: (principal: DevicePrincipal): Promise<TargetFirmware> => targetFirmware(principal.device, principal.model),
+    target: (principal: DevicePrincipal): Promise<TargetFirmware> => targetFirmware(principal),
 
     /** GET /api/device-models/{id}/fleet. */
     async fleet(modelId: number, staleHours: number): Promise<Fleet> {
       const [model] = await db.select({ id: deviceModels.id }).from(deviceModels).where(eq(deviceModels.id, modelId));
       if (!model) throw modelNotFound(modelId);
       const rows = await fleetRows().where(eq(devices.deviceModelId, modelId));
-      return countFleet(rows.map(asFleetRow), new Date(Date.now() - staleHours * HOUR_MS));
+      return countFleet(rows, new Date(Date.now() - staleHours * HOUR_MS));
     },
 
     /** The fleet of every model, by model code (the /metrics gauges). */
     async fleets(staleHours: number): Promise<Map<string, Fleet>> {
       const byModel = new Map<string, FleetRow[]>();
-      for (const row of (await fleetRows()).map(asFleetRow)) {
+      for (const row of await fleetRows()) {
         const rows = byModel.get(row.code) ?? byModel.set(row.code, []).get(row.code)!;
         rows.push(row);
       }

@@ -47,8 +47,8 @@ describeRotationContract("fake", async () => {
 
 describeFirmwareStoreContract("fake", async () => {
   const { services, notifier } = fakeServices();
-  const { models, devices, firmware } = services;
-  return { models, devices, firmware, notices: () => notifier.delivered, close: async () => {} };
+  const { models, devices, firmware, rollouts } = services;
+  return { models, devices, firmware, rollouts, notices: () => notifier.delivered, close: async () => {} };
 });
 
 describeAuditLogContract("fake", async () => {

@@ -1,4 +1,4 @@
-import { actorOf } from "../../../lib/audit/log.ts";
+import { actorOf } from "../../../lib/identity/principal.ts";
 import { defineRoute } from "../../../lib/http/route.ts";
 import { json } from "../../../lib/http/respond.ts";
 import { createModelBody, errorSchema, modelSchema } from "../../../lib/schemas.ts";

@@ -9,9 +9,9 @@ import { readHeaderReport, reportedColumns } from "../../../lib/device-state/rep
 import { isDue } from "../../../lib/device-state/seen.ts";
 import type { DeviceStateService } from "../../../lib/device-state/service.ts";
 import { modelNotFound } from "../../../lib/errors.ts";
-import { describeTarget, NO_TARGET, targetOf } from "../../../lib/firmware/targets.ts";
+import { describeTarget, NO_TARGET, targetRolloutId, targetVersionId } from "../../../lib/firmware/targets.ts";
 import type { Metrics } from "../../../lib/metrics.ts";
-import { downloadedVersionOf, type FakeWorld } from "./world.ts";
+import { type FakeWorld, versionNamesOf } from "./world.ts";
 
 const HOUR_MS = 3_600_000;
 
@@ -19,8 +19,8 @@ export function fakeDeviceStateService(world: FakeWorld, metrics: Metrics): Devi
   const rowOf = (id: number) => world.devices.get(id);
 
   function fleetRow(device: DeviceRow): FleetRow {
-    const model = world.models.get(device.deviceModelId)!;
-    return { ...device, downloadedVersion: downloadedVersionOf(world, device), target: targetOf(device, model)?.version ?? null };
+    const { downloadedVersion, targetVersion } = versionNamesOf(world, device);
+    return { ...device, downloadedVersion, target: targetVersion };
   }
 
   return {
@@ -47,9 +47,9 @@ export function fakeDeviceStateService(world: FakeWorld, metrics: Metrics): Devi
       if (row) Object.assign(row, { downloadedVersionId: version?.id ?? null, downloadedAt: new Date() });
     },
     async target({ device, model }) {
-      const target = targetOf(device, model);
-      const version = target && world.versions.get(target.versionId);
-      return target && version ? describeTarget(target.versionId, version) : NO_TARGET;
+      const versionId = targetVersionId({ device, model });
+      const version = versionId === null ? undefined : world.versions.get(versionId);
+      return version ? describeTarget(version.id, version, targetRolloutId(device)) : NO_TARGET;
     },
     async fleet(modelId, staleHours) {
       if (!world.models.has(modelId)) throw modelNotFound(modelId);

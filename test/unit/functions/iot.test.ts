@@ -14,7 +14,7 @@ import { buildImage } from "../../support/firmware-image.ts";
 import { asAdmin, expectDeviceOnly, expectError, request, unitApp, type UnitApp } from "../harness.ts";
 
 async function uploadFirmware(app: UnitApp, modelId: number, bytes: Uint8Array<ArrayBuffer>) {
-  const response = await app.run(upload, asAdmin("POST", `/api/device-models/${modelId}/firmware`, { body: new Blob([bytes]) }));
+  const response = await app.run(upload, asAdmin("POST", `/api/device-models/${modelId}/firmware?rollout=immediate`, { body: new Blob([bytes]) }));
   assert.equal(response.status, 200);
 }
 
@@ -22,8 +22,9 @@ describe("functions/iot/config.get.ts", () => {
   it("sends the calling device's config byte for byte", async () => {
     const app = unitApp();
     const { device, token } = await app.device({ deviceName: "Hall", nested: { a: [1, 2] } });
-    // uses: [] — the device comes with the principal, so the edge's services are all the route is given.
-    const response = await runRoute(config, request("GET", "/iot/config", { token }), app.edge);
+    // uses: ["rollouts"] — the device comes with the principal, so the edge's services and the rollouts (which watch
+    // the config fetch after a firmware download) are all the route is given.
+    const response = await runRoute(config, request("GET", "/iot/config", { token }), { ...app.edge, rollouts: app.services.rollouts });
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("cache-control"), "no-cache");
     assert.equal(await response.text(), device.config);
@@ -44,7 +45,7 @@ describe("functions/iot/config.get.ts", () => {
   it("is for the device itself only", () => expectDeviceOnly(config, "/iot/config"));
 });
 
-const NO_TARGET = { firmware_version: null, version_id: null, sha256: null, size: null, elf_sha256: null, secure_version: null };
+const NO_TARGET = { firmware_version: null, version_id: null, sha256: null, size: null, elf_sha256: null, secure_version: null, rollout_id: null };
 const ELF = "ab".repeat(32);
 
 describe("functions/iot/firmware-version.get.ts", () => {
@@ -62,6 +63,7 @@ describe("functions/iot/firmware-version.get.ts", () => {
       size: 2048,
       elf_sha256: ELF,
       secure_version: 2,
+      rollout_id: null,
     });
   });
 

@@ -1,4 +1,4 @@
-import { actorOf } from "../../../../lib/audit/log.ts";
+import { actorOf } from "../../../../lib/identity/principal.ts";
 import { deviceClientSyncSchema, syncDeviceClient } from "../../../../lib/device-clients.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { json } from "../../../../lib/http/respond.ts";

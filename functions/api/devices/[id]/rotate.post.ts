@@ -1,4 +1,4 @@
-import { actorOf } from "../../../../lib/audit/log.ts";
+import { actorOf } from "../../../../lib/identity/principal.ts";
 import { z } from "zod";
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { json } from "../../../../lib/http/respond.ts";
