@@ -114,11 +114,11 @@ describe("audit trail", () => {
     assert.deepEqual(byKind("device.updated")[0]!.details, { key: device.key, changed_fields: ["deviceName", "enableOTA"] });
     const [uploaded1, uploaded2] = byKind("firmware.uploaded");
     assert.deepEqual(
-      [uploaded1!.details.version, uploaded1!.details.version_id, uploaded1!.details.new_version, uploaded1!.details.previous_stable_version],
-      ["1.0.0", first.version_id, true, null],
+      [uploaded1!.details.version, uploaded1!.details.version_id, uploaded1!.details.new_version, uploaded1!.details.size],
+      ["1.0.0", first.version_id, true, 4096],
     );
     assert.match(String(uploaded1!.details.sha256), /^[0-9a-f]{64}$/);
-    assert.deepEqual([uploaded2!.details.version_id, uploaded2!.details.previous_stable_version], [second.version_id, "1.0.0"]);
+    assert.deepEqual([uploaded2!.details.version, uploaded2!.details.version_id], ["2.0.0", second.version_id]);
     assert.deepEqual(byKind("firmware.version_deleted")[0]!.details, { version: "1.0.0", version_id: first.version_id, sha256: uploaded1!.details.sha256 });
     assert.deepEqual(byKind("rotation.triggered")[0]!.details, { status: "queued", from: "OK" });
 

@@ -13,7 +13,7 @@ const KINDS = {
   "device.updated": "An admin changed a device's config (details: key, changed_fields: the top-level config fields that changed)",
   "device.deleted": "An admin deleted a device and its OAuth2 client (details: key, client_id)",
   "device.client_recreated": "An admin's repair (keycloak-sync) found the device's OAuth2 client missing and created it with a new secret: the device must be provisioned again (details: key, client_id)",
-  "firmware.uploaded": "An admin uploaded an image, now the model's stable version (details: version, version_id, sha256, size, new_version)",
+  "firmware.uploaded": "An admin uploaded an image, recorded as a firmware version of the model; the same bytes again are the same version, new_version false (details: version, version_id, sha256, size, new_version)",
   "firmware.version_deleted": "An admin deleted a firmware version (details: version, version_id, sha256)",
   "rotation.triggered": "An admin queued the fleet (no device_id; details: queued_count) or one device (details: status) for rotation",
   "rotation.scheduled": "The rotation schedule queued every OK device (details: queued_count)",
