@@ -22,6 +22,9 @@ const decimalId = z
 
 export const idParams = z.object({ id: decimalId });
 
+/** An id in a JSON body: a row id, so within PostgreSQL's integer range. */
+export const bodyId = z.number().int().positive().max(MAX_ID);
+
 export const rotationStateSchema = z.enum(rotationStates).meta({ id: "RotationState" });
 
 export const modelSummarySchema = z
@@ -111,7 +114,7 @@ export const deviceListQuery = z.strictObject({
 const configText = z.string().max(512 * 1024).meta({ description: "JSON text; validated against the model's schema" });
 
 export const createDeviceBody = z
-  .strictObject({ device_model_id: z.number().int().positive().max(MAX_ID), config: configText })
+  .strictObject({ device_model_id: bodyId, config: configText })
   .meta({ id: "CreateDevice" });
 
 export const updateDeviceBody = z.strictObject({ config: configText }).meta({ id: "UpdateDevice" });
