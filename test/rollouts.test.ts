@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout } from "node:timers/promises";
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { devices, rolloutDevices } from "../db/schema.ts";
 import { ADMIN_TOKEN } from "./support/app.ts";
 import { createFleet, deviceRow } from "./support/fleet.ts";
@@ -198,6 +198,26 @@ describe("staged rollouts", () => {
     assert.equal(await targetOf(looping, fleet[1]!.secret), "1.0.0");
     await offline.boot();
     assert.equal(offline.running, "2.0.0");
+  });
+});
+
+describe("device events written out of order", () => {
+  it("a config fetch whose write lands after that of a later download is no restart on it, and keeps the latest fetch time", async () => {
+    const { fleet, modelId } = await fleetOn(1);
+    const created = await rollOut(modelId, "2.0.0", { canary_count: 0, waves: [100], soak_seconds: 0 });
+    await step();
+    const member = and(eq(rolloutDevices.rolloutId, created.id), eq(rolloutDevices.deviceId, fleet[0]!.id));
+    const { db } = server.services.database;
+    // The write of a download that finished after the fetch below (and of a later fetch) already landed.
+    const later = new Date(Date.now() + 5_000);
+    await db.update(rolloutDevices).set({ downloads: 1, firstDownloadAt: later, lastDownloadAt: later, configAt: later }).where(member);
+    const body = new URLSearchParams({ grant_type: "client_credentials", client_id: fleet[0]!.clientId, client_secret: fleet[0]!.secret });
+    const token = (await (await fetch(server.services.identity.tokenUrl, { method: "POST", body })).json()).access_token;
+    assert.equal((await fetch(`${server.url}/api/iot/config`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
+    await settle();
+    const [row] = await db.select().from(rolloutDevices).where(member);
+    assert.equal(row!.restartsAfterDownload, 0);
+    assert.equal(row!.configAt!.getTime(), later.getTime());
   });
 });
 
