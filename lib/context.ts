@@ -261,7 +261,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     logger,
     audit,
   });
-  const rollouts = createRolloutService({ db: database.db, notifier, logger, offlineAfterSeconds: config.ROLLOUT_OFFLINE_AFTER_SECONDS });
+  const rollouts = createRolloutService({ db: database.db, notifier, logger, audit, offlineAfterSeconds: config.ROLLOUT_OFFLINE_AFTER_SECONDS });
   const provisioning = createProvisioningService({ config, embeddedBrokerUrl: channel.embeddedBrokerUrl, identity, devices, rotation });
   observeServices(metrics, { devicesByState: rotation.countsByState, unconfirmedDevices: rotation.unconfirmedCount, firmwareCacheBytes: firmware.cachedBytes, fleets: deviceState.fleets });
 

@@ -54,10 +54,10 @@ async function tokenFor(app: TestApp, clientId: string, secret: string): Promise
 
 const asDevice = (app: TestApp, token: string, path: string) => app.call("GET", path, { token });
 
-/** Uploads `body` as a model's firmware (a raw image, as curl --data-binary sends it). */
+/** Uploads `body` as a model's firmware (a raw image, as curl --data-binary sends it), stable at once. */
 const uploadFirmware = (app: TestApp, modelId: number, body: BodyInit) =>
   app.fetch(
-    new Request(`http://iot.test/api/device-models/${modelId}/firmware`, {
+    new Request(`http://iot.test/api/device-models/${modelId}/firmware?rollout=immediate`, {
       method: "POST",
       body,
       headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
@@ -101,7 +101,9 @@ describe("audit trail", () => {
       `${admin} device.updated`,
       `${admin} device.client_recreated`,
       `${admin} firmware.uploaded`,
+      `${admin} firmware.stable_changed`,
       `${admin} firmware.uploaded`,
+      `${admin} firmware.stable_changed`,
       `${admin} firmware.version_deleted`,
       `${admin} rotation.triggered`,
       "system rotation.started",
@@ -146,7 +148,7 @@ describe("audit trail", () => {
     const { version_id } = await ok<{ version_id: number }>(uploadFirmware(app, model.id, buildImage({ version: "9.0.0", size: 4096 })));
     await ok(app.call("DELETE", `/api/device-models/${model.id}/firmware/versions/${version_id}`), 409);
     await ok(app.call("POST", "/api/devices/999999/rotate"), 404);
-    assert.equal((await allEvents(app)).length, before_ + 1, "only the upload that succeeded");
+    assert.equal((await allEvents(app)).length, before_ + 2, "only the upload that succeeded: recorded, then stable");
   });
 
   test("paging by cursor visits every event exactly once while others are recorded", async () => {

@@ -126,6 +126,17 @@ describe("staged rollouts", () => {
     const canary = done.devices.find((device: { wave: number }) => device.wave === 0);
     const others = done.devices.filter((device: { wave: number }) => device.wave > 0);
     assert.ok(others.every((device: { admitted_at: string }) => device.admitted_at >= canary.settled_at));
+    // The audit trail tells the story: started by the admin, waves and verdicts by the system, then stable.
+    const { events } = await (await server.admin("GET", `/api/audit?model_id=${modelId}&limit=1000`)).json();
+    const ofRollout = events.filter((event: { details: { rollout_id?: number } }) => event.details.rollout_id === rollout.id).reverse();
+    const kinds = ofRollout.map((event: { kind: string }) => event.kind);
+    assert.equal(kinds[0], "rollout.started");
+    assert.equal(ofRollout[0].actor, "admin-api-token");
+    assert.deepEqual(kinds.filter((kind: string) => kind === "rollout.wave_opened").length, 3);
+    assert.deepEqual(kinds.filter((kind: string) => kind === "rollout.device_succeeded").length, 12);
+    assert.equal(kinds.at(-1), "rollout.completed");
+    assert.ok(ofRollout.slice(1).every((event: { actor: string }) => event.actor === "system"));
+    assert.ok(events.some((event: { kind: string; details: { version?: string } }) => event.kind === "firmware.stable_changed" && event.details.version === "2.0.0"));
   });
 
   it("a canary that rolls back pauses the rollout before any other device is offered the image", async () => {
@@ -298,6 +309,11 @@ describe("admin actions", () => {
     assert.equal(await targetOf(devices[2]!, fleet[2]!.secret), "1.0.0", "a pinned device is never admitted");
     const unpinned = await (await server.admin("DELETE", `/api/devices/${fleet[2]!.id}/firmware-pin`)).json();
     assert.equal(unpinned.firmware_pin_version_id, null);
+    const { events } = await (await server.admin("GET", `/api/audit?device_id=${fleet[2]!.id}`)).json();
+    assert.deepEqual(
+      events.slice(0, 2).map((event: { kind: string; actor: string }) => [event.kind, event.actor]),
+      [["firmware.unpinned", "admin-api-token"], ["firmware.pinned", "admin-api-token"]],
+    );
     await step();
     assert.equal(await targetOf(devices[2]!, fleet[2]!.secret), "2.0.0");
   });

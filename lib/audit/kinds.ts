@@ -23,6 +23,18 @@ const KINDS = {
   "rotation.completed": "The device used its new secret: rotation done, state OK (details: was, the state it left)",
   "rotation.timed_out": "The device did not complete in time: state TIMEOUT (details: reason, failures, next_retry_at, unconfirmed)",
   "rotation.secret_restored": "On a timeout, the device's previous secret was put back in the identity provider",
+  "firmware.stable_changed": "A version became the model's stable version: an immediate upload, or a rollout that completed (details: version, version_id, previous_version_id)",
+  "firmware.pinned": "An admin pinned the device to a firmware version (details: version_id)",
+  "firmware.unpinned": "An admin removed the device's firmware pin",
+  "rollout.started": "A staged rollout began (details: rollout_id, version, version_id, source: api, upload or revert, plan)",
+  "rollout.paused": "A rollout paused: by an admin, or by itself on failures (details: rollout_id, reason)",
+  "rollout.resumed": "An admin resumed a paused rollout (details: rollout_id)",
+  "rollout.wave_opened": "A rollout opened its next wave, after the open one soaked or on an admin's advance (details: rollout_id, wave)",
+  "rollout.completed": "A rollout finished: its version is the stable one (details: rollout_id, version)",
+  "rollout.aborted": "A rollout was stopped: by an admin, a revert, or a newer upload (details: rollout_id, reason)",
+  "rollout.device_succeeded": "A rollout judged the device updated (details: rollout_id, version)",
+  "rollout.device_failed": "A rollout judged the device failed and gave it its previous version back (details: rollout_id, version, reason)",
+  "rollout.device_retried": "An admin offered a rollout's version again to a device it had failed (details: rollout_id)",
   "rotation.restore_failed": "On a timeout, the previous secret could not be restored; the device stays PENDING and the next cycle retries (details: error)",
 } as const;
 
