@@ -8,6 +8,7 @@ import { createDeviceModelService, type DeviceModelService } from "./device-mode
 import { createDeviceService, type DeviceService } from "./devices.ts";
 import { observingDevices } from "./device-state/observing.ts";
 import { createDeviceStateService, type DeviceStateService } from "./device-state/service.ts";
+import { createFsBlobs } from "./firmware/fs-blobs.ts";
 import { createFirmwareStore, type FirmwareStore } from "./firmware/store.ts";
 import { type Authenticator, createAuthenticator } from "./identity/authenticator.ts";
 import { type BuiltinClientStore, createBuiltinClientStore } from "./identity/builtin-clients.ts";
@@ -244,7 +245,8 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     verifyAdminToken,
     verifyDeviceToken: observingDevices(completingRotations(verifyDeviceToken, rotationEngine), deviceState),
   });
-  const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, logger, audit }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
+  const blobs = createFsBlobs(config.assetsDir);
+  const firmware = instrument(createFirmwareStore({ db: database.db, blobs, cacheBytes: config.FIRMWARE_CACHE_BYTES, logger, audit }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
   const schemaChecker = createSchemaChecker();
   const models = instrument(createDeviceModelService(database.db, schemaChecker, audit, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
   const devices = instrument(createDeviceService({ db: database.db, identity, notifier, schemaChecker, logger, audit }), metrics, {

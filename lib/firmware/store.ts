@@ -1,19 +1,18 @@
 /**
- * Firmware files on disk, kept in step with the firmware versions and model rows (CONTRACT §1, §6).
+ * Firmware images in blob storage (a directory or an S3 bucket, ./blobs.ts), kept in step with the firmware versions
+ * and model rows (CONTRACT §1, §6).
  *
- * An upload streams through the image inspector into a temporary file in the assets directory, is fsynced and
- * renamed to a name of its own (`<model code>/<sha256>-<random>.bin`); then one transaction records it as a version
- * (./versions.ts) and points the model at it. A file is unlinked only after the commit that stops using it (its
+ * An upload streams through the image inspector into a temporary blob, complete and durable before it is promoted to
+ * a key of its own (`<model code>/<sha256>-<random>.bin`); then one transaction records it as a version
+ * (./versions.ts) and points the model at it. A blob is removed only after the commit that stops using it (its
  * version deleted, the same bytes stored anew, its model deleted) — downloads already sending it keep their copy in
- * memory or their open handle, new downloads read the new file — so a device never gets a mix of two images,
+ * memory or their reader, new downloads read the new blob — so a device never gets a mix of two images,
  * and a failed upload leaves the versions and the stable firmware as they were. Leftovers of a crash (temporary
- * files, a renamed file whose transaction never committed) are swept at start. Downloads share one copy of each
+ * blobs, a promoted blob whose transaction never committed) are swept at start. Downloads share one copy of each
  * image in memory while it fits FIRMWARE_CACHE_BYTES (./cache.ts says why).
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { hostname } from "node:os";
-import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { isProcessRunning } from "../../db/process-alive.ts";
@@ -23,6 +22,7 @@ import { AppError, badRequest, modelNotFound, notFound } from "../errors.ts";
 import type { FileSource, StoredFile } from "../stored-file.ts";
 import type { Logger } from "../logger.ts";
 import { errorMessage } from "../logger.ts";
+import { BlobMissing, type BlobStorage } from "./blobs.ts";
 import { createImageCache } from "./cache.ts";
 import { createImageInspector, FirmwareRejected, type FirmwareInfo } from "./image.ts";
 import { type TargetInputs, targetVersionId } from "./targets.ts";
@@ -31,12 +31,11 @@ import { type TargetInputs, targetVersionId } from "./targets.ts";
 export type UploadCheck = (info: FirmwareInfo) => Promise<void>;
 import { createFirmwareVersions, type Upload, type VersionRow } from "./versions.ts";
 
-/** A file untouched for this long cannot belong to an upload still in progress on another replica. */
+/** A blob untouched for this long cannot belong to an upload still in progress on another replica. */
 const STALE_MS = 10 * 60 * 1000;
 const TEMP_PREFIX = ".upload-";
 /** A stored file that is not the one its row records (changed on disk behind the server's back). */
 class FileDamaged extends Error {}
-const ENOENT = (error: unknown) => (error as NodeJS.ErrnoException)?.code === "ENOENT";
 
 /** What is known of a stored image before it is opened: its file, its recorded size and its validators. */
 type StoredImage = { file: string; size: number | null; etag: string; lastModified: Date };
@@ -53,26 +52,20 @@ function leftByDeadProcess(name: string): boolean {
   return pid === process.pid || !isProcessRunning(pid);
 }
 
-async function writeAll(handle: import("node:fs/promises").FileHandle, chunk: Uint8Array) {
-  let written = 0;
-  while (written < chunk.byteLength) written += (await handle.write(chunk, written, chunk.byteLength - written)).bytesWritten;
-}
-
-export function createFirmwareStore(deps: { db: Database; assetsDir: string; cacheBytes: number; logger: Logger; audit: AuditRecorder }) {
-  const { db, assetsDir, logger } = deps;
-  const absolute = (file: string) => join(assetsDir, file);
+export function createFirmwareStore(deps: { db: Database; blobs: BlobStorage; cacheBytes: number; logger: Logger; audit: AuditRecorder }) {
+  const { db, blobs, logger } = deps;
   const cache = createImageCache(deps.cacheBytes);
   const versions = createFirmwareVersions(db, deps.audit);
 
-  const removeQuietly = (path: string, what: string) =>
-    rm(path, { force: true, recursive: true }).catch((error) => logger.error(`Could not remove ${what}`, { path, error: errorMessage(error) }));
+  const removeQuietly = (key: string, what: string) =>
+    blobs.remove(key).catch((error) => logger.error(`Could not remove ${what}`, { key, storage: blobs.where, error: errorMessage(error) }));
 
   /** The assets volume refused to store an image: the uploader learns why (507), the operator who must act is told. */
   function storageRefused(error: unknown): unknown {
     const code = (error as NodeJS.ErrnoException)?.code;
     const full = code === "ENOSPC" || code === "EDQUOT";
     if (!full && code !== "EROFS") return error;
-    logger.error(full ? "Firmware storage is full" : "Firmware storage is read-only", { assets_dir: assetsDir, error: errorMessage(error) });
+    logger.error(full ? "Firmware storage is full" : "Firmware storage is read-only", { storage: blobs.where, error: errorMessage(error) });
     return full
       ? new AppError(507, "INSUFFICIENT_STORAGE", "There is not enough space left in the firmware storage for this image; the current firmware is unchanged.")
       : new AppError(507, "STORAGE_READ_ONLY", "The firmware storage is read-only, so no image can be stored; the current firmware is unchanged.");
@@ -84,12 +77,11 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
    * recorded ETag.
    */
   async function contentOf(file: string, recordedSize: number | null): Promise<Pick<StoredFile, "content" | "size">> {
-    const path = absolute(file);
     const checkSize = (size: number) => {
       if (recordedSize !== null && size !== recordedSize) throw new FileDamaged(`it has ${size} bytes; its row records ${recordedSize}`);
     };
     const cached = cache.get(file, recordedSize ?? Number.POSITIVE_INFINITY, async () => {
-      const bytes = await readFile(path);
+      const bytes = await blobs.readAll(file);
       checkSize(bytes.length);
       return bytes;
     });
@@ -97,13 +89,12 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
       const bytes = await cached;
       return { content: bytes, size: bytes.length };
     }
-    const handle = await open(path, "r");
+    const { size, reader } = await blobs.open(file);
     try {
-      const { size } = await handle.stat();
       checkSize(size);
-      return { content: handle, size };
+      return { content: reader, size };
     } catch (error) {
-      await handle.close();
+      await reader.close();
       throw error;
     }
   }
@@ -129,12 +120,13 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
       try {
         return { ...(await contentOf(file, size)), ...validators };
       } catch (error) {
-        if (error instanceof FileDamaged || (ENOENT(error) && attempt >= 3)) {
+        const missing = error instanceof BlobMissing;
+        if (error instanceof FileDamaged || (missing && attempt >= 3)) {
           logger.error("A stored firmware file is missing or damaged", { firmware: what, file, error: errorMessage(error) });
           throw new AppError(500, "FIRMWARE_FILE_DAMAGED", `The stored ${what} is missing or damaged; upload it again.`);
         }
-        // A commit unlinked this file between the read and the open (a newer upload, the same bytes stored anew).
-        if (!ENOENT(error)) throw error;
+        // A commit removed this blob between the read and the open (a newer upload, the same bytes stored anew).
+        if (!missing) throw error;
         image = await reread();
       }
     }
@@ -146,62 +138,58 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     return row;
   }
 
-  /** Stream `chunks` into a temporary file while validating them; returns the file and what the image says. */
+  /** Streams `chunks` into a temporary blob while validating them; returns its key and what the image says. */
   async function receive(chunks: AsyncIterable<Uint8Array>): Promise<{ temp: string; info: FirmwareInfo }> {
-    await mkdir(assetsDir, { recursive: true });
-    const temp = absolute(tempName());
-    const handle = await open(temp, "wx");
-    try {
-      const inspector = createImageInspector();
-      for await (const chunk of chunks) {
-        inspector.update(chunk);
-        await writeAll(handle, chunk);
+    const temp = tempName();
+    const inspector = createImageInspector();
+    // The storage may wrap what the body threw (413, a refused image): what the body threw is what the caller learns.
+    let bodyError: { error: unknown } | null = null;
+    async function* inspected() {
+      try {
+        for await (const chunk of chunks) {
+          inspector.update(chunk);
+          yield chunk;
+        }
+      } catch (error) {
+        bodyError = { error };
+        throw error;
       }
-      const info = inspector.finish();
-      await handle.sync();
-      return { temp, info };
+    }
+    try {
+      await blobs.writeTemp(temp, inspected()).catch((error) => Promise.reject(bodyError ? bodyError.error : error));
+      return { temp, info: inspector.finish() };
     } catch (error) {
       await removeQuietly(temp, "a temporary firmware file");
       if (error instanceof FirmwareRejected) throw badRequest(error.message, "INVALID_FIRMWARE");
       throw error;
-    } finally {
-      await handle.close().catch(() => {});
     }
   }
 
-  /** Removes temporary files of uploads that can no longer finish. */
+  /** Removes temporary blobs of uploads that can no longer finish. */
   async function sweepTemporary(): Promise<void> {
-    await mkdir(assetsDir, { recursive: true });
     const now = Date.now();
-    for (const entry of await readdir(assetsDir, { withFileTypes: true })) {
-      if (!entry.isFile() || !entry.name.startsWith(TEMP_PREFIX)) continue;
-      const path = absolute(entry.name);
-      const stale = leftByDeadProcess(entry.name) || now - (await stat(path).catch(() => ({ mtimeMs: now }))).mtimeMs > STALE_MS;
-      if (stale) await removeQuietly(path, "a stale temporary firmware file");
+    for await (const { key, modifiedMs } of blobs.list()) {
+      if (!key.startsWith(TEMP_PREFIX) || key.includes("/")) continue;
+      if (leftByDeadProcess(key) || now - modifiedMs > STALE_MS) await removeQuietly(key, "a stale temporary firmware file");
     }
   }
 
-  /** Removes firmware files no version records (a crash between rename and commit), once surely not in flight. */
+  /** Removes images no version records (a crash between promotion and commit), once surely not in flight. */
   async function sweepOrphans(): Promise<void> {
     const rows = await db.select({ code: deviceModels.code }).from(deviceModels);
-    const codes = new Set(rows.map((row) => row.code));
     const referenced = new Set(await versions.files());
     const now = Date.now();
-    for (const dir of await readdir(assetsDir, { withFileTypes: true })) {
-      if (!dir.isDirectory()) continue;
-      for (const name of await readdir(absolute(dir.name))) {
-        const file = `${dir.name}/${name}`;
-        if (referenced.has(file)) continue;
-        const { mtimeMs } = await stat(absolute(file)).catch(() => ({ mtimeMs: now }));
-        if (now - mtimeMs > STALE_MS) await removeQuietly(absolute(file), "an orphaned firmware file");
-      }
-      if (!codes.has(dir.name) && (await readdir(absolute(dir.name))).length === 0) await removeQuietly(absolute(dir.name), "an empty firmware directory");
+    for await (const { key, modifiedMs } of blobs.list()) {
+      if (!key.includes("/") || referenced.has(key)) continue;
+      if (now - modifiedMs > STALE_MS) await removeQuietly(key, "an orphaned firmware file");
     }
+    await blobs.tidy(new Set(rows.map((row) => row.code)), now - STALE_MS);
   }
 
   return {
-    /** Creates the assets directory and sweeps what a crashed upload left behind. */
+    /** Prepares the storage (creates the assets directory, checks the bucket) and sweeps what a crashed upload left behind. */
     async init(): Promise<void> {
+      await blobs.init();
       await sweepTemporary();
       // Before the first migration there is no table to compare with; the next start sweeps then.
       await sweepOrphans().catch((error) => logger.warn("Firmware orphan sweep skipped", { error: errorMessage(error) }));
@@ -224,8 +212,7 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
       const file = `${model.code}/${info.sha256}-${randomBytes(4).toString("hex")}.bin`;
       let recorded: Awaited<ReturnType<typeof versions.recordUpload>>;
       try {
-        await mkdir(absolute(model.code), { recursive: true });
-        await rename(temp, absolute(file));
+        await blobs.promote(temp, file);
       } catch (error) {
         await removeQuietly(temp, "a temporary firmware file");
         throw storageRefused(error);
@@ -233,13 +220,13 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
       try {
         recorded = await versions.recordUpload(model.id, { file, info, ...by });
       } catch (error) {
-        await removeQuietly(absolute(file), "a firmware file whose upload failed");
+        await removeQuietly(file, "a firmware file whose upload failed");
         throw error;
       }
       const { version, unusedFile } = recorded;
       if (unusedFile) {
         cache.forget(unusedFile);
-        await removeQuietly(absolute(unusedFile), "a firmware file stored anew");
+        await removeQuietly(unusedFile, "a firmware file stored anew");
       }
       logger.info("Firmware stored", { model: model.code, version: info.version, version_id: version.id, size: info.size, sha256: info.sha256, signature: info.signature });
       return version;
@@ -283,7 +270,7 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     async deleteVersion(model: ModelRow, id: number, actor: Actor): Promise<void> {
       const { file } = await versions.remove(model, id, actor);
       cache.forget(file);
-      await removeQuietly(absolute(file), "the file of a deleted firmware version");
+      await removeQuietly(file, "the file of a deleted firmware version");
     },
 
     /** A model stopped serving `file` as its stable image (devices targeting its version read it anew): not kept in memory for it. */
@@ -295,7 +282,9 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     /** The model row is gone, and its versions with it: its firmware directory goes too. */
     async removeModelFiles(model: ModelRow): Promise<void> {
       cache.forgetUnder(`${model.code}/`);
-      await removeQuietly(absolute(model.code), "the firmware of a deleted model");
+      await blobs
+        .removeUnder(`${model.code}/`)
+        .catch((error) => logger.error("Could not remove the firmware of a deleted model", { model: model.code, storage: blobs.where, error: errorMessage(error) }));
     },
   };
 }

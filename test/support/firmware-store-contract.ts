@@ -38,11 +38,10 @@ async function* chunksOf(bytes: Uint8Array) {
 async function bytesOf(source: FileSource): Promise<Uint8Array> {
   const file = await source.open();
   if (Buffer.isBuffer(file.content)) return new Uint8Array(file.content);
-  try {
-    return new Uint8Array(await file.content.readFile());
-  } finally {
-    await file.content.close();
-  }
+  const parts: Buffer[] = [];
+  for await (const chunk of file.content.createReadStream({ start: 0, end: file.size - 1 })) parts.push(chunk as Buffer);
+  await file.content.close();
+  return new Uint8Array(Buffer.concat(parts));
 }
 
 async function rejects(promise: Promise<unknown>, status: number, code: string) {
