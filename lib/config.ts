@@ -45,7 +45,15 @@ const envSchema = z.object({
   DATABASE_STATEMENT_TIMEOUT_MS: int(2000, 100),
   DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: int(60_000, 1000),
   DATABASE_POOL_WAIT_MS: int(3000, 100),
+  /** Where firmware images live: a directory (ASSETS_DIR) or an S3-compatible bucket (docs/firmware.md). */
+  FIRMWARE_STORE: z.enum(["fs", "s3"]).default("fs"),
   ASSETS_DIR: optionalText,
+  S3_ENDPOINT: url,
+  S3_REGION: z.string().trim().min(1).default("us-east-1"),
+  S3_BUCKET: optionalText,
+  S3_ACCESS_KEY_ID: optionalText,
+  S3_SECRET_ACCESS_KEY: optionalText,
+  S3_FORCE_PATH_STYLE: bool(false),
   FIRMWARE_MAX_BYTES: int(16 * 1024 * 1024, 1024),
   FIRMWARE_CACHE_BYTES: int(64 * 1024 * 1024, 0),
   SHUTDOWN_DEADLINE_SECONDS: int(25, 1),
@@ -145,6 +153,8 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   if (raw.KEYCLOAK_BASE_URL) {
     for (const name of KEYCLOAK_SETTINGS) if (!raw[name]) problems.push(`${name}: required when KEYCLOAK_BASE_URL is set`);
   }
+  if (raw.FIRMWARE_STORE === "s3" && !raw.S3_BUCKET) problems.push("S3_BUCKET: required when FIRMWARE_STORE=s3");
+  if (!raw.S3_ACCESS_KEY_ID !== !raw.S3_SECRET_ACCESS_KEY) problems.push("S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY: set both or neither");
   if (!parsed.success) throw new ConfigError(problems);
 
   const env = parsed.data;

@@ -8,7 +8,9 @@ import { createDeviceModelService, type DeviceModelService } from "./device-mode
 import { createDeviceService, type DeviceService } from "./devices.ts";
 import { observingDevices } from "./device-state/observing.ts";
 import { createDeviceStateService, type DeviceStateService } from "./device-state/service.ts";
+import type { BlobStorage } from "./firmware/blobs.ts";
 import { createFsBlobs } from "./firmware/fs-blobs.ts";
+import { createS3Blobs } from "./firmware/s3-blobs.ts";
 import { createFirmwareStore, type FirmwareStore } from "./firmware/store.ts";
 import { type Authenticator, createAuthenticator } from "./identity/authenticator.ts";
 import { type BuiltinClientStore, createBuiltinClientStore } from "./identity/builtin-clients.ts";
@@ -245,7 +247,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     verifyAdminToken,
     verifyDeviceToken: observingDevices(completingRotations(verifyDeviceToken, rotationEngine), deviceState),
   });
-  const blobs = createFsBlobs(config.assetsDir);
+  const blobs = firmwareBlobs(config);
   const firmware = instrument(createFirmwareStore({ db: database.db, blobs, cacheBytes: config.FIRMWARE_CACHE_BYTES, logger, audit }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
   const schemaChecker = createSchemaChecker();
   const models = instrument(createDeviceModelService(database.db, schemaChecker, audit, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
@@ -298,6 +300,21 @@ export async function createServices(config: Config, overrides: ServiceOverrides
       await notifier.close();
       await embeddedBroker?.close();
       await database.close();
+      blobs.close?.();
     },
   };
+}
+
+/** The firmware images' storage FIRMWARE_STORE names: ASSETS_DIR, or the S3 bucket (lib/config.ts checked its settings). */
+function firmwareBlobs(config: Config): BlobStorage & { close?(): void } {
+  if (config.FIRMWARE_STORE === "fs") return createFsBlobs(config.assetsDir);
+  const blobs = createS3Blobs({
+    endpoint: config.S3_ENDPOINT,
+    region: config.S3_REGION,
+    bucket: config.S3_BUCKET!,
+    accessKeyId: config.S3_ACCESS_KEY_ID,
+    secretAccessKey: config.S3_SECRET_ACCESS_KEY,
+    forcePathStyle: config.S3_FORCE_PATH_STYLE,
+  });
+  return { ...blobs, close: () => blobs.client.destroy() };
 }

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# A real S3 server (S3Proxy on its filesystem backend) for development, tests and CI, without Docker.
+#
+#   bash s3proxy/start.sh          start (fetching S3Proxy from Maven Central the first time); idempotent
+#   bash s3proxy/start.sh stop     stop the S3Proxy this script started
+#   bash s3proxy/start.sh status   print whether it answers
+#
+# Environment: S3PROXY_VERSION (2.6.0), S3PROXY_CACHE_DIR (~/.cache/iot-support/s3proxy), S3PROXY_PORT (8280),
+# S3PROXY_START_TIMEOUT (60 s). It answers on http://127.0.0.1:$S3PROXY_PORT with path-style addressing, access key
+# `iot-test` and secret `iot-test-secret` (test/support/s3.ts uses the same); the buckets live under
+# $S3PROXY_CACHE_DIR/data and each test creates its own.
+set -euo pipefail
+
+version=${S3PROXY_VERSION:-2.6.0}
+cache=${S3PROXY_CACHE_DIR:-$HOME/.cache/iot-support/s3proxy}
+host=127.0.0.1
+port=${S3PROXY_PORT:-8280}
+timeout=${S3PROXY_START_TIMEOUT:-60}
+jar=$cache/s3proxy-$version-jar-with-dependencies.jar
+pidfile=$cache/s3proxy.pid
+log=$cache/s3proxy.log
+conf=$cache/s3proxy.conf
+endpoint=http://$host:$port
+
+say() { echo "s3proxy: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+# Any HTTP answer means it listens: an anonymous request gets 403 (or 400), never a refused connection.
+is_ready() {
+  local status
+  status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$endpoint/" 2>/dev/null) || return 1
+  [[ $status != 000 ]]
+}
+
+running_pid() {
+  local pid
+  [[ -f $pidfile ]] || return 1
+  pid=$(cat "$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+stop() {
+  local pid
+  if ! pid=$(running_pid); then
+    rm -f "$pidfile"
+    if is_ready; then die "something answers on port $port but was not started by this script (no pid file in $cache)"; fi
+    say "not running"
+    return 0
+  fi
+  say "stopping (pid $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 40); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; say "stopped"; return 0; }
+    sleep 0.5
+  done
+  say "did not stop within 20 s; killing"
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
+# The runnable jar, with Maven (or straight from Maven Central when there is no mvn).
+fetch() {
+  [[ -s $jar ]] && unzip -tqq "$jar" >/dev/null 2>&1 && return 0
+  rm -f "$jar"
+  say "downloading org.gaul:s3proxy:$version (jar-with-dependencies, about 30 MB)"
+  if command -v mvn >/dev/null 2>&1; then
+    mvn -B -q -Dstyle.color=never org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+      "-Dartifact=org.gaul:s3proxy:$version:jar:jar-with-dependencies" "-DoutputDirectory=$cache"
+  else
+    curl -fSL --retry 3 -o "$jar.part" \
+      "https://repo1.maven.org/maven2/org/gaul/s3proxy/$version/s3proxy-$version-jar-with-dependencies.jar"
+    mv "$jar.part" "$jar"
+  fi
+  [[ -s $jar ]] || die "download failed: $jar is missing"
+}
+
+start() {
+  if is_ready; then say "ready on $endpoint"; return 0; fi
+  command -v curl >/dev/null 2>&1 || die "curl is required"
+  command -v java >/dev/null 2>&1 || die "java (17 or newer) is required; S3Proxy runs on the JVM"
+  mkdir -p "$cache/data"
+
+  # One start.sh at a time per cache dir (parallel CI steps, two terminals).
+  exec 9>"$cache/.lock"
+  flock 9
+  if is_ready; then say "ready on $endpoint"; return 0; fi
+
+  local pid
+  if pid=$(running_pid); then
+    say "already starting (pid $pid); waiting"
+  else
+    fetch
+    cat >"$conf" <<CONF
+s3proxy.endpoint=$endpoint
+s3proxy.authorization=aws-v2-or-v4
+s3proxy.identity=iot-test
+s3proxy.credential=iot-test-secret
+jclouds.provider=filesystem
+jclouds.filesystem.basedir=$cache/data
+CONF
+    say "starting S3Proxy $version on $endpoint; log: $log"
+    (
+      exec 9>&- # do not hand the start lock to S3Proxy
+      exec setsid nohup java -Xmx256m -jar "$jar" --properties "$conf" </dev/null >"$log" 2>&1
+    ) &
+    pid=$!
+    echo "$pid" >"$pidfile"
+  fi
+
+  local started=$SECONDS
+  until is_ready; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      rm -f "$pidfile"
+      say "S3Proxy exited during start-up; last lines of $log:"
+      tail -n 40 "$log" >&2 || true
+      exit 1
+    fi
+    if ((SECONDS - started >= timeout)); then
+      say "not ready after ${timeout} s; last lines of $log:"
+      tail -n 40 "$log" >&2 || true
+      stop || true
+      exit 1
+    fi
+    sleep 0.5
+  done
+  say "ready on $endpoint after $((SECONDS - started)) s"
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  status)
+    if is_ready; then say "ready on $endpoint"; else say "not ready"; exit 1; fi
+    ;;
+  *) die "usage: bash s3proxy/start.sh [start|stop|status]" ;;
+esac
