@@ -146,9 +146,12 @@ for (const target of targets) {
         const { assetsDir } = loadConfig(environmentOf(container));
         assert.ok(mountFor(container, assetsDir), `${container.name}: ASSETS_DIR ${assetsDir} is on a volume`);
       }
-      const firmwareMount = mountFor(api, loadConfig(environmentOf(api)).assetsDir)!;
-      const firmwareVolume = podSpec.volumes.find((v: any) => v.name === firmwareMount.name);
-      assert.ok(firmwareVolume?.persistentVolumeClaim, "the server keeps firmware on a PersistentVolumeClaim");
+      // With FIRMWARE_STORE=s3 the images are in the bucket, and ASSETS_DIR holds nothing.
+      if (loadConfig(environmentOf(api)).FIRMWARE_STORE === "fs") {
+        const firmwareMount = mountFor(api, loadConfig(environmentOf(api)).assetsDir)!;
+        const firmwareVolume = podSpec.volumes.find((v: any) => v.name === firmwareMount.name);
+        assert.ok(firmwareVolume?.persistentVolumeClaim, "the server keeps firmware on a PersistentVolumeClaim");
+      }
     });
 
     test("no ConfigMap holds a secret, and the Secret holds the secrets of CONTRACT §9", () => {
@@ -190,13 +193,61 @@ for (const target of targets) {
       assert.ok(seconds > 0 && seconds < podSpec.terminationGracePeriodSeconds - 20, "the sleep leaves time for the server's own drain");
     });
 
-    test("the firmware volume can be shared by every replica", () => {
-      const claim = one(manifests, "PersistentVolumeClaim");
+    test("the firmware storage can be shared by every replica", () => {
       const replicas = deployment.spec.replicas ?? 1;
+      const claims = manifests.filter((m) => m.kind === "PersistentVolumeClaim");
+      if (loadConfig(environmentOf(api)).FIRMWARE_STORE === "s3") {
+        assert.deepEqual(claims.map((c) => c.metadata.name), [], "firmware in a bucket: no volume claim");
+        return;
+      }
+      const claim = one(manifests, "PersistentVolumeClaim");
       if (replicas > 1) assert.deepEqual(claim.spec.accessModes, ["ReadWriteMany"], `${replicas} replicas need ReadWriteMany`);
     });
   });
 }
+
+describe("kubectl kustomize kustomize/overlays/ha: stateless replicas", () => {
+  const manifests = render(join(KUSTOMIZE_DIR, "overlays/ha"));
+  const deployment = one(manifests, "Deployment");
+  const budget = one(manifests, "PodDisruptionBudget");
+  const replicas: number = deployment.spec.replicas;
+  const config = one(manifests.filter((m) => m.kind === "ConfigMap"), "ConfigMap").data as Record<string, string>;
+  const secretKeys = Object.keys(one(manifests, "Secret").data ?? {});
+
+  test("at least two replicas, firmware in an S3 bucket, notices through one broker for all of them", () => {
+    assert.ok(replicas >= 2, `replicas: ${replicas}`);
+    assert.equal(config.FIRMWARE_STORE, "s3");
+    assert.ok(config.S3_BUCKET && config.S3_ENDPOINT, "the bucket and its endpoint are set");
+    for (const key of ["S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"]) {
+      assert.ok(secretKeys.includes(key), `${key} is in the Secret`);
+      assert.ok(!(key in config), `${key} is not in the ConfigMap`);
+    }
+    assert.ok(config.MQTT_URL, "an external broker (an embedded one would serve one replica's devices only)");
+  });
+
+  test("no pod mounts a volume claim (none ReadWriteOnce, none at all)", () => {
+    assert.deepEqual(manifests.filter((m) => m.kind === "PersistentVolumeClaim"), []);
+    const cronJob = one(manifests, "CronJob");
+    for (const spec of [deployment.spec.template.spec, cronJob.spec.jobTemplate.spec.template.spec]) {
+      assert.deepEqual(spec.volumes.filter((v: any) => !v.emptyDir).map((v: any) => v.name), [], "only emptyDir volumes");
+    }
+  });
+
+  test("a rolling update starts a new pod before stopping an old one, so it never drops below the ready replicas", () => {
+    assert.equal(deployment.spec.strategy.type, "RollingUpdate");
+    assert.equal(deployment.spec.strategy.rollingUpdate.maxUnavailable, 0);
+    assert.ok(deployment.spec.strategy.rollingUpdate.maxSurge >= 1);
+    assert.ok(deployment.spec.template.spec.containers[0].readinessProbe, "ready means the readiness probe passed");
+  });
+
+  test("the PodDisruptionBudget covers the API pods and always leaves at least one of them", () => {
+    const labels = deployment.spec.template.metadata.labels;
+    for (const [label, value] of Object.entries(budget.spec.selector.matchLabels)) assert.equal(labels[label], value, `selects the API pods (${label})`);
+    const { maxUnavailable, minAvailable } = budget.spec;
+    if (maxUnavailable !== undefined) assert.ok(maxUnavailable >= 1 && maxUnavailable <= replicas - 1, `maxUnavailable ${maxUnavailable}`);
+    else assert.ok(minAvailable >= 1 && minAvailable <= replicas - 1, `minAvailable ${minAvailable}`);
+  });
+});
 
 test("the ServiceMonitor component renders on top of the base and scrapes /metrics of the Service", () => {
   const dir = mkdtempSync(join(tmpdir(), "kustomize-servicemonitor-"));
