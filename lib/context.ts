@@ -10,7 +10,6 @@ import { observingDevices } from "./device-state/observing.ts";
 import { createDeviceStateService, type DeviceStateService } from "./device-state/service.ts";
 import type { BlobStorage } from "./firmware/blobs.ts";
 import { createFsBlobs } from "./firmware/fs-blobs.ts";
-import { createS3Blobs } from "./firmware/s3-blobs.ts";
 import { createFirmwareStore, type FirmwareStore } from "./firmware/store.ts";
 import { type Authenticator, createAuthenticator } from "./identity/authenticator.ts";
 import { type BuiltinClientStore, createBuiltinClientStore } from "./identity/builtin-clients.ts";
@@ -247,7 +246,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     verifyAdminToken,
     verifyDeviceToken: observingDevices(completingRotations(verifyDeviceToken, rotationEngine), deviceState),
   });
-  const blobs = firmwareBlobs(config);
+  const blobs = await firmwareBlobs(config);
   const firmware = instrument(createFirmwareStore({ db: database.db, blobs, cacheBytes: config.FIRMWARE_CACHE_BYTES, logger, audit }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
   const schemaChecker = createSchemaChecker();
   const models = instrument(createDeviceModelService(database.db, schemaChecker, audit, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
@@ -305,9 +304,13 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   };
 }
 
-/** The firmware images' storage FIRMWARE_STORE names: ASSETS_DIR, or the S3 bucket (lib/config.ts checked its settings). */
-function firmwareBlobs(config: Config): BlobStorage & { close?(): void } {
+/**
+ * The firmware images' storage FIRMWARE_STORE names: ASSETS_DIR, or the S3 bucket (lib/config.ts checked its settings).
+ * The AWS SDK is loaded only for a bucket: it adds some 130 ms to every process's start, the CLI's too.
+ */
+async function firmwareBlobs(config: Config): Promise<BlobStorage & { close?(): void }> {
   if (config.FIRMWARE_STORE === "fs") return createFsBlobs(config.assetsDir);
+  const { createS3Blobs } = await import("./firmware/s3-blobs.ts");
   const blobs = createS3Blobs({
     endpoint: config.S3_ENDPOINT,
     region: config.S3_REGION,
