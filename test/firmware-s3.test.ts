@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import { after, before, describe, test } from "node:test";
-import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { ListMultipartUploadsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { ADMIN_TOKEN, createTestApp } from "./support/app.ts";
 import { buildImage } from "./support/firmware-image.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
@@ -75,7 +75,7 @@ for (const mode of MODES) describe(`firmware in an S3 bucket, ${mode.name}`, () 
     await outside.arrayBuffer();
   });
 
-  test("a refused or truncated image leaves no object and changes nothing", async () => {
+  test("a refused, truncated or too large image leaves no object and no multipart upload, and changes nothing", async () => {
     const model = await newModel("refused");
     const good = buildImage({ version: "1.0.0", size: 40_000 });
     assert.equal((await upload(model, good)).status, 200);
@@ -85,8 +85,16 @@ for (const mode of MODES) describe(`firmware in an S3 bucket, ${mode.name}`, () 
       assert.equal(response.status, 400);
       assert.equal((await response.json()).code, "INVALID_FIRMWARE");
     }
+    // Larger than FIRMWARE_MAX_BYTES (16 MiB): refused after three parts went to the bucket, which are dropped.
+    const tooLarge = new Uint8Array(17 * 1024 * 1024);
+    tooLarge.set(good);
+    const refused = await upload(model, tooLarge);
+    assert.equal(refused.status, 413);
+    assert.equal((await refused.json()).code, "PAYLOAD_TOO_LARGE");
     assert.deepEqual(await imageKeys("refused"), before);
     assert.deepEqual(await tempKeys(), []);
+    const { Uploads = [] } = await bucket.client.send(new ListMultipartUploadsCommand({ Bucket: bucket.bucket }));
+    assert.deepEqual(Uploads.map((u) => u.Key), [], "no multipart upload left open");
     const served = await admin("GET", `/api/device-models/${model}/firmware`);
     assert.deepEqual(new Uint8Array(await served.arrayBuffer()), good);
   });
