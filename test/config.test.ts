@@ -71,6 +71,17 @@ describe("configuration", () => {
     assert.equal(loadConfig({}).TESTING_MODE, false);
   });
 
+  test("FIRMWARE_STORE: fs by default; s3 needs S3_BUCKET, and its keys come both or neither, their values never shown", () => {
+    assert.equal(loadConfig({}).FIRMWARE_STORE, "fs");
+    assert.deepEqual(problemsOf({ FIRMWARE_STORE: "s3" }), ["S3_BUCKET: required when FIRMWARE_STORE=s3"]);
+    const problems = problemsOf({ FIRMWARE_STORE: "s3", S3_BUCKET: "b", S3_SECRET_ACCESS_KEY: "very-secret-value" });
+    assert.deepEqual(problems, ["S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY: set both or neither"]);
+    assert.ok(!problems.join().includes("very-secret-value"));
+    assert.deepEqual(names(problemsOf({ FIRMWARE_STORE: "minio", S3_ENDPOINT: "minio:9000" })), ["FIRMWARE_STORE", "S3_ENDPOINT"]);
+    const config = loadConfig({ FIRMWARE_STORE: "s3", S3_BUCKET: "b", S3_ENDPOINT: "http://minio:9000/", S3_FORCE_PATH_STYLE: "true" });
+    assert.deepEqual([config.S3_ENDPOINT, config.S3_REGION, config.S3_FORCE_PATH_STYLE], ["http://minio:9000", "us-east-1", true]);
+  });
+
   test("SECRET_ENCRYPTION_KEY is required in production", () => {
     assert.deepEqual(names(problemsOf({ NODE_ENV: "production" })), ["SECRET_ENCRYPTION_KEY"]);
     const config = loadConfig({ NODE_ENV: "production", SECRET_ENCRYPTION_KEY: generateFernetKey() });
