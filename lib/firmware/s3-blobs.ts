@@ -94,7 +94,9 @@ export function createS3Blobs(settings: S3Settings): BlobStorage & { client: S3C
 
     async readAll(key) {
       const { Body } = await client.send(new GetObjectCommand({ Bucket, Key: key })).catch(missingAsBlobMissing(key));
-      return Buffer.from(await Body!.transformToByteArray());
+      const bytes = await Body!.transformToByteArray();
+      // A view of the bytes read, not a second copy of the image.
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     },
 
     async open(key) {
