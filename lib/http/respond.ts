@@ -15,6 +15,35 @@ export function jsonText(text: string, status = 200, headers: Record<string, str
   return new FastResponse(text, { status, headers: { "content-type": "application/json", ...headers } }) as unknown as Response;
 }
 
+/**
+ * `{"<key>": [...rows], "count": n}`, the rows written as their batches arrive (lib/paging.ts allPages), so a long
+ * list is never held whole: byte for byte what json() makes of the same object. The first batch is read before the
+ * answer starts, so a database that fails at once still gets the error envelope; a failure later cuts the body short.
+ */
+export async function streamedList(key: string, batches: AsyncGenerator<unknown[]>): Promise<Response> {
+  const encoder = new TextEncoder();
+  let pending: IteratorResult<unknown[]> | null = await batches.next();
+  let count = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const batch = pending ?? (await batches.next());
+      pending = null;
+      if (batch.done) {
+        controller.enqueue(encoder.encode(`${count === 0 ? `{${JSON.stringify(key)}:[` : ""}],"count":${count}}`));
+        controller.close();
+        return;
+      }
+      const rows = batch.value.map((row) => JSON.stringify(row)).join(",");
+      controller.enqueue(encoder.encode(`${count === 0 ? `{${JSON.stringify(key)}:[` : ","}${rows}`));
+      count += batch.value.length;
+    },
+    async cancel() {
+      await batches.return(undefined);
+    },
+  });
+  return new Response(body, { headers: { "content-type": "application/json; charset=utf-8" } });
+}
+
 export const noContent = () => new Response(null, { status: 204 });
 
 /** The one place an error becomes a response (CONTRACT §1 envelope). Unknown errors never leak their text. */

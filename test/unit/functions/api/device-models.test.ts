@@ -53,7 +53,7 @@ describe("functions/api/device-models/index.post.ts", () => {
     assert.equal(response.status, 201);
     const body = await response.json();
     assert.deepEqual([body.code, body.name, body.config_schema, body.device_count], ["thermo", "Thermostat", SCHEMA, 0]);
-    assert.equal((await app.services.models.list()).length, 1);
+    assert.equal(((await app.services.models.page({ limit: 1000 })).items).length, 1);
   });
 
   it("refuses a duplicate code with 409 DUPLICATE_MODEL_CODE", async () => {
@@ -73,7 +73,7 @@ describe("functions/api/device-models/index.post.ts", () => {
       const envelope = await expectError(await app.run(createModel, asAdmin("POST", "/api/device-models", { body })), 400, "VALIDATION_FAILED");
       assert.equal((envelope.details?.errors as { field: string }[])[0]?.field, field);
     }
-    assert.deepEqual(await app.services.models.list(), []);
+    assert.deepEqual((await app.services.models.page({ limit: 1000 })).items, []);
   });
 
   it("refuses a body that is not JSON", async () => {
@@ -471,7 +471,7 @@ describe("functions/api/device-models/[id]/firmware/versions/[vid]/index.delete.
 
   it("answers 404 FIRMWARE_VERSION_NOT_FOUND for an unknown version or one of another model (which stays), DEVICE_MODEL_NOT_FOUND, 404 for bad ids", async () => {
     const { app } = await expectVersionNotFound(deleteVersion, "DELETE");
-    const [other] = (await app.services.models.list()).filter((m) => m.code === "other");
+    const [other] = ((await app.services.models.page({ limit: 1000 })).items).filter((m) => m.code === "other");
     assert.equal((await app.services.firmware.listVersions(await app.services.models.findRow(other!.id))).length, 1);
   });
 
