@@ -43,6 +43,19 @@ describe("functions/api/device-models/index.get.ts", () => {
     assert.deepEqual(body.device_models.map((m: { code: string; device_count: number }) => [m.code, m.device_count]), [["alpha", 0], ["zeta", 1]]);
   });
 
+  it("pages by code with limit and cursor, searched by q; a bad limit or cursor is 400", async () => {
+    const app = unitApp();
+    for (const code of ["gamma", "alpha", "beta"]) await app.model(code);
+    const run = (path: string) => runRoute(listModels, asAdmin("GET", path), { ...app.edge, models: app.services.models });
+    const first = await (await run("/api/device-models?limit=2")).json();
+    assert.deepEqual([first.device_models.map((m: { code: string }) => m.code), first.count], [["alpha", "beta"], 2]);
+    const second = await (await run(`/api/device-models?cursor=${first.next_cursor}`)).json();
+    assert.deepEqual([second.device_models.map((m: { code: string }) => m.code), second.next_cursor], [["gamma"], null]);
+    const found = await (await run("/api/device-models?q=ETA")).json();
+    assert.deepEqual(found.device_models.map((m: { code: string }) => m.code), ["beta"]);
+    for (const query of ["limit=1001", "cursor=abc", "q="]) await expectError(await app.run(listModels, asAdmin("GET", `/api/device-models?${query}`)), 400, "VALIDATION_FAILED");
+  });
+
   it("is for admins only", () => expectAdminOnly(listModels, "GET", "/api/device-models"));
 });
 

@@ -32,6 +32,32 @@ describe("functions/api/devices/index.get.ts", () => {
     assert.equal(queued.count, 0);
   });
 
+  it("pages by key with limit and cursor, filtered by q; next_cursor null on the last page", async () => {
+    const app = unitApp();
+    const model = await app.model("a");
+    for (let i = 0; i < 5; i++) await app.device({ deviceName: `Room ${i}` }, model.id);
+    const run = async (path: string) => (await runRoute(listDevices, asAdmin("GET", path), { ...app.edge, devices: app.services.devices })).json();
+    const keys: string[] = [];
+    let page = await run("/api/devices?limit=2");
+    keys.push(...page.devices.map((d: { key: string }) => d.key));
+    while (page.next_cursor !== null) {
+      assert.equal(page.count, 2);
+      page = await run(`/api/devices?limit=2&cursor=${page.next_cursor}`);
+      keys.push(...page.devices.map((d: { key: string }) => d.key));
+    }
+    assert.equal(keys.length, 5);
+    assert.deepEqual(keys, [...keys].sort());
+    const found = await run("/api/devices?q=room%203&limit=10");
+    assert.deepEqual([found.count, found.devices[0].device_name, found.next_cursor], [1, "Room 3", null]);
+  });
+
+  it("refuses a bad limit or cursor with 400 VALIDATION_FAILED", async () => {
+    const app = unitApp();
+    for (const query of ["limit=0", "limit=5000", "cursor=xyz", "q="]) {
+      await expectError(await app.run(listDevices, asAdmin("GET", `/api/devices?${query}`)), 400, "VALIDATION_FAILED");
+    }
+  });
+
   it("refuses an unknown filter or state with 400 VALIDATION_FAILED", async () => {
     const app = unitApp();
     await expectError(await app.run(listDevices, asAdmin("GET", "/api/devices?rotation_state=LOST")), 400, "VALIDATION_FAILED");
