@@ -2,7 +2,7 @@
  * What devices report and what the backend observes of them (docs/firmware.md, "What a device runs"): sightings and
  * header reports (./seen.ts), explicit reports (POST /iot/state), full downloads, and the fleet counts built on them.
  */
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { deviceModels, devices, firmwareVersions, type StateReport } from "../../db/schema.ts";
 import { modelNotFound } from "../errors.ts";
@@ -12,7 +12,7 @@ import type { DevicePrincipal } from "../identity/principal.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Fleet, TargetFirmware } from "../schemas.ts";
-import { countFleet, type FleetRow } from "./fleet.ts";
+import { countFleet, type FleetGroup, runningVersionSql } from "./fleet.ts";
 import { readHeaderReport, reportedColumns } from "./reports.ts";
 import { createSeenBuffer } from "./seen.ts";
 
@@ -28,22 +28,26 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
   });
   const targetFirmware = createTargetDescriptions(db);
 
-  /** The fleet rows of one model, or of every model (with its code). */
-  const fleetRows = () =>
+  /**
+   * The fleet of one model, or of every model, counted in the database: one row per model, running and target version
+   * (a handful), however many devices there are.
+   */
+  const fleetGroups = (staleBefore: Date) =>
     db
       .select({
         modelId: devices.deviceModelId,
-        lastSeenAt: devices.lastSeenAt,
-        reportedFirmwareVersion: devices.reportedFirmwareVersion,
-        downloadedAt: devices.downloadedAt,
-        downloadedVersion: firmwareVersions.version,
+        running: runningVersionSql,
         target: targetVersions.version,
-        code: deviceModels.code,
+        devices: sql<number>`count(*)`.mapWith(Number),
+        stale: sql<number>`count(*) filter (where ${devices.lastSeenAt} is null or ${devices.lastSeenAt} < ${staleBefore.toISOString()}::timestamptz)`.mapWith(Number),
+        mismatched: sql<number>`count(*) filter (where ${runningVersionSql} is not null and ${runningVersionSql} is distinct from ${targetVersions.version})`.mapWith(Number),
       })
       .from(devices)
       .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
       .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
-      .leftJoin(targetVersions, eq(targetVersions.id, targetVersionIdSql));
+      .leftJoin(targetVersions, eq(targetVersions.id, targetVersionIdSql))
+      .groupBy(sql`1, 2, 3`)
+      .$dynamic();
 
   return {
     /** An authenticated device request: noted for last_seen_at with what its headers report (malformed ones counted, ignored). */
@@ -70,19 +74,19 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
     async fleet(modelId: number, staleHours: number): Promise<Fleet> {
       const [model] = await db.select({ id: deviceModels.id }).from(deviceModels).where(eq(deviceModels.id, modelId));
       if (!model) throw modelNotFound(modelId);
-      const rows = await fleetRows().where(eq(devices.deviceModelId, modelId));
-      return countFleet(rows, new Date(Date.now() - staleHours * HOUR_MS));
+      return countFleet(await fleetGroups(new Date(Date.now() - staleHours * HOUR_MS)).where(eq(devices.deviceModelId, modelId)));
     },
 
     /** The fleet of every model, by model code (the /metrics gauges). */
     async fleets(staleHours: number): Promise<Map<string, Fleet>> {
-      const byModel = new Map<string, FleetRow[]>();
-      for (const row of await fleetRows()) {
-        const rows = byModel.get(row.code) ?? byModel.set(row.code, []).get(row.code)!;
-        rows.push(row);
+      const codes = new Map((await db.select({ id: deviceModels.id, code: deviceModels.code }).from(deviceModels)).map((model) => [model.id, model.code]));
+      const byModel = new Map<string, FleetGroup[]>();
+      for (const group of await fleetGroups(new Date(Date.now() - staleHours * HOUR_MS))) {
+        const code = codes.get(group.modelId);
+        if (code === undefined) continue;
+        (byModel.get(code) ?? byModel.set(code, []).get(code)!).push(group);
       }
-      const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
-      return new Map([...byModel].map(([code, rows]) => [code, countFleet(rows, staleBefore)]));
+      return new Map([...byModel].map(([code, groups]) => [code, countFleet(groups)]));
     },
 
     /** Writes the sightings and downloads waiting in memory now (tests, benchmarks). */

@@ -4,7 +4,7 @@
  * rules — when a sighting is due, what reports change, running and target firmware, fleet counts — are the real ones.
  */
 import type { DeviceRow } from "../../../db/schema.ts";
-import { countFleet, type FleetRow } from "../../../lib/device-state/fleet.ts";
+import { countFleet, fleetGroupOf, type FleetRow } from "../../../lib/device-state/fleet.ts";
 import { readHeaderReport, reportedColumns } from "../../../lib/device-state/reports.ts";
 import { isDue } from "../../../lib/device-state/seen.ts";
 import type { DeviceStateService } from "../../../lib/device-state/service.ts";
@@ -54,13 +54,17 @@ export function fakeDeviceStateService(world: FakeWorld, metrics: Metrics): Devi
     async fleet(modelId, staleHours) {
       if (!world.models.has(modelId)) throw modelNotFound(modelId);
       const rows = [...world.devices.values()].filter((device) => device.deviceModelId === modelId).map(fleetRow);
-      return countFleet(rows, new Date(Date.now() - staleHours * HOUR_MS));
+      const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
+      return countFleet(rows.map((row) => fleetGroupOf(row, staleBefore)));
     },
     async fleets(staleHours) {
       const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
       const codes = [...world.models.values()].map((model) => [model.id, model.code] as const);
       return new Map(
-        codes.map(([id, code]) => [code, countFleet([...world.devices.values()].filter((device) => device.deviceModelId === id).map(fleetRow), staleBefore)]),
+        codes.map(([id, code]) => [
+          code,
+          countFleet([...world.devices.values()].filter((device) => device.deviceModelId === id).map((device) => fleetGroupOf(fleetRow(device), staleBefore))),
+        ]),
       );
     },
     flush: async () => {},
