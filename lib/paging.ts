@@ -4,6 +4,8 @@
  * skips a row that stays. The cursor a client gets is that key, opaque to it: base64url of `{"after": key}`.
  */
 export const MAX_PAGE_LIMIT = 1000;
+/** The batch size of a list streamed whole: rows per query. */
+export const STREAM_BATCH = 2000;
 /** The page size when a request names a cursor but no limit. */
 export const DEFAULT_PAGE_LIMIT = 100;
 

@@ -14,6 +14,7 @@ import { startTestServer, type TestServer } from "./support/server.ts";
 
 /** More than one streaming batch (MAX_PAGE_LIMIT rows each). */
 const SEEDED = 2_345;
+const DAY_MS = 86_400_000;
 
 describe("long device and model lists", () => {
   let server: TestServer;
@@ -135,6 +136,46 @@ describe("long device and model lists", () => {
     assert.deepEqual(Object.keys(parsed.device_models[0]), ["id", "code", "name", "firmware_version", "has_config_schema", "device_count"]);
     assert.deepEqual((await get("/api/device-models?q=GARDEN")).body.device_models.map((m: { code: string }) => m.code), ["lamp"]);
     assert.deepEqual((await get("/api/device-models?q=a_x&limit=10")).body.device_models.map((m: { code: string }) => m.code), ["alpha_x"]);
+  });
+
+  test("the dashboard is streamed group by group, byte for byte what it was when built whole", async () => {
+    const timedOut = await db().select({ id: devices.id }).from(devices).where(eq(devices.rotationState, "TIMEOUT")).orderBy(devices.id).limit(40);
+    for (const [i, { id }] of timedOut.entries()) {
+      // 2.5 days ago (warning under the default 7), 10.5 days ago (critical), or never (critical); some unconfirmed.
+      const completed = i % 3 === 0 ? null : new Date(Date.now() - (i % 3 === 1 ? 2.5 : 10.5) * DAY_MS);
+      await db().update(devices).set({ lastRotationCompletedAt: completed, rotationUnconfirmed: i % 4 === 0 }).where(eq(devices.id, id));
+    }
+    const response = await server.admin("GET", "/api/rotation/dashboard");
+    assert.equal(response.status, 200);
+    const text = await response.text();
+
+    // What the dashboard answered before it was streamed: every device read at once, grouped in memory.
+    const now = Date.now();
+    const rows = await db()
+      .select({
+        id: devices.id,
+        key: devices.key,
+        device_name: devices.deviceName,
+        device_model_code: deviceModels.code,
+        rotation_state: devices.rotationState,
+        rotation_unconfirmed: devices.rotationUnconfirmed,
+        completed: devices.lastRotationCompletedAt,
+      })
+      .from(devices)
+      .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
+      .orderBy(devices.key);
+    const groups = { healthy: [] as unknown[], warning: [] as unknown[], critical: [] as unknown[] };
+    for (const { completed, ...rest } of rows) {
+      const days = completed ? Math.floor((now - completed.getTime()) / DAY_MS) : null;
+      const row = { ...rest, last_rotation_completed_at: completed?.toISOString() ?? null, days_since_rotation: days };
+      if (row.rotation_state !== "TIMEOUT") groups.healthy.push(row);
+      else if (days !== null && days < 7) groups.warning.push(row);
+      else groups.critical.push(row);
+    }
+    const unconfirmed = rows.filter((row) => row.rotation_unconfirmed).length;
+    const before = { ...groups, counts: { healthy: groups.healthy.length, warning: groups.warning.length, critical: groups.critical.length, unconfirmed } };
+    assert.ok(before.counts.warning > 0 && before.counts.critical > 0 && before.counts.healthy > MAX_PAGE_LIMIT && unconfirmed > 0);
+    assert.equal(text, JSON.stringify(before));
   });
 
   test("a bad limit or cursor is 400 VALIDATION_FAILED with the envelope, and changes nothing", async () => {

@@ -15,34 +15,53 @@ export function jsonText(text: string, status = 200, headers: Record<string, str
   return new FastResponse(text, { status, headers: { "content-type": "application/json", ...headers } }) as unknown as Response;
 }
 
+/** An array of a streamed JSON object: its name and its rows, a batch at a time (lib/paging.ts allPages). */
+export type StreamedArray = { name: string; batches: AsyncGenerator<unknown[]> };
+
 /**
- * `{"<key>": [...rows], "count": n}`, the rows written as their batches arrive (lib/paging.ts allPages), so a long
- * list is never held whole: byte for byte what json() makes of the same object. The first batch is read before the
- * answer starts, so a database that fails at once still gets the error envelope; a failure later cuts the body short.
+ * `{"<name>": [...rows], …, <trailer's fields>}`, each array written as its batches arrive, so a long list is never
+ * held whole: byte for byte what json() makes of the same object. `trailer` gets the arrays' lengths (e.g. a count).
+ * The first batch is read before the answer starts, so a database that fails at once still gets the error envelope;
+ * a failure later cuts the body short (the client sees JSON that does not parse, never a truncated list that does).
  */
-export async function streamedList(key: string, batches: AsyncGenerator<unknown[]>): Promise<Response> {
+export async function streamedJson(arrays: StreamedArray[], trailer: (lengths: number[]) => Promise<Record<string, unknown>>): Promise<Response> {
   const encoder = new TextEncoder();
-  let pending: IteratorResult<unknown[]> | null = await batches.next();
-  let count = 0;
+  let prefetched: IteratorResult<unknown[]> | null = arrays.length > 0 ? await arrays[0]!.batches.next() : null;
+  const lengths = arrays.map(() => 0);
+  let index = 0;
+  let opened = false;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      const batch = pending ?? (await batches.next());
-      pending = null;
-      if (batch.done) {
-        controller.enqueue(encoder.encode(`${count === 0 ? `{${JSON.stringify(key)}:[` : ""}],"count":${count}}`));
+      const array = arrays[index];
+      if (!array) {
+        const fields = JSON.stringify(await trailer(lengths)).slice(1);
+        controller.enqueue(encoder.encode(`${index === 0 ? "{" : ","}${fields}`));
         controller.close();
         return;
       }
-      const rows = batch.value.map((row) => JSON.stringify(row)).join(",");
-      controller.enqueue(encoder.encode(`${count === 0 ? `{${JSON.stringify(key)}:[` : ","}${rows}`));
-      count += batch.value.length;
+      const batch = prefetched ?? (await array.batches.next());
+      prefetched = null;
+      let text = opened ? "" : `${index === 0 ? "{" : ","}${JSON.stringify(array.name)}:[`;
+      opened = true;
+      if (batch.done) {
+        text += "]";
+        index++;
+        opened = false;
+      } else {
+        text += (lengths[index]! > 0 ? "," : "") + batch.value.map((row) => JSON.stringify(row)).join(",");
+        lengths[index]! += batch.value.length;
+      }
+      controller.enqueue(encoder.encode(text));
     },
     async cancel() {
-      await batches.return(undefined);
+      await Promise.all(arrays.map((array) => array.batches.return(undefined)));
     },
   });
   return new Response(body, { headers: { "content-type": "application/json; charset=utf-8" } });
 }
+
+/** `{"<name>": [...rows], "count": n}` streamed (see streamedJson). */
+export const streamedList = (name: string, batches: AsyncGenerator<unknown[]>) => streamedJson([{ name, batches }], async ([count]) => ({ count }));
 
 export const noContent = () => new Response(null, { status: 204 });
 

@@ -1,6 +1,6 @@
 import { defineRoute } from "../../../lib/http/route.ts";
 import { json, streamedList } from "../../../lib/http/respond.ts";
-import { allPages, DEFAULT_PAGE_LIMIT, encodeCursor, MAX_PAGE_LIMIT } from "../../../lib/paging.ts";
+import { allPages, DEFAULT_PAGE_LIMIT, encodeCursor, STREAM_BATCH } from "../../../lib/paging.ts";
 import { modelListQuery, modelListSchema } from "../../../lib/schemas.ts";
 
 export default defineRoute({
@@ -16,7 +16,7 @@ export default defineRoute({
   async handler(_request, { services, query }) {
     const { limit, cursor, ...filters } = query;
     if (limit === undefined && cursor === undefined) {
-      return streamedList("device_models", allPages((after) => services.models.page({ ...filters, after, limit: MAX_PAGE_LIMIT })));
+      return streamedList("device_models", allPages((after) => services.models.page({ ...filters, after, limit: STREAM_BATCH })));
     }
     const page = await services.models.page({ ...filters, after: cursor, limit: limit ?? DEFAULT_PAGE_LIMIT });
     return json({ device_models: page.items, count: page.items.length, next_cursor: page.next === null ? null : encodeCursor(page.next) });

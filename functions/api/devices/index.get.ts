@@ -1,6 +1,6 @@
 import { defineRoute } from "../../../lib/http/route.ts";
 import { json, streamedList } from "../../../lib/http/respond.ts";
-import { allPages, DEFAULT_PAGE_LIMIT, encodeCursor, MAX_PAGE_LIMIT } from "../../../lib/paging.ts";
+import { allPages, DEFAULT_PAGE_LIMIT, encodeCursor, STREAM_BATCH } from "../../../lib/paging.ts";
 import { deviceListQuery, deviceListSchema } from "../../../lib/schemas.ts";
 
 export default defineRoute({
@@ -17,7 +17,7 @@ export default defineRoute({
   async handler(_request, { services, query }) {
     const { limit, cursor, ...filters } = query;
     if (limit === undefined && cursor === undefined) {
-      return streamedList("devices", allPages((after) => services.devices.page({ ...filters, after, limit: MAX_PAGE_LIMIT })));
+      return streamedList("devices", allPages((after) => services.devices.page({ ...filters, after, limit: STREAM_BATCH })));
     }
     const page = await services.devices.page({ ...filters, after: cursor, limit: limit ?? DEFAULT_PAGE_LIMIT });
     return json({ devices: page.items, count: page.items.length, next_cursor: page.next === null ? null : encodeCursor(page.next) });
