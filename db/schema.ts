@@ -168,8 +168,16 @@ export const devices = pgTable(
   (table) => [
     // At most one device may be PENDING, whichever process or replica tries (CONTRACT §7).
     uniqueIndex("devices_single_pending").on(sql`(true)`).where(sql`${table.rotationState} = 'PENDING'`),
-    index("devices_model_idx").on(table.deviceModelId),
-    index("devices_rotation_state_idx").on(table.rotationState),
+    // The device list's filters, each in key order: a page is one index range however far into the list it starts.
+    index("devices_model_key_idx").on(table.deviceModelId, table.key),
+    index("devices_rotation_state_key_idx").on(table.rotationState, table.key),
+    // The rotation's next device (lib/rotation/engine.ts nextCandidate): the oldest secret first, then the retries.
+    index("devices_queued_order_idx").on(sql`${table.secretCreatedAt} asc nulls first`, table.id).where(sql`${table.rotationState} = 'QUEUED'`),
+    index("devices_retry_order_idx").on(sql`${table.nextRetryAt} asc nulls first`, table.id).where(sql`${table.rotationState} = 'TIMEOUT'`),
+    // Few rows each: what every rotation cycle and status call looks for without reading the fleet.
+    index("devices_previous_secret_idx").on(table.id).where(sql`${table.previousSecretExpiresAt} is not null`),
+    index("devices_unconfirmed_idx").on(table.id).where(sql`${table.rotationUnconfirmed}`),
+    index("devices_last_rotation_completed_idx").on(table.lastRotationCompletedAt),
     check("devices_key_format", sql`${table.key} ~ '^[a-z0-9]{8}$'`),
   ],
 );
