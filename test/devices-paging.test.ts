@@ -5,10 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { eq } from "drizzle-orm";
+import { count, eq } from "drizzle-orm";
 import { deviceModels, devices } from "../db/schema.ts";
 import { deviceClientId, generateDeviceKey } from "../lib/devices.ts";
 import { allPages, MAX_PAGE_LIMIT } from "../lib/paging.ts";
+import { queueAllOk } from "../lib/rotation/schedule.ts";
 import { deviceSummarySchema } from "../lib/schemas.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 
@@ -192,5 +193,18 @@ describe("long device and model lists", () => {
       }
     }
     assert.equal((await get("/api/devices")).body.count, countBefore);
+  });
+
+  test("queueing the fleet goes through it key range by key range, all in one transaction: every OK device, nothing else", async () => {
+    const counts = async () =>
+      Object.fromEntries((await db().select({ state: devices.rotationState, n: count() }).from(devices).groupBy(devices.rotationState)).map((r) => [r.state, r.n]));
+    const before = await counts();
+    assert.ok(before.OK! > 1000);
+    assert.equal(await db().transaction((tx) => queueAllOk(tx, 333)), before.OK);
+    const after = await counts();
+    assert.deepEqual([after.OK, after.QUEUED, after.TIMEOUT], [undefined, before.OK, before.TIMEOUT]);
+    await db().update(devices).set({ rotationState: "OK" }).where(eq(devices.rotationState, "QUEUED"));
+    const trigger = await server.admin("POST", "/api/rotation/trigger");
+    assert.deepEqual(await trigger.json(), { queued_count: before.OK });
   });
 });

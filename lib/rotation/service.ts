@@ -108,7 +108,7 @@ export function createRotationService(deps: {
 
     /** Every OK device becomes QUEUED, and rotation starts at once. */
     async triggerAll(): Promise<number> {
-      const queued = await queueAllOk(db);
+      const queued = await db.transaction((tx) => queueAllOk(tx));
       await engine.startNext();
       return queued;
     },
