@@ -26,7 +26,7 @@ function readConfig(text: string, model: ModelRow) {
   return { config: text, ...copiedFields(value) };
 }
 
-/** ILIKE '%text%' as the real service asks PostgreSQL (ASCII case folding, as its keys and names are searched). */
+/** ILIKE '%text%' as the real service asks PostgreSQL: the text anywhere, ignoring case, no wildcards. */
 export const contains = (value: string, text: string) => value.toLowerCase().includes(text.toLowerCase());
 
 export function fakeDeviceService(world: FakeWorld, deps: { identity: IdentityProvider; notifier: Notifier }): DeviceService {
