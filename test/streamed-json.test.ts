@@ -4,6 +4,8 @@ import { describe, it } from "node:test";
 import { streamedJson, streamedList } from "../lib/http/respond.ts";
 import { allPages, decodeCursor, encodeCursor, toPage } from "../lib/paging.ts";
 
+const quiet = { error() {} };
+
 async function* batchesOf(...batches: unknown[][]) {
   for (const batch of batches) yield batch;
 }
@@ -15,9 +17,9 @@ const paged = (rows: { key: string }[], size: number) =>
 describe("streamedJson", () => {
   it("writes what JSON.stringify writes: empty, one and several batches, several arrays, the trailer last", async () => {
     const rows = Array.from({ length: 7 }, (_, i) => ({ key: `k${i}`, name: i % 2 ? null : `"quoted" ${i}`, at: new Date(i * 1000).toISOString() }));
-    assert.equal(await (await streamedList("devices", batchesOf())).text(), JSON.stringify({ devices: [], count: 0 }));
-    assert.equal(await (await streamedList("devices", paged(rows, 3))).text(), JSON.stringify({ devices: rows, count: 7 }));
-    assert.equal(await (await streamedList("devices", paged(rows, 7))).text(), JSON.stringify({ devices: rows, count: 7 }));
+    assert.equal(await (await streamedList("devices", batchesOf(), quiet)).text(), JSON.stringify({ devices: [], count: 0 }));
+    assert.equal(await (await streamedList("devices", paged(rows, 3), quiet)).text(), JSON.stringify({ devices: rows, count: 7 }));
+    assert.equal(await (await streamedList("devices", paged(rows, 7), quiet)).text(), JSON.stringify({ devices: rows, count: 7 }));
     const response = await streamedJson(
       [
         { name: "healthy", batches: paged(rows, 2) },
@@ -25,6 +27,7 @@ describe("streamedJson", () => {
         { name: "critical", batches: batchesOf([{ id: 1 }], [{ id: 2 }]) },
       ],
       async ([healthy, warning, critical]) => ({ counts: { healthy, warning, critical, unconfirmed: 0 } }),
+      quiet,
     );
     assert.equal(response.headers.get("content-type"), "application/json; charset=utf-8");
     assert.equal(
@@ -33,13 +36,14 @@ describe("streamedJson", () => {
     );
   });
 
-  it("a failure before the first batch is thrown (the envelope answers); one later cuts the body short", async () => {
+  it("a failure before the first batch is thrown (the envelope answers); one later is logged and ends the body short", async () => {
     await assert.rejects(
       streamedList(
         "devices",
         allPages(async () => {
           throw new Error("database down");
         }),
+        quiet,
       ),
       /database down/,
     );
@@ -48,9 +52,13 @@ describe("streamedJson", () => {
       if (++calls > 1) throw new Error("database gone");
       return { items: [{ key: "a" }], next: after ?? "a" };
     });
-    const response = await streamedList("devices", failingLater);
+    const logged: unknown[] = [];
+    const response = await streamedList("devices", failingLater, { error: (message, fields) => logged.push([message, fields]) });
     assert.equal(response.status, 200);
-    await assert.rejects(response.text(), /database gone/);
+    const text = await response.text();
+    assert.equal(text, '{"devices":[{"key":"a"}', "the body ends where it broke off, not left hanging");
+    assert.throws(() => JSON.parse(text));
+    assert.deepEqual(logged, [["A streamed answer broke off", { error: "database gone", rows_sent: 1 }]]);
   });
 });
 

@@ -13,10 +13,10 @@ export default defineRoute({
   request: { query: modelListQuery },
   responses: { 200: { description: "The device models", content: { "application/json": { schema: modelListSchema } } } },
   uses: ["models"],
-  async handler(_request, { services, query }) {
+  async handler(_request, { services, query, logger }) {
     const { limit, cursor, ...filters } = query;
     if (limit === undefined && cursor === undefined) {
-      return streamedList("device_models", allPages((after) => services.models.page({ ...filters, after, limit: STREAM_BATCH })));
+      return streamedList("device_models", allPages((after) => services.models.page({ ...filters, after, limit: STREAM_BATCH })), logger);
     }
     const page = await services.models.page({ ...filters, after: cursor, limit: limit ?? DEFAULT_PAGE_LIMIT });
     return json({ device_models: page.items, count: page.items.length, next_cursor: page.next === null ? null : encodeCursor(page.next) });

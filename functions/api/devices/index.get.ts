@@ -14,10 +14,10 @@ export default defineRoute({
   request: { query: deviceListQuery },
   responses: { 200: { description: "The devices", content: { "application/json": { schema: deviceListSchema } } } },
   uses: ["devices"],
-  async handler(_request, { services, query }) {
+  async handler(_request, { services, query, logger }) {
     const { limit, cursor, ...filters } = query;
     if (limit === undefined && cursor === undefined) {
-      return streamedList("devices", allPages((after) => services.devices.page({ ...filters, after, limit: STREAM_BATCH })));
+      return streamedList("devices", allPages((after) => services.devices.page({ ...filters, after, limit: STREAM_BATCH })), logger);
     }
     const page = await services.devices.page({ ...filters, after: cursor, limit: limit ?? DEFAULT_PAGE_LIMIT });
     return json({ devices: page.items, count: page.items.length, next_cursor: page.next === null ? null : encodeCursor(page.next) });

@@ -14,14 +14,18 @@ export default defineRoute({
   tags: ["Rotation"],
   responses: { 200: { description: "The dashboard", content: { "application/json": { schema: dashboardSchema } } } },
   uses: ["rotation"],
-  async handler(_request, { services }) {
+  async handler(_request, { services, logger }) {
     const now = new Date();
     const groups = dashboardGroups.map((name) => ({
       name,
       batches: allPages((after) => services.rotation.dashboardPage(name, { after, limit: STREAM_BATCH, now })),
     }));
-    return streamedJson(groups, async ([healthy, warning, critical]) => ({
-      counts: { healthy, warning, critical, unconfirmed: await services.rotation.unconfirmedCount() },
-    }));
+    return streamedJson(
+      groups,
+      async ([healthy, warning, critical]) => ({
+        counts: { healthy, warning, critical, unconfirmed: await services.rotation.unconfirmedCount() },
+      }),
+      logger,
+    );
   },
 });
