@@ -4,10 +4,12 @@ import {
   bigint,
   boolean,
   check,
+  date,
   integer,
   jsonb,
   pgEnum,
   pgTable,
+  primaryKey,
   serial,
   text,
   timestamp,
@@ -181,3 +183,32 @@ export const settings = pgTable("settings", {
   value: text("value").notNull(),
   updatedAt: at("updated_at").notNull().defaultNow(),
 });
+
+/**
+ * What devices print (lib/device-logs/). Partitioned by day on `ts` (the migration says so; drizzle-kit does not):
+ * retention by age drops whole days, and the index serves "one device, a time range". No foreign key: a line is
+ * written without a lookup of its device, and a deleted device's lines age out with their day.
+ */
+export const deviceLogs = pgTable(
+  "device_logs",
+  {
+    deviceId: integer("device_id").notNull(),
+    /** When the server received the line (the device's clock is not trusted). */
+    ts: at("ts").notNull(),
+    message: text("message").notNull(),
+    /** The line's other fields as the device sent them (relative_time, level, …); null when there were none. */
+    attributes: jsonb("attributes").$type<Record<string, unknown>>(),
+  },
+  (table) => [index("device_logs_device_ts").on(table.deviceId, table.ts)],
+);
+
+/** Lines stored per device and day, kept with every write: retention by size reads this instead of counting rows. */
+export const deviceLogVolume = pgTable(
+  "device_log_volume",
+  {
+    deviceId: integer("device_id").notNull(),
+    day: date("day", { mode: "string" }).notNull(),
+    lines: integer("lines").notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.deviceId, table.day] })],
+);
