@@ -7,6 +7,7 @@ import { ConfigError, loadConfig } from "./lib/config.ts";
 import { createServices, type Services } from "./lib/context.ts";
 import { createLogger, errorMessage, logFormatFor } from "./lib/logger.ts";
 import { buildNvsImage, parseNvsCsv } from "./lib/provisioning/nvs.ts";
+import { runRetention } from "./lib/retention.ts";
 import { loadSampleFleet, wipeFleet } from "./lib/sample-fleet.ts";
 
 /** Fails the command with a one-line reason (exit 1). */
@@ -86,6 +87,17 @@ cli
         // Printed also when due work was left undone, so the operator sees what did happen.
         process.stdout.write(`${JSON.stringify({ rotation_job: summary })}\n`);
         if (summary.errors.length > 0) throw new CommandFailed(summary.errors.join("; "));
+      });
+    }),
+  );
+
+cli
+  .command("retention-job")
+  .describe("Delete device logs (and core dumps) beyond their age and size limits and exit; for a CronJob")
+  .action(
+    run(async () => {
+      await withServices(async (services) => {
+        process.stdout.write(`${JSON.stringify({ retention_job: await runRetention(services) })}\n`);
       });
     }),
   );

@@ -6,6 +6,7 @@ import { loadConfig, type Config } from "./lib/config.ts";
 import { createServices, type ServiceOverrides, type Services } from "./lib/context.ts";
 import { createApp } from "./lib/http/app.ts";
 import { errorMessage } from "./lib/logger.ts";
+import { startRetentionTimer } from "./lib/retention.ts";
 import { startRotationTimer } from "./lib/rotation/timer.ts";
 
 
@@ -30,12 +31,15 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
     config.ROTATION_SCHEDULER === "internal"
       ? startRotationTimer(services, config.ROTATION_INTERVAL_SECONDS)
       : async () => {};
+  const stopRetention =
+    config.RETENTION_SCHEDULER === "internal" ? startRetentionTimer(services, config.RETENTION_INTERVAL_SECONDS) : async () => {};
   return {
     server,
     services,
     port,
     async stop() {
       await stopRotation();
+      await stopRetention();
       await stopServer(server, services, config.SHUTDOWN_DEADLINE_SECONDS * 1000);
     },
   };

@@ -14,7 +14,7 @@ import { type BrowserSession, createBrowserSession } from "./identity/browser-se
 import { createOidcClient } from "./identity/oidc-client.ts";
 import { type BuiltinIssuer, createBuiltinIssuer } from "./identity/builtin-issuer.ts";
 import type { EmbeddedBroker } from "./broker/embedded-broker.ts";
-import { openNoticeChannel } from "./broker/notice-channel.ts";
+import { type BrokerConnection, openNoticeChannel } from "./broker/notice-channel.ts";
 import { createClientAuthLimits } from "./identity/client-auth-limits.ts";
 import { createTokenVerifiers } from "./identity/token-verifiers.ts";
 import { createKeycloakProvider } from "./identity/keycloak.ts";
@@ -29,6 +29,10 @@ import { createRotationEngine } from "./rotation/engine.ts";
 import { createProvisioningService, type ProvisioningService } from "./provisioning/service.ts";
 import { createRotationService, type RotationService } from "./rotation/service.ts";
 import { createSchemaChecker } from "./schema-checker.ts";
+import { createDeviceDirectory, createDeviceLogService, type DeviceLogService } from "./device-logs/service.ts";
+import { createLogStore } from "./device-logs/store.ts";
+import { createDeviceLogMetrics } from "./device-logs/metrics.ts";
+import { type LogSink, startLogSink } from "./device-logs/mqtt-sink.ts";
 import { createSecretBox, generateFernetKey, randomSecret, sameSecret, type SecretBox } from "./secrets.ts";
 
 /** The composition root: every service built once from the configuration. Tests replace parts via overrides. */
@@ -58,6 +62,8 @@ export type Services = {
   firmware: FirmwareStore;
   rotation: RotationService;
   provisioning: ProvisioningService;
+  /** What devices print: ingest (MQTT log topics, POST /iot/logs), the bounded store, reads and retention. */
+  deviceLogs: DeviceLogService;
   close(): Promise<void>;
 };
 
@@ -140,6 +146,32 @@ function warnUnlessPreviousSecretsKept(identity: IdentityProvider, logger: Logge
   );
 }
 
+export function deviceLogSettings(config: Config) {
+  return {
+    retentionDays: config.DEVICE_LOG_RETENTION_DAYS,
+    maxLinesPerDevice: config.DEVICE_LOG_MAX_LINES_PER_DEVICE,
+    maxLines: config.DEVICE_LOG_MAX_LINES_PER_REQUEST,
+    maxLineBytes: config.DEVICE_LOG_MAX_LINE_BYTES,
+    ratePerSecond: config.DEVICE_LOG_RATE_LINES_PER_SECOND,
+    flushMs: config.DEVICE_LOG_FLUSH_MS,
+    batchLines: config.DEVICE_LOG_BATCH_LINES,
+    bufferLines: config.DEVICE_LOG_BUFFER_LINES,
+  };
+}
+
+/** The server's subscriber to the MQTT log topics; none in the CLI, without a broker, or with DEVICE_LOG_MQTT=false. */
+function startDeviceLogSink(config: Config, connection: BrokerConnection | null, processName: string | undefined, deviceLogs: DeviceLogService, logger: Logger): LogSink | null {
+  if (!connection || !config.DEVICE_LOG_MQTT || processName === "cli") return null;
+  return startLogSink({
+    ...connection,
+    clientId: config.DEVICE_LOG_MQTT_CLIENT_ID,
+    shareGroup: config.DEVICE_LOG_MQTT_SHARE_GROUP,
+    sessionExpirySeconds: config.DEVICE_LOG_MQTT_SESSION_EXPIRY_SECONDS,
+    accept: (payload, deviceClientId) => deviceLogs.ingestMqtt(payload, deviceClientId),
+    logger,
+  });
+}
+
 export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, {}, undefined, logFormatFor(process.stdout, config.LOG_FORMAT));
   const metrics = overrides.metrics ?? createMetrics();
@@ -167,7 +199,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     : null;
   const { verifyDeviceToken, verifyAdminToken } = createTokenVerifiers({ config, db: database.db, builtinIssuer, metrics });
   const channel = overrides.notifier
-    ? { notifier: overrides.notifier, embeddedBroker: null, embeddedBrokerUrl: null }
+    ? { notifier: overrides.notifier, embeddedBroker: null, embeddedBrokerUrl: null, serverConnection: null }
     : await openNoticeChannel({
         config,
         runsEmbeddedBroker: overrides.processName !== "cli",
@@ -229,12 +261,22 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     logger,
   });
   const provisioning = createProvisioningService({ config, embeddedBrokerUrl: channel.embeddedBrokerUrl, identity, devices, rotation });
+  const logDatabaseOutage = createDatabaseOutageLog(logger);
+  const deviceLogs = createDeviceLogService({
+    store: createLogStore(database.db),
+    directory: createDeviceDirectory(database.db),
+    settings: deviceLogSettings(config),
+    metrics: createDeviceLogMetrics(metrics.registry),
+    logger,
+    logDatabaseOutage,
+  });
+  const logSink = startDeviceLogSink(config, channel.serverConnection, overrides.processName, deviceLogs, logger);
   observeServices(metrics, { devicesByState: rotation.countsByState, unconfirmedDevices: rotation.unconfirmedCount, firmwareCacheBytes: firmware.cachedBytes, fleets: deviceState.fleets });
 
   return {
     config,
     logger,
-    logDatabaseOutage: createDatabaseOutageLog(logger),
+    logDatabaseOutage,
     metrics,
     database,
     secretBox,
@@ -251,7 +293,10 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     firmware,
     rotation,
     provisioning,
+    deviceLogs,
     async close() {
+      await logSink?.close();
+      await deviceLogs.close();
       await deviceState.close();
       await schemaChecker.close();
       await notifier.close();

@@ -3,6 +3,8 @@
  * PostgreSQL, Mosquitto or Keycloak, runs outside test/unit): a fake that drifts from its adapter fails here.
  */
 import { describeDeviceServicesContract } from "../support/device-services-contract.ts";
+import { fakeLogStore } from "../support/fakes/device-logs.ts";
+import { describeLogStoreContract } from "../support/log-store-contract.ts";
 import { fakeServices } from "../support/fakes/index.ts";
 import { fakeIdentityProvider } from "../support/fakes/identity.ts";
 import { fakeNotifier } from "../support/fakes/notifier.ts";
@@ -49,3 +51,5 @@ describeFirmwareStoreContract("fake", async () => {
   const { models, devices, firmware } = services;
   return { models, devices, firmware, notices: () => notifier.delivered, close: async () => {} };
 });
+
+describeLogStoreContract("fake", async () => ({ store: fakeLogStore(), close: async () => {} }));

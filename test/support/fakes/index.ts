@@ -16,6 +16,7 @@ import { fakeAuth } from "./auth.ts";
 import { fakeBrowserSession } from "./browser-session.ts";
 import { fakeDatabase } from "./database.ts";
 import { fakeDeviceStateService } from "./device-state.ts";
+import { fakeDeviceLogService } from "./device-logs.ts";
 import { fakeDeviceService } from "./devices.ts";
 import { fakeFirmwareStore } from "./firmware.ts";
 import { fakeIdentityProvider } from "./identity.ts";
@@ -73,10 +74,13 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
   const devices = fakeDeviceService(world, { identity, notifier });
   const deviceState = fakeDeviceStateService(world, metrics);
 
+  const logDatabaseOutage = createDatabaseOutageLog(logger);
+  const deviceLogs = fakeDeviceLogService(world, { config, metrics, logger, logDatabaseOutage });
+
   const services: Services = {
     config,
     logger,
-    logDatabaseOutage: createDatabaseOutageLog(logger),
+    logDatabaseOutage,
     metrics,
     database,
     secretBox: createSecretBox(generateFernetKey()),
@@ -95,9 +99,10 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     rotation,
     // The real service: it only builds the package from what the (fake) devices, identity and rotation give it.
     provisioning: createProvisioningService({ config, identity, devices, rotation }),
+    deviceLogs: deviceLogs.service,
     close: async () => {},
   };
-  return { services, world, logger, database, identity, notifier };
+  return { services, world, logger, database, identity, notifier, logStore: deviceLogs.store };
 }
 
 export type Fakes = ReturnType<typeof fakeServices>;
