@@ -28,6 +28,8 @@ import getIotFirmwareVersion from "./iot/firmware-version.get.ts";
 import getIotFirmware from "./iot/firmware.get.ts";
 import getIotProvisioning from "./iot/provisioning.get.ts";
 import postIotState from "./iot/state.post.ts";
+import postIotLogs from "./iot/logs.post.ts";
+import getDeviceLogs from "./api/devices/[id]/logs.get.ts";
 import getFleet from "./api/device-models/[id]/fleet.get.ts";
 import uploadFirmware from "./api/device-models/[id]/firmware.post.ts";
 import downloadFirmware from "./api/device-models/[id]/firmware.get.ts";
@@ -63,6 +65,7 @@ export const allRoutes: Route[] = [
   putDevice,
   deleteDevice,
   getProvisioning,
+  getDeviceLogs,
   getDeviceClientStatus,
   syncDeviceClient,
   rotateDevice,
@@ -74,6 +77,7 @@ export const allRoutes: Route[] = [
   ...alsoUnderApi(getIotFirmware),
   ...alsoUnderApi(getIotProvisioning),
   ...alsoUnderApi(postIotState),
+  ...alsoUnderApi(postIotLogs),
   postToken,
   getJwks,
   getOpenIdConfiguration,

@@ -62,6 +62,12 @@ export async function readJsonBody(request: Request, limit = JSON_BODY_LIMIT): P
   }
 }
 
+/** A text body of one of the given media types, size-limited (413) and strictly UTF-8. */
+export async function readTextBody(request: Request, limit: number, types: string[]): Promise<string> {
+  if (!types.includes(mediaType(request))) throw unsupportedMediaType(types);
+  return readText(request, limit);
+}
+
 /** OAuth2 token requests are a few hundred bytes. */
 const FORM_BODY_LIMIT = 64 * 1024;
 

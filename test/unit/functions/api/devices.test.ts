@@ -8,6 +8,7 @@ import clientStatus from "../../../../functions/api/devices/[id]/keycloak-status
 import syncClient from "../../../../functions/api/devices/[id]/keycloak-sync.post.ts";
 import provisioning from "../../../../functions/api/devices/[id]/provisioning.get.ts";
 import rotateDevice from "../../../../functions/api/devices/[id]/rotate.post.ts";
+import deviceLogs from "../../../../functions/api/devices/[id]/logs.get.ts";
 import listDevices from "../../../../functions/api/devices/index.get.ts";
 import createDevice from "../../../../functions/api/devices/index.post.ts";
 import { runRoute } from "../../../../lib/http/app.ts";
@@ -286,4 +287,36 @@ describe("functions/api/devices/[id]/rotate.post.ts", () => {
   });
 
   it("is for admins only", () => expectAdminOnly(rotateDevice, "POST", "/api/devices/1/rotate"));
+});
+
+describe("functions/api/devices/[id]/logs.get.ts", () => {
+  it("is for admins only", () => expectAdminOnly(deviceLogs, "GET", "/api/devices/1/logs"));
+
+  it("answers the reference shape; polling from window_end with a small limit gives every line once", async () => {
+    const app = unitApp();
+    const { device } = await app.device({ deviceName: "Hall", deviceEntityId: "sensor.hall" });
+    const payload = Array.from({ length: 25 }, (_, i) => JSON.stringify({ message: `\u001b[0;32mline ${i}\u001b[0m`, entity_id: "sensor.hall" })).join("\n");
+    await app.services.deviceLogs.ingestMqtt(payload, null);
+    await app.services.deviceLogs.flush();
+    const seen: string[] = [];
+    let start = new Date(Date.now() - 60_000).toISOString();
+    for (let poll = 0; poll < 10; poll++) {
+      const response = await runRoute(deviceLogs, asAdmin("GET", `/api/devices/${device.id}/logs?start=${start}&limit=4`), { ...app.edge, devices: app.services.devices, deviceLogs: app.services.deviceLogs });
+      assert.equal(response.status, 200);
+      const page = (await response.json()) as { logs: { timestamp: string; message: string }[]; has_more: boolean; window_start: string; window_end: string };
+      assert.deepEqual(Object.keys(page).sort(), ["has_more", "logs", "window_end", "window_start"]);
+      assert.equal(page.window_start, start);
+      seen.push(...page.logs.map((line) => line.message));
+      start = page.window_end;
+    }
+    assert.deepEqual(seen, Array.from({ length: 25 }, (_, i) => `line ${i}`));
+  });
+
+  it("refuses a bad date-time with 400 and an unknown device with 404", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    await expectError(await app.run(deviceLogs, asAdmin("GET", `/api/devices/${device.id}/logs?end=2026-13-01`)), 400, "VALIDATION_FAILED");
+    await expectError(await app.run(deviceLogs, asAdmin("GET", `/api/devices/${device.id}/logs?limit=0`)), 400, "VALIDATION_FAILED");
+    await expectError(await app.run(deviceLogs, asAdmin("GET", "/api/devices/9999/logs")), 404, "DEVICE_NOT_FOUND");
+  });
 });
