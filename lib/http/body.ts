@@ -62,9 +62,11 @@ export async function readJsonBody(request: Request, limit = JSON_BODY_LIMIT): P
   }
 }
 
-/** A text body of one of the given media types, size-limited (413) and strictly UTF-8. */
+/** A text body of one of the given media types (application/json also as any +json), size-limited (413) and strictly UTF-8. */
 export async function readTextBody(request: Request, limit: number, types: string[]): Promise<string> {
-  if (!types.includes(mediaType(request))) throw unsupportedMediaType(types);
+  const type = mediaType(request);
+  const json = types.includes("application/json") && /^application\/[\w.!#$&^+-]+\+json$/.test(type);
+  if (!types.includes(type) && !json) throw unsupportedMediaType(types);
   return readText(request, limit);
 }
 
