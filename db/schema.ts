@@ -4,6 +4,7 @@ import {
   bigint,
   boolean,
   check,
+  customType,
   date,
   integer,
   jsonb,
@@ -212,3 +213,33 @@ export const deviceLogVolume = pgTable(
   },
   (table) => [primaryKey({ columns: [table.deviceId, table.day] })],
 );
+
+const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
+  dataType: () => "bytea",
+  fromDriver: (value) => Buffer.from(value),
+});
+
+/**
+ * Core dumps devices uploaded after a crash (lib/coredumps/): the ELF as sent (at most COREDUMP_MAX_BYTES), kept in
+ * the database so every replica serves it; the newest COREDUMP_MAX_PER_DEVICE per device, none older than
+ * COREDUMP_RETENTION_DAYS. The model is copied so crashes are counted per model and version without a join.
+ */
+export const coreDumps = pgTable(
+  "core_dumps",
+  {
+    id: serial("id").primaryKey(),
+    deviceId: integer("device_id")
+      .notNull()
+      .references(() => devices.id, { onDelete: "cascade" }),
+    deviceModelId: integer("device_model_id").notNull(),
+    chip: text("chip"),
+    firmwareVersion: text("firmware_version"),
+    size: integer("size").notNull(),
+    sha256: text("sha256").notNull(),
+    content: bytea("content").notNull(),
+    receivedAt: at("received_at").notNull().defaultNow(),
+  },
+  (table) => [index("core_dumps_device_received").on(table.deviceId, table.receivedAt), index("core_dumps_model_version").on(table.deviceModelId, table.firmwareVersion)],
+);
+
+export type CoreDumpRow = typeof coreDumps.$inferSelect;

@@ -30,6 +30,11 @@ import getIotProvisioning from "./iot/provisioning.get.ts";
 import postIotState from "./iot/state.post.ts";
 import postIotLogs from "./iot/logs.post.ts";
 import getDeviceLogs from "./api/devices/[id]/logs.get.ts";
+import postIotCoreDump from "./iot/coredump.post.ts";
+import listCoreDumps from "./api/devices/[id]/coredumps/index.get.ts";
+import downloadCoreDump from "./api/devices/[id]/coredumps/[cid].get.ts";
+import deleteCoreDump from "./api/devices/[id]/coredumps/[cid].delete.ts";
+import getModelCrashes from "./api/device-models/[id]/crashes.get.ts";
 import getFleet from "./api/device-models/[id]/fleet.get.ts";
 import uploadFirmware from "./api/device-models/[id]/firmware.post.ts";
 import downloadFirmware from "./api/device-models/[id]/firmware.get.ts";
@@ -59,6 +64,7 @@ export const allRoutes: Route[] = [
   downloadFirmwareVersion,
   deleteFirmwareVersion,
   getFleet,
+  getModelCrashes,
   listDevices,
   createDevice,
   getDevice,
@@ -66,6 +72,9 @@ export const allRoutes: Route[] = [
   deleteDevice,
   getProvisioning,
   getDeviceLogs,
+  listCoreDumps,
+  downloadCoreDump,
+  deleteCoreDump,
   getDeviceClientStatus,
   syncDeviceClient,
   rotateDevice,
@@ -78,6 +87,7 @@ export const allRoutes: Route[] = [
   ...alsoUnderApi(getIotProvisioning),
   ...alsoUnderApi(postIotState),
   ...alsoUnderApi(postIotLogs),
+  ...alsoUnderApi(postIotCoreDump),
   postToken,
   getJwks,
   getOpenIdConfiguration,

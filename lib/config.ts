@@ -118,6 +118,10 @@ const envSchema = z.object({
   DEVICE_LOG_BATCH_LINES: int(500, 1),
   DEVICE_LOG_BUFFER_LINES: int(50_000, 100),
   DEVICE_LOG_QUERY_LIMIT: int(1000, 1),
+  /** Core dumps (docs/device-logs.md#core-dumps). */
+  COREDUMP_MAX_BYTES: int(1024 * 1024, 1024),
+  COREDUMP_MAX_PER_DEVICE: int(10, 1),
+  COREDUMP_RETENTION_DAYS: int(30, 1),
   /** Log and core dump retention: on a timer in the server, or by the CronJob's `retention-job` (external). */
   RETENTION_SCHEDULER: z.enum(["internal", "external"]).default("internal"),
   RETENTION_INTERVAL_SECONDS: int(3600, 10),

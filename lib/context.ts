@@ -31,7 +31,8 @@ import { createRotationService, type RotationService } from "./rotation/service.
 import { createSchemaChecker } from "./schema-checker.ts";
 import { createDeviceDirectory, createDeviceLogService, type DeviceLogService } from "./device-logs/service.ts";
 import { createLogStore } from "./device-logs/store.ts";
-import { createDeviceLogMetrics } from "./device-logs/metrics.ts";
+import { createDeviceLogMetrics, type DeviceLogMetrics } from "./device-logs/metrics.ts";
+import { type CoreDumpService, createCoreDumpService } from "./coredumps/service.ts";
 import { type LogSink, startLogSink } from "./device-logs/mqtt-sink.ts";
 import { createSecretBox, generateFernetKey, randomSecret, sameSecret, type SecretBox } from "./secrets.ts";
 
@@ -64,6 +65,10 @@ export type Services = {
   provisioning: ProvisioningService;
   /** What devices print: ingest (MQTT log topics, POST /iot/logs), the bounded store, reads and retention. */
   deviceLogs: DeviceLogService;
+  /** Core dumps devices upload after a crash, and crash counts per model and firmware version. */
+  coreDumps: CoreDumpService;
+  /** Counters of device logs and crashes (lib/device-logs/metrics.ts), on the registry of `metrics`. */
+  deviceLogMetrics: DeviceLogMetrics;
   close(): Promise<void>;
 };
 
@@ -262,11 +267,13 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   });
   const provisioning = createProvisioningService({ config, embeddedBrokerUrl: channel.embeddedBrokerUrl, identity, devices, rotation });
   const logDatabaseOutage = createDatabaseOutageLog(logger);
+  const deviceLogMetrics = createDeviceLogMetrics(metrics.registry);
+  const coreDumps = createCoreDumpService(database.db, { maxPerDevice: config.COREDUMP_MAX_PER_DEVICE, retentionDays: config.COREDUMP_RETENTION_DAYS });
   const deviceLogs = createDeviceLogService({
     store: createLogStore(database.db),
     directory: createDeviceDirectory(database.db),
     settings: deviceLogSettings(config),
-    metrics: createDeviceLogMetrics(metrics.registry),
+    metrics: deviceLogMetrics,
     logger,
     logDatabaseOutage,
   });
@@ -294,6 +301,8 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     rotation,
     provisioning,
     deviceLogs,
+    coreDumps,
+    deviceLogMetrics,
     async close() {
       await logSink?.close();
       await deviceLogs.close();

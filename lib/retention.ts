@@ -7,11 +7,11 @@ import type { Services } from "./context.ts";
 import { isDatabaseUnavailable } from "./db-errors.ts";
 import { errorMessage } from "./logger.ts";
 
-export async function runRetention({ deviceLogs }: Pick<Services, "deviceLogs">) {
-  return { device_logs: await deviceLogs.runRetention() };
+export async function runRetention({ deviceLogs, coreDumps }: Pick<Services, "deviceLogs" | "coreDumps">) {
+  return { device_logs: await deviceLogs.runRetention(), core_dumps: { deleted: await coreDumps.runRetention() } };
 }
 
-export function startRetentionTimer(services: Pick<Services, "deviceLogs" | "logger" | "logDatabaseOutage">, intervalSeconds: number): () => Promise<void> {
+export function startRetentionTimer(services: Pick<Services, "deviceLogs" | "coreDumps" | "logger" | "logDatabaseOutage">, intervalSeconds: number): () => Promise<void> {
   const { logger, logDatabaseOutage } = services;
   let running: Promise<unknown> = Promise.resolve();
   let busy = false;

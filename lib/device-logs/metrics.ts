@@ -36,6 +36,12 @@ export function createDeviceLogMetrics(registry: Registry) {
       labelNames: ["reason"],
       registers,
     }),
+    crashes: new Counter({
+      name: "iot_device_crashes_total",
+      help: "Core dumps received, by model code and firmware version (\"unknown\" for a version the model does not have)",
+      labelNames: ["model", "firmware_version"],
+      registers,
+    }),
   };
 }
 

@@ -3,6 +3,8 @@
  * PostgreSQL, Mosquitto or Keycloak, runs outside test/unit): a fake that drifts from its adapter fails here.
  */
 import { describeDeviceServicesContract } from "../support/device-services-contract.ts";
+import { describeCoreDumpContract } from "../support/coredump-contract.ts";
+import { fakeCoreDumpService } from "../support/fakes/coredumps.ts";
 import { fakeLogStore } from "../support/fakes/device-logs.ts";
 import { describeLogStoreContract } from "../support/log-store-contract.ts";
 import { fakeServices } from "../support/fakes/index.ts";
@@ -53,3 +55,17 @@ describeFirmwareStoreContract("fake", async () => {
 });
 
 describeLogStoreContract("fake", async () => ({ store: fakeLogStore(), close: async () => {} }));
+
+describeCoreDumpContract("fake", async () => {
+  const { services, world } = fakeServices();
+  const service = fakeCoreDumpService(world, { maxPerDevice: 3, retentionDays: 30 });
+  return {
+    service,
+    async addDevice() {
+      const model = await services.models.create({ code: `m${world.nextId()}`, name: "M", config_schema: null });
+      const device = await services.devices.create({ device_model_id: model.id, config: "{}" });
+      return { deviceId: device.id, modelId: model.id };
+    },
+    close: async () => {},
+  };
+});

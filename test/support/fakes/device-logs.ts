@@ -5,10 +5,9 @@
  */
 import type { Services } from "../../../lib/context.ts";
 import { deviceLogSettings } from "../../../lib/context.ts";
-import { createDeviceLogMetrics } from "../../../lib/device-logs/metrics.ts";
+import type { DeviceLogMetrics } from "../../../lib/device-logs/metrics.ts";
 import { createDeviceLogService, type DeviceDirectory } from "../../../lib/device-logs/service.ts";
 import { likePattern, type LogRow, type LogStore, type StoredLine } from "../../../lib/device-logs/store.ts";
-import type { Metrics } from "../../../lib/metrics.ts";
 import type { Logger } from "../../../lib/logger.ts";
 import type { FakeWorld } from "./world.ts";
 
@@ -73,13 +72,13 @@ function fakeDirectory(world: FakeWorld): DeviceDirectory {
   };
 }
 
-export function fakeDeviceLogService(world: FakeWorld, deps: { config: Services["config"]; metrics: Metrics; logger: Logger; logDatabaseOutage(error: unknown): void }) {
+export function fakeDeviceLogService(world: FakeWorld, deps: { config: Services["config"]; metrics: DeviceLogMetrics; logger: Logger; logDatabaseOutage(error: unknown): void }) {
   const store = fakeLogStore();
   const service = createDeviceLogService({
     store,
     directory: fakeDirectory(world),
     settings: deviceLogSettings(deps.config),
-    metrics: createDeviceLogMetrics(deps.metrics.registry),
+    metrics: deps.metrics,
     logger: deps.logger,
     logDatabaseOutage: deps.logDatabaseOutage,
   });

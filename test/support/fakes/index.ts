@@ -16,6 +16,8 @@ import { fakeAuth } from "./auth.ts";
 import { fakeBrowserSession } from "./browser-session.ts";
 import { fakeDatabase } from "./database.ts";
 import { fakeDeviceStateService } from "./device-state.ts";
+import { createDeviceLogMetrics } from "../../../lib/device-logs/metrics.ts";
+import { fakeCoreDumpService } from "./coredumps.ts";
 import { fakeDeviceLogService } from "./device-logs.ts";
 import { fakeDeviceService } from "./devices.ts";
 import { fakeFirmwareStore } from "./firmware.ts";
@@ -75,7 +77,8 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
   const deviceState = fakeDeviceStateService(world, metrics);
 
   const logDatabaseOutage = createDatabaseOutageLog(logger);
-  const deviceLogs = fakeDeviceLogService(world, { config, metrics, logger, logDatabaseOutage });
+  const deviceLogMetrics = createDeviceLogMetrics(metrics.registry);
+  const deviceLogs = fakeDeviceLogService(world, { config, metrics: deviceLogMetrics, logger, logDatabaseOutage });
 
   const services: Services = {
     config,
@@ -100,6 +103,8 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     // The real service: it only builds the package from what the (fake) devices, identity and rotation give it.
     provisioning: createProvisioningService({ config, identity, devices, rotation }),
     deviceLogs: deviceLogs.service,
+    coreDumps: fakeCoreDumpService(world, { maxPerDevice: config.COREDUMP_MAX_PER_DEVICE, retentionDays: config.COREDUMP_RETENTION_DAYS }),
+    deviceLogMetrics,
     close: async () => {},
   };
   return { services, world, logger, database, identity, notifier, logStore: deviceLogs.store };
