@@ -40,6 +40,8 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
     async stop() {
       await stopRotation();
       await stopRetention();
+      // Event streams never end on their own: closed first, or the server would wait for them until its deadline.
+      await services.events.close();
       await stopServer(server, services, config.SHUTDOWN_DEADLINE_SECONDS * 1000);
     },
   };

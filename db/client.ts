@@ -15,6 +15,11 @@ export type Executor = Database | Transaction;
 export type DatabaseHandle = {
   db: Database;
   kind: "postgres" | "pglite";
+  /**
+   * LISTEN on a channel: `onNotify` runs for every NOTIFY on it (from any process on PostgreSQL); resolves with the way
+   * to stop. postgres.js keeps one extra connection for it and listens again after a reconnect.
+   */
+  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
   /** Applies pending migrations; on PostgreSQL under an advisory lock so two replicas cannot migrate at once. */
   migrate(): Promise<void>;
   close(): Promise<void>;
@@ -68,6 +73,10 @@ export function openPostgres(url: string, options: { max?: number; timeouts?: Da
   return {
     db: db as unknown as Database,
     kind: "postgres",
+    async listen(channel, onNotify) {
+      const { unlisten } = await client.listen(channel, () => onNotify(), onNotify);
+      return unlisten;
+    },
     async migrate() {
       // A connection of its own, without the pool's timeouts: a migration may rewrite a large table, and the lock
       // waits for as long as another replica's migration runs.
@@ -104,6 +113,10 @@ async function openPglite(dataDir: string): Promise<DatabaseHandle> {
     return {
       db: db as unknown as Database,
       kind: "pglite",
+      async listen(channel, onNotify) {
+        const unlisten = await client.listen(channel, () => onNotify());
+        return async () => unlisten();
+      },
       migrate: () => migratePglite(db, { migrationsFolder }),
       async close() {
         await client.close();

@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import {
   type AnyPgColumn,
   bigint,
+  bigserial,
   boolean,
   check,
   customType,
@@ -243,3 +244,21 @@ export const coreDumps = pgTable(
 );
 
 export type CoreDumpRow = typeof coreDumps.$inferSelect;
+
+/**
+ * What happened, for the admins' live stream (GET /api/events, lib/events/): rows come from triggers on devices and
+ * device_models (migration 0007) and from the device-log writer, each followed by NOTIFY iot_events, so every replica
+ * sees every event. Kept for the replay window only (EVENTS_REPLAY_SECONDS).
+ */
+export const events = pgTable(
+  "events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    at: at("at").notNull().defaultNow(),
+    type: text("type").notNull(),
+    payload: jsonb("payload").$type<Record<string, unknown>>().notNull(),
+  },
+  (table) => [index("events_at").on(table.at)],
+);
+
+export type EventRow = typeof events.$inferSelect;

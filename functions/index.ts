@@ -35,6 +35,7 @@ import listCoreDumps from "./api/devices/[id]/coredumps/index.get.ts";
 import downloadCoreDump from "./api/devices/[id]/coredumps/[cid].get.ts";
 import deleteCoreDump from "./api/devices/[id]/coredumps/[cid].delete.ts";
 import getModelCrashes from "./api/device-models/[id]/crashes.get.ts";
+import getEvents from "./api/events.get.ts";
 import getFleet from "./api/device-models/[id]/fleet.get.ts";
 import uploadFirmware from "./api/device-models/[id]/firmware.post.ts";
 import downloadFirmware from "./api/device-models/[id]/firmware.get.ts";
@@ -81,6 +82,7 @@ export const allRoutes: Route[] = [
   getRotationStatus,
   triggerRotation,
   getRotationDashboard,
+  getEvents,
   ...alsoUnderApi(getIotConfig),
   ...alsoUnderApi(getIotFirmwareVersion),
   ...alsoUnderApi(getIotFirmware),

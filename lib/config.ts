@@ -122,6 +122,10 @@ const envSchema = z.object({
   COREDUMP_MAX_BYTES: int(1024 * 1024, 1024),
   COREDUMP_MAX_PER_DEVICE: int(10, 1),
   COREDUMP_RETENTION_DAYS: int(30, 1),
+  /** The admins' live stream, GET /api/events (docs/device-logs.md#live-events). */
+  EVENTS_REPLAY_SECONDS: int(300, 10),
+  EVENTS_HEARTBEAT_SECONDS: int(15, 1),
+  EVENTS_CLIENT_BUFFER_BYTES: int(1024 * 1024, 4096),
   /** Log and core dump retention: on a timer in the server, or by the CronJob's `retention-job` (external). */
   RETENTION_SCHEDULER: z.enum(["internal", "external"]).default("internal"),
   RETENTION_INTERVAL_SECONDS: int(3600, 10),

@@ -33,6 +33,7 @@ import { createDeviceDirectory, createDeviceLogService, type DeviceLogService } 
 import { createLogStore } from "./device-logs/store.ts";
 import { createDeviceLogMetrics, type DeviceLogMetrics } from "./device-logs/metrics.ts";
 import { type CoreDumpService, createCoreDumpService } from "./coredumps/service.ts";
+import { createEventHub, type EventHub } from "./events/hub.ts";
 import { type LogSink, startLogSink } from "./device-logs/mqtt-sink.ts";
 import { createSecretBox, generateFernetKey, randomSecret, sameSecret, type SecretBox } from "./secrets.ts";
 
@@ -67,6 +68,8 @@ export type Services = {
   deviceLogs: DeviceLogService;
   /** Core dumps devices upload after a crash, and crash counts per model and firmware version. */
   coreDumps: CoreDumpService;
+  /** Live events for GET /api/events, from every replica (LISTEN/NOTIFY). */
+  events: EventHub;
   /** Counters of device logs and crashes (lib/device-logs/metrics.ts), on the registry of `metrics`. */
   deviceLogMetrics: DeviceLogMetrics;
   close(): Promise<void>;
@@ -277,6 +280,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     logger,
     logDatabaseOutage,
   });
+  const events = createEventHub({ database, replaySeconds: config.EVENTS_REPLAY_SECONDS, logger, logDatabaseOutage });
   const logSink = startDeviceLogSink(config, channel.serverConnection, overrides.processName, deviceLogs, logger);
   observeServices(metrics, { devicesByState: rotation.countsByState, unconfirmedDevices: rotation.unconfirmedCount, firmwareCacheBytes: firmware.cachedBytes, fleets: deviceState.fleets });
 
@@ -303,7 +307,9 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     deviceLogs,
     coreDumps,
     deviceLogMetrics,
+    events,
     async close() {
+      await events.close();
       await logSink?.close();
       await deviceLogs.close();
       await deviceState.close();

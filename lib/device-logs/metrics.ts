@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
-/** The device-log metrics (docs/device-logs.md), on the process's registry. */
+/** The metrics of device logs, core dumps and the live event stream (docs/device-logs.md), on the process's registry. */
 export function createDeviceLogMetrics(registry: Registry) {
   const registers = [registry];
   return {
@@ -34,6 +34,12 @@ export function createDeviceLogMetrics(registry: Registry) {
       name: "iot_device_log_retention_total",
       help: "Retention work: day partitions dropped (reason age) and lines deleted (reason size)",
       labelNames: ["reason"],
+      registers,
+    }),
+    eventClients: new Gauge({ name: "iot_event_stream_clients", help: "Clients connected to GET /api/events", registers }),
+    eventClientsDropped: new Counter({
+      name: "iot_event_stream_clients_dropped_total",
+      help: "GET /api/events clients cut off because EVENTS_CLIENT_BUFFER_BYTES waited unread for them",
       registers,
     }),
     crashes: new Counter({

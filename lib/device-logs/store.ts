@@ -5,7 +5,7 @@
  */
 import { and, asc, eq, gte, ilike, lt, sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
-import { deviceLogs, deviceLogVolume } from "../../db/schema.ts";
+import { deviceLogs, deviceLogVolume, events } from "../../db/schema.ts";
 
 /** A line ready to store: its device and its stamp in microseconds since the epoch (unique within this process). */
 export type StoredLine = { deviceId: number; stampUs: number; message: string; attributes: Record<string, unknown> | null };
@@ -23,6 +23,24 @@ const partitionName = (day: Date) => `device_logs_${dayKey(day).replaceAll("-", 
 export function isoMicros(stampUs: number): string {
   const ms = Math.floor(stampUs / 1000);
   return `${new Date(ms).toISOString().slice(0, 23)}${String(stampUs - ms * 1000).padStart(3, "0")}Z`;
+}
+
+const LINES_PER_EVENT = 200;
+
+/** The `device.logs` events of a batch: `{device_id, lines: [{timestamp, message}]}`, in arrival order. */
+function lineEvents(lines: StoredLine[]) {
+  const byDevice = new Map<number, { timestamp: string; message: string }[]>();
+  for (const line of lines) {
+    const own = byDevice.get(line.deviceId) ?? [];
+    own.push({ timestamp: new Date(Math.floor(line.stampUs / 1000)).toISOString(), message: line.message });
+    byDevice.set(line.deviceId, own);
+  }
+  return [...byDevice].flatMap(([deviceId, own]) =>
+    Array.from({ length: Math.ceil(own.length / LINES_PER_EVENT) }, (_, i) => ({
+      type: "device.logs",
+      payload: { device_id: deviceId, lines: own.slice(i * LINES_PER_EVENT, (i + 1) * LINES_PER_EVENT) },
+    })),
+  );
 }
 
 /** Rows of a statement, from either driver (postgres.js answers an array, PGlite an object with `rows`). */
@@ -98,6 +116,9 @@ export function createLogStore(db: Database): LogStore {
           await tx.execute(
             sql`insert into device_logs (device_id, ts, message, attributes) select d, t, m, a from jsonb_to_recordset(${rows}::jsonb) as x(d integer, t timestamptz, m text, a jsonb)`,
           );
+          // The live stream's copy (GET /api/events): one event per device and batch, up to LINES_PER_EVENT lines each.
+          await tx.insert(events).values(lineEvents(lines));
+          await tx.execute(sql`select pg_notify('iot_events', '')`);
           await tx
             .insert(deviceLogVolume)
             .values([...volume.values()])

@@ -17,6 +17,7 @@ import { fakeBrowserSession } from "./browser-session.ts";
 import { fakeDatabase } from "./database.ts";
 import { fakeDeviceStateService } from "./device-state.ts";
 import { createDeviceLogMetrics } from "../../../lib/device-logs/metrics.ts";
+import { createEventHub } from "../../../lib/events/hub.ts";
 import { fakeCoreDumpService } from "./coredumps.ts";
 import { fakeDeviceLogService } from "./device-logs.ts";
 import { fakeDeviceService } from "./devices.ts";
@@ -105,6 +106,7 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     deviceLogs: deviceLogs.service,
     coreDumps: fakeCoreDumpService(world, { maxPerDevice: config.COREDUMP_MAX_PER_DEVICE, retentionDays: config.COREDUMP_RETENTION_DAYS }),
     deviceLogMetrics,
+    events: createEventHub({ database, replaySeconds: config.EVENTS_REPLAY_SECONDS, logger, logDatabaseOutage }),
     close: async () => {},
   };
   return { services, world, logger, database, identity, notifier, logStore: deviceLogs.store };
