@@ -34,7 +34,8 @@ import { createLogStore } from "./device-logs/store.ts";
 import { createDeviceLogMetrics, type DeviceLogMetrics } from "./device-logs/metrics.ts";
 import { type CoreDumpService, createCoreDumpService } from "./coredumps/service.ts";
 import { createEventHub, type EventHub } from "./events/hub.ts";
-import { type LogSink, startLogSink } from "./device-logs/mqtt-sink.ts";
+import { startLogSink } from "./device-logs/mqtt-sink.ts";
+import { runSinkWhileLeader } from "./device-logs/sink-leader.ts";
 import { createSecretBox, generateFernetKey, randomSecret, sameSecret, type SecretBox } from "./secrets.ts";
 
 /** The composition root: every service built once from the configuration. Tests replace parts via overrides. */
@@ -167,17 +168,27 @@ export function deviceLogSettings(config: Config) {
   };
 }
 
-/** The server's subscriber to the MQTT log topics; none in the CLI, without a broker, or with DEVICE_LOG_MQTT=false. */
-function startDeviceLogSink(config: Config, connection: BrokerConnection | null, processName: string | undefined, deviceLogs: DeviceLogService, logger: Logger): LogSink | null {
+/**
+ * The server's subscriber to the MQTT log topics: in the one process holding its lock, or with a share group in every
+ * one (lib/device-logs/sink-leader.ts); none in the CLI, without a broker, or with DEVICE_LOG_MQTT=false.
+ */
+function startDeviceLogSink(
+  config: Config,
+  connection: BrokerConnection | null,
+  processName: string | undefined,
+  deps: { deviceLogs: DeviceLogService; database: DatabaseHandle; logger: Logger },
+): { close(): Promise<void> } | null {
   if (!connection || !config.DEVICE_LOG_MQTT || processName === "cli") return null;
-  return startLogSink({
-    ...connection,
-    clientId: config.DEVICE_LOG_MQTT_CLIENT_ID,
-    shareGroup: config.DEVICE_LOG_MQTT_SHARE_GROUP,
-    sessionExpirySeconds: config.DEVICE_LOG_MQTT_SESSION_EXPIRY_SECONDS,
-    accept: (payload, deviceClientId) => deviceLogs.ingestMqtt(payload, deviceClientId),
-    logger,
-  });
+  const start = () =>
+    startLogSink({
+      ...connection,
+      clientId: config.DEVICE_LOG_MQTT_CLIENT_ID,
+      shareGroup: config.DEVICE_LOG_MQTT_SHARE_GROUP,
+      sessionExpirySeconds: config.DEVICE_LOG_MQTT_SESSION_EXPIRY_SECONDS,
+      accept: (payload, deviceClientId) => deps.deviceLogs.ingestMqtt(payload, deviceClientId),
+      logger: deps.logger,
+    });
+  return config.DEVICE_LOG_MQTT_SHARE_GROUP ? start() : runSinkWhileLeader({ database: deps.database, start, logger: deps.logger });
 }
 
 export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
@@ -281,7 +292,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     logDatabaseOutage,
   });
   const events = createEventHub({ database, replaySeconds: config.EVENTS_REPLAY_SECONDS, logger, logDatabaseOutage });
-  const logSink = startDeviceLogSink(config, channel.serverConnection, overrides.processName, deviceLogs, logger);
+  const logSink = startDeviceLogSink(config, channel.serverConnection, overrides.processName, { deviceLogs, database, logger });
   observeServices(metrics, { devicesByState: rotation.countsByState, unconfirmedDevices: rotation.unconfirmedCount, firmwareCacheBytes: firmware.cachedBytes, fleets: deviceState.fleets });
 
   return {

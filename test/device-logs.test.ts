@@ -311,3 +311,44 @@ describe("device logs through a database outage", () => {
     assert.equal(dropped.reduce((sum, v) => sum + v.value, 0), 0);
   });
 });
+
+describe("device logs with two replicas", () => {
+  let a: TestServer;
+  let b: TestServer;
+  const env = { DEVICE_LOG_MQTT: "true", DEVICE_LOG_MQTT_CLIENT_ID: `iotsupport-logsink-test-${unique()}`, DEVICE_LOG_MQTT_SESSION_EXPIRY_SECONDS: "120" };
+
+  before(async () => {
+    a = await startTestServer({ env });
+    b = await startTestServer({ databaseUrl: a.databaseUrl, env });
+  });
+  after(async () => {
+    await b?.stop();
+    await a?.close();
+  });
+
+  test("one replica holds the subscriber's session; when it stops the other takes over and nothing is lost or stored twice", async () => {
+    const device = await createDevice(a, await createModel(a));
+    const client = await publisher();
+    const sent: string[] = [];
+    const publish = async (label: string) => {
+      const lines = Array.from({ length: 5 }, (_, i) => `${label} ${i}`);
+      sent.push(...lines);
+      await client.publishAsync("iotsupport/logsink", lines.map((message) => JSON.stringify({ message, entity_id: device.entity })).join("\n"), { qos: 1 });
+    };
+    const stored = async () => messages(await readLogs(b, device, { limit: "1000" }));
+    try {
+      await publish("both up");
+      await waitFor("the first lines", async () => (await stored()).length === 5);
+      await a.stop();
+      await b.stop();
+      // Neither runs now: the broker queues for the session.
+      await publish("none up");
+      b = await startTestServer({ databaseUrl: a.databaseUrl, env });
+      await publish("one up");
+      await waitFor("every line", async () => (await stored()).length >= sent.length, 40_000, 250);
+      assert.deepEqual(await stored(), sent);
+    } finally {
+      await client.endAsync();
+    }
+  });
+});
