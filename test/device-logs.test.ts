@@ -2,17 +2,22 @@
  * Device logs (issue 15) on a real server, PostgreSQL and Mosquitto: the deployed firmware's log payload on the shared
  * topic end to end, a device's own topic, POST /iot/logs with bad lines among good ones and its limits, the web UI's
  * polling (start = the previous window_end) against a device that keeps printing, retention by age and by size (in
- * the server and by the CronJob's command), and a database outage that loses no line the broker delivered.
+ * the server and by the CronJob's command), a database outage that loses no line the broker delivered, the subscriber
+ * moving between two replicas, and a restart of the broker (one of the test's own).
  */
 import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import mqtt from "mqtt";
 import { assertErrorEnvelope } from "./support/envelope.ts";
 import { type DatabaseProxy, startDatabaseProxy } from "./support/database-proxy.ts";
 import { createTestDatabase } from "./support/database.ts";
 import { bareEnv, runEntry } from "./support/process.ts";
-import { MQTT_TEST_URL, startTestServer, type TestServer } from "./support/server.ts";
+import { freePort, MQTT_TEST_URL, startTestServer, type TestServer } from "./support/server.ts";
 import { waitFor } from "./support/wait.ts";
 
 const DAY_MS = 86_400_000;
@@ -350,5 +355,69 @@ describe("device logs with two replicas", () => {
     } finally {
       await client.endAsync();
     }
+  });
+});
+
+describe("device logs through a broker restart", () => {
+  // A broker of this test's own (the machine's Mosquitto is shared), with persistence as a production broker has it.
+  let broker: ChildProcess | null = null;
+  let server: TestServer;
+  const dir = mkdtempSync(join(tmpdir(), "iot-mosquitto-"));
+  let port = 0;
+
+  const startBroker = async () => {
+    // Mosquitto started as root drops to its own user, which must be able to write its database here.
+    chmodSync(dir, 0o777);
+    writeFileSync(join(dir, "mosquitto.conf"), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location ${dir}/\n`);
+    broker = spawn("mosquitto", ["-c", join(dir, "mosquitto.conf")], { stdio: "ignore" });
+    await waitFor("the broker", async () => {
+      try {
+        const probe = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 500 });
+        await probe.endAsync();
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  };
+  const stopBroker = async () => {
+    const exited = new Promise((resolve) => broker!.once("exit", resolve));
+    broker!.kill("SIGTERM");
+    await exited;
+  };
+
+  before(async () => {
+    port = await freePort();
+    await startBroker();
+    server = await startTestServer({
+      env: { MQTT_URL: `mqtt://127.0.0.1:${port}`, DEVICE_LOG_MQTT: "true", DEVICE_LOG_MQTT_CLIENT_ID: `iotsupport-logsink-test-${unique()}`, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent" },
+    });
+  });
+  after(async () => {
+    await server?.close();
+    if (broker && broker.exitCode === null) await stopBroker();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("lines published before and after a broker restart are all stored once", async () => {
+    const device = await createDevice(server, await createModel(server));
+    const sent: string[] = [];
+    const publish = async (label: string) => {
+      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5 });
+      const lines = Array.from({ length: 5 }, (_, i) => `${label} ${i}`);
+      sent.push(...lines);
+      await client.publishAsync("iotsupport/logsink", lines.map((message) => JSON.stringify({ message, entity_id: device.entity })).join("\n"), { qos: 1 });
+      await client.endAsync();
+    };
+    const stored = async () => messages(await readLogs(server, device, { limit: "1000" }));
+    await waitFor("the subscriber", async () => {
+      await publish("before");
+      return (await stored()).length > 0;
+    });
+    await stopBroker();
+    await startBroker();
+    await publish("after");
+    await waitFor("every line", async () => (await stored()).length >= sent.length, 30_000, 250);
+    assert.deepEqual(await stored(), sent);
   });
 });
