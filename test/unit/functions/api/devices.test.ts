@@ -9,6 +9,9 @@ import syncClient from "../../../../functions/api/devices/[id]/keycloak-sync.pos
 import provisioning from "../../../../functions/api/devices/[id]/provisioning.get.ts";
 import rotateDevice from "../../../../functions/api/devices/[id]/rotate.post.ts";
 import deviceLogs from "../../../../functions/api/devices/[id]/logs.get.ts";
+import listCoreDumps from "../../../../functions/api/devices/[id]/coredumps/index.get.ts";
+import downloadCoreDump from "../../../../functions/api/devices/[id]/coredumps/[cid].get.ts";
+import deleteCoreDump from "../../../../functions/api/devices/[id]/coredumps/[cid].delete.ts";
 import listDevices from "../../../../functions/api/devices/index.get.ts";
 import createDevice from "../../../../functions/api/devices/index.post.ts";
 import { runRoute } from "../../../../lib/http/app.ts";
@@ -318,5 +321,47 @@ describe("functions/api/devices/[id]/logs.get.ts", () => {
     await expectError(await app.run(deviceLogs, asAdmin("GET", `/api/devices/${device.id}/logs?end=2026-13-01`)), 400, "VALIDATION_FAILED");
     await expectError(await app.run(deviceLogs, asAdmin("GET", `/api/devices/${device.id}/logs?limit=0`)), 400, "VALIDATION_FAILED");
     await expectError(await app.run(deviceLogs, asAdmin("GET", "/api/devices/9999/logs")), 404, "DEVICE_NOT_FOUND");
+  });
+});
+
+async function deviceWithDump() {
+  const app = unitApp();
+  const { device } = await app.device();
+  const dump = await app.services.coreDumps.save({ deviceId: device.id, deviceModelId: device.device_model_id, chip: "esp32", firmwareVersion: "v1", content: Buffer.from("\u007fELF dump") });
+  return { app, device, dump };
+}
+
+describe("functions/api/devices/[id]/coredumps/index.get.ts", () => {
+  it("is for admins only", () => expectAdminOnly(listCoreDumps, "GET", "/api/devices/1/coredumps"));
+
+  it("lists the device's dumps without their bytes; 404 for an unknown device", async () => {
+    const { app, device, dump } = await deviceWithDump();
+    const response = await app.run(listCoreDumps, asAdmin("GET", `/api/devices/${device.id}/coredumps`));
+    assert.deepEqual(await response.json(), { coredumps: [dump], count: 1 });
+    await expectError(await app.run(listCoreDumps, asAdmin("GET", "/api/devices/9999/coredumps")), 404, "DEVICE_NOT_FOUND");
+  });
+});
+
+describe("functions/api/devices/[id]/coredumps/[cid].get.ts", () => {
+  it("is for admins only", () => expectAdminOnly(downloadCoreDump, "GET", "/api/devices/1/coredumps/1"));
+
+  it("downloads the bytes as an attachment named after the device; another device's dump is 404", async () => {
+    const { app, device, dump } = await deviceWithDump();
+    const response = await app.run(downloadCoreDump, asAdmin("GET", `/api/devices/${device.id}/coredumps/${dump.id}`));
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-disposition"), `attachment; filename="coredump-${device.key}-${dump.id}.elf"`);
+    assert.equal(await response.text(), "\u007fELF dump");
+    const { device: other } = await app.device();
+    await expectError(await app.run(downloadCoreDump, asAdmin("GET", `/api/devices/${other.id}/coredumps/${dump.id}`)), 404, "CORE_DUMP_NOT_FOUND");
+  });
+});
+
+describe("functions/api/devices/[id]/coredumps/[cid].delete.ts", () => {
+  it("is for admins only", () => expectAdminOnly(deleteCoreDump, "DELETE", "/api/devices/1/coredumps/1"));
+
+  it("deletes one dump; a second delete is 404", async () => {
+    const { app, device, dump } = await deviceWithDump();
+    assert.equal((await app.run(deleteCoreDump, asAdmin("DELETE", `/api/devices/${device.id}/coredumps/${dump.id}`))).status, 204);
+    await expectError(await app.run(deleteCoreDump, asAdmin("DELETE", `/api/devices/${device.id}/coredumps/${dump.id}`)), 404, "CORE_DUMP_NOT_FOUND");
   });
 });
