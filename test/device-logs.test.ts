@@ -421,3 +421,34 @@ describe("device logs through a broker restart", () => {
     assert.deepEqual(await stored(), sent);
   });
 });
+
+describe("device logs through the embedded broker", () => {
+  let server: TestServer;
+  let url: string;
+
+  before(async () => {
+    server = await startTestServer({ env: { MQTT_URL: "", EMBEDDED_MQTT: "true", EMBEDDED_MQTT_HOST: "127.0.0.1", EMBEDDED_MQTT_PORT: "0", DEVICE_LOG_MQTT: "true" } });
+    const status = server.services.embeddedBroker!.status;
+    url = `mqtt://127.0.0.1:${status.state === "running" ? status.port : 0}`;
+  });
+  after(() => server?.close());
+
+  test("a device signed in like the deployed firmware publishes to iotsupport/logsink and its own log topic; another device's topic is refused", async () => {
+    const device = await createDevice(server, await createModel(server));
+    const other = await createDevice(server, await createModel(server));
+    // CONTRACT §10: MQTT 5, the access token as username, password "x".
+    const client = await mqtt.connectAsync(url, { protocolVersion: 5, clientId: `fw-${unique()}`, username: device.token, password: "x" });
+    try {
+      await client.publishAsync("iotsupport/logsink", JSON.stringify({ message: "\u001b[0;32mI (1) shared topic\u001b[0m", entity_id: device.entity }), { qos: 1 });
+      await client.publishAsync(`iotsupport/${device.client_id}/logs`, JSON.stringify({ message: "own topic" }), { qos: 1 });
+      // Refused by the broker's rules: never reaches the subscriber (MQTT 5 answers the PUBACK with an error code).
+      await client.publishAsync(`iotsupport/${other.client_id}/logs`, JSON.stringify({ message: "spoofed" }), { qos: 1 }).catch(() => undefined);
+    } finally {
+      await client.endAsync();
+    }
+    await waitFor("both lines", async () => (await readLogs(server, device)).logs.length >= 2);
+    assert.deepEqual(messages(await readLogs(server, device)), ["I (1) shared topic", "own topic"]);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.deepEqual((await readLogs(server, other)).logs, []);
+  });
+});
