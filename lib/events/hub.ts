@@ -36,6 +36,8 @@ const POLL_MS = 2000;
  */
 const GAP_MS = 5000;
 const PRUNE_EVERY_MS = 60_000;
+/** Most events one reconnect replays. */
+const REPLAY_LIMIT = 10_000;
 
 const live = (row: typeof events.$inferSelect): LiveEvent => ({ id: row.id, type: row.type, at: row.at.toISOString(), payload: row.payload });
 
@@ -125,10 +127,11 @@ export function createEventHub(deps: { database: DatabaseHandle; replaySeconds: 
         .from(events)
         .where(and(gt(events.id, afterId), gte(events.at, windowStart)))
         .orderBy(asc(events.id))
-        .limit(10 * PAGE);
+        .limit(REPLAY_LIMIT);
       // Ids before the window's first are gone (or never were): from further back, nothing proves no event was missed.
       const first = oldest?.id == null ? null : Number(oldest.id);
-      return { events: rows.map(live), incomplete: first !== null && afterId + 1 < first };
+      // A replay cut at its limit would leave a hole before the live events: said the same way.
+      return { events: rows.map(live), incomplete: (first !== null && afterId + 1 < first) || rows.length === REPLAY_LIMIT };
     },
     async close() {
       for (const timer of timers) clearInterval(timer);
