@@ -52,10 +52,12 @@ export function eventStreamResponse(options: {
         const send = (batch: LiveEvent[]) => {
           for (const event of batch) if (matches(event)) write(frame(event));
         };
-        // Live events are held while the replay is read, then sent after it without the ones it already had.
+        // Live events are held while the replay is read, then sent after it without the ones it already had; the hub
+        // may also bring one the replay had later, after the hand-over, so the replayed ids are kept.
         let held: LiveEvent[] | null = [];
+        let replayed = new Set<number>();
         const unsubscribe = hub.subscribe({
-          events: (batch) => (held ? held.push(...batch) : send(batch)),
+          events: (batch) => (held ? held.push(...batch) : send(batch.filter((event) => !replayed.has(event.id)))),
           closed: () => {
             stop();
             controller.close();
@@ -70,7 +72,7 @@ export function eventStreamResponse(options: {
           ({ events, incomplete }) => {
             if (incomplete) write(`event: reset\ndata: ${JSON.stringify({ reason: "events after your Last-Event-ID are no longer kept; reload what you show" })}\n\n`);
             send(events);
-            const replayed = new Set(events.map((event) => event.id));
+            replayed = new Set(events.map((event) => event.id));
             const waiting = held ?? [];
             held = null;
             send(waiting.filter((event) => !replayed.has(event.id) && (options.lastEventId === null || event.id > options.lastEventId)));
