@@ -84,9 +84,23 @@ cli
         // A fresh process: give the broker connection a moment, or no device could be notified this run.
         await services.notifier.waitUntilConnected(services.config.MQTT_PUBLISH_TIMEOUT_MS);
         const summary = await services.rotation.runCycle();
+        // Rollouts advance from the same CronJob (docs/rollouts.md), row-locked like the rotation.
+        const rollouts = await services.rollouts.tick();
         // Printed also when due work was left undone, so the operator sees what did happen.
-        process.stdout.write(`${JSON.stringify({ rotation_job: summary })}\n`);
+        process.stdout.write(`${JSON.stringify({ rotation_job: summary, rollouts_stepped: rollouts })}\n`);
         if (summary.errors.length > 0) throw new CommandFailed(summary.errors.join("; "));
+      });
+    }),
+  );
+
+cli
+  .command("rollout-job")
+  .describe("Run one step of every active firmware rollout and exit; for a CronJob of its own")
+  .action(
+    run(async () => {
+      await withServices(async (services) => {
+        await services.notifier.waitUntilConnected(services.config.MQTT_PUBLISH_TIMEOUT_MS);
+        process.stdout.write(`${JSON.stringify({ rollouts_stepped: await services.rollouts.tick() })}\n`);
       });
     }),
   );

@@ -6,8 +6,8 @@ import { loadConfig, type Config } from "./lib/config.ts";
 import { createServices, type ServiceOverrides, type Services } from "./lib/context.ts";
 import { createApp } from "./lib/http/app.ts";
 import { errorMessage } from "./lib/logger.ts";
+import { startInternalScheduler } from "./lib/periodic-job.ts";
 import { startRetentionTimer } from "./lib/retention.ts";
-import { startRotationTimer } from "./lib/rotation/timer.ts";
 
 
 /** Starts the HTTP server on the configured host and port; resolves once it listens. */
@@ -27,9 +27,9 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
   });
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.PORT;
-  const stopRotation =
+  const stopScheduler =
     config.ROTATION_SCHEDULER === "internal"
-      ? startRotationTimer(services, config.ROTATION_INTERVAL_SECONDS)
+      ? startInternalScheduler(services)
       : async () => {};
   const stopRetention =
     config.RETENTION_SCHEDULER === "internal" ? startRetentionTimer(services, config.RETENTION_INTERVAL_SECONDS) : async () => {};
@@ -38,7 +38,7 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
     services,
     port,
     async stop() {
-      await stopRotation();
+      await stopScheduler();
       await stopRetention();
       // Event streams never end on their own: closed first, or the server would wait for them until its deadline.
       await services.events.close();

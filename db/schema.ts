@@ -27,6 +27,10 @@ const timestamps = {
 const at = (name: string) => timestamp(name, { withTimezone: true });
 
 export const rotationStates = ["OK", "QUEUED", "PENDING", "TIMEOUT"] as const;
+export const firmwareRolloutModes = ["staged", "immediate"] as const;
+export const rolloutStates = ["running", "paused", "completed", "aborted"] as const;
+/** pending: not offered yet (its wave is not open, or it is offline); admitted: offered the target, not yet proven. */
+export const rolloutDeviceStates = ["pending", "admitted", "succeeded", "failed"] as const;
 export const rotationState = pgEnum("rotation_state", rotationStates);
 
 /** esp_ota_img_states_t as a device reports it (docs/device-protocol.md). */
@@ -62,6 +66,8 @@ export const deviceModels = pgTable("device_models", {
   firmwareChip: text("firmware_chip"),
   /** When this image became the stable one (Last-Modified of the model's download; not the version's upload time). */
   firmwareUploadedAt: at("firmware_uploaded_at"),
+  /** What an upload starts when it does not say (docs/rollouts.md): a staged rollout, or the new stable version at once. */
+  firmwareRollout: text("firmware_rollout", { enum: firmwareRolloutModes }).notNull().default("immediate"),
   ...timestamps,
 });
 
@@ -152,6 +158,15 @@ export const devices = pgTable(
     /** The last POST /iot/state body as validated, and when any report last changed what is stored. */
     lastStateReport: jsonb("last_state_report").$type<StateReport>(),
     reportedAt: at("reported_at"),
+    /** An admin's pin: the device's target whatever rollouts say (lib/firmware/targets.ts). */
+    firmwarePinVersionId: integer("firmware_pin_version_id").references(() => firmwareVersions.id),
+    /**
+     * The version a rollout gave the device, which it keeps until the next rollout or immediate upload of its model
+     * (null: it follows the model's stable version). Set on admission, on failure and abort back to its previous target.
+     */
+    rolloutVersionId: integer("rollout_version_id").references(() => firmwareVersions.id),
+    /** The active rollout watching this device's downloads and config fetches (set on admission, cleared when it ends). */
+    rolloutId: integer("rollout_id").references((): AnyPgColumn => rollouts.id, { onDelete: "set null" }),
     ...timestamps,
   },
   (table) => [
@@ -164,6 +179,91 @@ export const devices = pgTable(
 );
 
 export type DeviceRow = typeof devices.$inferSelect;
+
+/** The plan of a rollout as stored (lib/rollouts/plan.ts gives the defaults). */
+export type RolloutPlan = {
+  canary_device_ids: number[];
+  canary_count: number;
+  waves: number[];
+  soak_seconds: number;
+  wave_timeout_seconds: number;
+  max_concurrent: number;
+  failure_threshold_percent: number;
+};
+
+/** A staged rollout of one firmware version to the devices of its model (docs/rollouts.md). */
+export const rollouts = pgTable(
+  "rollouts",
+  {
+    id: serial("id").primaryKey(),
+    deviceModelId: integer("device_model_id")
+      .notNull()
+      .references(() => deviceModels.id, { onDelete: "cascade" }),
+    versionId: integer("version_id")
+      .notNull()
+      .references(() => firmwareVersions.id, { onDelete: "cascade" }),
+    /** The model's stable version when the rollout began (what revert goes back to). */
+    previousVersionId: integer("previous_version_id").references(() => firmwareVersions.id, { onDelete: "set null" }),
+    state: text("state", { enum: rolloutStates }).notNull().default("running"),
+    plan: jsonb("plan").$type<RolloutPlan>().notNull(),
+    /** 0 is the canary wave, then plan.waves[current_wave - 1]. */
+    currentWave: integer("current_wave").notNull().default(0),
+    waveStartedAt: at("wave_started_at").notNull().defaultNow(),
+    /** When the open wave was first found with nothing left to do (its soak time counts from here). */
+    waveDoneAt: at("wave_done_at"),
+    /** Failures an admin has seen and resumed past: the threshold counts only the ones after them. */
+    failuresAcknowledged: integer("failures_acknowledged").notNull().default(0),
+    pauseReason: text("pause_reason"),
+    createdBy: text("created_by").notNull(),
+    completedAt: at("completed_at"),
+    ...timestamps,
+  },
+  (table) => [
+    // Only one active rollout per model, whichever replica starts one.
+    uniqueIndex("rollouts_single_active").on(table.deviceModelId).where(sql`${table.state} in ('running', 'paused')`),
+  ],
+);
+
+export type RolloutRow = typeof rollouts.$inferSelect;
+
+/** A device of a rollout and what the rollout has seen it do (lib/rollouts/verdict.ts decides from these). */
+export const rolloutDevices = pgTable(
+  "rollout_devices",
+  {
+    rolloutId: integer("rollout_id")
+      .notNull()
+      .references(() => rollouts.id, { onDelete: "cascade" }),
+    deviceId: integer("device_id")
+      .notNull()
+      .references(() => devices.id, { onDelete: "cascade" }),
+    wave: integer("wave").notNull(),
+    position: integer("position").notNull(),
+    state: text("state", { enum: rolloutDeviceStates }).notNull().default("pending"),
+    /** The device's target before admission (its rollout version, else the stable one): given back on failure and abort. */
+    previousVersionId: integer("previous_version_id").references(() => firmwareVersions.id, { onDelete: "set null" }),
+    admittedAt: at("admitted_at"),
+    firstDownloadAt: at("first_download_at"),
+    lastDownloadAt: at("last_download_at"),
+    downloads: integer("downloads").notNull().default(0),
+    /**
+     * Config fetches within a short while after a full download of the target: restarts on the new image. The
+     * deployed firmware restarts at once after writing one; a second such restart means it wrote the image again
+     * after booting (a rollback loop).
+     */
+    restartsAfterDownload: integer("restarts_after_download").notNull().default(0),
+    /** The last /iot/config while the rollout watched the device. */
+    configAt: at("config_at"),
+    settledAt: at("settled_at"),
+    failureReason: text("failure_reason"),
+  },
+  (table) => [
+    uniqueIndex("rollout_devices_pk").on(table.rolloutId, table.deviceId),
+    index("rollout_devices_state_idx").on(table.rolloutId, table.state, table.wave, table.position),
+    index("rollout_devices_device_idx").on(table.deviceId),
+  ],
+);
+
+export type RolloutDeviceRow = typeof rolloutDevices.$inferSelect;
 
 /**
  * Device clients of the built-in identity provider; secrets Fernet-encrypted, never in plain text. Each new secret
@@ -186,6 +286,34 @@ export const settings = pgTable("settings", {
   updatedAt: at("updated_at").notNull().defaultNow(),
 });
 
+/** A JSON value as an audit event's details hold it (lib/audit/ decides what goes in; never a secret). */
+export type AuditDetail = string | number | boolean | null | AuditDetail[] | { [key: string]: AuditDetail };
+export type AuditDetails = { [key: string]: AuditDetail };
+
+/**
+ * The audit trail (lib/audit/): admin actions and device transitions, append-only. device_id and model_id are plain
+ * numbers, no foreign keys, so an event still names the device or model after it is deleted. `at` is kept to the
+ * millisecond, as JavaScript dates and the API's timestamps are: the page cursor holds (at, id) exactly.
+ */
+export const auditEvents = pgTable(
+  "audit_events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    at: timestamp("at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    /** An admin's subject, `system` (scheduler, CLI) or `device:<client_id>`. */
+    actor: text("actor").notNull(),
+    kind: text("kind").notNull(),
+    deviceId: integer("device_id"),
+    modelId: integer("model_id"),
+    details: jsonb("details").$type<AuditDetails>().notNull().default({}),
+  },
+  // Newest first, by (at, id): one index per filter, each ending in the sort key so a page is an index range.
+  (table) => [
+    index("audit_events_at_idx").on(table.at, table.id),
+    index("audit_events_device_idx").on(table.deviceId, table.at, table.id),
+    index("audit_events_model_idx").on(table.modelId, table.at, table.id),
+  ],
+);
 /**
  * What devices print (lib/device-logs/). Partitioned by day on `ts` (the migration says so; drizzle-kit does not):
  * retention by age drops whole days, and the index serves "one device, a time range". No foreign key: a line is

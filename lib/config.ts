@@ -71,6 +71,11 @@ const envSchema = z.object({
   SECRET_ENCRYPTION_KEY: optionalText,
   ADMIN_API_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   AUTH_DISABLED: bool(false),
+  /** Wrong admin tokens on the sign-in page per client address per window; 0 = no limit. */
+  SIGN_IN_FAILURE_LIMIT: int(10, 0),
+  SIGN_IN_FAILURE_WINDOW_SECONDS: int(600, 1),
+  /** The web UI's end-to-end suite's routes under /api/testing (docs/testing.md); refused in production. */
+  TESTING_MODE: bool(false),
 
   KEYCLOAK_BASE_URL: url,
   KEYCLOAK_REALM: optionalText,
@@ -102,6 +107,10 @@ const envSchema = z.object({
   ROTATION_RETRY_BACKOFF_SECONDS: int(900, 1),
   /** How long a rotated-out secret keeps working while the device has not yet used its new one. */
   ROTATION_PREVIOUS_SECRET_GRACE_DAYS: int(30, 1),
+  /** Period of the internal rollout step (with ROTATION_SCHEDULER=internal; the CronJob steps rollouts too). */
+  ROLLOUT_INTERVAL_SECONDS: int(15, 1),
+  /** A device not seen for this long is offline: a rollout does not admit it, nor wait for it. */
+  ROLLOUT_OFFLINE_AFTER_SECONDS: int(900, 1),
 
   /** Device logs (docs/device-logs.md). */
   DEVICE_LOG_RETENTION_DAYS: int(7, 1),
@@ -158,6 +167,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   // Checks across settings read the raw values, so they are listed even when another setting failed to parse.
   const production = raw.NODE_ENV === "production";
   if (production && (raw.AUTH_DISABLED === "true" || raw.AUTH_DISABLED === "1")) problems.push("AUTH_DISABLED: must not be true when NODE_ENV=production");
+  if (production && (raw.TESTING_MODE === "true" || raw.TESTING_MODE === "1")) problems.push("TESTING_MODE: must not be true when NODE_ENV=production");
   if (production && !raw.SECRET_ENCRYPTION_KEY) problems.push("SECRET_ENCRYPTION_KEY: required when NODE_ENV=production");
   if (raw.KEYCLOAK_BASE_URL) {
     for (const name of KEYCLOAK_SETTINGS) if (!raw[name]) problems.push(`${name}: required when KEYCLOAK_BASE_URL is set`);

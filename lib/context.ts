@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { type DatabaseHandle, openDatabase } from "../db/client.ts";
 import type { Config } from "./config.ts";
+import { type AuditLog, createAuditLog } from "./audit/log.ts";
 import { readOrCreateSecretFile } from "./data-dir.ts";
 import { createDatabaseOutageLog } from "./database-outage-log.ts";
 import { createDeviceModelService, type DeviceModelService } from "./device-models.ts";
@@ -11,6 +12,7 @@ import { createFirmwareStore, type FirmwareStore } from "./firmware/store.ts";
 import { type Authenticator, createAuthenticator } from "./identity/authenticator.ts";
 import { type BuiltinClientStore, createBuiltinClientStore } from "./identity/builtin-clients.ts";
 import { type BrowserSession, createBrowserSession } from "./identity/browser-session.ts";
+import { createLocalSignIn, type LocalSignIn } from "./identity/local-sign-in.ts";
 import { createOidcClient } from "./identity/oidc-client.ts";
 import { type BuiltinIssuer, createBuiltinIssuer } from "./identity/builtin-issuer.ts";
 import type { EmbeddedBroker } from "./broker/embedded-broker.ts";
@@ -28,7 +30,9 @@ import { completingRotations } from "./rotation/completion.ts";
 import { createRotationEngine } from "./rotation/engine.ts";
 import { createProvisioningService, type ProvisioningService } from "./provisioning/service.ts";
 import { createRotationService, type RotationService } from "./rotation/service.ts";
+import { createRolloutService, type RolloutService } from "./rollouts/service.ts";
 import { createSchemaChecker } from "./schema-checker.ts";
+import { createTestingMode, type TestingMode } from "./testing-mode.ts";
 import { createDeviceDirectory, createDeviceLogService, type DeviceLogService } from "./device-logs/service.ts";
 import { createLogStore } from "./device-logs/store.ts";
 import { createDeviceLogMetrics, type DeviceLogMetrics } from "./device-logs/metrics.ts";
@@ -57,14 +61,22 @@ export type Services = {
   embeddedBroker: EmbeddedBroker | null;
   /** The web UI's login (BFF, /api/auth/*); null unless OIDC_ISSUER_URL, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are set. */
   browserSession: BrowserSession | null;
+  /** The sign-in page with the admin API token (POST /api/auth/login); null with OIDC login or without an admin token. */
+  localSignIn: LocalSignIn | null;
   auth: Authenticator;
+  /** TESTING_MODE: test sessions, a forced /api/auth/self failure, device-client cleanup (/api/testing/*); else null. */
+  testing: TestingMode | null;
   models: DeviceModelService;
   devices: DeviceService;
   /** What devices report and what is observed of them: last seen, running and target firmware, fleet counts. */
   deviceState: DeviceStateService;
   firmware: FirmwareStore;
   rotation: RotationService;
+  /** Firmware rollouts and pins (docs/rollouts.md). */
+  rollouts: RolloutService;
   provisioning: ProvisioningService;
+  /** The audit trail: services record their events with it, GET /api/audit reads it. */
+  audit: AuditLog;
   /** What devices print: ingest (MQTT log topics, POST /iot/logs), the bounded store, reads and retention. */
   deviceLogs: DeviceLogService;
   /** Core dumps devices upload after a crash, and crash counts per model and firmware version. */
@@ -140,6 +152,19 @@ function createBrowserLogin(config: Config, secretBox: SecretBox): BrowserSessio
   return createBrowserSession({ oidc, secretBox, baseUrl, trustedOrigins: config.CSRF_TRUSTED_ORIGINS });
 }
 
+/** Without an OIDC login, the web UI signs in on the backend's own page with the admin API token. */
+function createLocalSignInPage(config: Config, adminApiToken: string, secretBox: SecretBox, logger: Logger): LocalSignIn {
+  return createLocalSignIn({
+    adminApiToken,
+    secretBox,
+    baseUrl: publicBaseUrl(config),
+    trustedOrigins: config.CSRF_TRUSTED_ORIGINS,
+    failureLimit: config.SIGN_IN_FAILURE_LIMIT,
+    failureWindowSeconds: config.SIGN_IN_FAILURE_WINDOW_SECONDS,
+    logger,
+  });
+}
+
 /** Keycloak without its secret-rotation policy: say at start what that costs (docs/authentication.md). */
 function warnUnlessPreviousSecretsKept(identity: IdentityProvider, logger: Logger): void {
   identity.keepsPreviousSecret().then(
@@ -197,6 +222,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const database = overrides.database ?? (await openDatabase(config));
   if (config.embeddedDatabase || config.MIGRATE_ON_START) await database.migrate();
   const secretBox = loadSecretBox(config, logger);
+  const audit = createAuditLog(database.db);
   const builtinClients: BuiltinClientStore | null =
     config.identity === "builtin" ? createBuiltinClientStore({ db: database.db, secretBox, tokenUrl: `${publicBaseUrl(config)}/oauth2/token` }) : null;
   const configured = () => builtinClients ?? createKeycloakIdentity(config, metrics);
@@ -242,6 +268,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
       retryBackoffSeconds: config.ROTATION_RETRY_BACKOFF_SECONDS,
       previousSecretGraceDays: config.ROTATION_PREVIOUS_SECRET_GRACE_DAYS,
     },
+    audit,
   });
   const tokenPassThrough = builtinIssuer
     ? null
@@ -254,19 +281,24 @@ export async function createServices(config: Config, overrides: ServiceOverrides
       });
   warnUnlessPreviousSecretsKept(identity, logger);
   const browserSession = createBrowserLogin(config, secretBox);
+  // The CLI answers no requests: it must not be the one to create (and print) the admin token.
+  const adminApiToken = overrides.processName === "cli" ? null : loadAdminApiToken(config, logger);
+  const localSignIn = browserSession || !adminApiToken ? null : createLocalSignInPage(config, adminApiToken, secretBox, logger);
+  const testing = config.TESTING_MODE ? createTestingMode({ identity, baseUrl: publicBaseUrl(config), logger }) : null;
+  if (testing) logger.warn("TESTING_MODE is on: /api/testing/* lets anybody sign in as anybody; never use it outside tests");
   const deviceState = createDeviceStateService({ db: database.db, logger, metrics });
   const auth = createAuthenticator({
     config,
-    // The CLI answers no requests: it must not be the one to create (and print) the admin token.
-    adminApiToken: overrides.processName === "cli" ? null : loadAdminApiToken(config, logger),
+    adminApiToken,
+    sessionFromRequest: (request) => testing?.sessionFromRequest(request) ?? localSignIn?.sessionFromRequest(request) ?? null,
     adminTokenFromRequest: browserSession?.tokenFromRequest,
     verifyAdminToken,
     verifyDeviceToken: observingDevices(completingRotations(verifyDeviceToken, rotationEngine), deviceState),
   });
-  const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, notifier, logger }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
+  const firmware = instrument(createFirmwareStore({ db: database.db, assetsDir: config.assetsDir, cacheBytes: config.FIRMWARE_CACHE_BYTES, logger, audit }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
   const schemaChecker = createSchemaChecker();
-  const models = instrument(createDeviceModelService(database.db, schemaChecker, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
-  const devices = instrument(createDeviceService({ db: database.db, identity, notifier, schemaChecker, logger }), metrics, {
+  const models = instrument(createDeviceModelService(database.db, schemaChecker, audit, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
+  const devices = instrument(createDeviceService({ db: database.db, identity, notifier, schemaChecker, logger, audit }), metrics, {
     create: "create_device",
     update: "update_device",
     remove: "delete_device",
@@ -278,7 +310,9 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     criticalThresholdDays: config.ROTATION_CRITICAL_THRESHOLD_DAYS,
     metrics,
     logger,
+    audit,
   });
+  const rollouts = createRolloutService({ db: database.db, notifier, logger, audit, offlineAfterSeconds: config.ROLLOUT_OFFLINE_AFTER_SECONDS });
   const provisioning = createProvisioningService({ config, embeddedBrokerUrl: channel.embeddedBrokerUrl, identity, devices, rotation });
   const logDatabaseOutage = createDatabaseOutageLog(logger);
   const deviceLogMetrics = createDeviceLogMetrics(metrics.registry);
@@ -308,13 +342,17 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     notifier,
     embeddedBroker,
     browserSession,
+    localSignIn,
     auth,
+    testing,
     models,
     devices,
     deviceState,
     firmware,
     rotation,
+    rollouts,
     provisioning,
+    audit,
     deviceLogs,
     coreDumps,
     deviceLogMetrics,
@@ -324,6 +362,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
       await logSink?.close();
       await deviceLogs.close();
       await deviceState.close();
+      await rollouts.flush();
       await schemaChecker.close();
       await notifier.close();
       await embeddedBroker?.close();

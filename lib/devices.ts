@@ -1,14 +1,17 @@
 import { randomInt } from "node:crypto";
 import { and, asc, eq, type SQL } from "drizzle-orm";
+import { alias } from "drizzle-orm/pg-core";
 import type { z } from "zod";
 import type { Database } from "../db/client.ts";
 import { devicesWithModels } from "../db/device-with-model.ts";
 import { type DeviceRow, deviceModels, devices, firmwareVersions, type ModelRow } from "../db/schema.ts";
 import { inTransaction } from "../db/transaction-scope.ts";
+import type { Actor, AuditRecorder } from "./audit/log.ts";
 import { isUniqueViolation } from "./db-errors.ts";
+import { changedConfigFields } from "./device-config.ts";
 import { runningFirmware, type RunningInputs } from "./device-state/running.ts";
 import { deviceNotFound, validationFailed } from "./errors.ts";
-import { targetOf } from "./firmware/targets.ts";
+import { targetVersionIdSql } from "./firmware/targets.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import type { Logger } from "./logger.ts";
 import { errorMessage } from "./logger.ts";
@@ -21,6 +24,7 @@ export const generateDeviceKey = () => Array.from({ length: 8 }, () => KEY_ALPHA
 export const deviceClientId = (modelCode: string, key: string) => `iotdevice-${modelCode}-${key}`;
 
 const iso = (date: Date | null) => date?.toISOString() ?? null;
+const targetVersions = alias(firmwareVersions, "target_version");
 
 /**
  * The columns a DeviceSummary needs. The list reads only these: with all columns (config text, six more
@@ -40,15 +44,17 @@ const summaryColumns = {
   lastSeenAt: devices.lastSeenAt,
   reportedFirmwareVersion: devices.reportedFirmwareVersion,
   downloadedAt: devices.downloadedAt,
+  firmwarePinVersionId: devices.firmwarePinVersionId,
   downloadedVersion: firmwareVersions.version,
+  targetVersion: targetVersions.version,
 };
 
-/** The model columns a device's target is decided from (lib/firmware/targets.ts). */
-type TargetInputs = Pick<ModelRow, "stableVersionId" | "firmwareVersion">;
+/** The version strings a device view shows besides its row: its last full download's and its target's. */
+type VersionNames = { downloadedVersion: string | null; targetVersion: string | null };
 
-type SummaryInputs = Pick<DeviceRow, Exclude<keyof typeof summaryColumns, "downloadedVersion">> & RunningInputs;
+type SummaryInputs = Pick<DeviceRow, Exclude<keyof typeof summaryColumns, keyof VersionNames>> & RunningInputs & VersionNames;
 
-export function toDeviceSummary(row: SummaryInputs, model: TargetInputs): DeviceSummary {
+export function toDeviceSummary(row: SummaryInputs): DeviceSummary {
   const running = runningFirmware(row);
   return {
     id: row.id,
@@ -64,13 +70,13 @@ export function toDeviceSummary(row: SummaryInputs, model: TargetInputs): Device
     last_seen_at: iso(row.lastSeenAt),
     running_firmware_version: running.version,
     running_firmware_source: running.source,
-    target_firmware_version: targetOf(row, model)?.version ?? null,
+    target_firmware_version: row.targetVersion,
+    firmware_pin_version_id: row.firmwarePinVersionId,
   };
 }
 
-/** `downloadedVersion`: the version string of the device's downloadedVersionId (null: none). */
-export const toDevice = (row: DeviceRow, model: ModelRow, downloadedVersion: string | null): Device => ({
-  ...toDeviceSummary({ ...row, downloadedVersion }, model),
+export const toDevice = (row: DeviceRow, model: ModelRow, names: VersionNames): Device => ({
+  ...toDeviceSummary({ ...row, ...names }),
   device_model: { id: model.id, code: model.code, name: model.name, firmware_version: model.firmwareVersion },
   config: row.config,
   client_id: row.clientId,
@@ -80,8 +86,15 @@ export const toDevice = (row: DeviceRow, model: ModelRow, downloadedVersion: str
   updated_at: row.updatedAt.toISOString(),
 });
 
-export function createDeviceService(deps: { db: Database; identity: IdentityProvider; notifier: Notifier; schemaChecker: SchemaChecker; logger: Logger }) {
-  const { db, identity, notifier, schemaChecker, logger } = deps;
+export function createDeviceService(deps: {
+  db: Database;
+  identity: IdentityProvider;
+  notifier: Notifier;
+  schemaChecker: SchemaChecker;
+  logger: Logger;
+  audit: AuditRecorder;
+}) {
+  const { db, identity, notifier, schemaChecker, logger, audit } = deps;
 
   /** The config text checked against the model's schema, with the fields copied to columns of their own. */
   async function readConfig(text: string, model: ModelRow) {
@@ -96,13 +109,15 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
     return found;
   }
 
-  /** As findWithModel, with the version string of the device's last full download (for its running firmware). */
+  /** As findWithModel, with the version strings of the device's last full download and of its target. */
   async function findWithState(id: number) {
+    const columns = { device: devices, model: deviceModels, names: { downloadedVersion: firmwareVersions.version, targetVersion: targetVersions.version } };
     const [found] = await db
-      .select({ device: devices, model: deviceModels, downloadedVersion: firmwareVersions.version })
+      .select(columns)
       .from(devices)
       .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
       .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
+      .leftJoin(targetVersions, eq(targetVersions.id, targetVersionIdSql))
       .where(eq(devices.id, id));
     if (!found) throw deviceNotFound(id);
     return found;
@@ -112,7 +127,7 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
    * The row and the client are made in one transaction: the built-in provider's client joins it (see
    * db/transaction-scope.ts), and a Keycloak client made for a row that then fails to commit is deleted again.
    */
-  async function insertWithClient(model: ModelRow, fields: Awaited<ReturnType<typeof readConfig>>): Promise<DeviceRow> {
+  async function insertWithClient(model: ModelRow, fields: Awaited<ReturnType<typeof readConfig>>, actor: Actor): Promise<DeviceRow> {
     const key = generateDeviceKey();
     const clientId = deviceClientId(model.code, key);
     let clientCreated = false;
@@ -122,6 +137,13 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
         await identity.createClient(clientId);
         clientCreated = true;
         const [withSecret] = await tx.update(devices).set({ secretCreatedAt: new Date() }).where(eq(devices.id, row!.id)).returning();
+        await audit.record(tx, {
+          actor,
+          kind: "device.created",
+          deviceId: row!.id,
+          modelId: model.id,
+          details: { key, client_id: clientId, model_code: model.code },
+        });
         return withSecret!;
       });
     } catch (error) {
@@ -142,21 +164,22 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
       if (query.model_id) filters.push(eq(devices.deviceModelId, query.model_id));
       if (query.rotation_state) filters.push(eq(devices.rotationState, query.rotation_state));
       const rows = await db
-        .select({ ...summaryColumns, stableVersionId: deviceModels.stableVersionId, firmwareVersion: deviceModels.firmwareVersion })
+        .select(summaryColumns)
         .from(devices)
         .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
         .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
+        .leftJoin(targetVersions, eq(targetVersions.id, targetVersionIdSql))
         .where(and(...filters))
         .orderBy(asc(devices.key));
-      return rows.map((row) => toDeviceSummary(row, row));
+      return rows.map(toDeviceSummary);
     },
 
     async get(id: number): Promise<Device> {
-      const { device, model, downloadedVersion } = await findWithState(id);
-      return toDevice(device, model, downloadedVersion);
+      const { device, model, names } = await findWithState(id);
+      return toDevice(device, model, names);
     },
 
-    async create(input: z.output<typeof createDeviceBody>): Promise<Device> {
+    async create(input: z.output<typeof createDeviceBody>, actor: Actor): Promise<Device> {
       const [model] = await db.select().from(deviceModels).where(eq(deviceModels.id, input.device_model_id));
       if (!model) {
         throw validationFailed([{ field: "device_model_id", message: `no device model with id ${input.device_model_id}` }], `Device model ${input.device_model_id} does not exist.`);
@@ -164,26 +187,41 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
       const fields = await readConfig(input.config, model);
       for (let attempt = 1; ; attempt++) {
         try {
-          return toDevice(await insertWithClient(model, fields), model, null);
+          return toDevice(await insertWithClient(model, fields, actor), model, { downloadedVersion: null, targetVersion: model.firmwareVersion });
         } catch (error) {
           if (!isUniqueViolation(error) || attempt >= 5) throw error;
         }
       }
     },
 
-    async update(id: number, input: z.output<typeof updateDeviceBody>): Promise<Device> {
-      const { model, downloadedVersion } = await findWithState(id);
+    async update(id: number, input: z.output<typeof updateDeviceBody>, actor: Actor): Promise<Device> {
+      const { model, names } = await findWithState(id);
       const fields = await readConfig(input.config, model);
-      const [row] = await db.update(devices).set({ ...fields, updatedAt: new Date() }).where(eq(devices.id, id)).returning();
-      if (!row) throw deviceNotFound(id);
+      const row = await db.transaction(async (tx) => {
+        const [before] = await tx.select({ config: devices.config }).from(devices).where(eq(devices.id, id)).for("update");
+        if (!before) throw deviceNotFound(id);
+        const [row] = await tx.update(devices).set({ ...fields, updatedAt: new Date() }).where(eq(devices.id, id)).returning();
+        await audit.record(tx, {
+          actor,
+          kind: "device.updated",
+          deviceId: id,
+          modelId: row!.deviceModelId,
+          details: { key: row!.key, changed_fields: changedConfigFields(before.config, row!.config) },
+        });
+        return row!;
+      });
       await notifier.publish("config", row.clientId, { device_key: row.key });
-      return toDevice(row, model, downloadedVersion);
+      return toDevice(row, model, names);
     },
 
-    async remove(id: number): Promise<void> {
+    async remove(id: number, actor: Actor): Promise<void> {
       await inTransaction(db, async (tx) => {
-        const [row] = await tx.delete(devices).where(eq(devices.id, id)).returning({ clientId: devices.clientId });
+        const [row] = await tx
+          .delete(devices)
+          .where(eq(devices.id, id))
+          .returning({ clientId: devices.clientId, key: devices.key, modelId: devices.deviceModelId });
         if (!row) throw deviceNotFound(id);
+        await audit.record(tx, { actor, kind: "device.deleted", deviceId: id, modelId: row.modelId, details: { key: row.key, client_id: row.clientId } });
         // Inside the transaction: if the provider refuses, the device row stays as well.
         await identity.deleteClient(row.clientId);
       });

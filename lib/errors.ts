@@ -4,6 +4,8 @@ export type FieldError = { field: string; message: string };
 export class AppError extends Error {
   /** OAuth2 error code (RFC 6749 §5.2) of token-endpoint errors: rendered as `error`, the sentence as `error_description`. */
   oauthError?: string;
+  /** The sentence once more under another name, for a client that reads it there (the web UI's test suite: `message`). */
+  alsoAs?: string;
 
   constructor(
     readonly status: number,
@@ -56,8 +58,8 @@ export const forbidden = (message = "You are not allowed to do this.") => new Ap
 
 export const notFound = (message = "Not found.", code = "NOT_FOUND") => new AppError(404, code, message);
 
-export const deviceNotFound = (id: number) => notFound(`Device ${id} does not exist.`, "DEVICE_NOT_FOUND");
-export const modelNotFound = (id: number) => notFound(`Device model ${id} does not exist.`, "DEVICE_MODEL_NOT_FOUND");
+export const deviceNotFound = (id: number) => notFound(`Device ${id} was not found.`, "DEVICE_NOT_FOUND");
+export const modelNotFound = (id: number) => notFound(`Device model ${id} was not found.`, "DEVICE_MODEL_NOT_FOUND");
 
 export const conflict = (message: string, code = "CONFLICT") => new AppError(409, code, message);
 

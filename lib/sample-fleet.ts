@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { devices } from "../db/schema.ts";
+import { SYSTEM_ACTOR } from "./audit/log.ts";
 import type { Services } from "./context.ts";
 
 /** A small fleet for trying the product: three models (one with a schema) and devices in every rotation state. */
@@ -27,18 +28,18 @@ const ROOMS = ["Kitchen", "Hall", "Office", "Garage", "Bedroom", "Attic", "Cella
 const STATES = ["OK", "OK", "OK", "QUEUED", "QUEUED", "PENDING", "TIMEOUT", "TIMEOUT", "OK"] as const;
 
 export async function wipeFleet(services: Services) {
-  for (const device of await services.devices.list({})) await services.devices.remove(device.id);
-  for (const model of await services.models.list()) await services.models.remove(model.id);
+  for (const device of await services.devices.list({})) await services.devices.remove(device.id, SYSTEM_ACTOR);
+  for (const model of await services.models.list()) await services.models.remove(model.id, SYSTEM_ACTOR);
 }
 
 export async function loadSampleFleet(services: Services) {
   const models = [];
-  for (const model of MODELS) models.push(await services.models.create(model));
+  for (const model of MODELS) models.push(await services.models.create(model, SYSTEM_ACTOR));
   let created = 0;
   for (const [index, room] of ROOMS.entries()) {
     const model = models[index % models.length]!;
     const config = { deviceName: `${room} ${model.name.split(" ").at(-1)}`, deviceEntityId: `${model.code}.${room.toLowerCase()}`, enableOTA: index % 2 === 0 };
-    const device = await services.devices.create({ device_model_id: model.id, config: JSON.stringify(config, null, 2) });
+    const device = await services.devices.create({ device_model_id: model.id, config: JSON.stringify(config, null, 2) }, SYSTEM_ACTOR);
     const state = STATES[index]!;
     const daysAgo = state === "TIMEOUT" ? (index % 2 === 0 ? 3 : 30) : 10;
     await services.database.db

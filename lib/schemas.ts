@@ -1,5 +1,7 @@
 import { z } from "zod";
-import { rotationStates } from "../db/schema.ts";
+import { firmwareRolloutModes, rotationStates } from "../db/schema.ts";
+import { decodeCursor } from "./audit/cursor.ts";
+import { auditKindSchema } from "./audit/kinds.ts";
 import { runningSources } from "./device-state/running.ts";
 
 /** Request and response shapes of the admin API (CONTRACT §2). Types elsewhere are inferred from these. */
@@ -20,6 +22,9 @@ const decimalId = z
 
 export const idParams = z.object({ id: decimalId });
 
+/** An id in a JSON body: a row id, so within PostgreSQL's integer range. */
+export const bodyId = z.number().int().positive().max(MAX_ID);
+
 export const rotationStateSchema = z.enum(rotationStates).meta({ id: "RotationState" });
 
 export const modelSummarySchema = z
@@ -33,8 +38,12 @@ export const modelSummarySchema = z
   })
   .meta({ id: "ModelSummary" });
 
+const firmwareRollout = z
+  .enum(firmwareRolloutModes)
+  .meta({ description: "What a firmware upload starts when it does not say: a staged rollout (the default for new models) or the new stable version for every device at once (models from before rollouts)" });
+
 export const modelSchema = modelSummarySchema
-  .extend({ config_schema: nullableText, created_at: timestamp, updated_at: timestamp })
+  .extend({ config_schema: nullableText, firmware_rollout: firmwareRollout, created_at: timestamp, updated_at: timestamp })
   .meta({ id: "Model" });
 
 export const modelListSchema = z.object({ device_models: z.array(modelSummarySchema), count: z.number().int() });
@@ -48,11 +57,11 @@ const modelName = z.string().trim().min(1, "must not be empty").max(255, "must b
 const configSchemaText = z.string().max(256 * 1024).nullable().meta({ description: "JSON text of a JSON Schema" });
 
 export const createModelBody = z
-  .strictObject({ code: modelCode, name: modelName, config_schema: configSchemaText.optional() })
+  .strictObject({ code: modelCode, name: modelName, config_schema: configSchemaText.optional(), firmware_rollout: firmwareRollout.optional() })
   .meta({ id: "CreateModel" });
 
 export const updateModelBody = z
-  .strictObject({ name: modelName.nullable().optional(), config_schema: configSchemaText.optional() })
+  .strictObject({ name: modelName.nullable().optional(), config_schema: configSchemaText.optional(), firmware_rollout: firmwareRollout.optional() })
   .meta({ id: "UpdateModel", description: "Absent or null fields stay unchanged; code cannot change." });
 
 export const deviceSummarySchema = z
@@ -76,7 +85,10 @@ export const deviceSummarySchema = z
     running_firmware_source: z.enum(runningSources).meta({
       description: "reported: the device said so; inferred: it authenticated again after a full download of that version; unknown: neither",
     }),
-    target_firmware_version: nullableText.meta({ description: "The version the device should run (today its model's stable version)" }),
+    target_firmware_version: nullableText.meta({
+      description: "The version the device should run: its pin, else the version a rollout gave it, else its model's stable version",
+    }),
+    firmware_pin_version_id: z.number().int().nullable().meta({ description: "The firmware version an admin pinned the device to (PUT …/firmware-pin)" }),
   })
   .meta({ id: "DeviceSummary" });
 
@@ -102,7 +114,7 @@ export const deviceListQuery = z.strictObject({
 const configText = z.string().max(512 * 1024).meta({ description: "JSON text; validated against the model's schema" });
 
 export const createDeviceBody = z
-  .strictObject({ device_model_id: z.number().int().positive().max(MAX_ID), config: configText })
+  .strictObject({ device_model_id: bodyId, config: configText })
   .meta({ id: "CreateDevice" });
 
 export const updateDeviceBody = z.strictObject({ config: configText }).meta({ id: "UpdateDevice" });
@@ -113,11 +125,21 @@ export const firmwareUploadSchema = z
     code: z.string(),
     firmware_version: z.string(),
     version_id: z.number().int().meta({ description: "The firmware version this upload is (the same one for the same bytes)" }),
+    rollout: z.enum(firmwareRolloutModes).meta({ description: "immediate: the version is now the stable one; staged: a rollout was started" }),
+    rollout_id: z.number().int().nullable().meta({ description: "The rollout the upload started (staged)" }),
   })
   .meta({ id: "FirmwareUpload" });
 
+const flag = z.enum(["true", "false"]).transform((value) => value === "true");
+
 export const firmwareUploadQuery = z.strictObject({
   notes: z.string().max(1000, "must be at most 1000 characters").optional().meta({ description: "Free text kept with the version (new versions only)" }),
+  rollout: z
+    .enum(firmwareRolloutModes)
+    .optional()
+    .meta({ description: "staged: start a rollout with the default plan; immediate: the new stable version for every device at once. Default: the model's firmware_rollout" }),
+  confirm_downgrade: flag.optional().meta({ description: "Staged: allow an image older than the stable version (the same bytes as an earlier version)" }),
+  confirm_image_change: flag.optional().meta({ description: "Staged: allow a chip or project name other than the stable version's" }),
 });
 
 export const versionParams = z.object({ id: decimalId, vid: decimalId });
@@ -165,6 +187,7 @@ export const targetFirmwareSchema = z
     size: z.number().int().nullable(),
     elf_sha256: nullableText.meta({ description: "The image's app_elf_sha256 (hex): compare with esp_app_get_description()->app_elf_sha256" }),
     secure_version: z.number().int().nullable(),
+    rollout_id: z.number().int().nullable().meta({ description: "The rollout that gave the device this target (null: its pin or its model's stable version)" }),
   })
   .meta({ id: "TargetFirmware" });
 
@@ -246,3 +269,53 @@ export const dashboardSchema = z
 
 export type DashboardRow = z.infer<typeof dashboardRowSchema>;
 export type RotationStatus = z.infer<typeof rotationStatusSchema>;
+
+export const AUDIT_PAGE_DEFAULT = 100;
+export const AUDIT_PAGE_MAX = 1000;
+
+export const auditQuery = z.strictObject({
+  device_id: decimalId.optional().meta({ description: "Only events of this device (also after it was deleted)" }),
+  model_id: decimalId.optional().meta({ description: "Only events of this device model (also after it was deleted)" }),
+  since: z.iso
+    .datetime({ offset: true, message: "must be an ISO 8601 date and time with Z or an offset, e.g. 2026-03-07T08:00:00Z" })
+    .transform((text) => new Date(text))
+    .optional()
+    .meta({ description: "Only events at or after this time", example: "2026-03-07T08:00:00Z" }),
+  limit: z
+    .string()
+    .regex(/^[1-9][0-9]{0,3}$/, `must be a whole number from 1 to ${AUDIT_PAGE_MAX}`)
+    .transform(Number)
+    .refine((n) => n <= AUDIT_PAGE_MAX, `must be at most ${AUDIT_PAGE_MAX}`)
+    .optional()
+    .meta({ description: `Events per page (default ${AUDIT_PAGE_DEFAULT}, at most ${AUDIT_PAGE_MAX})`, example: "100" }),
+  cursor: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, "is not a cursor this API gave out")
+    .transform((text, ctx) => decodeCursor(text) ?? (ctx.addIssue({ code: "custom", message: "is not a cursor this API gave out" }), z.NEVER))
+    .optional()
+    .meta({ description: "next_cursor of the previous page, as it was given (opaque); keep the same filters" }),
+});
+
+export type AuditQuery = z.output<typeof auditQuery>;
+
+export const auditEventSchema = z
+  .object({
+    id: z.number().int(),
+    at: timestamp,
+    actor: z.string().meta({ description: "Who: an admin's subject, `system` (scheduler, CLI) or `device:<client_id>`", example: "system" }),
+    kind: auditKindSchema,
+    device_id: z.number().int().nullable().meta({ description: "The device concerned (it may since have been deleted)" }),
+    model_id: z.number().int().nullable().meta({ description: "The device model concerned (it may since have been deleted)" }),
+    details: z.record(z.string(), z.unknown()).meta({ description: "What else is known of the event, by kind (see AuditKind); never a secret" }),
+  })
+  .meta({ id: "AuditEvent" });
+
+export const auditPageSchema = z
+  .object({
+    events: z.array(auditEventSchema).meta({ description: "Newest first (by time, then id)" }),
+    next_cursor: z.string().nullable().meta({ description: "Pass as `cursor` for the next (older) page; null on the last page" }),
+  })
+  .meta({ id: "AuditPage" });
+
+export type AuditEventOut = z.infer<typeof auditEventSchema>;
+export type AuditPage = z.infer<typeof auditPageSchema>;

@@ -118,7 +118,7 @@ describe("built-in OAuth2 token server and device API", () => {
     assert.equal((await (await asDevice("/iot/firmware-version", token)).json()).firmware_version, null);
     const [model] = await app.services.database.db.select().from(deviceModels).where(eq(deviceModels.code, "thermo_1"));
     const upload = await app.fetch(
-      new Request(`http://iot.test/api/device-models/${model!.id}/firmware`, {
+      new Request(`http://iot.test/api/device-models/${model!.id}/firmware?rollout=immediate`, {
         method: "POST",
         body: buildImage({ version: "1.4.2", size: 4096 }),
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream" },

@@ -214,15 +214,16 @@ describe("browser login (BFF) with Keycloak", () => {
     }
   });
 
-  test("without OIDC client settings, login and callback are neither served nor documented, and logout just goes back", async () => {
+  test("without OIDC client settings, the callback is neither served nor documented, login is the sign-in page, and logout just goes back", async () => {
     const plain = await createTestApp();
     try {
-      for (const path of ["/api/auth/login?redirect=/devices", "/api/auth/callback?code=x&state=y"]) {
-        const body = await assertErrorEnvelope(await plain.call("GET", path, { token: null }), 404, path);
-        assert.equal(body.code, "ROUTE_NOT_FOUND");
-      }
+      const body = await assertErrorEnvelope(await plain.call("GET", "/api/auth/callback?code=x&state=y", { token: null }), 404, "callback");
+      assert.equal(body.code, "ROUTE_NOT_FOUND");
+      const page = await plain.call("GET", "/api/auth/login?redirect=/devices", { token: null });
+      assert.equal(page.status, 200);
+      assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
       const document = await (await plain.call("GET", "/api/docs/openapi.json", { token: null })).json();
-      assert.equal(document.paths["/api/auth/login"], undefined);
+      assert.ok(document.paths["/api/auth/login"].post, "the sign-in form is documented");
       assert.equal(document.paths["/api/auth/callback"], undefined);
       const anonymous = await assertErrorEnvelope(await plain.call("GET", "/api/auth/self", { token: null }), 401, "self without a session");
       assert.equal(anonymous.code, "UNAUTHORIZED");

@@ -61,6 +61,16 @@ describe("configuration", () => {
     assert.equal(loadConfig({ AUTH_DISABLED: "true" }).AUTH_DISABLED, true);
   });
 
+  test("TESTING_MODE=true is refused in production, allowed in development, off by default", () => {
+    const key = generateFernetKey();
+    for (const on of ["true", "1"]) {
+      assert.deepEqual(names(problemsOf({ NODE_ENV: "production", TESTING_MODE: on, SECRET_ENCRYPTION_KEY: key })), ["TESTING_MODE"]);
+    }
+    assert.equal(loadConfig({ NODE_ENV: "production", TESTING_MODE: "false", SECRET_ENCRYPTION_KEY: key }).TESTING_MODE, false);
+    assert.equal(loadConfig({ TESTING_MODE: "true" }).TESTING_MODE, true);
+    assert.equal(loadConfig({}).TESTING_MODE, false);
+  });
+
   test("SECRET_ENCRYPTION_KEY is required in production", () => {
     assert.deepEqual(names(problemsOf({ NODE_ENV: "production" })), ["SECRET_ENCRYPTION_KEY"]);
     const config = loadConfig({ NODE_ENV: "production", SECRET_ENCRYPTION_KEY: generateFernetKey() });

@@ -32,7 +32,7 @@ describe("browser session: changes only from trusted origins", () => {
     return form;
   }
   const upload = (headers: Record<string, string>, version: string) =>
-    send("POST", `/api/device-models/${modelId}/firmware`, headers, firmwareForm(version));
+    send("POST", `/api/device-models/${modelId}/firmware?rollout=immediate`, headers, firmwareForm(version));
   const storedVersion = async () => (await (await app.call("GET", `/api/device-models/${modelId}`)).json()).firmware_version;
 
   before(async () => {

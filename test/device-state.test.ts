@@ -485,7 +485,7 @@ describe("device reported state", () => {
     // The added fields, nothing else.
     assert.deepEqual(
       Object.keys(single).filter((k) => !deviceFields.includes(k)).sort(),
-      ["last_seen_at", "running_firmware_source", "running_firmware_version", "target_firmware_version"],
+      ["firmware_pin_version_id", "last_seen_at", "running_firmware_source", "running_firmware_version", "target_firmware_version"],
     );
     // Sightings do not count as edits: updated_at stays what the admin's last change made it.
     assert.equal(single.updated_at, r.updatedAt.toISOString());

@@ -131,7 +131,7 @@ describe("embedded default: the real server on PGlite", () => {
       const base = server.url.replace("localhost", "127.0.0.1");
       const [model] = (await (await server.get("/api/device-models")).json()).device_models;
       const upload = async (image: Uint8Array<ArrayBuffer>) => {
-        const response = await fetch(`${base}/api/device-models/${model.id}/firmware`, {
+        const response = await fetch(`${base}/api/device-models/${model.id}/firmware?rollout=immediate`, {
           method: "POST",
           headers: { authorization: `Bearer ${token}`, "content-type": "application/octet-stream" },
           body: image,

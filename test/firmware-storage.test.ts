@@ -24,7 +24,7 @@ describe("firmware storage that refuses the image", () => {
 
   const upload = (image: Uint8Array<ArrayBuffer>) =>
     app.fetch(
-      new Request(`http://iot.test/api/device-models/${modelId}/firmware`, {
+      new Request(`http://iot.test/api/device-models/${modelId}/firmware?rollout=immediate`, {
         method: "POST",
         body: image,
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream" },

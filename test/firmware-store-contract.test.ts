@@ -7,6 +7,6 @@ describeFirmwareStoreContract("postgres", async () => {
   // The notifier is the fake one (held to MQTT by its own contract): here it only shows what the store publishes.
   const notifier = fakeNotifier();
   const app = await createTestApp({ overrides: { notifier } });
-  const { models, devices, firmware } = app.services;
-  return { models, devices, firmware, notices: () => notifier.delivered, close: () => app.close() };
+  const { models, devices, firmware, rollouts } = app.services;
+  return { models, devices, firmware, rollouts, notices: () => notifier.delivered, close: () => app.close() };
 });

@@ -28,7 +28,7 @@ describe("firmware versions", () => {
   const send = (method: string, path: string, init: { body?: BodyInit; headers?: Record<string, string> } = {}) =>
     app.fetch(new Request(`http://iot.test${path}`, { method, body: init.body, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...init.headers } }));
   const upload = (id: number, bytes: Uint8Array, query = "") =>
-    send("POST", `/api/device-models/${id}/firmware${query}`, { body: bytes as BodyInit, headers: { "content-type": "application/octet-stream" } });
+    send("POST", `/api/device-models/${id}/firmware?rollout=immediate${query.replace(/^\?/, "&")}`, { body: bytes as BodyInit, headers: { "content-type": "application/octet-stream" } });
   const versionsOf = async (id: number) => (await (await send("GET", `/api/device-models/${id}/firmware/versions`)).json()) as { versions: Version[]; count: number };
   const stableOf = async (id: number) => (await (await send("GET", `/api/device-models/${id}`)).json()).firmware_version as string | null;
   const filesOf = (code: string) => (existsSync(join(assetsDir, code)) ? readdirSync(join(assetsDir, code)).sort() : []);
@@ -58,7 +58,7 @@ describe("firmware versions", () => {
     const next = await upload(model, second);
     assert.equal(next.status, 200, await next.clone().text());
     const nextAnswer = await next.json();
-    assert.deepEqual(nextAnswer, { id: model, code: "hist", firmware_version: "2.0.0", version_id: nextAnswer.version_id });
+    assert.deepEqual(nextAnswer, { id: model, code: "hist", firmware_version: "2.0.0", version_id: nextAnswer.version_id, rollout: "immediate", rollout_id: null });
     assert.notEqual(nextAnswer.version_id, firstAnswer.version_id);
 
     const { versions, count } = await versionsOf(model);
@@ -105,7 +105,7 @@ describe("firmware versions", () => {
     const blinkVersion = before.versions.find((v) => v.version === BLINK_VERSION)!;
     const again = await upload(model, blink, "?notes=ignored");
     assert.equal(again.status, 200);
-    assert.deepEqual(await again.json(), { id: model, code: "hist", firmware_version: BLINK_VERSION, version_id: blinkVersion.id });
+    assert.deepEqual(await again.json(), { id: model, code: "hist", firmware_version: BLINK_VERSION, version_id: blinkVersion.id, rollout: "immediate", rollout_id: null });
 
     const after = await versionsOf(model);
     assert.equal(after.count, 2);

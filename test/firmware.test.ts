@@ -43,7 +43,7 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
   const admin = (method: string, path: string, init: { body?: BodyInit; headers?: Record<string, string> } = {}) =>
     fetch(server.url + path, { method, body: init.body, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...init.headers }, duplex: "half" } as RequestInit);
   const upload = (model: number, bytes: Uint8Array, type = "application/octet-stream") =>
-    admin("POST", `/api/device-models/${model}/firmware`, { body: bytes as BodyInit, headers: { "content-type": type } });
+    admin("POST", `/api/device-models/${model}/firmware?rollout=immediate`, { body: bytes as BodyInit, headers: { "content-type": type } });
   const version = async (model: number) => (await (await admin("GET", `/api/device-models/${model}`)).json()).firmware_version;
   const filesIn = (dir = assetsDir): string[] =>
     readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesIn(join(dir, e.name)).map((f) => `${e.name}/${f}`) : [e.name]));
@@ -97,7 +97,7 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
       const response = await upload(modelA, blink);
       assert.equal(response.status, 200, await response.clone().text());
       const answer = await response.json();
-      assert.deepEqual(answer, { id: modelA, code: "fw_a", firmware_version: BLINK_VERSION, version_id: answer.version_id });
+      assert.deepEqual(answer, { id: modelA, code: "fw_a", firmware_version: BLINK_VERSION, version_id: answer.version_id, rollout: "immediate", rollout_id: null });
       assert.ok(Number.isInteger(answer.version_id));
       assert.equal(await version(modelA), BLINK_VERSION);
 
@@ -125,18 +125,18 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
     const form = new FormData();
     form.append("note", "hello");
     form.append("file", new Blob([v2]), "app.bin");
-    const response = await admin("POST", `/api/device-models/${modelB}/firmware`, { body: form });
+    const response = await admin("POST", `/api/device-models/${modelB}/firmware?rollout=immediate`, { body: form });
     assert.equal(response.status, 200, await response.clone().text());
     assert.equal((await response.json()).firmware_version, "multipart-v2");
     assert.deepEqual(await bytesOf(await deviceGet(deviceB)), v2);
 
     const wrongField = new FormData();
     wrongField.append("image", new Blob([blink]), "app.bin");
-    const missing = await assertErrorEnvelope(await admin("POST", `/api/device-models/${modelB}/firmware`, { body: wrongField }), 400, "no file field");
+    const missing = await assertErrorEnvelope(await admin("POST", `/api/device-models/${modelB}/firmware?rollout=immediate`, { body: wrongField }), 400, "no file field");
     assert.equal(missing.code, "VALIDATION_FAILED");
     assert.match(missing.error, /"file"/);
 
-    const broken = await admin("POST", `/api/device-models/${modelB}/firmware`, {
+    const broken = await admin("POST", `/api/device-models/${modelB}/firmware?rollout=immediate`, {
       body: "--xyz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc",
       headers: { "content-type": "multipart/form-data; boundary=xyz" },
     });
@@ -187,7 +187,7 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
     const form = new FormData();
     form.append("file", new Blob([big]), "app.bin");
     const encoded = new Response(form); // streamed: no Content-Length
-    const multipart = await admin("POST", `/api/device-models/${modelA}/firmware`, {
+    const multipart = await admin("POST", `/api/device-models/${modelA}/firmware?rollout=immediate`, {
       body: encoded.body as never,
       headers: { "content-type": encoded.headers.get("content-type")! },
     });
@@ -212,13 +212,17 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
   test("a rejected, oversized or broken-off upload notifies no device; a stored one does", async () => {
     const subscriber = await mqtt.connectAsync(MQTT_TEST_URL, { clientId: `fw-none-${randomBytes(4).toString("hex")}` });
     const received: string[] = [];
-    subscriber.on("message", (topic) => received.push(topic));
+    // Only this model's devices count: other tests on the same broker may notify devices of their own.
+    const ours = new Set(devicesA.map((d) => d.client_id));
+    subscriber.on("message", (topic, payload) => {
+      if (ours.has(JSON.parse(payload.toString()).client_id)) received.push(topic);
+    });
     await subscriber.subscribeAsync(["iotsupport/+/firmware", "iotsupport/updates/firmware"], { qos: 1 });
     try {
       assert.equal((await upload(modelA, bootloader)).status, 400);
       assert.equal((await upload(modelA, buildImage({ version: "too-big", size: LIMIT + 50_000 }))).status, 413);
       await new Promise<void>((resolve) => {
-        const req = httpRequest(`${server.url}/api/device-models/${modelA}/firmware`, {
+        const req = httpRequest(`${server.url}/api/device-models/${modelA}/firmware?rollout=immediate`, {
           method: "POST",
           headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream", "content-length": String(blink.length) },
         });
@@ -240,7 +244,7 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
     const id = (await (await server.admin("POST", "/api/device-models", { code: "fw_vanish", name: "Vanish" })).json()).id;
     const image = buildImage({ version: "orphan", size: 400_000 });
     const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = httpRequest(`${server.url}/api/device-models/${id}/firmware`, {
+      const req = httpRequest(`${server.url}/api/device-models/${id}/firmware?rollout=immediate`, {
         method: "POST",
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream", "content-length": String(image.length) },
       }, (res) => {
@@ -262,7 +266,7 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
   test("an upload that breaks off mid-stream leaves the old firmware and no temporary file", async () => {
     const image = buildImage({ version: "never-arrives", size: 500_000 });
     await new Promise<void>((resolve) => {
-      const req = httpRequest(`${server.url}/api/device-models/${modelA}/firmware`, {
+      const req = httpRequest(`${server.url}/api/device-models/${modelA}/firmware?rollout=immediate`, {
         method: "POST",
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream", "content-length": String(image.length) },
       });
@@ -566,7 +570,7 @@ describe("firmware storage at start", () => {
     try {
       const id = (await (await server.admin("POST", "/api/device-models", { code: "offline", name: "Offline" })).json()).id;
       await server.admin("POST", "/api/devices", { device_model_id: id, config: "{}" });
-      const response = await fetch(`${server.url}/api/device-models/${id}/firmware`, {
+      const response = await fetch(`${server.url}/api/device-models/${id}/firmware?rollout=immediate`, {
         method: "POST",
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
         body: blink,

@@ -42,7 +42,7 @@ describe("rotation and firmware notices on MQTT", () => {
   test("a firmware upload notifies every device of the model with the new version", async () => {
     const fleet = await createFleet(server, 2, "notice_fw");
     const model = (await (await server.admin("GET", `/api/devices/${fleet[0]!.id}`)).json()).device_model.id;
-    const upload = await fetch(`${server.url}/api/device-models/${model}/firmware`, {
+    const upload = await fetch(`${server.url}/api/device-models/${model}/firmware?rollout=immediate`, {
       method: "POST",
       headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
       body: blink,

@@ -93,9 +93,9 @@ describe(`the same route list served by Bun ${BUN_VERSION} (Bun.serve) instead o
   });
 
   test("admin: a firmware upload streamed to disk and downloaded back byte for byte", async () => {
-    const uploaded = await expectStatus(await call("POST", `/api/device-models/${model.id}/firmware`, { body: FIRMWARE, type: "application/octet-stream" }), 200);
+    const uploaded = await expectStatus(await call("POST", `/api/device-models/${model.id}/firmware?rollout=immediate`, { body: FIRMWARE, type: "application/octet-stream" }), 200);
     assert.match((await uploaded.json()).firmware_version, /\S/);
-    const downloaded = await expectStatus(await call("GET", `/api/device-models/${model.id}/firmware`), 200);
+    const downloaded = await expectStatus(await call("GET", `/api/device-models/${model.id}/firmware?rollout=immediate`), 200);
     assert.ok(Buffer.from(await downloaded.arrayBuffer()).equals(FIRMWARE));
   });
 

@@ -68,8 +68,8 @@ test("every route in the list comes from a file in functions/ (or is an /iot rou
   assert.deepEqual(orphans, [], "routes in functions/index.ts without a file of their own");
 });
 
-test("the routes served leave out exactly those of a provider that is off (built-in token keys, browser login)", () => {
-  const on = { builtinIssuer: {}, browserSession: {} } as unknown as Parameters<typeof routesFor>[0];
+test("the routes served leave out exactly those of a provider that is off (built-in token keys, browser login, sign-in page, testing mode)", () => {
+  const on = { builtinIssuer: {}, browserSession: {}, localSignIn: {}, testing: {} } as unknown as Parameters<typeof routesFor>[0];
   const missingWith = (services: Partial<typeof on>) => {
     const served = routesFor({ ...on, ...services });
     return allRoutes.filter((route) => !served.includes(route)).map(label);
@@ -77,5 +77,13 @@ test("the routes served leave out exactly those of a provider that is off (built
   assert.deepEqual(missingWith({}), []);
   // POST /oauth2/token stays: with Keycloak it is the pass-through to Keycloak's token endpoint.
   assert.deepEqual(missingWith({ builtinIssuer: null }), ["GET /oauth2/jwks", "GET /oauth2/.well-known/openid-configuration"]);
-  assert.deepEqual(missingWith({ browserSession: null }), ["GET /api/auth/login", "GET /api/auth/callback"]);
+  assert.deepEqual(missingWith({ browserSession: null }), ["GET /api/auth/callback"]);
+  assert.deepEqual(missingWith({ localSignIn: null }), ["POST /api/auth/login"]);
+  assert.deepEqual(missingWith({ browserSession: null, localSignIn: null }), ["GET /api/auth/login", "POST /api/auth/login", "GET /api/auth/callback"]);
+  assert.deepEqual(missingWith({ testing: null }), [
+    "POST /api/testing/auth/session",
+    "POST /api/testing/auth/clear",
+    "POST /api/testing/auth/force-error",
+    "POST /api/testing/keycloak-cleanup",
+  ]);
 });

@@ -119,7 +119,7 @@ describe("graceful shutdown of the server process", () => {
     assert.equal(created.status, 201, await created.clone().text());
     const id = (await created.json()).id as number;
     const image = buildImage({ version: `${code}-1.0.0`, size });
-    const uploaded = await fetch(`${server.url}/api/device-models/${id}/firmware`, {
+    const uploaded = await fetch(`${server.url}/api/device-models/${id}/firmware?rollout=immediate`, {
       method: "POST",
       headers: { ...auth, "content-type": "application/octet-stream" },
       body: image,

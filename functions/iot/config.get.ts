@@ -15,9 +15,11 @@ export default defineRoute({
       content: { "application/json": { schema: z.unknown().meta({ description: "The device's config JSON as stored" }) } },
     },
   },
-  uses: [],
-  async handler(_request, { principal }) {
+  uses: ["rollouts"],
+  async handler(_request, { services, principal }) {
     const device = devicePrincipal(principal);
+    // After a firmware download, the config fetch of the restarted device is what proves the new image boots.
+    services.rollouts.configFetched(device);
     // Any device request made with the new secret completes the rotation (lib/rotation/completion.ts). The header
     // tells a device that keeps two secrets it may now forget the previous one (docs/device-protocol.md).
     return jsonText(device.device.config, 200, { "cache-control": "no-cache", ...(device.rotationCompleted && { "x-rotation": "completed" }) });

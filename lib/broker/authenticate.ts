@@ -1,4 +1,4 @@
-import { DEVICE_CLIENT_ID } from "../identity/token-verifiers.ts";
+import { DEVICE_CLIENT_ID } from "../identity/provider.ts";
 import { sameSecret } from "../secrets.ts";
 import type { BrokerPrincipal } from "./topic-rules.ts";
 

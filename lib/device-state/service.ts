@@ -2,20 +2,23 @@
  * What devices report and what the backend observes of them (docs/firmware.md, "What a device runs"): sightings and
  * header reports (./seen.ts), explicit reports (POST /iot/state), full downloads, and the fleet counts built on them.
  */
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { deviceModels, devices, firmwareVersions, type StateReport } from "../../db/schema.ts";
 import { modelNotFound } from "../errors.ts";
-import { createTargetDescriptions, targetOf } from "../firmware/targets.ts";
+import { alias } from "drizzle-orm/pg-core";
+import { createTargetDescriptions, targetVersionIdSql } from "../firmware/targets.ts";
 import type { DevicePrincipal } from "../identity/principal.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Fleet, TargetFirmware } from "../schemas.ts";
-import { countFleet, type FleetRow } from "./fleet.ts";
+import { countFleet, type FleetGroup } from "./fleet.ts";
+import { runningVersionSql } from "./running.ts";
 import { readHeaderReport, reportedColumns } from "./reports.ts";
 import { createSeenBuffer } from "./seen.ts";
 
 const HOUR_MS = 3_600_000;
+const targetVersions = alias(firmwareVersions, "target_version");
 
 export function createDeviceStateService(deps: { db: Database; logger: Logger; metrics: Metrics }) {
   const { db, logger, metrics } = deps;
@@ -26,27 +29,25 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
   });
   const targetFirmware = createTargetDescriptions(db);
 
-  /** The fleet rows of one model, or of every model (with its code). */
-  const fleetRows = () =>
-    db
+  /** The fleet groups (./fleet.ts) of one model, or of every model (by code), counted in the database. */
+  function fleetGroups(staleHours: number) {
+    const running = runningVersionSql(sql`${firmwareVersions.version}`);
+    const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
+    return db
       .select({
-        modelId: devices.deviceModelId,
-        lastSeenAt: devices.lastSeenAt,
-        reportedFirmwareVersion: devices.reportedFirmwareVersion,
-        downloadedAt: devices.downloadedAt,
-        downloadedVersion: firmwareVersions.version,
-        id: devices.id,
-        stableVersionId: deviceModels.stableVersionId,
-        firmwareVersion: deviceModels.firmwareVersion,
         code: deviceModels.code,
+        running,
+        target: targetVersions.version,
+        devices: sql<number>`count(*)`.mapWith(Number),
+        stale: sql<number>`count(*) filter (where ${devices.lastSeenAt} is null or ${devices.lastSeenAt} < ${staleBefore.toISOString()}::timestamptz)`.mapWith(Number),
       })
       .from(devices)
       .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-      .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id));
-  const asFleetRow = <R extends Omit<FleetRow, "target"> & Parameters<typeof targetOf>[1] & { id: number }>(row: R): R & FleetRow => ({
-    ...row,
-    target: targetOf(row, row)?.version ?? null,
-  });
+      .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
+      .leftJoin(targetVersions, eq(targetVersions.id, targetVersionIdSql))
+      .groupBy(deviceModels.code, running, targetVersions.version)
+      .$dynamic();
+  }
 
   return {
     /** An authenticated device request: noted for last_seen_at with what its headers report (malformed ones counted, ignored). */
@@ -67,25 +68,20 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
     },
 
     /** The device's target firmware (lib/firmware/targets.ts). */
-    target: (principal: DevicePrincipal): Promise<TargetFirmware> => targetFirmware(principal.device, principal.model),
+    target: (principal: DevicePrincipal): Promise<TargetFirmware> => targetFirmware(principal),
 
     /** GET /api/device-models/{id}/fleet. */
     async fleet(modelId: number, staleHours: number): Promise<Fleet> {
       const [model] = await db.select({ id: deviceModels.id }).from(deviceModels).where(eq(deviceModels.id, modelId));
       if (!model) throw modelNotFound(modelId);
-      const rows = await fleetRows().where(eq(devices.deviceModelId, modelId));
-      return countFleet(rows.map(asFleetRow), new Date(Date.now() - staleHours * HOUR_MS));
+      return countFleet(await fleetGroups(staleHours).where(eq(devices.deviceModelId, modelId)));
     },
 
     /** The fleet of every model, by model code (the /metrics gauges). */
     async fleets(staleHours: number): Promise<Map<string, Fleet>> {
-      const byModel = new Map<string, FleetRow[]>();
-      for (const row of (await fleetRows()).map(asFleetRow)) {
-        const rows = byModel.get(row.code) ?? byModel.set(row.code, []).get(row.code)!;
-        rows.push(row);
-      }
-      const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
-      return new Map([...byModel].map(([code, rows]) => [code, countFleet(rows, staleBefore)]));
+      const byModel = new Map<string, FleetGroup[]>();
+      for (const group of await fleetGroups(staleHours)) (byModel.get(group.code) ?? byModel.set(group.code, []).get(group.code)!).push(group);
+      return new Map([...byModel].map(([code, groups]) => [code, countFleet(groups)]));
     },
 
     /** Writes the sightings and downloads waiting in memory now (tests, benchmarks). */

@@ -17,14 +17,18 @@ import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { isProcessRunning } from "../../db/process-alive.ts";
-import { deviceModels, devices, type ModelRow } from "../../db/schema.ts";
+import { deviceModels, type ModelRow } from "../../db/schema.ts";
+import type { Actor, AuditRecorder } from "../audit/log.ts";
 import { AppError, badRequest, modelNotFound, notFound } from "../errors.ts";
 import type { FileSource, StoredFile } from "../stored-file.ts";
 import type { Logger } from "../logger.ts";
 import { errorMessage } from "../logger.ts";
-import type { Notifier } from "../mqtt.ts";
 import { createImageCache } from "./cache.ts";
 import { createImageInspector, FirmwareRejected, type FirmwareInfo } from "./image.ts";
+import { type TargetInputs, targetVersionId } from "./targets.ts";
+
+/** Refuses an upload (by throwing) once its image is known, before it is recorded: nothing changes then. */
+export type UploadCheck = (info: FirmwareInfo) => Promise<void>;
 import { createFirmwareVersions, type Upload, type VersionRow } from "./versions.ts";
 
 /** A file untouched for this long cannot belong to an upload still in progress on another replica. */
@@ -54,11 +58,11 @@ async function writeAll(handle: import("node:fs/promises").FileHandle, chunk: Ui
   while (written < chunk.byteLength) written += (await handle.write(chunk, written, chunk.byteLength - written)).bytesWritten;
 }
 
-export function createFirmwareStore(deps: { db: Database; assetsDir: string; cacheBytes: number; notifier: Notifier; logger: Logger }) {
-  const { db, assetsDir, notifier, logger } = deps;
+export function createFirmwareStore(deps: { db: Database; assetsDir: string; cacheBytes: number; logger: Logger; audit: AuditRecorder }) {
+  const { db, assetsDir, logger } = deps;
   const absolute = (file: string) => join(assetsDir, file);
   const cache = createImageCache(deps.cacheBytes);
-  const versions = createFirmwareVersions(db);
+  const versions = createFirmwareVersions(db, deps.audit);
 
   const removeQuietly = (path: string, what: string) =>
     rm(path, { force: true, recursive: true }).catch((error) => logger.error(`Could not remove ${what}`, { path, error: errorMessage(error) }));
@@ -165,12 +169,6 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     }
   }
 
-  async function notifyDevices(modelId: number, version: string) {
-    const rows = await db.select({ clientId: devices.clientId }).from(devices).where(eq(devices.deviceModelId, modelId));
-    // Notifier.publish never throws (a broker outage is logged and counted): the upload has succeeded already.
-    await Promise.all(rows.map(({ clientId }) => notifier.publish("firmware", clientId, { firmware_version: version })));
-  }
-
   /** Removes temporary files of uploads that can no longer finish. */
   async function sweepTemporary(): Promise<void> {
     await mkdir(assetsDir, { recursive: true });
@@ -210,13 +208,19 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     },
 
     /**
-     * Validates and stores an uploaded image for `model` as a version of it (the same bytes again: the same version),
-     * makes that the stable version, then notifies the model's devices.
+     * Validates and stores an uploaded image for `model` as a version of it (the same bytes again: the same version);
+     * `check` may refuse it first. What becomes of the version is lib/rollouts/'s to decide.
      * Throws 400 INVALID_FIRMWARE (with the reason), 413, 507 when the storage refuses the file, 409 when another
      * image has this version string, or 404 if the model vanished meanwhile.
      */
-    async save(model: ModelRow, chunks: AsyncIterable<Uint8Array>, by: Pick<Upload, "notes" | "uploadedBy">): Promise<VersionRow> {
+    async save(model: ModelRow, chunks: AsyncIterable<Uint8Array>, by: Pick<Upload, "notes" | "uploadedBy">, check: UploadCheck = async () => {}): Promise<VersionRow> {
       const { temp, info } = await receive(chunks).catch((error) => Promise.reject(storageRefused(error)));
+      try {
+        await check(info);
+      } catch (error) {
+        await removeQuietly(temp, "a temporary firmware file");
+        throw error;
+      }
       const file = `${model.code}/${info.sha256}-${randomBytes(4).toString("hex")}.bin`;
       let recorded: Awaited<ReturnType<typeof versions.recordUpload>>;
       try {
@@ -232,15 +236,12 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
         await removeQuietly(absolute(file), "a firmware file whose upload failed");
         throw error;
       }
-      const { version, unusedFile, previousStableFile } = recorded;
-      // The previous stable image stays as its version's file; only devices no longer download it.
-      if (previousStableFile) cache.forget(previousStableFile);
+      const { version, unusedFile } = recorded;
       if (unusedFile) {
         cache.forget(unusedFile);
         await removeQuietly(absolute(unusedFile), "a firmware file stored anew");
       }
       logger.info("Firmware stored", { model: model.code, version: info.version, version_id: version.id, size: info.size, sha256: info.sha256, signature: info.signature });
-      await notifyDevices(model.id, info.version);
       return version;
     },
 
@@ -253,6 +254,16 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
       const image = stableImage(model);
       const reread = async () => stableImage(await readModel(model.id));
       return { ...image, open: () => openImage(image, `firmware of device model "${model.code}"`, reread) };
+    },
+
+    /**
+     * The image of a device's target (lib/firmware/targets.ts), as source(): the model's own download when that is its
+     * stable version (no query), else its version's image. 404 FIRMWARE_NOT_FOUND when it has none.
+     */
+    async targetSource(target: TargetInputs & { model: ModelRow }): Promise<FileSource> {
+      const versionId = targetVersionId(target);
+      if (versionId === null || versionId === target.model.stableVersionId) return this.source(target.model);
+      return this.versionSource(target.model, await versions.find(target.model, versionId));
     },
 
     /** The model's versions, newest first. */
@@ -269,11 +280,14 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     },
 
     /** Deletes a version nothing uses (409 FIRMWARE_VERSION_IN_USE says what does), then its file. */
-    async deleteVersion(model: ModelRow, id: number): Promise<void> {
-      const { file } = await versions.remove(model, id);
+    async deleteVersion(model: ModelRow, id: number, actor: Actor): Promise<void> {
+      const { file } = await versions.remove(model, id, actor);
       cache.forget(file);
       await removeQuietly(absolute(file), "the file of a deleted firmware version");
     },
+
+    /** A model stopped serving `file` as its stable image (devices targeting its version read it anew): not kept in memory for it. */
+    released: (file: string | null) => void (file && cache.forget(file)),
 
     /** Bytes of firmware held in memory. */
     cachedBytes: () => cache.usedBytes(),

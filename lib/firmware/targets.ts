@@ -1,34 +1,40 @@
 /**
- * Which firmware a device should run: its **target**. Today that is its model's stable version for every device;
- * per-device pins and rollout waves (issue 13 §3) are decided here, before that fallback, so that every reader of a
- * target (the device API, the admin views, the fleet counts) follows them at once.
+ * Which firmware a device should run: its **target** (docs/rollouts.md): its pin if an admin set one, else the version
+ * a rollout gave it, else its model's stable version. Every reader of a target (the device API, the admin views, the
+ * fleet counts — in SQL as `targetVersionIdSql`) follows this one rule.
  */
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { LRUCache } from "lru-cache";
 import type { Database } from "../../db/client.ts";
-import { type DeviceRow, firmwareVersions, type ModelRow } from "../../db/schema.ts";
+import { type DeviceRow, deviceModels, devices, firmwareVersions, type ModelRow } from "../../db/schema.ts";
 import type { TargetFirmware } from "../schemas.ts";
 import type { VersionRow } from "./versions.ts";
 
-export type Target = { versionId: number; version: string };
+export type TargetInputs = { device: Pick<DeviceRow, "firmwarePinVersionId" | "rolloutVersionId" | "rolloutId">; model: Pick<ModelRow, "stableVersionId"> };
 
-export function targetOf(_device: Pick<DeviceRow, "id">, model: Pick<ModelRow, "stableVersionId" | "firmwareVersion">): Target | null {
-  const { stableVersionId, firmwareVersion } = model;
-  return stableVersionId === null || firmwareVersion === null ? null : { versionId: stableVersionId, version: firmwareVersion };
-}
+export const targetVersionId = ({ device, model }: TargetInputs): number | null =>
+  device.firmwarePinVersionId ?? device.rolloutVersionId ?? model.stableVersionId;
+
+/** The rollout a device's target comes from, or null (its pin or its model's stable version). */
+export const targetRolloutId = ({ firmwarePinVersionId, rolloutVersionId, rolloutId }: TargetInputs["device"]): number | null =>
+  firmwarePinVersionId === null && rolloutVersionId !== null ? rolloutId : null;
+
+/** targetVersionId in SQL, for queries joining devices with their models. */
+export const targetVersionIdSql = sql<number | null>`coalesce(${devices.firmwarePinVersionId}, ${devices.rolloutVersionId}, ${deviceModels.stableVersionId})`;
 
 /** The answer when a device has no target (its model has no firmware). */
-export const NO_TARGET: TargetFirmware = { firmware_version: null, version_id: null, sha256: null, size: null, elf_sha256: null, secure_version: null };
+export const NO_TARGET: TargetFirmware = { firmware_version: null, version_id: null, sha256: null, size: null, elf_sha256: null, secure_version: null, rollout_id: null };
 
 type Described = Pick<VersionRow, "version" | "sha256" | "size" | "elfSha256" | "secureVersion">;
 
-export const describeTarget = (versionId: number, row: Described): TargetFirmware => ({
+export const describeTarget = (versionId: number, row: Described, rolloutId: number | null): TargetFirmware => ({
   firmware_version: row.version,
   version_id: versionId,
   sha256: row.sha256,
   size: row.size,
   elf_sha256: row.elfSha256,
   secure_version: row.secureVersion,
+  rollout_id: rolloutId,
 });
 
 /**
@@ -37,17 +43,18 @@ export const describeTarget = (versionId: number, row: Described): TargetFirmwar
  */
 export function createTargetDescriptions(db: Database) {
   const described = new LRUCache<number, Described>({ max: 1000 });
-  return async function targetFirmware(device: Pick<DeviceRow, "id">, model: ModelRow): Promise<TargetFirmware> {
-    const target = targetOf(device, model);
-    if (!target) return NO_TARGET;
-    let row = described.get(target.versionId);
+  /** The version `versionId` as the device API describes it (null: no target). */
+  async function describe(versionId: number | null, rolloutId: number | null): Promise<TargetFirmware> {
+    if (versionId === null) return NO_TARGET;
+    let row = described.get(versionId);
     if (!row) {
       const columns = { version: firmwareVersions.version, sha256: firmwareVersions.sha256, size: firmwareVersions.size, elfSha256: firmwareVersions.elfSha256, secureVersion: firmwareVersions.secureVersion };
-      [row] = await db.select(columns).from(firmwareVersions).where(eq(firmwareVersions.id, target.versionId));
+      [row] = await db.select(columns).from(firmwareVersions).where(eq(firmwareVersions.id, versionId));
       // Deleted meanwhile (it is no longer the target either): nothing to serve.
       if (!row) return NO_TARGET;
-      described.set(target.versionId, row);
+      described.set(versionId, row);
     }
-    return describeTarget(target.versionId, row);
-  };
+    return describeTarget(versionId, row, rolloutId);
+  }
+  return (inputs: TargetInputs) => describe(targetVersionId(inputs), targetRolloutId(inputs.device));
 }

@@ -2,17 +2,18 @@
  * Firmware versions in the database: every accepted image of a model, immutable, one of them the model's stable
  * version. The model row keeps a copy of the stable version's fields (db/schema.ts says why); it changes only here.
  */
-import { and, desc, eq } from "drizzle-orm";
+import { and, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { Database, Executor } from "../../db/client.ts";
-import { deviceModels, firmwareVersions, type ModelRow } from "../../db/schema.ts";
+import { deviceModels, devices, firmwareVersions, type ModelRow, rollouts } from "../../db/schema.ts";
+import type { Actor, AuditRecorder } from "../audit/log.ts";
 import { AppError, conflict, modelNotFound, notFound } from "../errors.ts";
 import type { FirmwareVersion } from "../schemas.ts";
 import type { FirmwareInfo } from "./image.ts";
 
 export type VersionRow = typeof firmwareVersions.$inferSelect;
 
-/** An accepted image, already stored as `file`, and who sent it. */
-export type Upload = { file: string; info: FirmwareInfo; notes: string | null; uploadedBy: string | null };
+/** An accepted image, already stored as `file`, and who sent it (an admin's subject, the audit trail's actor). */
+export type Upload = { file: string; info: FirmwareInfo; notes: string | null; uploadedBy: Actor };
 
 export const toFirmwareVersion = (row: VersionRow, model: Pick<ModelRow, "stableVersionId">): FirmwareVersion => ({
   id: row.id,
@@ -42,13 +43,34 @@ export const differentBytes = (code: string, existing: VersionRow, info: Firmwar
     { version: existing.version, version_id: existing.id, sha256: existing.sha256, uploaded_sha256: info.sha256 },
   );
 
-/**
- * Why `version` must be kept, or null when it may be deleted. The one place for every such reason (later: a
- * rollout's target, a device's pin, a device reported running it).
- */
-export function whyInUse(version: VersionRow, model: Pick<ModelRow, "stableVersionId">): string | null {
+/** What else uses a version: devices pinned to it, devices a rollout gave it, an active rollout of it, devices running it. */
+export type VersionUse = { pinnedBy: number; givenTo: number; activeRollout: boolean; reportedRunningBy: number };
+
+/** Why `version` must be kept, or null when it may be deleted. The one place for every such reason. */
+export function whyInUse(version: VersionRow, model: Pick<ModelRow, "stableVersionId">, use: VersionUse): string | null {
   if (version.id === model.stableVersionId) return "it is the model's stable version";
+  if (use.activeRollout) return "an active rollout is rolling it out";
+  if (use.pinnedBy > 0) return `${use.pinnedBy} device(s) are pinned to it`;
+  if (use.givenTo > 0) return `it is the target a rollout gave ${use.givenTo} device(s)`;
+  if (use.reportedRunningBy > 0) return `${use.reportedRunningBy} device(s) report running it`;
   return null;
+}
+
+async function useOf(executor: Executor, version: VersionRow): Promise<VersionUse> {
+  const counted = (condition: SQL) => sql<number>`count(*) filter (where ${condition})`.mapWith(Number);
+  const [use] = await executor
+    .select({
+      pinnedBy: counted(sql`${devices.firmwarePinVersionId} = ${version.id}`),
+      givenTo: counted(sql`${devices.rolloutVersionId} = ${version.id}`),
+      reportedRunningBy: counted(sql`${devices.reportedFirmwareVersion} = ${version.version}`),
+    })
+    .from(devices)
+    .where(eq(devices.deviceModelId, version.deviceModelId));
+  const [rollout] = await executor
+    .select({ id: rollouts.id })
+    .from(rollouts)
+    .where(and(eq(rollouts.versionId, version.id), inArray(rollouts.state, ["running", "paused"])));
+  return { ...use!, activeRollout: rollout !== undefined };
 }
 
 export const versionInUse = (model: ModelRow, version: VersionRow, reason: string) =>
@@ -94,7 +116,7 @@ async function findIn(executor: Executor, model: ModelRow, id: number): Promise<
   return row;
 }
 
-export function createFirmwareVersions(db: Database) {
+export function createFirmwareVersions(db: Database, audit: AuditRecorder) {
   return {
     /** A version of `model`; 404 for an unknown id or one of another model. */
     find: (model: ModelRow, id: number) => findIn(db, model, id),
@@ -108,19 +130,15 @@ export function createFirmwareVersions(db: Database) {
         .orderBy(desc(firmwareVersions.uploadedAt), desc(firmwareVersions.id)),
 
     /**
-     * Records an upload as a version of the model and makes it the stable one. The same bytes again are the same
-     * version: it gets the fresh copy as its file (the bytes are equal, so nothing the version says changes; a file
-     * damaged on disk is repaired). Returns the version, the file it no longer uses, and the previous stable file.
-     * 409 when another image already has this version string; 404 when the model is gone.
+     * Records an upload as a version of the model (what becomes of it — stable at once or a rollout — is decided by
+     * lib/rollouts/). The same bytes again are the same version: it gets the fresh copy as its file (the bytes are
+     * equal, so nothing the version says changes; a file damaged on disk is repaired). Returns the version and the
+     * file it no longer uses. 409 when another image already has this version string; 404 when the model is gone.
      */
     async recordUpload(modelId: number, upload: Upload) {
       const { file, info } = upload;
       return db.transaction(async (tx) => {
-        const [model] = await tx
-          .select({ code: deviceModels.code, file: deviceModels.firmwareFile })
-          .from(deviceModels)
-          .where(eq(deviceModels.id, modelId))
-          .for("update");
+        const [model] = await tx.select({ code: deviceModels.code }).from(deviceModels).where(eq(deviceModels.id, modelId)).for("update");
         if (!model) throw modelNotFound(modelId);
         // Equal bytes mean an equal version string, so at most one version has either.
         const [existing] = await tx
@@ -131,13 +149,18 @@ export function createFirmwareVersions(db: Database) {
         const [version] = existing
           ? await tx.update(firmwareVersions).set({ file }).where(eq(firmwareVersions.id, existing.id)).returning()
           : await tx.insert(firmwareVersions).values(newVersionValues(modelId, file, info, upload)).returning();
-        await tx.update(deviceModels).set(stableCopy(version!)).where(eq(deviceModels.id, modelId));
-        return { version: version!, unusedFile: existing?.file ?? null, previousStableFile: model.file };
+        await audit.record(tx, {
+          actor: upload.uploadedBy,
+          kind: "firmware.uploaded",
+          modelId,
+          details: { version: version!.version, version_id: version!.id, sha256: version!.sha256, size: version!.size, new_version: !existing },
+        });
+        return { version: version!, unusedFile: existing?.file ?? null };
       });
     },
 
     /** Deletes a version that nothing uses (409 saying what does); returns its row, whose file the caller removes. */
-    async remove(model: ModelRow, id: number): Promise<VersionRow> {
+    async remove(model: ModelRow, id: number, actor: Actor): Promise<VersionRow> {
       return db.transaction(async (tx) => {
         // Locked like an upload, so the version cannot become stable between the check and the delete.
         const [current] = await tx
@@ -147,9 +170,15 @@ export function createFirmwareVersions(db: Database) {
           .for("update");
         if (!current) throw modelNotFound(model.id);
         const version = await findIn(tx, model, id);
-        const reason = whyInUse(version, current);
+        const reason = whyInUse(version, current, await useOf(tx, version));
         if (reason) throw versionInUse(model, version, reason);
         await tx.delete(firmwareVersions).where(eq(firmwareVersions.id, version.id));
+        await audit.record(tx, {
+          actor,
+          kind: "firmware.version_deleted",
+          modelId: model.id,
+          details: { version: version.version, version_id: version.id, sha256: version.sha256 },
+        });
         return version;
       });
     },

@@ -26,6 +26,7 @@ export function errorResponse(error: unknown, requestId: string): Response {
   return json(
     {
       ...(known?.oauthError ? { error: known.oauthError, error_description: message } : { error: message }),
+      ...(known?.alsoAs ? { [known.alsoAs]: message } : {}),
       code: known?.code ?? "INTERNAL_ERROR",
       details: known?.details ?? null,
       correlationId: requestId,
@@ -35,9 +36,9 @@ export function errorResponse(error: unknown, requestId: string): Response {
   );
 }
 
-/** A 302 that browsers follow, with cookies to set; never cached (it carries per-login state). */
-export function redirect(location: string, cookies: string[] = []): Response {
+/** A 302 (or, after a form post, 303) that browsers follow, with cookies to set; never cached (it carries per-login state). */
+export function redirect(location: string, cookies: string[] = [], status: 302 | 303 = 302): Response {
   const headers = new Headers({ location, "cache-control": "no-store" });
   for (const cookie of cookies) headers.append("set-cookie", cookie);
-  return new Response(null, { status: 302, headers });
+  return new Response(null, { status, headers });
 }

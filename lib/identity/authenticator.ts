@@ -1,7 +1,7 @@
 import type { Config } from "../config.ts";
 import { sameSecret } from "../secrets.ts";
 import { forbidden, unauthorized } from "../errors.ts";
-import type { Access, AdminIdentity, AdminPrincipal, DevicePrincipal, Principal, TokenVerifier } from "./principal.ts";
+import { type Access, type AdminIdentity, type AdminPrincipal, API_TOKEN_ADMIN, type DevicePrincipal, type Principal, type TokenVerifier } from "./principal.ts";
 
 /**
  * Set-Cookie headers decided while authenticating (a refreshed or ended browser session): the app adds them to this
@@ -21,7 +21,6 @@ function bearerToken(request: Request): string | null {
   return match?.[1] ?? null;
 }
 
-const STATIC_ADMIN: AdminIdentity = { kind: "admin", subject: "admin-api-token", email: null, name: "Admin API token", roles: ["admin"] };
 /** Everybody under AUTH_DISABLED: the UI shows its name as the signed-in user's. */
 const DEV_ADMIN: AdminPrincipal = { kind: "admin", subject: "auth-disabled", email: null, name: "Local Admin", roles: ["admin"], credential: "none" };
 
@@ -30,16 +29,23 @@ export function createAuthenticator(options: {
   adminApiToken: string | null;
   /** Reads the admin's token from the BFF cookie when there is no Authorization header. */
   adminTokenFromRequest?: (request: Request, responseCookies: ResponseCookies) => Promise<string | null>;
+  /**
+   * A session the backend keeps itself (the sign-in page's, a test session's), read from the session cookie when
+   * there is no Authorization header; null when the request carries none. Asked before adminTokenFromRequest.
+   */
+  sessionFromRequest?: (request: Request) => AdminIdentity | null;
   verifyAdminToken?: TokenVerifier<AdminIdentity>;
   verifyDeviceToken?: TokenVerifier<DevicePrincipal>;
 }): Authenticator {
   async function identify(request: Request, responseCookies: ResponseCookies): Promise<AdminPrincipal> {
     if (options.config.AUTH_DISABLED) return DEV_ADMIN;
     const bearer = bearerToken(request);
+    const session = bearer ? null : (options.sessionFromRequest?.(request) ?? null);
+    if (session) return { ...session, credential: "session" };
     const token = bearer ?? (await options.adminTokenFromRequest?.(request, responseCookies)) ?? null;
     if (!token) throw unauthorized("Sign in or send an admin bearer token.");
     const credential = bearer ? "bearer" : "session";
-    if (options.adminApiToken && sameSecret(token, options.adminApiToken)) return { ...STATIC_ADMIN, credential };
+    if (options.adminApiToken && sameSecret(token, options.adminApiToken)) return { ...API_TOKEN_ADMIN, credential };
     if (!options.verifyAdminToken) throw unauthorized("The bearer token is not valid.", "INVALID_TOKEN");
     return { ...(await options.verifyAdminToken(token, request)), credential };
   }

@@ -1,4 +1,3 @@
-import { parseCookie, type SetCookie, stringifySetCookie } from "cookie";
 import { decodeJwt } from "jose";
 import { randomNonce, randomPKCECodeVerifier, randomState } from "openid-client";
 import { z } from "zod";
@@ -6,17 +5,15 @@ import { AppError, unauthorized } from "../errors.ts";
 import { assertTrustedOrigin } from "./origin-check.ts";
 import type { SecretBox } from "../secrets.ts";
 import { LoginRejected, type OidcClient, type OidcTokens, SessionEnded } from "./oidc-client.ts";
+import { API_PATH, AUTH_PATH, cookiesOf, SESSION_COOKIES, sessionCookieJar } from "./session-cookies.ts";
 
 /**
  * The browser login (backend-for-frontend): the tokens live in HttpOnly cookies, never in the page's JavaScript.
  * The login's own PKCE verifier, state, nonce and redirect travel in a short-lived cookie encrypted with the
  * SecretBox, named after the state so that two tabs logging in at once do not overwrite each other.
  */
-const SESSION_COOKIES = { access: "iot_access_token", refresh: "iot_refresh_token", idToken: "iot_id_token" } as const;
 const LOGIN_COOKIE_PREFIX = "iot_login_";
 const CALLBACK_PATH = "/api/auth/callback";
-const API_PATH = "/api";
-const AUTH_PATH = "/api/auth";
 const LOGIN_SECONDS = 600;
 /** Cookie lifetime when the IdP does not say how long its session lasts. */
 const DEFAULT_SESSION_SECONDS = 8 * 3600;
@@ -76,17 +73,8 @@ export function createBrowserSession(options: {
 }): BrowserSession {
   const { oidc, secretBox, baseUrl } = options;
   const trustedOrigins = new Set([new URL(baseUrl).origin, ...options.trustedOrigins]);
-  const secure = baseUrl.startsWith("https:");
   const refreshing = new Map<string, Promise<OidcTokens>>();
-
-  const cookie = (name: string, value: string, path: string, maxAge: number) =>
-    stringifySetCookie({ name, value, path, maxAge, httpOnly: true, secure, sameSite: "lax" } satisfies SetCookie);
-  const cleared = (name: string, path: string) => cookie(name, "", path, 0);
-  const clearedSession = () => [
-    cleared(SESSION_COOKIES.access, API_PATH),
-    cleared(SESSION_COOKIES.refresh, API_PATH),
-    cleared(SESSION_COOKIES.idToken, AUTH_PATH),
-  ];
+  const { cookie, cleared, clearedSession } = sessionCookieJar(baseUrl);
 
   function sessionCookies(tokens: OidcTokens, previousRefreshToken: string | null = null): string[] {
     const seconds = tokens.sessionSeconds ?? DEFAULT_SESSION_SECONDS;
@@ -118,8 +106,6 @@ export function createBrowserSession(options: {
     }
     return pending;
   }
-
-  const cookiesOf = (request: Request) => parseCookie(request.headers.get("cookie") ?? "");
 
   return {
     async beginLogin(redirect) {

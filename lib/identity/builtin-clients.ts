@@ -81,6 +81,11 @@ export function createBuiltinClientStore(options: { db: Database; secretBox: Sec
       return { externalId: clientId, secret };
     },
 
+    async listClientIds() {
+      const rows = await executorFor(db).select({ clientId: builtinClients.clientId }).from(builtinClients).orderBy(builtinClients.clientId);
+      return rows.map((row) => row.clientId);
+    },
+
     async deleteClient(clientId) {
       await executorFor(db).delete(builtinClients).where(eq(builtinClients.clientId, clientId));
     },

@@ -7,10 +7,11 @@
  */
 import { conflict, upstreamError, upstreamUnavailable } from "../errors.ts";
 import { keycloakRealmUrls } from "./keycloak-urls.ts";
-import { clientNotFound, type ClientStatus, type IdentityProvider } from "./provider.ts";
+import { clientNotFound, type ClientStatus, DEVICE_CLIENT_ID, type IdentityProvider } from "./provider.ts";
 
 type KeycloakOperation =
   | "create_client"
+  | "list_clients"
   | "delete_client"
   | "get_secret"
   | "regenerate_secret"
@@ -47,10 +48,13 @@ type ClientRepresentation = { id: string; clientId: string };
 type ClientAttributes = Record<string, string | undefined>;
 
 const SERVICE = "keycloak";
+/** Clients per page when listing them. */
+const LIST_PAGE_SIZE = 200;
 const TOKEN_REFRESH_MARGIN_MS = 30_000;
 
 const DESCRIPTIONS: Record<KeycloakOperation, string> = {
   create_client: "create the OAuth2 client",
+  list_clients: "list the device clients",
   delete_client: "delete the OAuth2 client",
   get_secret: "read the client secret",
   regenerate_secret: "regenerate the client secret",
@@ -315,6 +319,20 @@ export function createKeycloakProvider(options: KeycloakProviderOptions): Identi
     deviceTokenUrl: async () => ((await keepsPreviousSecret()) ? options.passThroughTokenUrl : options.tokenUrl),
 
     createClient: (clientId) => run("create_client", () => createDeviceClient("create_client", clientId)),
+
+    // Keycloak's clientId search is a substring match: the device prefix narrows it, DEVICE_CLIENT_ID decides.
+    listClientIds: () =>
+      run("list_clients", async () => {
+        const op = "list_clients";
+        const ids: string[] = [];
+        for (let first = 0; ; first += LIST_PAGE_SIZE) {
+          const query = new URLSearchParams({ clientId: "iotdevice-", search: "true", first: String(first), max: String(LIST_PAGE_SIZE) });
+          const page = parse<ClientRepresentation[]>(op, check(op, await admin(op, "GET", `/clients?${query}`)));
+          if (!Array.isArray(page)) throw upstreamError(SERVICE, `Keycloak's answer is not a list of clients (${op}).`);
+          ids.push(...page.map((client) => client.clientId).filter((id) => DEVICE_CLIENT_ID.test(id)));
+          if (page.length < LIST_PAGE_SIZE) return ids.sort();
+        }
+      }),
 
     deleteClient: (clientId) =>
       run("delete_client", async () => {

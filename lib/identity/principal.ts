@@ -7,6 +7,8 @@ export type Access = "admin" | "device" | "public";
 
 /** An admin as a token names it (what an admin TokenVerifier returns). */
 export type AdminIdentity = { kind: "admin"; subject: string; email: string | null; name: string | null; roles: string[] };
+/** Whoever holds ADMIN_API_TOKEN (as a bearer token, or signed in with it on the sign-in page). */
+export const API_TOKEN_ADMIN: AdminIdentity = { kind: "admin", subject: "admin-api-token", email: null, name: "Admin API token", roles: ["admin"] };
 /**
  * How an admin's request was authenticated: a bearer token in its Authorization header, the browser session cookie,
  * or nothing (AUTH_DISABLED). A browser sends the cookie on its own; a bearer token is sent on purpose.
@@ -36,4 +38,11 @@ export type TokenVerifier<P> = (token: string, request?: Request) => Promise<P>;
 export function devicePrincipal(principal: Principal): DevicePrincipal {
   if (principal.kind !== "device") throw unauthorized("A device bearer token is required.");
   return principal;
+}
+
+/** Who did something, as rollouts and the audit trail name them: an admin's subject, or device:<client id>. */
+export function actorOf(principal: Principal): string {
+  if (principal.kind === "admin") return principal.subject;
+  if (principal.kind === "device") return `device:${principal.device.clientId}`;
+  return "anonymous";
 }

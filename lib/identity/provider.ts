@@ -8,6 +8,9 @@
  */
 import { AppError, notFound } from "../errors.ts";
 
+/** `iotdevice-<model code>-<device key>` (CONTRACT §2): the client ids of devices and of nothing else. */
+export const DEVICE_CLIENT_ID = /^iotdevice-[a-z0-9_]+-[a-z0-9]{8}$/;
+
 export const clientNotFound = (clientId: string) => notFound(`There is no OAuth2 client ${clientId}.`, "CLIENT_NOT_FOUND");
 
 /** Whether `error` says the client does not exist (the same for every provider). */
@@ -44,6 +47,8 @@ export interface IdentityProvider {
   deviceTokenUrl(): Promise<string>;
   /** Creates a confidential, client-credentials-only client and returns its initial secret. Fails if it exists. */
   createClient(clientId: string): Promise<{ externalId: string; secret: string }>;
+  /** The client ids of every device client the provider holds (DEVICE_CLIENT_ID), with or without a device row. */
+  listClientIds(): Promise<string[]>;
   /** Deletes the client; deleting a client that does not exist is not an error. */
   deleteClient(clientId: string): Promise<void>;
   /** The client's current secret. Throws clientNotFound when the client does not exist. */

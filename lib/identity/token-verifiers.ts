@@ -6,10 +6,8 @@ import type { AdminIdentity, DevicePrincipal, TokenVerifier } from "./principal.
 import type { Metrics } from "../metrics.ts";
 import type { BuiltinIssuer } from "./builtin-issuer.ts";
 import { keycloakRealmUrls } from "./keycloak-urls.ts";
+import { DEVICE_CLIENT_ID } from "./provider.ts";
 import { createJwtCheck, remoteKeySet, type JwtCheck } from "./tokens.ts";
-
-/** `iotdevice-<model code>-<device key>` (CONTRACT §2): the client ids of devices and of nothing else. */
-export const DEVICE_CLIENT_ID = /^iotdevice-[a-z0-9_]+-[a-z0-9]{8}$/;
 
 /** A device token names its device through `azp`: the client id of an existing device (which fixes its model). */
 function createDeviceTokenVerifier(check: JwtCheck, db: Database): TokenVerifier<DevicePrincipal> {

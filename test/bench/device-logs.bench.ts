@@ -64,7 +64,7 @@ export async function run(options: { pacedSeconds?: number; maxSeconds?: number;
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   const sse: ReturnType<typeof request>[] = [];
   try {
-    const model = await services.models.create({ code: "logger", name: "Logger" });
+    const model = await services.models.create({ code: "logger", name: "Logger" }, "test-admin");
     await db.execute(sql`insert into devices (key, client_id, device_model_id, config, device_entity_id)
       select k, 'iotdevice-logger-' || k, ${model.id}, '{}', 'sensor.' || k
       from (select lpad(to_hex(i), 8, '0') as k from generate_series(1, ${DEVICES}) as i) keys`);

@@ -18,7 +18,7 @@ import { createServices } from "../../lib/context.ts";
 import { createApp } from "../../lib/http/app.ts";
 import type { IdentityProvider } from "../../lib/identity/provider.ts";
 import type { Notifier } from "../../lib/mqtt.ts";
-import { startRotationTimer } from "../../lib/rotation/timer.ts";
+import { startInternalScheduler } from "../../lib/periodic-job.ts";
 
 const crashAt = process.env.CRASH_AT ?? "";
 // How often the step passes before the crash (e.g. devices' boot requests that come before the rotation).
@@ -64,7 +64,7 @@ engine.expireTimedOut = async () => {
   if (result.expired > 0) crash("expire:after");
   return result;
 };
-if (config.ROTATION_SCHEDULER === "internal") startRotationTimer(services, config.ROTATION_INTERVAL_SECONDS);
+if (config.ROTATION_SCHEDULER === "internal") startInternalScheduler(services);
 const app = createApp(routesFor(services), services);
 const server = createServer(
   createServerAdapter(async (request: Request) => {

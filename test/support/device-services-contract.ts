@@ -36,7 +36,7 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
     let env: Awaited<ReturnType<DeviceServicesSetup>>;
     // Codes unique per run: the real services share one database across the cases.
     const code = () => `c_${randomBytes(5).toString("hex")}`;
-    const newModel = (configSchema: string | null = null) => env.models.create({ code: code(), name: "A model", config_schema: configSchema });
+    const newModel = (configSchema: string | null = null) => env.models.create({ code: code(), name: "A model", config_schema: configSchema }, "test-admin");
 
     before(async () => {
       env = await setup();
@@ -44,10 +44,10 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
     after(() => env?.close());
 
     it("creates a model that reads back the same, listed by code with its device count", async () => {
-      const model = await env.models.create({ code: code(), name: "Thermostat", config_schema: SCHEMA });
+      const model = await env.models.create({ code: code(), name: "Thermostat", config_schema: SCHEMA }, "test-admin");
       assert.deepEqual([model.name, model.config_schema, model.device_count, model.has_config_schema, model.firmware_version], ["Thermostat", SCHEMA, 0, true, null]);
       assert.deepEqual(await env.models.get(model.id), model);
-      await env.devices.create({ device_model_id: model.id, config: '{"deviceName":"x"}' });
+      await env.devices.create({ device_model_id: model.id, config: '{"deviceName":"x"}' }, "test-admin");
       const listed = (await env.models.list()).find((m) => m.id === model.id);
       assert.equal(listed?.device_count, 1);
       const codes = (await env.models.list()).map((m) => m.code);
@@ -56,36 +56,36 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
 
     it("refuses a duplicate code (409 DUPLICATE_MODEL_CODE) and a schema that is not one (400 VALIDATION_FAILED)", async () => {
       const model = await newModel();
-      await rejects(env.models.create({ code: model.code, name: "Again" }), 409, "DUPLICATE_MODEL_CODE");
-      await rejects(env.models.create({ code: code(), name: "x", config_schema: "{nope" }), 400, "VALIDATION_FAILED", "config_schema");
+      await rejects(env.models.create({ code: model.code, name: "Again" }, "test-admin"), 409, "DUPLICATE_MODEL_CODE");
+      await rejects(env.models.create({ code: code(), name: "x", config_schema: "{nope" }, "test-admin"), 400, "VALIDATION_FAILED", "config_schema");
     });
 
     it("updates only the given fields of a model", async () => {
       const model = await newModel(SCHEMA);
-      const updated = await env.models.update(model.id, { name: "Renamed", config_schema: null });
+      const updated = await env.models.update(model.id, { name: "Renamed", config_schema: null }, "test-admin");
       assert.deepEqual([updated.name, updated.code, updated.config_schema], ["Renamed", model.code, SCHEMA]);
     });
 
     it("an unknown model is 404 DEVICE_MODEL_NOT_FOUND everywhere", async () => {
       await rejects(env.models.get(999_999), 404, "DEVICE_MODEL_NOT_FOUND");
       await rejects(env.models.findRow(999_999), 404, "DEVICE_MODEL_NOT_FOUND");
-      await rejects(env.models.update(999_999, { name: "x" }), 404, "DEVICE_MODEL_NOT_FOUND");
-      await rejects(env.models.remove(999_999), 404, "DEVICE_MODEL_NOT_FOUND");
+      await rejects(env.models.update(999_999, { name: "x" }, "test-admin"), 404, "DEVICE_MODEL_NOT_FOUND");
+      await rejects(env.models.remove(999_999, "test-admin"), 404, "DEVICE_MODEL_NOT_FOUND");
     });
 
     it("removes a model only while no device uses it (409 MODEL_HAS_DEVICES)", async () => {
       const model = await newModel();
-      const device = await env.devices.create({ device_model_id: model.id, config: "{}" });
-      await rejects(env.models.remove(model.id), 409, "MODEL_HAS_DEVICES");
-      await env.devices.remove(device.id);
-      await env.models.remove(model.id);
+      const device = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
+      await rejects(env.models.remove(model.id, "test-admin"), 409, "MODEL_HAS_DEVICES");
+      await env.devices.remove(device.id, "test-admin");
+      await env.models.remove(model.id, "test-admin");
       await rejects(env.models.get(model.id), 404, "DEVICE_MODEL_NOT_FOUND");
     });
 
     it("creates a device with its OAuth2 client; the config's fields are copied; it reads back the same", async () => {
       const model = await newModel(SCHEMA);
       const config = JSON.stringify({ deviceName: "Hall", deviceEntityId: "sensor.hall", enableOTA: true });
-      const device = await env.devices.create({ device_model_id: model.id, config });
+      const device = await env.devices.create({ device_model_id: model.id, config }, "test-admin");
       assert.match(device.key, /^[a-z0-9]{8}$/);
       assert.equal(device.client_id, `iotdevice-${model.code}-${device.key}`);
       assert.deepEqual([device.device_name, device.device_entity_id, device.enable_ota, device.config, device.rotation_state], ["Hall", "sensor.hall", true, config, "OK"]);
@@ -98,15 +98,15 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
 
     it("refuses an unknown model, a config that is not JSON or not the schema's (400 VALIDATION_FAILED)", async () => {
       const model = await newModel(SCHEMA);
-      await rejects(env.devices.create({ device_model_id: 999_999, config: "{}" }), 400, "VALIDATION_FAILED", "device_model_id");
-      await rejects(env.devices.create({ device_model_id: model.id, config: "{nope" }), 400, "VALIDATION_FAILED", "config");
-      await rejects(env.devices.create({ device_model_id: model.id, config: '{"deviceName":5}' }), 400, "VALIDATION_FAILED", "config");
+      await rejects(env.devices.create({ device_model_id: 999_999, config: "{}" }, "test-admin"), 400, "VALIDATION_FAILED", "device_model_id");
+      await rejects(env.devices.create({ device_model_id: model.id, config: "{nope" }, "test-admin"), 400, "VALIDATION_FAILED", "config");
+      await rejects(env.devices.create({ device_model_id: model.id, config: '{"deviceName":5}' }, "test-admin"), 400, "VALIDATION_FAILED", "config");
     });
 
     it("lists devices by key, filtered by model and rotation state", async () => {
       const model = await newModel();
-      const a = await env.devices.create({ device_model_id: model.id, config: "{}" });
-      const b = await env.devices.create({ device_model_id: model.id, config: "{}" });
+      const a = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
+      const b = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
       const listed = await env.devices.list({ model_id: model.id });
       assert.deepEqual(listed.map((d) => d.id).sort(), [a.id, b.id].sort());
       assert.deepEqual(listed.map((d) => d.key), [a.key, b.key].sort());
@@ -115,27 +115,27 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
 
     it("updates a device's config and sends it a config notice; refuses a bad config", async () => {
       const model = await newModel(SCHEMA);
-      const device = await env.devices.create({ device_model_id: model.id, config: '{"deviceName":"Hall"}' });
-      const updated = await env.devices.update(device.id, { config: '{"deviceName":"Attic"}' });
+      const device = await env.devices.create({ device_model_id: model.id, config: '{"deviceName":"Hall"}' }, "test-admin");
+      const updated = await env.devices.update(device.id, { config: '{"deviceName":"Attic"}' }, "test-admin");
       assert.equal(updated.device_name, "Attic");
       assert.deepEqual(
         env.notices().filter((notice) => notice.clientId === device.client_id),
         [{ kind: "config", clientId: device.client_id, payload: { client_id: device.client_id, device_key: device.key } }],
       );
-      await rejects(env.devices.update(device.id, { config: "{}" }), 400, "VALIDATION_FAILED", "config");
+      await rejects(env.devices.update(device.id, { config: "{}" }, "test-admin"), 400, "VALIDATION_FAILED", "config");
       assert.equal((await env.devices.get(device.id)).device_name, "Attic");
     });
 
     it("removes a device with its client; an unknown device is 404 DEVICE_NOT_FOUND everywhere", async () => {
       const model = await newModel();
-      const device = await env.devices.create({ device_model_id: model.id, config: "{}" });
-      await env.devices.remove(device.id);
+      const device = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
+      await env.devices.remove(device.id, "test-admin");
       assert.equal((await env.identity.status(device.client_id)).exists, false);
       for (const operation of [
         () => env.devices.get(device.id),
         () => env.devices.findWithModel(device.id),
-        () => env.devices.update(device.id, { config: "{}" }),
-        () => env.devices.remove(device.id),
+        () => env.devices.update(device.id, { config: "{}" }, "test-admin"),
+        () => env.devices.remove(device.id, "test-admin"),
       ]) {
         await rejects(operation(), 404, "DEVICE_NOT_FOUND");
       }

@@ -1,7 +1,9 @@
 /**
- * Behaviour the firmware store must have for firmware versions (docs/firmware.md "Firmware versions"): the real
- * store on PostgreSQL and a data directory, and the in-memory fake, run the same suite, so a unit test over the
- * fake sees the versions, statuses and codes the real store gives.
+ * Behaviour the firmware store must have for firmware versions (docs/firmware.md "Firmware versions"), with the
+ * rollout service deciding what an upload becomes (immediate: the stable version at once; staged with no device to
+ * stage: the same, through a completed rollout; the staged pre-flight): the real ones on PostgreSQL and a data
+ * directory, and the in-memory fakes, run the same suite, so a unit test over the fakes sees the versions, statuses
+ * and codes the real ones give.
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
@@ -11,6 +13,7 @@ import type { DeviceModelService } from "../../lib/device-models.ts";
 import type { DeviceService } from "../../lib/devices.ts";
 import { AppError } from "../../lib/errors.ts";
 import type { FirmwareStore } from "../../lib/firmware/store.ts";
+import type { RolloutService } from "../../lib/rollouts/service.ts";
 import type { FileSource } from "../../lib/stored-file.ts";
 import { buildImage } from "./firmware-image.ts";
 import type { Notice } from "./fakes/notifier.ts";
@@ -19,6 +22,7 @@ export type FirmwareStoreSetup = () => Promise<{
   models: DeviceModelService;
   devices: DeviceService;
   firmware: FirmwareStore;
+  rollouts: RolloutService;
   /** Notices published so far. */
   notices(): Notice[];
   close(): Promise<void>;
@@ -56,8 +60,13 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
   describe(`Firmware store contract: ${name}`, () => {
     let env: Awaited<ReturnType<FirmwareStoreSetup>>;
     // Codes unique per run: the real store shares one database and data directory across the cases.
-    const newModel = async () => env.models.findRow((await env.models.create({ code: `f_${randomBytes(5).toString("hex")}`, name: "A model", config_schema: null })).id);
-    const save = (model: ModelRow, bytes: Uint8Array, by: { notes: string | null; uploadedBy: string | null } = BY) => env.firmware.save(model, chunksOf(bytes), by);
+    const newModel = async () => env.models.findRow((await env.models.create({ code: `f_${randomBytes(5).toString("hex")}`, name: "A model", config_schema: null }, "test-admin")).id);
+    /** An upload with ?rollout=immediate: recorded, then the stable version. */
+    const save = async (model: ModelRow, bytes: Uint8Array, by: { notes: string | null; uploadedBy: string } = BY) => {
+      const version = await env.firmware.save(model, chunksOf(bytes), by);
+      await env.rollouts.afterUpload(await reread(model), version, "immediate", {}, "admin-api-token");
+      return version;
+    };
     const reread = (model: ModelRow) => env.models.findRow(model.id);
     const image = (version: string) => buildImage({ version, size: 5000, secureVersion: 7, elfSha256: "ef".repeat(32) });
 
@@ -68,7 +77,7 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
 
     it("an upload is a version of the model that becomes stable; the model row copies it and its devices are told", async () => {
       const model = await newModel();
-      const device = await env.devices.create({ device_model_id: model.id, config: "{}" });
+      const device = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
       const bytes = image("1.0.0");
       const before = env.notices().length;
       const version = await save(model, bytes, { notes: "first", uploadedBy: "someone" });
@@ -153,7 +162,7 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
       const foreign = await save(other, image("1.0.0"));
       for (const id of [foreign.id, 999_999]) {
         await rejects(env.firmware.version(model, id), 404, "FIRMWARE_VERSION_NOT_FOUND");
-        await rejects(env.firmware.deleteVersion(model, id), 404, "FIRMWARE_VERSION_NOT_FOUND");
+        await rejects(env.firmware.deleteVersion(model, id, "test-admin"), 404, "FIRMWARE_VERSION_NOT_FOUND");
       }
       assert.equal((await env.firmware.listVersions(other)).length, 1);
     });
@@ -164,10 +173,10 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
       const second = image("2.0.0");
       const one = await save(model, first);
       const two = await save(model, second);
-      await rejects(env.firmware.deleteVersion(await reread(model), two.id), 409, "FIRMWARE_VERSION_IN_USE");
-      await env.firmware.deleteVersion(await reread(model), one.id);
+      await rejects(env.firmware.deleteVersion(await reread(model), two.id, "test-admin"), 409, "FIRMWARE_VERSION_IN_USE");
+      await env.firmware.deleteVersion(await reread(model), one.id, "test-admin");
       await rejects(env.firmware.version(model, one.id), 404, "FIRMWARE_VERSION_NOT_FOUND");
-      await rejects(env.firmware.deleteVersion(model, one.id), 404, "FIRMWARE_VERSION_NOT_FOUND");
+      await rejects(env.firmware.deleteVersion(model, one.id, "test-admin"), 404, "FIRMWARE_VERSION_NOT_FOUND");
       const row = await reread(model);
       assert.deepEqual((await env.firmware.listVersions(row)).map((v) => v.id), [two.id]);
       assert.deepEqual(await bytesOf(env.firmware.source(row)), second);
@@ -176,10 +185,34 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
       assert.notEqual(three.id, one.id);
     });
 
+    it("staged with no device to stage: a completed rollout, and the version stable at once", async () => {
+      const model = await newModel();
+      const one = await save(model, image("1.0.0"));
+      const two = await env.firmware.save(await reread(model), chunksOf(image("2.0.0")), BY);
+      const rollout = await env.rollouts.afterUpload(await reread(model), two, "staged", {}, "someone");
+      assert.deepEqual([rollout?.state, rollout?.versionId, rollout?.previousVersionId, rollout?.createdBy], ["completed", two.id, one.id, "someone"]);
+      assert.equal((await reread(model)).stableVersionId, two.id);
+    });
+
+    it("the staged pre-flight refuses another chip or project, or an older image, unless confirmed", async () => {
+      const model = await newModel();
+      await save(model, image("1.0.0"));
+      const row = await reread(model);
+      const candidate = { version: "2.0.0", chip: row.firmwareChip!, projectName: row.firmwareProjectName!, secureVersion: 7 };
+      await env.rollouts.check(row, candidate, {});
+      await rejects(env.rollouts.check(row, { ...candidate, chip: "ESP32-C3" }, {}), 409, "IMAGE_CHANGE_NOT_CONFIRMED");
+      await rejects(env.rollouts.check(row, { ...candidate, projectName: "other" }, {}), 409, "IMAGE_CHANGE_NOT_CONFIRMED");
+      await env.rollouts.check(row, { ...candidate, chip: "ESP32-C3" }, { confirm_image_change: true });
+      await save(model, image("2.0.0"));
+      // 1.0.0 again is the older version: a downgrade.
+      await rejects(env.rollouts.check(await reread(model), { ...candidate, version: "1.0.0" }, {}), 409, "DOWNGRADE_NOT_CONFIRMED");
+      await env.rollouts.check(await reread(model), { ...candidate, version: "1.0.0" }, { confirm_downgrade: true });
+    });
+
     it("deleting a model deletes its versions; an upload for a model that is gone is 404 DEVICE_MODEL_NOT_FOUND", async () => {
       const model = await newModel();
       const version = await save(model, image("1.0.0"));
-      await env.models.remove(model.id);
+      await env.models.remove(model.id, "test-admin");
       await rejects(env.firmware.version(model, version.id), 404, "FIRMWARE_VERSION_NOT_FOUND");
       assert.deepEqual(await env.firmware.listVersions(model), []);
       await rejects(save(model, image("2.0.0")), 404, "DEVICE_MODEL_NOT_FOUND");

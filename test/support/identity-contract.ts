@@ -155,6 +155,16 @@ export function describeIdentityProviderContract(name: string, setup: IdentityCo
       await env.provider.deleteClient(clientId);
     });
 
+    it("lists the device clients it holds, and a deleted one no more", async () => {
+      const kept = await create();
+      const gone = await create();
+      await env.provider.deleteClient(gone.clientId);
+      const listed = await env.provider.listClientIds();
+      assert.ok(listed.includes(kept.clientId), "a client it holds is listed");
+      assert.ok(!listed.includes(gone.clientId), "a deleted client is not");
+      assert.ok(listed.every((id) => id.startsWith("iotdevice-")), "only device clients are listed");
+    });
+
     it("reports a client that never existed as not existing, and deleting it is fine", async () => {
       const clientId = testClientId();
       assert.equal((await env.provider.status(clientId)).exists, false);

@@ -2,6 +2,7 @@
  * The fakes of test/support/fakes against the contracts the real adapters pass (the real side, which needs
  * PostgreSQL, Mosquitto or Keycloak, runs outside test/unit): a fake that drifts from its adapter fails here.
  */
+import { describeAuditLogContract } from "../support/audit-contract.ts";
 import { describeDeviceServicesContract } from "../support/device-services-contract.ts";
 import { describeCoreDumpContract } from "../support/coredump-contract.ts";
 import { fakeCoreDumpService } from "../support/fakes/coredumps.ts";
@@ -50,8 +51,13 @@ describeRotationContract("fake", async () => {
 
 describeFirmwareStoreContract("fake", async () => {
   const { services, notifier } = fakeServices();
-  const { models, devices, firmware } = services;
-  return { models, devices, firmware, notices: () => notifier.delivered, close: async () => {} };
+  const { models, devices, firmware, rollouts } = services;
+  return { models, devices, firmware, rollouts, notices: () => notifier.delivered, close: async () => {} };
+});
+
+describeAuditLogContract("fake", async () => {
+  const { services } = fakeServices();
+  return { audit: services.audit, executor: services.database.db, close: async () => {} };
 });
 
 describeLogStoreContract("fake", async () => ({ store: fakeLogStore(), close: async () => {} }));
@@ -62,8 +68,8 @@ describeCoreDumpContract("fake", async () => {
   return {
     service,
     async addDevice() {
-      const model = await services.models.create({ code: `m${world.nextId()}`, name: "M", config_schema: null });
-      const device = await services.devices.create({ device_model_id: model.id, config: "{}" });
+      const model = await services.models.create({ code: `m${world.nextId()}`, name: "M", config_schema: null }, "test-admin");
+      const device = await services.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
       return { deviceId: device.id, modelId: model.id };
     },
     close: async () => {},

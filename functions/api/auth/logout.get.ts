@@ -10,10 +10,10 @@ export default defineRoute({
   tags: ["Authentication"],
   request: { query: redirectQuery },
   responses: { 302: { description: "To the identity provider's logout (which returns to `redirect`), or straight to `redirect`" } },
-  uses: ["browserSession"],
+  uses: ["browserSession", "localSignIn"],
   async handler(request, { services, query }) {
     const back = safeRedirectPath(query.redirect);
-    if (!services.browserSession) return redirect(back);
+    if (!services.browserSession) return redirect(back, services.localSignIn?.signOut() ?? []);
     const { location, cookies } = await services.browserSession.logout(request, back);
     return redirect(location, cookies);
   },

@@ -28,6 +28,7 @@ export function fakeAuth(options: {
   deviceState: Pick<DeviceStateService, "seen">;
   authDisabled: boolean;
   adminTokenFromRequest?: (request: Request, responseCookies: ResponseCookies) => Promise<string | null>;
+  sessionFromRequest?: (request: Request) => AdminIdentity | null;
 }): Authenticator {
   const { world, identity } = options;
 
@@ -44,6 +45,7 @@ export function fakeAuth(options: {
     config: { AUTH_DISABLED: options.authDisabled },
     adminApiToken: ADMIN_TOKEN,
     adminTokenFromRequest: options.adminTokenFromRequest,
+    sessionFromRequest: options.sessionFromRequest,
     async verifyAdminToken(token) {
       if (token === NON_ADMIN_TOKEN) return NON_ADMIN;
       throw invalidToken();

@@ -4,23 +4,26 @@
  * rules — when a sighting is due, what reports change, running and target firmware, fleet counts — are the real ones.
  */
 import type { DeviceRow } from "../../../db/schema.ts";
-import { countFleet, type FleetRow } from "../../../lib/device-state/fleet.ts";
+import { countFleet, type FleetGroup } from "../../../lib/device-state/fleet.ts";
+import { runningFirmware } from "../../../lib/device-state/running.ts";
 import { readHeaderReport, reportedColumns } from "../../../lib/device-state/reports.ts";
 import { isDue } from "../../../lib/device-state/seen.ts";
 import type { DeviceStateService } from "../../../lib/device-state/service.ts";
 import { modelNotFound } from "../../../lib/errors.ts";
-import { describeTarget, NO_TARGET, targetOf } from "../../../lib/firmware/targets.ts";
+import { describeTarget, NO_TARGET, targetRolloutId, targetVersionId } from "../../../lib/firmware/targets.ts";
 import type { Metrics } from "../../../lib/metrics.ts";
-import { downloadedVersionOf, type FakeWorld } from "./world.ts";
+import { type FakeWorld, versionNamesOf } from "./world.ts";
 
 const HOUR_MS = 3_600_000;
 
 export function fakeDeviceStateService(world: FakeWorld, metrics: Metrics): DeviceStateService {
   const rowOf = (id: number) => world.devices.get(id);
 
-  function fleetRow(device: DeviceRow): FleetRow {
-    const model = world.models.get(device.deviceModelId)!;
-    return { ...device, downloadedVersion: downloadedVersionOf(world, device), target: targetOf(device, model)?.version ?? null };
+  /** Each device a group of its own (the real service has the database group them). */
+  function fleetGroup(device: DeviceRow, staleBefore: Date): FleetGroup {
+    const { downloadedVersion, targetVersion } = versionNamesOf(world, device);
+    const running = runningFirmware({ ...device, downloadedVersion }).version;
+    return { running, target: targetVersion, devices: 1, stale: device.lastSeenAt === null || device.lastSeenAt < staleBefore ? 1 : 0 };
   }
 
   return {
@@ -47,20 +50,20 @@ export function fakeDeviceStateService(world: FakeWorld, metrics: Metrics): Devi
       if (row) Object.assign(row, { downloadedVersionId: version?.id ?? null, downloadedAt: new Date() });
     },
     async target({ device, model }) {
-      const target = targetOf(device, model);
-      const version = target && world.versions.get(target.versionId);
-      return target && version ? describeTarget(target.versionId, version) : NO_TARGET;
+      const versionId = targetVersionId({ device, model });
+      const version = versionId === null ? undefined : world.versions.get(versionId);
+      return version ? describeTarget(version.id, version, targetRolloutId(device)) : NO_TARGET;
     },
     async fleet(modelId, staleHours) {
       if (!world.models.has(modelId)) throw modelNotFound(modelId);
-      const rows = [...world.devices.values()].filter((device) => device.deviceModelId === modelId).map(fleetRow);
-      return countFleet(rows, new Date(Date.now() - staleHours * HOUR_MS));
+      const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
+      return countFleet([...world.devices.values()].filter((device) => device.deviceModelId === modelId).map((device) => fleetGroup(device, staleBefore)));
     },
     async fleets(staleHours) {
       const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
       const codes = [...world.models.values()].map((model) => [model.id, model.code] as const);
       return new Map(
-        codes.map(([id, code]) => [code, countFleet([...world.devices.values()].filter((device) => device.deviceModelId === id).map(fleetRow), staleBefore)]),
+        codes.map(([id, code]) => [code, countFleet([...world.devices.values()].filter((device) => device.deviceModelId === id).map((device) => fleetGroup(device, staleBefore)))]),
       );
     },
     flush: async () => {},

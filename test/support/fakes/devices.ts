@@ -6,7 +6,7 @@ import { deviceNotFound, validationFailed } from "../../../lib/errors.ts";
 import type { IdentityProvider } from "../../../lib/identity/provider.ts";
 import { compileSchema, validateAgainstSchema } from "../../../lib/json-schema.ts";
 import type { Notifier } from "../../../lib/mqtt.ts";
-import { downloadedVersionOf, type FakeWorld, newDeviceRow } from "./world.ts";
+import { versionNamesOf, type FakeWorld, newDeviceRow } from "./world.ts";
 
 /** The real service checks configs on a worker thread; the rules that matter to a handler are the same here. */
 function readConfig(text: string, model: ModelRow) {
@@ -38,11 +38,11 @@ export function fakeDeviceService(world: FakeWorld, deps: { identity: IdentityPr
       return [...world.devices.values()]
         .filter((row) => (!query.model_id || row.deviceModelId === query.model_id) && (!query.rotation_state || row.rotationState === query.rotation_state))
         .sort((a, b) => (a.key < b.key ? -1 : 1))
-        .map((row) => toDeviceSummary({ ...row, downloadedVersion: downloadedVersionOf(world, row) }, world.models.get(row.deviceModelId)!));
+        .map((row) => toDeviceSummary({ ...row, ...versionNamesOf(world, row) }));
     },
     async get(id) {
       const { device, model } = await findWithModel(id);
-      return toDevice(device, model, downloadedVersionOf(world, device));
+      return toDevice(device, model, versionNamesOf(world, device));
     },
     async create(input) {
       const model = world.models.get(input.device_model_id);
@@ -55,13 +55,13 @@ export function fakeDeviceService(world: FakeWorld, deps: { identity: IdentityPr
       await deps.identity.createClient(clientId);
       const row = newDeviceRow(world.nextId(), { ...fields, key, clientId, deviceModelId: model.id });
       world.devices.set(row.id, row);
-      return toDevice(row, model, null);
+      return toDevice(row, model, versionNamesOf(world, row));
     },
     async update(id, input) {
       const { device, model } = await findWithModel(id);
       Object.assign(device, readConfig(input.config, model), { updatedAt: new Date() });
       await deps.notifier.publish("config", device.clientId, { device_key: device.key });
-      return toDevice(device, model, downloadedVersionOf(world, device));
+      return toDevice(device, model, versionNamesOf(world, device));
     },
     async remove(id) {
       const { device } = await findWithModel(id);

@@ -1,6 +1,6 @@
 /**
- * FirmwareStore in memory: an upload is checked by the real image inspector, kept as a firmware version (bytes in a
- * map, the row in the shared world) that becomes the model's stable one, and noticed to devices. What it records
+ * FirmwareStore in memory: an upload is checked by the real image inspector and kept as a firmware version (bytes in a
+ * map, the row in the shared world); what becomes of it is the rollouts fake's to decide. What it records
  * and refuses (idempotent re-upload, 409 FIRMWARE_VERSION_EXISTS, 404 FIRMWARE_VERSION_NOT_FOUND, 409
  * FIRMWARE_VERSION_IN_USE) uses lib/firmware/versions.ts's own row mapper and errors, and is held to the real store
  * by the firmware store contract (test/support/firmware-store-contract.ts).
@@ -8,16 +8,16 @@
 import { randomBytes } from "node:crypto";
 import { FirmwareRejected, createImageInspector, type FirmwareInfo } from "../../../lib/firmware/image.ts";
 import type { FirmwareStore } from "../../../lib/firmware/store.ts";
-import { differentBytes, newVersionValues, stableCopy, type VersionRow, versionInUse, versionNotFound, whyInUse } from "../../../lib/firmware/versions.ts";
+import { targetVersionId } from "../../../lib/firmware/targets.ts";
+import { differentBytes, newVersionValues, type VersionRow, versionInUse, versionNotFound, whyInUse } from "../../../lib/firmware/versions.ts";
 import { AppError, badRequest, modelNotFound, notFound } from "../../../lib/errors.ts";
 import type { ModelRow } from "../../../db/schema.ts";
-import type { Notifier } from "../../../lib/mqtt.ts";
 import type { FileSource } from "../../../lib/stored-file.ts";
 import type { FakeWorld } from "./world.ts";
 
 type Image = { file: string; etag: string; lastModified: Date };
 
-export function fakeFirmwareStore(world: FakeWorld, notifier: Notifier): FirmwareStore {
+export function fakeFirmwareStore(world: FakeWorld): FirmwareStore {
   const files = new Map<string, Buffer>();
 
   function stableImage(row: ModelRow): Image {
@@ -65,7 +65,7 @@ export function fakeFirmwareStore(world: FakeWorld, notifier: Notifier): Firmwar
   }
 
   /** lib/firmware/versions.ts recordUpload, as one step (no await inside, so nothing interleaves). */
-  function recordUpload(modelId: number, file: string, info: FirmwareInfo, by: { notes: string | null; uploadedBy: string | null }) {
+  function recordUpload(modelId: number, file: string, info: FirmwareInfo, by: { notes: string | null; uploadedBy: string }) {
     const row = world.models.get(modelId);
     if (!row) throw modelNotFound(modelId);
     const existing = [...world.versions.values()].find((version) => version.deviceModelId === modelId && version.version === info.version);
@@ -75,14 +75,14 @@ export function fakeFirmwareStore(world: FakeWorld, notifier: Notifier): Firmwar
       ? Object.assign(existing, { file })
       : { id: world.nextId(), uploadedAt: new Date(), ...newVersionValues(modelId, file, info, by) };
     world.versions.set(version.id, version);
-    Object.assign(row, stableCopy(version));
     return { version: { ...version }, unusedFile };
   }
 
   return {
     async init() {},
-    async save(model, chunks, by) {
+    async save(model, chunks, by, check = async () => {}) {
       const { bytes, info } = await receive(chunks);
+      await check(info);
       const file = `${model.code}/${info.sha256}-${randomBytes(4).toString("hex")}.bin`;
       files.set(file, bytes);
       let recorded: ReturnType<typeof recordUpload>;
@@ -93,9 +93,6 @@ export function fakeFirmwareStore(world: FakeWorld, notifier: Notifier): Firmwar
         throw error;
       }
       if (recorded.unusedFile) files.delete(recorded.unusedFile);
-      for (const device of world.devices.values()) {
-        if (device.deviceModelId === model.id) await notifier.publish("firmware", device.clientId, { firmware_version: info.version });
-      }
       return recorded.version;
     },
     source(model) {
@@ -104,6 +101,11 @@ export function fakeFirmwareStore(world: FakeWorld, notifier: Notifier): Firmwar
         if (!row) throw modelNotFound(model.id);
         return stableImage(row);
       });
+    },
+    async targetSource(target) {
+      const versionId = targetVersionId(target);
+      if (versionId === null || versionId === target.model.stableVersionId) return this.source(target.model);
+      return this.versionSource(target.model, findVersion(target.model, versionId));
     },
     async listVersions(model) {
       return [...world.versions.values()]
@@ -122,11 +124,20 @@ export function fakeFirmwareStore(world: FakeWorld, notifier: Notifier): Firmwar
       const current = world.models.get(model.id);
       if (!current) throw modelNotFound(model.id);
       const version = findVersion(model, id);
-      const reason = whyInUse(version, current);
+      const modelDevices = [...world.devices.values()].filter((device) => device.deviceModelId === model.id);
+      const use = {
+        pinnedBy: modelDevices.filter((device) => device.firmwarePinVersionId === version.id).length,
+        givenTo: modelDevices.filter((device) => device.rolloutVersionId === version.id).length,
+        // The fake runs no staged rollout with devices (test/support/fakes/rollouts.ts): none is ever active.
+        activeRollout: false,
+        reportedRunningBy: modelDevices.filter((device) => device.reportedFirmwareVersion === version.version).length,
+      };
+      const reason = whyInUse(version, current, use);
       if (reason) throw versionInUse(model, version, reason);
       world.versions.delete(version.id);
       files.delete(version.file);
     },
+    released() {},
     cachedBytes: () => 0,
     async removeModelFiles(model) {
       for (const file of [...files.keys()]) if (file.startsWith(`${model.code}/`)) files.delete(file);

@@ -34,6 +34,9 @@ export function fakeIdentityProvider(tokenUrl = "http://iot.test/oauth2/token"):
       clients.set(clientId, { secret, generation: 1, previous: null });
       return { externalId: clientId, secret };
     },
+    async listClientIds() {
+      return [...clients.keys()].sort();
+    },
     async deleteClient(clientId) {
       clients.delete(clientId);
     },

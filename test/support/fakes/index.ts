@@ -8,10 +8,13 @@ import { loadConfig } from "../../../lib/config.ts";
 import type { Services } from "../../../lib/context.ts";
 import { createDatabaseOutageLog } from "../../../lib/database-outage-log.ts";
 import { createClientAuthLimits } from "../../../lib/identity/client-auth-limits.ts";
+import { createLocalSignIn } from "../../../lib/identity/local-sign-in.ts";
 import { createMetrics } from "../../../lib/metrics.ts";
 import { createProvisioningService } from "../../../lib/provisioning/service.ts";
 import { createSecretBox, generateFernetKey } from "../../../lib/secrets.ts";
+import { createTestingMode } from "../../../lib/testing-mode.ts";
 import { ADMIN_TOKEN } from "../tokens.ts";
+import { fakeAuditLog } from "./audit.ts";
 import { fakeAuth } from "./auth.ts";
 import { fakeBrowserSession } from "./browser-session.ts";
 import { fakeDatabase } from "./database.ts";
@@ -28,6 +31,7 @@ import { recordingLogger } from "./logger.ts";
 import { fakeDeviceModelService } from "./models.ts";
 import { fakeNotifier } from "./notifier.ts";
 import { fakeRotationService } from "./rotation.ts";
+import { fakeRolloutService } from "./rollouts.ts";
 import { createWorld } from "./world.ts";
 
 export const BASE_URL = "http://iot.test";
@@ -50,9 +54,10 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
   const logger = recordingLogger();
   const metrics = createMetrics();
   const database = fakeDatabase();
+  const audit = fakeAuditLog();
   const identity = fakeIdentityProvider(`${BASE_URL}/oauth2/token`);
   const notifier = fakeNotifier();
-  const firmware = fakeFirmwareStore(world, notifier);
+  const firmware = fakeFirmwareStore(world);
   const rotation = fakeRotationService(world, {
     identity,
     notifier,
@@ -61,6 +66,19 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     previousSecretGraceDays: config.ROTATION_PREVIOUS_SECRET_GRACE_DAYS,
   });
   const browserSession = options.browserLogin ? fakeBrowserSession() : null;
+  const secretBox = createSecretBox(generateFernetKey());
+  // The real sign-in page (in memory, like the server's): served, as there, whenever no OIDC login is.
+  const localSignIn = browserSession
+    ? null
+    : createLocalSignIn({
+        adminApiToken: ADMIN_TOKEN,
+        secretBox,
+        baseUrl: BASE_URL,
+        trustedOrigins: config.CSRF_TRUSTED_ORIGINS,
+        failureLimit: config.SIGN_IN_FAILURE_LIMIT,
+        failureWindowSeconds: config.SIGN_IN_FAILURE_WINDOW_SECONDS,
+        logger,
+      });
   const builtinIssuer =
     config.identity === "builtin"
       ? fakeBuiltinIssuer({
@@ -74,6 +92,8 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
         })
       : null;
 
+  // The real testing mode (in memory) over the fake identity provider, when TESTING_MODE is set.
+  const testing = config.TESTING_MODE ? createTestingMode({ identity, baseUrl: BASE_URL, logger }) : null;
   const devices = fakeDeviceService(world, { identity, notifier });
   const deviceState = fakeDeviceStateService(world, metrics);
 
@@ -87,7 +107,7 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     logDatabaseOutage,
     metrics,
     database,
-    secretBox: createSecretBox(generateFernetKey()),
+    secretBox,
     identity,
     builtinIssuer,
     // The fakes are the built-in provider; the Keycloak pass-through is tested against a real Keycloak.
@@ -95,21 +115,33 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     notifier,
     embeddedBroker: null,
     browserSession,
-    auth: fakeAuth({ world, identity, engine: rotation.engine, deviceState, authDisabled: config.AUTH_DISABLED, adminTokenFromRequest: browserSession?.tokenFromRequest }),
+    localSignIn,
+    auth: fakeAuth({
+      world,
+      identity,
+      engine: rotation.engine,
+      deviceState,
+      authDisabled: config.AUTH_DISABLED,
+      adminTokenFromRequest: browserSession?.tokenFromRequest,
+      sessionFromRequest: (request) => testing?.sessionFromRequest(request) ?? localSignIn?.sessionFromRequest(request) ?? null,
+    }),
+    testing,
     models: fakeDeviceModelService(world, { onDeleted: firmware.removeModelFiles }),
     devices,
     deviceState,
     firmware,
     rotation,
+    rollouts: fakeRolloutService(world, notifier),
     // The real service: it only builds the package from what the (fake) devices, identity and rotation give it.
     provisioning: createProvisioningService({ config, identity, devices, rotation }),
     deviceLogs: deviceLogs.service,
     coreDumps: fakeCoreDumpService(world, { maxPerDevice: config.COREDUMP_MAX_PER_DEVICE, retentionDays: config.COREDUMP_RETENTION_DAYS }),
     deviceLogMetrics,
     events: createEventHub({ database, replaySeconds: config.EVENTS_REPLAY_SECONDS, logger, logDatabaseOutage }),
+    audit,
     close: async () => {},
   };
-  return { services, world, logger, database, identity, notifier, logStore: deviceLogs.store };
+  return { services, world, logger, database, identity, notifier, logStore: deviceLogs.store, audit };
 }
 
 export type Fakes = ReturnType<typeof fakeServices>;

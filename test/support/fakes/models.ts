@@ -33,6 +33,7 @@ export function fakeDeviceModelService(world: FakeWorld, hooks: { onDeleted?: (m
         throw conflict(`A device model with code "${input.code}" already exists.`, "DUPLICATE_MODEL_CODE");
       }
       const row = newModelRow(world.nextId(), { code: input.code, name: input.name, configSchema: input.config_schema ?? null });
+      if (input.firmware_rollout) row.firmwareRollout = input.firmware_rollout;
       world.models.set(row.id, row);
       return toModel(row, 0);
     },
@@ -41,6 +42,7 @@ export function fakeDeviceModelService(world: FakeWorld, hooks: { onDeleted?: (m
       const row = await findRow(id);
       if (input.name != null) row.name = input.name;
       if (input.config_schema != null) row.configSchema = input.config_schema;
+      if (input.firmware_rollout) row.firmwareRollout = input.firmware_rollout;
       row.updatedAt = new Date();
       return toModel(row, deviceCount(id));
     },

@@ -1,5 +1,6 @@
 /** The rows the in-memory fakes share, shaped as the real services read them from PostgreSQL. */
 import type { DeviceRow, ModelRow } from "../../../db/schema.ts";
+import { targetVersionId } from "../../../lib/firmware/targets.ts";
 import type { VersionRow } from "../../../lib/firmware/versions.ts";
 
 export type FakeWorld = {
@@ -11,8 +12,13 @@ export type FakeWorld = {
 };
 
 /** The version string of a device's last full download (what the real services join from firmware_versions). */
-export const downloadedVersionOf = (world: FakeWorld, device: DeviceRow) =>
-  device.downloadedVersionId === null ? null : (world.versions.get(device.downloadedVersionId)?.version ?? null);
+const versionOf = (world: FakeWorld, id: number | null) => (id === null ? null : (world.versions.get(id)?.version ?? null));
+
+/** The version strings of a device's last full download and of its target (lib/firmware/targets.ts). */
+export const versionNamesOf = (world: FakeWorld, device: DeviceRow) => ({
+  downloadedVersion: versionOf(world, device.downloadedVersionId),
+  targetVersion: versionOf(world, targetVersionId({ device, model: world.models.get(device.deviceModelId)! })),
+});
 
 export function createWorld(): FakeWorld {
   let id = 0;
@@ -33,6 +39,7 @@ export function newModelRow(id: number, fields: Pick<ModelRow, "code" | "name" |
     firmwareIdfVersion: null,
     firmwareChip: null,
     firmwareUploadedAt: null,
+    firmwareRollout: "staged",
     createdAt: now,
     updatedAt: now,
   };
@@ -65,6 +72,9 @@ export function newDeviceRow(id: number, fields: Pick<DeviceRow, "key" | "device
     otaState: null,
     lastStateReport: null,
     reportedAt: null,
+    firmwarePinVersionId: null,
+    rolloutVersionId: null,
+    rolloutId: null,
     createdAt: now,
     updatedAt: now,
   };

@@ -32,6 +32,8 @@ export async function openFuzzTarget(): Promise<FuzzTarget> {
   const app = await createTestApp({
     env: {
       ROTATION_SCHEDULER: "external",
+      // The testing routes are operations of the document too, when they are served.
+      TESTING_MODE: "true",
       OIDC_ISSUER_URL: keycloak.issuer,
       OIDC_CLIENT_ID: keycloak.adminClientId,
       OIDC_CLIENT_SECRET: keycloak.adminClientSecret,

@@ -16,7 +16,7 @@ import { buildImage } from "../../support/firmware-image.ts";
 import { asAdmin, expectDeviceOnly, expectError, request, unitApp, type UnitApp } from "../harness.ts";
 
 async function uploadFirmware(app: UnitApp, modelId: number, bytes: Uint8Array<ArrayBuffer>) {
-  const response = await app.run(upload, asAdmin("POST", `/api/device-models/${modelId}/firmware`, { body: new Blob([bytes]) }));
+  const response = await app.run(upload, asAdmin("POST", `/api/device-models/${modelId}/firmware?rollout=immediate`, { body: new Blob([bytes]) }));
   assert.equal(response.status, 200);
 }
 
@@ -24,8 +24,9 @@ describe("functions/iot/config.get.ts", () => {
   it("sends the calling device's config byte for byte", async () => {
     const app = unitApp();
     const { device, token } = await app.device({ deviceName: "Hall", nested: { a: [1, 2] } });
-    // uses: [] — the device comes with the principal, so the edge's services are all the route is given.
-    const response = await runRoute(config, request("GET", "/iot/config", { token }), app.edge);
+    // uses: ["rollouts"] — the device comes with the principal, so the edge's services and the rollouts (which watch
+    // the config fetch after a firmware download) are all the route is given.
+    const response = await runRoute(config, request("GET", "/iot/config", { token }), { ...app.edge, rollouts: app.services.rollouts });
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("cache-control"), "no-cache");
     assert.equal(await response.text(), device.config);
@@ -35,7 +36,7 @@ describe("functions/iot/config.get.ts", () => {
   it("a request with the new secret completes the device's rotation and says so (X-Rotation: completed)", async () => {
     const app = unitApp();
     const { device, token: oldToken } = await app.device();
-    await app.services.rotation.rotateDevice(device.id);
+    await app.services.rotation.rotateDevice(device.id, "test-admin");
     const pkg = await (await app.run(provisioning, request("GET", "/iot/provisioning", { token: oldToken }))).json();
     const response = await app.run(config, request("GET", "/iot/config", { token: deviceToken(device.client_id, pkg.client_secret) }));
     assert.equal(response.status, 200);
@@ -46,7 +47,7 @@ describe("functions/iot/config.get.ts", () => {
   it("is for the device itself only", () => expectDeviceOnly(config, "/iot/config"));
 });
 
-const NO_TARGET = { firmware_version: null, version_id: null, sha256: null, size: null, elf_sha256: null, secure_version: null };
+const NO_TARGET = { firmware_version: null, version_id: null, sha256: null, size: null, elf_sha256: null, secure_version: null, rollout_id: null };
 const ELF = "ab".repeat(32);
 
 describe("functions/iot/firmware-version.get.ts", () => {
@@ -64,6 +65,7 @@ describe("functions/iot/firmware-version.get.ts", () => {
       size: 2048,
       elf_sha256: ELF,
       secure_version: 2,
+      rollout_id: null,
     });
   });
 
@@ -155,7 +157,7 @@ describe("functions/iot/provisioning.get.ts", () => {
     const app = unitApp();
     const { device, token } = await app.device();
     const old = await app.identity.getSecret(device.client_id);
-    await app.services.rotation.rotateDevice(device.id);
+    await app.services.rotation.rotateDevice(device.id, "test-admin");
     const first = await (await app.run(provisioning, request("GET", "/iot/provisioning", { token }))).json();
     const again = await (await app.run(provisioning, request("GET", "/iot/provisioning", { token }))).json();
     assert.notEqual(first.client_secret, old);

@@ -146,20 +146,21 @@ describe("functions/api/device-models/[id]/index.delete.ts", () => {
 });
 
 describe("functions/api/device-models/[id]/firmware.post.ts", () => {
-  it("stores a valid image (raw or multipart), sets the version and sends every device of the model a firmware notice", async () => {
+  it("stores a valid image (raw or multipart); ?rollout=immediate sets the version and sends every device of the model a firmware notice", async () => {
     const app = unitApp();
     const model = await app.model();
     const { device } = await app.device({}, model.id);
-    const raw = await app.run(uploadFirmware, asAdmin("POST", `/api/device-models/${model.id}/firmware`, { body: new Blob([image("1.2.3")]), headers: { "content-type": "application/octet-stream" } }));
+    const path = `/api/device-models/${model.id}/firmware?rollout=immediate`;
+    const raw = await app.run(uploadFirmware, asAdmin("POST", path, { body: new Blob([image("1.2.3")]), headers: { "content-type": "application/octet-stream" } }));
     assert.equal(raw.status, 200);
     const answer = await raw.json();
-    assert.deepEqual(answer, { id: model.id, code: model.code, firmware_version: "1.2.3", version_id: answer.version_id });
+    assert.deepEqual(answer, { id: model.id, code: model.code, firmware_version: "1.2.3", version_id: answer.version_id, rollout: "immediate", rollout_id: null });
     assert.equal(typeof answer.version_id, "number");
     assert.deepEqual(app.notifier.delivered, [{ kind: "firmware", clientId: device.client_id, payload: { client_id: device.client_id, firmware_version: "1.2.3" } }]);
 
     const form = new FormData();
     form.set("file", new Blob([image("1.2.4")]), "app.bin");
-    const multipart = await app.run(uploadFirmware, asAdmin("POST", `/api/device-models/${model.id}/firmware`, { body: form }));
+    const multipart = await app.run(uploadFirmware, asAdmin("POST", path, { body: form }));
     const second = await multipart.json();
     assert.equal(second.firmware_version, "1.2.4");
     assert.notEqual(second.version_id, answer.version_id);
@@ -172,9 +173,13 @@ describe("functions/api/device-models/[id]/firmware.post.ts", () => {
     const first = image("1.0.0");
     const one = await (await upload(app, model.id, first, "?notes=first%20build")).json();
     const two = await (await upload(app, model.id, image("2.0.0"))).json();
-    const again = await upload(app, model.id, first, "?notes=ignored");
+    // Staged, an older version again is a downgrade: refused unless confirmed.
+    await expectError(await upload(app, model.id, first, "?notes=ignored&rollout=staged"), 409, "DOWNGRADE_NOT_CONFIRMED");
+    const again = await upload(app, model.id, first, "?notes=ignored&rollout=staged&confirm_downgrade=true");
     assert.equal(again.status, 200);
-    assert.deepEqual(await again.json(), { ...one });
+    const sameVersion = await again.json();
+    assert.deepEqual(sameVersion, { ...one, rollout: "staged", rollout_id: sameVersion.rollout_id });
+    assert.equal(typeof sameVersion.rollout_id, "number");
     assert.notEqual(two.version_id, one.version_id);
     const { versions } = await (await app.run(listVersions, asAdmin("GET", `/api/device-models/${model.id}/firmware/versions`))).json();
     assert.deepEqual(
@@ -479,7 +484,7 @@ describe("functions/api/device-models/[id]/fleet.get.ts", () => {
     const app = unitApp();
     const model = await app.model("fleet");
     const [a, b] = [await app.device({}, model.id), await app.device({}, model.id), await app.device({}, model.id)];
-    assert.equal((await upload(app, model.id, image("2.0.0"))).status, 200);
+    assert.equal((await upload(app, model.id, image("2.0.0"), "?rollout=immediate")).status, 200);
     Object.assign(app.world.devices.get(a!.device.id)!, { reportedFirmwareVersion: "2.0.0", lastSeenAt: new Date() });
     Object.assign(app.world.devices.get(b!.device.id)!, { reportedFirmwareVersion: "1.0.0", lastSeenAt: new Date(Date.now() - 3 * 3_600_000) });
     const response = await app.run(getFleet, asAdmin("GET", `/api/device-models/${model.id}/fleet`));

@@ -185,6 +185,7 @@ describe("functions/api/devices/[id]/keycloak-sync.post.ts", () => {
     const body = await response.json();
     assert.deepEqual([body.exists, body.created, body.stale_secret], [true, false, false]);
     assert.equal(await app.identity.getSecret(device.client_id), secret);
+    assert.deepEqual(app.audit.events, [], "nothing changed, nothing to audit");
   });
 
   it("recreates a missing client with a new secret: stale_secret, and the operator is told", async () => {
@@ -194,6 +195,10 @@ describe("functions/api/devices/[id]/keycloak-sync.post.ts", () => {
     const body = await (await app.run(syncClient, asAdmin("POST", `/api/devices/${device.id}/keycloak-sync`))).json();
     assert.deepEqual([body.exists, body.created, body.stale_secret], [true, true, true]);
     assert.ok(app.logger.lines.some((line) => line.level === "warn" && line.fields.client_id === device.client_id));
+    assert.deepEqual(
+      app.audit.events.map(({ actor, kind, deviceId, details }) => ({ actor, kind, deviceId, details })),
+      [{ actor: "admin-api-token", kind: "device.client_recreated", deviceId: device.id, details: { key: device.key, client_id: device.client_id } }],
+    );
   });
 
   it("answers 404 for an unknown device, 503 while the database is unreachable", async () => {
