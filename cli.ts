@@ -7,6 +7,7 @@ import { ConfigError, loadConfig } from "./lib/config.ts";
 import { createServices, type Services } from "./lib/context.ts";
 import { createLogger, errorMessage, logFormatFor } from "./lib/logger.ts";
 import { buildNvsImage, parseNvsCsv } from "./lib/provisioning/nvs.ts";
+import { runRetention } from "./lib/retention.ts";
 import { fleetSize, loadSampleFleet, wipeFleet } from "./lib/sample-fleet.ts";
 
 /** Fails the command with a one-line reason (exit 1). */
@@ -100,6 +101,17 @@ cli
       await withServices(async (services) => {
         await services.notifier.waitUntilConnected(services.config.MQTT_PUBLISH_TIMEOUT_MS);
         process.stdout.write(`${JSON.stringify({ rollouts_stepped: await services.rollouts.tick() })}\n`);
+      });
+    }),
+  );
+
+cli
+  .command("retention-job")
+  .describe("Delete device logs (and core dumps) beyond their age and size limits and exit; for a CronJob")
+  .action(
+    run(async () => {
+      await withServices(async (services) => {
+        process.stdout.write(`${JSON.stringify({ retention_job: await runRetention(services) })}\n`);
       });
     }),
   );

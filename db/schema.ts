@@ -2,12 +2,16 @@ import { sql } from "drizzle-orm";
 import {
   type AnyPgColumn,
   bigint,
+  bigserial,
   boolean,
   check,
+  customType,
+  date,
   integer,
   jsonb,
   pgEnum,
   pgTable,
+  primaryKey,
   serial,
   text,
   timestamp,
@@ -289,3 +293,108 @@ export const settings = pgTable("settings", {
   value: text("value").notNull(),
   updatedAt: at("updated_at").notNull().defaultNow(),
 });
+
+/** A JSON value as an audit event's details hold it (lib/audit/ decides what goes in; never a secret). */
+export type AuditDetail = string | number | boolean | null | AuditDetail[] | { [key: string]: AuditDetail };
+export type AuditDetails = { [key: string]: AuditDetail };
+
+/**
+ * The audit trail (lib/audit/): admin actions and device transitions, append-only. device_id and model_id are plain
+ * numbers, no foreign keys, so an event still names the device or model after it is deleted. `at` is kept to the
+ * millisecond, as JavaScript dates and the API's timestamps are: the page cursor holds (at, id) exactly.
+ */
+export const auditEvents = pgTable(
+  "audit_events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    at: timestamp("at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    /** An admin's subject, `system` (scheduler, CLI) or `device:<client_id>`. */
+    actor: text("actor").notNull(),
+    kind: text("kind").notNull(),
+    deviceId: integer("device_id"),
+    modelId: integer("model_id"),
+    details: jsonb("details").$type<AuditDetails>().notNull().default({}),
+  },
+  // Newest first, by (at, id): one index per filter, each ending in the sort key so a page is an index range.
+  (table) => [
+    index("audit_events_at_idx").on(table.at, table.id),
+    index("audit_events_device_idx").on(table.deviceId, table.at, table.id),
+    index("audit_events_model_idx").on(table.modelId, table.at, table.id),
+  ],
+);
+/**
+ * What devices print (lib/device-logs/). Partitioned by day on `ts` (the migration says so; drizzle-kit does not):
+ * retention by age drops whole days, and the index serves "one device, a time range". No foreign key: a line is
+ * written without a lookup of its device, and a deleted device's lines age out with their day.
+ */
+export const deviceLogs = pgTable(
+  "device_logs",
+  {
+    deviceId: integer("device_id").notNull(),
+    /** When the server received the line (the device's clock is not trusted). */
+    ts: at("ts").notNull(),
+    message: text("message").notNull(),
+    /** The line's other fields as the device sent them (relative_time, level, …); null when there were none. */
+    attributes: jsonb("attributes").$type<Record<string, unknown>>(),
+  },
+  (table) => [index("device_logs_device_ts").on(table.deviceId, table.ts)],
+);
+
+/** Lines stored per device and day, kept with every write: retention by size reads this instead of counting rows. */
+export const deviceLogVolume = pgTable(
+  "device_log_volume",
+  {
+    deviceId: integer("device_id").notNull(),
+    day: date("day", { mode: "string" }).notNull(),
+    lines: integer("lines").notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.deviceId, table.day] })],
+);
+
+const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
+  dataType: () => "bytea",
+  fromDriver: (value) => Buffer.from(value),
+});
+
+/**
+ * Core dumps devices uploaded after a crash (lib/coredumps/): the ELF as sent (at most COREDUMP_MAX_BYTES), kept in
+ * the database so every replica serves it; the newest COREDUMP_MAX_PER_DEVICE per device, none older than
+ * COREDUMP_RETENTION_DAYS. The model is copied so crashes are counted per model and version without a join.
+ */
+export const coreDumps = pgTable(
+  "core_dumps",
+  {
+    id: serial("id").primaryKey(),
+    deviceId: integer("device_id")
+      .notNull()
+      .references(() => devices.id, { onDelete: "cascade" }),
+    deviceModelId: integer("device_model_id").notNull(),
+    chip: text("chip"),
+    firmwareVersion: text("firmware_version"),
+    size: integer("size").notNull(),
+    sha256: text("sha256").notNull(),
+    content: bytea("content").notNull(),
+    receivedAt: at("received_at").notNull().defaultNow(),
+  },
+  (table) => [index("core_dumps_device_received").on(table.deviceId, table.receivedAt), index("core_dumps_model_version").on(table.deviceModelId, table.firmwareVersion)],
+);
+
+export type CoreDumpRow = typeof coreDumps.$inferSelect;
+
+/**
+ * What happened, for the admins' live stream (GET /api/events, lib/events/): rows come from triggers on devices and
+ * device_models (migration 0007) and from the device-log writer, each followed by NOTIFY iot_events, so every replica
+ * sees every event. Kept for the replay window only (EVENTS_REPLAY_SECONDS).
+ */
+export const events = pgTable(
+  "events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    at: at("at").notNull().defaultNow(),
+    type: text("type").notNull(),
+    payload: jsonb("payload").$type<Record<string, unknown>>().notNull(),
+  },
+  (table) => [index("events_at").on(table.at)],
+);
+
+export type EventRow = typeof events.$inferSelect;

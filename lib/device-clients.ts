@@ -5,6 +5,7 @@
 import { eq } from "drizzle-orm";
 import { z } from "zod";
 import { devices } from "../db/schema.ts";
+import type { Actor } from "./audit/log.ts";
 import type { Services } from "./context.ts";
 import { deviceNotFound } from "./errors.ts";
 
@@ -42,7 +43,7 @@ const RECREATED =
 const REPAIRED = "The client exists and its settings were checked; the device's secret is unchanged.";
 
 /** Repairs the device's client, or recreates it (then the device's secret is stale and secret_created_at is now). */
-export async function syncDeviceClient(deps: Deps, deviceId: number): Promise<z.infer<typeof deviceClientSyncSchema>> {
+export async function syncDeviceClient(deps: Deps & Pick<Services, "audit">, deviceId: number, actor: Actor): Promise<z.infer<typeof deviceClientSyncSchema>> {
   const { device } = await deps.devices.findWithModel(deviceId);
   const { created } = await deps.identity.ensureClient(device.clientId);
   if (created) {
@@ -57,6 +58,14 @@ export async function syncDeviceClient(deps: Deps, deviceId: number): Promise<z.
       await deps.identity.deleteClient(device.clientId);
       throw deviceNotFound(deviceId);
     }
+    // After the row, not with it: the client exists already whatever happens to the row (and the event) now.
+    await deps.audit.record(deps.database.db, {
+      actor,
+      kind: "device.client_recreated",
+      deviceId: device.id,
+      modelId: device.deviceModelId,
+      details: { key: device.key, client_id: device.clientId },
+    });
     deps.logger.warn("OAuth2 client recreated; the device must be provisioned again", { client_id: device.clientId });
   }
   return {

@@ -41,3 +41,21 @@ export function copiedFields(value: unknown): CopiedFields {
     enableOta: typeof object.enableOTA === "boolean" ? object.enableOTA : null,
   };
 }
+
+/**
+ * The top-level fields whose values differ between two config texts (what the audit trail says of a config change,
+ * without the values, which may be anything an admin typed). A config that is not an object counts as the field "".
+ */
+export function changedConfigFields(before: string, after: string): string[] {
+  const fieldsOf = (text: string): Record<string, unknown> => {
+    try {
+      const value: unknown = JSON.parse(text);
+      return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : { "": value };
+    } catch {
+      return { "": text };
+    }
+  };
+  const [old, next] = [fieldsOf(before), fieldsOf(after)];
+  const names = [...new Set([...Object.keys(old), ...Object.keys(next)])].sort();
+  return names.filter((name) => !Object.hasOwn(old, name) || !Object.hasOwn(next, name) || JSON.stringify(old[name]) !== JSON.stringify(next[name]));
+}

@@ -1,6 +1,7 @@
 import { and, asc, eq, gt, ilike, or, type SQL, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import { deviceModels, type ModelRow } from "../db/schema.ts";
+import type { Actor, AuditRecorder } from "./audit/log.ts";
 import { isForeignKeyViolation, isUniqueViolation } from "./db-errors.ts";
 import { conflict, modelNotFound, validationFailed } from "./errors.ts";
 import { containsPattern, type Page, toPage } from "./paging.ts";
@@ -31,6 +32,7 @@ const deviceCountOf = sql<number>`(select count(*) from devices d where d.device
 export function createDeviceModelService(
   db: Database,
   schemaChecker: SchemaChecker,
+  audit: AuditRecorder,
   hooks: { onDeleted?: (model: ModelRow) => Promise<void> } = {},
 ) {
   async function assertValidSchema(text: string | null | undefined) {
@@ -74,21 +76,25 @@ export function createDeviceModelService(
       return toModel(row, deviceCount);
     },
 
-    async create(input: z.output<typeof createModelBody>): Promise<Model> {
+    async create(input: z.output<typeof createModelBody>, actor: Actor): Promise<Model> {
       await assertValidSchema(input.config_schema);
       try {
-        const [row] = await db
-          .insert(deviceModels)
-          .values({ code: input.code, name: input.name, configSchema: input.config_schema ?? null, firmwareRollout: input.firmware_rollout ?? "staged" })
-          .returning();
-        return toModel(row!, 0);
+        const row = await db.transaction(async (tx) => {
+          const [row] = await tx
+            .insert(deviceModels)
+            .values({ code: input.code, name: input.name, configSchema: input.config_schema ?? null, firmwareRollout: input.firmware_rollout ?? "staged" })
+            .returning();
+          await audit.record(tx, { actor, kind: "model.created", modelId: row!.id, details: { code: row!.code, name: row!.name } });
+          return row!;
+        });
+        return toModel(row, 0);
       } catch (error) {
         if (isUniqueViolation(error)) throw conflict(`A device model with code "${input.code}" already exists.`, "DUPLICATE_MODEL_CODE");
         throw error;
       }
     },
 
-    async update(id: number, input: z.output<typeof updateModelBody>): Promise<Model> {
+    async update(id: number, input: z.output<typeof updateModelBody>, actor: Actor): Promise<Model> {
       await assertValidSchema(input.config_schema);
       const changes = {
         ...(input.name != null && { name: input.name }),
@@ -96,17 +102,38 @@ export function createDeviceModelService(
         ...(input.firmware_rollout !== undefined && { firmwareRollout: input.firmware_rollout }),
       };
       if (Object.keys(changes).length > 0) {
-        const updated = await db.update(deviceModels).set({ ...changes, updatedAt: new Date() }).where(eq(deviceModels.id, id)).returning({ id: deviceModels.id });
-        if (updated.length === 0) throw modelNotFound(id);
+        await db.transaction(async (tx) => {
+          const [before] = await tx.select().from(deviceModels).where(eq(deviceModels.id, id)).for("update");
+          if (!before) throw modelNotFound(id);
+          await tx.update(deviceModels).set({ ...changes, updatedAt: new Date() }).where(eq(deviceModels.id, id));
+          // The schema's text is not repeated (up to 256 KiB); that it changed is what the trail needs.
+          const changed = [
+            ...(changes.name !== undefined && changes.name !== before.name ? ["name"] : []),
+            ...(changes.configSchema !== undefined && changes.configSchema !== before.configSchema ? ["config_schema"] : []),
+            ...(changes.firmwareRollout !== undefined && changes.firmwareRollout !== before.firmwareRollout ? ["firmware_rollout"] : []),
+          ];
+          if (changed.length === 0) return;
+          const details = {
+            code: before.code,
+            changed_fields: changed,
+            ...(changed.includes("name") && { name: changes.name! }),
+            ...(changed.includes("firmware_rollout") && { firmware_rollout: changes.firmwareRollout! }),
+          };
+          await audit.record(tx, { actor, kind: "model.updated", modelId: id, details });
+        });
       }
       return this.get(id);
     },
 
-    async remove(id: number): Promise<void> {
+    async remove(id: number, actor: Actor): Promise<void> {
       const { row, deviceCount } = await findWithDeviceCount(id);
       if (deviceCount > 0) throw modelInUse(row.code, deviceCount);
       try {
-        await db.delete(deviceModels).where(eq(deviceModels.id, id));
+        await db.transaction(async (tx) => {
+          const deleted = await tx.delete(deviceModels).where(eq(deviceModels.id, id)).returning({ id: deviceModels.id });
+          if (deleted.length === 0) throw modelNotFound(id);
+          await audit.record(tx, { actor, kind: "model.deleted", modelId: id, details: { code: row.code } });
+        });
       } catch (error) {
         // A device was added between the check and the delete.
         if (isForeignKeyViolation(error)) throw modelInUse(row.code, 1);

@@ -6,7 +6,9 @@ import type { Database } from "../db/client.ts";
 import { devicesWithModels } from "../db/device-with-model.ts";
 import { type DeviceRow, deviceModels, devices, firmwareVersions, type ModelRow } from "../db/schema.ts";
 import { inTransaction } from "../db/transaction-scope.ts";
+import type { Actor, AuditRecorder } from "./audit/log.ts";
 import { isUniqueViolation } from "./db-errors.ts";
+import { changedConfigFields } from "./device-config.ts";
 import { runningFirmware, type RunningInputs } from "./device-state/running.ts";
 import { deviceNotFound, validationFailed } from "./errors.ts";
 import { targetVersionIdSql } from "./firmware/targets.ts";
@@ -85,8 +87,15 @@ export const toDevice = (row: DeviceRow, model: ModelRow, names: VersionNames): 
   updated_at: row.updatedAt.toISOString(),
 });
 
-export function createDeviceService(deps: { db: Database; identity: IdentityProvider; notifier: Notifier; schemaChecker: SchemaChecker; logger: Logger }) {
-  const { db, identity, notifier, schemaChecker, logger } = deps;
+export function createDeviceService(deps: {
+  db: Database;
+  identity: IdentityProvider;
+  notifier: Notifier;
+  schemaChecker: SchemaChecker;
+  logger: Logger;
+  audit: AuditRecorder;
+}) {
+  const { db, identity, notifier, schemaChecker, logger, audit } = deps;
 
   /** The config text checked against the model's schema, with the fields copied to columns of their own. */
   async function readConfig(text: string, model: ModelRow) {
@@ -119,7 +128,7 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
    * The row and the client are made in one transaction: the built-in provider's client joins it (see
    * db/transaction-scope.ts), and a Keycloak client made for a row that then fails to commit is deleted again.
    */
-  async function insertWithClient(model: ModelRow, fields: Awaited<ReturnType<typeof readConfig>>): Promise<DeviceRow> {
+  async function insertWithClient(model: ModelRow, fields: Awaited<ReturnType<typeof readConfig>>, actor: Actor): Promise<DeviceRow> {
     const key = generateDeviceKey();
     const clientId = deviceClientId(model.code, key);
     let clientCreated = false;
@@ -129,6 +138,13 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
         await identity.createClient(clientId);
         clientCreated = true;
         const [withSecret] = await tx.update(devices).set({ secretCreatedAt: new Date() }).where(eq(devices.id, row!.id)).returning();
+        await audit.record(tx, {
+          actor,
+          kind: "device.created",
+          deviceId: row!.id,
+          modelId: model.id,
+          details: { key, client_id: clientId, model_code: model.code },
+        });
         return withSecret!;
       });
     } catch (error) {
@@ -171,7 +187,7 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
       return toDevice(device, model, names);
     },
 
-    async create(input: z.output<typeof createDeviceBody>): Promise<Device> {
+    async create(input: z.output<typeof createDeviceBody>, actor: Actor): Promise<Device> {
       const [model] = await db.select().from(deviceModels).where(eq(deviceModels.id, input.device_model_id));
       if (!model) {
         throw validationFailed([{ field: "device_model_id", message: `no device model with id ${input.device_model_id}` }], `Device model ${input.device_model_id} does not exist.`);
@@ -179,26 +195,41 @@ export function createDeviceService(deps: { db: Database; identity: IdentityProv
       const fields = await readConfig(input.config, model);
       for (let attempt = 1; ; attempt++) {
         try {
-          return toDevice(await insertWithClient(model, fields), model, { downloadedVersion: null, targetVersion: model.firmwareVersion });
+          return toDevice(await insertWithClient(model, fields, actor), model, { downloadedVersion: null, targetVersion: model.firmwareVersion });
         } catch (error) {
           if (!isUniqueViolation(error) || attempt >= 5) throw error;
         }
       }
     },
 
-    async update(id: number, input: z.output<typeof updateDeviceBody>): Promise<Device> {
+    async update(id: number, input: z.output<typeof updateDeviceBody>, actor: Actor): Promise<Device> {
       const { model, names } = await findWithState(id);
       const fields = await readConfig(input.config, model);
-      const [row] = await db.update(devices).set({ ...fields, updatedAt: new Date() }).where(eq(devices.id, id)).returning();
-      if (!row) throw deviceNotFound(id);
+      const row = await db.transaction(async (tx) => {
+        const [before] = await tx.select({ config: devices.config }).from(devices).where(eq(devices.id, id)).for("update");
+        if (!before) throw deviceNotFound(id);
+        const [row] = await tx.update(devices).set({ ...fields, updatedAt: new Date() }).where(eq(devices.id, id)).returning();
+        await audit.record(tx, {
+          actor,
+          kind: "device.updated",
+          deviceId: id,
+          modelId: row!.deviceModelId,
+          details: { key: row!.key, changed_fields: changedConfigFields(before.config, row!.config) },
+        });
+        return row!;
+      });
       await notifier.publish("config", row.clientId, { device_key: row.key });
       return toDevice(row, model, names);
     },
 
-    async remove(id: number): Promise<void> {
+    async remove(id: number, actor: Actor): Promise<void> {
       await inTransaction(db, async (tx) => {
-        const [row] = await tx.delete(devices).where(eq(devices.id, id)).returning({ clientId: devices.clientId });
+        const [row] = await tx
+          .delete(devices)
+          .where(eq(devices.id, id))
+          .returning({ clientId: devices.clientId, key: devices.key, modelId: devices.deviceModelId });
         if (!row) throw deviceNotFound(id);
+        await audit.record(tx, { actor, kind: "device.deleted", deviceId: id, modelId: row.modelId, details: { key: row.key, client_id: row.clientId } });
         // Inside the transaction: if the provider refuses, the device row stays as well.
         await identity.deleteClient(row.clientId);
       });

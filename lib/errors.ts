@@ -58,8 +58,8 @@ export const forbidden = (message = "You are not allowed to do this.") => new Ap
 
 export const notFound = (message = "Not found.", code = "NOT_FOUND") => new AppError(404, code, message);
 
-export const deviceNotFound = (id: number) => notFound(`Device ${id} does not exist.`, "DEVICE_NOT_FOUND");
-export const modelNotFound = (id: number) => notFound(`Device model ${id} does not exist.`, "DEVICE_MODEL_NOT_FOUND");
+export const deviceNotFound = (id: number) => notFound(`Device ${id} was not found.`, "DEVICE_NOT_FOUND");
+export const modelNotFound = (id: number) => notFound(`Device model ${id} was not found.`, "DEVICE_MODEL_NOT_FOUND");
 
 export const conflict = (message: string, code = "CONFLICT") => new AppError(409, code, message);
 

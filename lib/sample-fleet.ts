@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { devices } from "../db/schema.ts";
+import { SYSTEM_ACTOR } from "./audit/log.ts";
 import type { Services } from "./context.ts";
 import { allPages, MAX_PAGE_LIMIT } from "./paging.ts";
 
@@ -39,18 +40,18 @@ export async function fleetSize(services: Services): Promise<number> {
 }
 
 export async function wipeFleet(services: Services) {
-  for await (const batch of everyDevice(services)) for (const device of batch) await services.devices.remove(device.id);
-  for await (const batch of everyModel(services)) for (const model of batch) await services.models.remove(model.id);
+  for await (const batch of everyDevice(services)) for (const device of batch) await services.devices.remove(device.id, SYSTEM_ACTOR);
+  for await (const batch of everyModel(services)) for (const model of batch) await services.models.remove(model.id, SYSTEM_ACTOR);
 }
 
 export async function loadSampleFleet(services: Services) {
   const models = [];
-  for (const model of MODELS) models.push(await services.models.create(model));
+  for (const model of MODELS) models.push(await services.models.create(model, SYSTEM_ACTOR));
   let created = 0;
   for (const [index, room] of ROOMS.entries()) {
     const model = models[index % models.length]!;
     const config = { deviceName: `${room} ${model.name.split(" ").at(-1)}`, deviceEntityId: `${model.code}.${room.toLowerCase()}`, enableOTA: index % 2 === 0 };
-    const device = await services.devices.create({ device_model_id: model.id, config: JSON.stringify(config, null, 2) });
+    const device = await services.devices.create({ device_model_id: model.id, config: JSON.stringify(config, null, 2) }, SYSTEM_ACTOR);
     const state = STATES[index]!;
     const daysAgo = state === "TIMEOUT" ? (index % 2 === 0 ? 3 : 30) : 10;
     await services.database.db

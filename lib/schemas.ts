@@ -1,5 +1,7 @@
 import { z } from "zod";
 import { firmwareRolloutModes, rotationStates } from "../db/schema.ts";
+import { decodeCursor as decodeAuditCursor } from "./audit/cursor.ts";
+import { auditKindSchema } from "./audit/kinds.ts";
 import { runningSources } from "./device-state/running.ts";
 import { decodeCursor, MAX_PAGE_LIMIT } from "./paging.ts";
 
@@ -20,6 +22,9 @@ const decimalId = z
   .meta({ example: "1" });
 
 export const idParams = z.object({ id: decimalId });
+
+/** An id in a JSON body: a row id, so within PostgreSQL's integer range. */
+export const bodyId = z.number().int().positive().max(MAX_ID);
 
 export const rotationStateSchema = z.enum(rotationStates).meta({ id: "RotationState" });
 
@@ -148,7 +153,7 @@ export const deviceListQuery = z.strictObject({
 const configText = z.string().max(512 * 1024).meta({ description: "JSON text; validated against the model's schema" });
 
 export const createDeviceBody = z
-  .strictObject({ device_model_id: z.number().int().positive().max(MAX_ID), config: configText })
+  .strictObject({ device_model_id: bodyId, config: configText })
   .meta({ id: "CreateDevice" });
 
 export const updateDeviceBody = z.strictObject({ config: configText }).meta({ id: "UpdateDevice" });
@@ -308,3 +313,53 @@ export const dashboardSchema = z
 
 export type DashboardRow = z.infer<typeof dashboardRowSchema>;
 export type RotationStatus = z.infer<typeof rotationStatusSchema>;
+
+export const AUDIT_PAGE_DEFAULT = 100;
+export const AUDIT_PAGE_MAX = 1000;
+
+export const auditQuery = z.strictObject({
+  device_id: decimalId.optional().meta({ description: "Only events of this device (also after it was deleted)" }),
+  model_id: decimalId.optional().meta({ description: "Only events of this device model (also after it was deleted)" }),
+  since: z.iso
+    .datetime({ offset: true, message: "must be an ISO 8601 date and time with Z or an offset, e.g. 2026-03-07T08:00:00Z" })
+    .transform((text) => new Date(text))
+    .optional()
+    .meta({ description: "Only events at or after this time", example: "2026-03-07T08:00:00Z" }),
+  limit: z
+    .string()
+    .regex(/^[1-9][0-9]{0,3}$/, `must be a whole number from 1 to ${AUDIT_PAGE_MAX}`)
+    .transform(Number)
+    .refine((n) => n <= AUDIT_PAGE_MAX, `must be at most ${AUDIT_PAGE_MAX}`)
+    .optional()
+    .meta({ description: `Events per page (default ${AUDIT_PAGE_DEFAULT}, at most ${AUDIT_PAGE_MAX})`, example: "100" }),
+  cursor: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, "is not a cursor this API gave out")
+    .transform((text, ctx) => decodeAuditCursor(text) ?? (ctx.addIssue({ code: "custom", message: "is not a cursor this API gave out" }), z.NEVER))
+    .optional()
+    .meta({ description: "next_cursor of the previous page, as it was given (opaque); keep the same filters" }),
+});
+
+export type AuditQuery = z.output<typeof auditQuery>;
+
+export const auditEventSchema = z
+  .object({
+    id: z.number().int(),
+    at: timestamp,
+    actor: z.string().meta({ description: "Who: an admin's subject, `system` (scheduler, CLI) or `device:<client_id>`", example: "system" }),
+    kind: auditKindSchema,
+    device_id: z.number().int().nullable().meta({ description: "The device concerned (it may since have been deleted)" }),
+    model_id: z.number().int().nullable().meta({ description: "The device model concerned (it may since have been deleted)" }),
+    details: z.record(z.string(), z.unknown()).meta({ description: "What else is known of the event, by kind (see AuditKind); never a secret" }),
+  })
+  .meta({ id: "AuditEvent" });
+
+export const auditPageSchema = z
+  .object({
+    events: z.array(auditEventSchema).meta({ description: "Newest first (by time, then id)" }),
+    next_cursor: z.string().nullable().meta({ description: "Pass as `cursor` for the next (older) page; null on the last page" }),
+  })
+  .meta({ id: "AuditPage" });
+
+export type AuditEventOut = z.infer<typeof auditEventSchema>;
+export type AuditPage = z.infer<typeof auditPageSchema>;

@@ -212,7 +212,11 @@ for (const mode of MODES) describe(`firmware, ${mode.name}`, () => {
   test("a rejected, oversized or broken-off upload notifies no device; a stored one does", async () => {
     const subscriber = await mqtt.connectAsync(MQTT_TEST_URL, { clientId: `fw-none-${randomBytes(4).toString("hex")}` });
     const received: string[] = [];
-    subscriber.on("message", (topic) => received.push(topic));
+    // Only this model's devices count: other tests on the same broker may notify devices of their own.
+    const ours = new Set(devicesA.map((d) => d.client_id));
+    subscriber.on("message", (topic, payload) => {
+      if (ours.has(JSON.parse(payload.toString()).client_id)) received.push(topic);
+    });
     await subscriber.subscribeAsync(["iotsupport/+/firmware", "iotsupport/updates/firmware"], { qos: 1 });
     try {
       assert.equal((await upload(modelA, bootloader)).status, 400);

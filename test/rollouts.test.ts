@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout } from "node:timers/promises";
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { devices, rolloutDevices } from "../db/schema.ts";
 import { ADMIN_TOKEN } from "./support/app.ts";
 import { createFleet, deviceRow } from "./support/fleet.ts";
@@ -126,6 +126,17 @@ describe("staged rollouts", () => {
     const canary = done.devices.find((device: { wave: number }) => device.wave === 0);
     const others = done.devices.filter((device: { wave: number }) => device.wave > 0);
     assert.ok(others.every((device: { admitted_at: string }) => device.admitted_at >= canary.settled_at));
+    // The audit trail tells the story: started by the admin, waves and verdicts by the system, then stable.
+    const { events } = await (await server.admin("GET", `/api/audit?model_id=${modelId}&limit=1000`)).json();
+    const ofRollout = events.filter((event: { details: { rollout_id?: number } }) => event.details.rollout_id === rollout.id).reverse();
+    const kinds = ofRollout.map((event: { kind: string }) => event.kind);
+    assert.equal(kinds[0], "rollout.started");
+    assert.equal(ofRollout[0].actor, "admin-api-token");
+    assert.deepEqual(kinds.filter((kind: string) => kind === "rollout.wave_opened").length, 3);
+    assert.deepEqual(kinds.filter((kind: string) => kind === "rollout.device_succeeded").length, 12);
+    assert.equal(kinds.at(-1), "rollout.completed");
+    assert.ok(ofRollout.slice(1).every((event: { actor: string }) => event.actor === "system"));
+    assert.ok(events.some((event: { kind: string; details: { version?: string } }) => event.kind === "firmware.stable_changed" && event.details.version === "2.0.0"));
   });
 
   it("a canary that rolls back pauses the rollout before any other device is offered the image", async () => {
@@ -198,6 +209,26 @@ describe("staged rollouts", () => {
     assert.equal(await targetOf(looping, fleet[1]!.secret), "1.0.0");
     await offline.boot();
     assert.equal(offline.running, "2.0.0");
+  });
+});
+
+describe("device events written out of order", () => {
+  it("a config fetch whose write lands after that of a later download is no restart on it, and keeps the latest fetch time", async () => {
+    const { fleet, modelId } = await fleetOn(1);
+    const created = await rollOut(modelId, "2.0.0", { canary_count: 0, waves: [100], soak_seconds: 0 });
+    await step();
+    const member = and(eq(rolloutDevices.rolloutId, created.id), eq(rolloutDevices.deviceId, fleet[0]!.id));
+    const { db } = server.services.database;
+    // The write of a download that finished after the fetch below (and of a later fetch) already landed.
+    const later = new Date(Date.now() + 5_000);
+    await db.update(rolloutDevices).set({ downloads: 1, firstDownloadAt: later, lastDownloadAt: later, configAt: later }).where(member);
+    const body = new URLSearchParams({ grant_type: "client_credentials", client_id: fleet[0]!.clientId, client_secret: fleet[0]!.secret });
+    const token = (await (await fetch(server.services.identity.tokenUrl, { method: "POST", body })).json()).access_token;
+    assert.equal((await fetch(`${server.url}/api/iot/config`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
+    await settle();
+    const [row] = await db.select().from(rolloutDevices).where(member);
+    assert.equal(row!.restartsAfterDownload, 0);
+    assert.equal(row!.configAt!.getTime(), later.getTime());
   });
 });
 
@@ -278,6 +309,11 @@ describe("admin actions", () => {
     assert.equal(await targetOf(devices[2]!, fleet[2]!.secret), "1.0.0", "a pinned device is never admitted");
     const unpinned = await (await server.admin("DELETE", `/api/devices/${fleet[2]!.id}/firmware-pin`)).json();
     assert.equal(unpinned.firmware_pin_version_id, null);
+    const { events } = await (await server.admin("GET", `/api/audit?device_id=${fleet[2]!.id}`)).json();
+    assert.deepEqual(
+      events.slice(0, 2).map((event: { kind: string; actor: string }) => [event.kind, event.actor]),
+      [["firmware.unpinned", "admin-api-token"], ["firmware.pinned", "admin-api-token"]],
+    );
     await step();
     assert.equal(await targetOf(devices[2]!, fleet[2]!.secret), "2.0.0");
   });

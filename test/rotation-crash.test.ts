@@ -57,8 +57,8 @@ describe("a backend killed at any step of a rotation loses no device", () => {
       });
       try {
         await crashing.waitForOutput(/listening/);
-        await controller.services.rotation.rotateDevice(first!.id);
-        await controller.services.rotation.rotateDevice(second!.id);
+        await controller.services.rotation.rotateDevice(first!.id, "test-admin");
+        await controller.services.rotation.rotateDevice(second!.id, "test-admin");
         assert.equal(await crashing.exited(20_000), null, "killed by a signal");
         assert.match(crashing.stdout(), new RegExp(`crashing at ${crashAt.replace(/[/]/g, "\\/")}`));
       } finally {
@@ -79,7 +79,7 @@ describe("a backend killed at any step of a rotation loses no device", () => {
           assert.equal((await sim.authenticate()).ok, true, `device ${index + 1} holds a working secret`);
         }
         // And the device can still rotate afterwards.
-        await restarted.services.rotation.rotateDevice(first!.id);
+        await restarted.services.rotation.rotateDevice(first!.id, "test-admin");
         await waitFor("a later rotation of the first device", async () => (await deviceRow(restarted, first!.id)).rotationState === "OK", 20_000, 100);
         assert.equal((await sims[0]!.authenticate()).ok, true);
       } finally {

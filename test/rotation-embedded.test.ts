@@ -36,8 +36,8 @@ describe("rotation on the embedded database", () => {
     Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the step did not finish (deadlock?)")), 10_000))]);
 
   test("fetch, completion, retiring and an unconfirmed timeout all finish", async () => {
-    const model = await services.models.create({ code: "emb", name: "Embedded" });
-    const device = await within(services.devices.create({ device_model_id: model.id, config: "{}" }));
+    const model = await services.models.create({ code: "emb", name: "Embedded" }, "test-admin");
+    const device = await within(services.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin"));
     const original = await services.identity.getSecret(device.client_id);
     await services.database.db.update(devices).set({ rotationState: "QUEUED" });
     await waitForConnection(services);
@@ -48,7 +48,7 @@ describe("rotation on the embedded database", () => {
     assert.equal(await services.identity.getSecret(device.client_id), issued);
     assert.equal(await within(services.rotation.engine.acknowledge(await principal(device.id, 2))), true);
 
-    await services.rotation.rotateDevice(device.id);
+    await services.rotation.rotateDevice(device.id, "test-admin");
     const second = await within(services.rotation.engine.issueSecret(await principal(device.id, 2)));
     await services.database.db.update(devices).set({ rotationStartedAt: new Date(Date.now() - 60_000) });
     const summary = await within(services.rotation.runCycle());

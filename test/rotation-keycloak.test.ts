@@ -61,7 +61,7 @@ describe("credential rotation with Keycloak", () => {
       const [device] = await createFleet(s, 1);
       const sim = simulate(s, device!, "offline");
       const token = (await sim.tokenFor()).token!;
-      await s.services.rotation.rotateDevice(device!.id);
+      await s.services.rotation.rotateDevice(device!.id, "test-admin");
       assert.equal((await deviceRow(s, device!.id)).rotationState, "PENDING");
 
       faults.set(fault);
@@ -111,7 +111,7 @@ describe("credential rotation with Keycloak without its secret-rotation policy",
       const [device] = await createFleet(s, 1);
       const sim = simulate(s, device!, "never-acknowledge");
       await sim.ready;
-      await s.services.rotation.rotateDevice(device!.id);
+      await s.services.rotation.rotateDevice(device!.id, "test-admin");
       await waitFor("the new secret to be issued", async () => (await deviceRow(s, device!.id)).newSecretIssuedAt);
       await sim.settled();
       await expireNow(s, device!.id);
@@ -136,10 +136,10 @@ describe("credential rotation with Keycloak without its secret-rotation policy",
     const stuckSim = simulate(s, stuck!, "never-acknowledge");
     const otherSim = simulate(s, other!);
     await Promise.all([stuckSim.ready, otherSim.ready]);
-    await s.services.rotation.rotateDevice(stuck!.id);
+    await s.services.rotation.rotateDevice(stuck!.id, "test-admin");
     await waitFor("the stuck device's new secret", async () => (await deviceRow(s, stuck!.id)).previousSecretEncrypted);
     await stuckSim.settled();
-    await s.services.rotation.rotateDevice(other!.id);
+    await s.services.rotation.rotateDevice(other!.id, "test-admin");
 
     // Another process with a different key takes over (the key was changed and the backend restarted).
     const restarted = await startTestServer({

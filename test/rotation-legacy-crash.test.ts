@@ -69,8 +69,8 @@ describe("a backend killed at any step of a rotation locks out no device running
         await crashing.waitForOutput(/listening/);
         await Promise.all(legacies.map((legacy) => legacy.untilRunning()));
         if (timesOut) legacies[0]!.faults.provisioningAnswersToLose = 1;
-        await controller.services.rotation.rotateDevice(first!.id);
-        await controller.services.rotation.rotateDevice(second!.id);
+        await controller.services.rotation.rotateDevice(first!.id, "test-admin");
+        await controller.services.rotation.rotateDevice(second!.id, "test-admin");
         if (timesOut) {
           await waitFor("the new secret to be issued", async () => (await deviceRow(controller, first!.id)).newSecretIssuedAt);
           await expireNow(controller, first!.id);

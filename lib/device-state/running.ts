@@ -1,4 +1,5 @@
-import type { DeviceRow } from "../../db/schema.ts";
+import { type SQL, sql } from "drizzle-orm";
+import { type DeviceRow, devices } from "../../db/schema.ts";
 
 export const runningSources = ["reported", "inferred", "unknown"] as const;
 export type RunningSource = (typeof runningSources)[number];
@@ -22,3 +23,7 @@ export function runningFirmware(device: RunningInputs): { version: string | null
   }
   return { version: null, source: "unknown" };
 }
+
+/** runningFirmware's version in SQL, over devices joined with the version of their last full download (`downloaded`). */
+export const runningVersionSql = (downloaded: SQL): SQL<string | null> =>
+  sql<string | null>`coalesce(${devices.reportedFirmwareVersion}, case when ${downloaded} is not null and ${devices.lastSeenAt} > ${devices.downloadedAt} then ${downloaded} end)`;

@@ -12,7 +12,8 @@ import type { DevicePrincipal } from "../identity/principal.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Fleet, TargetFirmware } from "../schemas.ts";
-import { countFleet, type FleetGroup, runningVersionSql } from "./fleet.ts";
+import { countFleet, type FleetGroup } from "./fleet.ts";
+import { runningVersionSql } from "./running.ts";
 import { readHeaderReport, reportedColumns } from "./reports.ts";
 import { createSeenBuffer } from "./seen.ts";
 
@@ -28,26 +29,25 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
   });
   const targetFirmware = createTargetDescriptions(db);
 
-  /**
-   * The fleet of one model, or of every model, counted in the database: one row per model, running and target version
-   * (a handful), however many devices there are.
-   */
-  const fleetGroups = (staleBefore: Date) =>
-    db
+  /** The fleet groups (./fleet.ts) of one model, or of every model (by code), counted in the database. */
+  function fleetGroups(staleHours: number) {
+    const running = runningVersionSql(sql`${firmwareVersions.version}`);
+    const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
+    return db
       .select({
-        modelId: devices.deviceModelId,
-        running: runningVersionSql,
+        code: deviceModels.code,
+        running,
         target: targetVersions.version,
         devices: sql<number>`count(*)`.mapWith(Number),
         stale: sql<number>`count(*) filter (where ${devices.lastSeenAt} is null or ${devices.lastSeenAt} < ${staleBefore.toISOString()}::timestamptz)`.mapWith(Number),
-        mismatched: sql<number>`count(*) filter (where ${runningVersionSql} is not null and ${runningVersionSql} is distinct from ${targetVersions.version})`.mapWith(Number),
       })
       .from(devices)
       .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
       .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
       .leftJoin(targetVersions, eq(targetVersions.id, targetVersionIdSql))
-      .groupBy(sql`1, 2, 3`)
+      .groupBy(deviceModels.code, running, targetVersions.version)
       .$dynamic();
+  }
 
   return {
     /** An authenticated device request: noted for last_seen_at with what its headers report (malformed ones counted, ignored). */
@@ -74,18 +74,13 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
     async fleet(modelId: number, staleHours: number): Promise<Fleet> {
       const [model] = await db.select({ id: deviceModels.id }).from(deviceModels).where(eq(deviceModels.id, modelId));
       if (!model) throw modelNotFound(modelId);
-      return countFleet(await fleetGroups(new Date(Date.now() - staleHours * HOUR_MS)).where(eq(devices.deviceModelId, modelId)));
+      return countFleet(await fleetGroups(staleHours).where(eq(devices.deviceModelId, modelId)));
     },
 
     /** The fleet of every model, by model code (the /metrics gauges). */
     async fleets(staleHours: number): Promise<Map<string, Fleet>> {
-      const codes = new Map((await db.select({ id: deviceModels.id, code: deviceModels.code }).from(deviceModels)).map((model) => [model.id, model.code]));
       const byModel = new Map<string, FleetGroup[]>();
-      for (const group of await fleetGroups(new Date(Date.now() - staleHours * HOUR_MS))) {
-        const code = codes.get(group.modelId);
-        if (code === undefined) continue;
-        (byModel.get(code) ?? byModel.set(code, []).get(code)!).push(group);
-      }
+      for (const group of await fleetGroups(staleHours)) (byModel.get(group.code) ?? byModel.set(group.code, []).get(group.code)!).push(group);
       return new Map([...byModel].map(([code, groups]) => [code, countFleet(groups)]));
     },
 

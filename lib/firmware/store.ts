@@ -18,6 +18,7 @@ import { eq } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { isProcessRunning } from "../../db/process-alive.ts";
 import { deviceModels, type ModelRow } from "../../db/schema.ts";
+import type { Actor, AuditRecorder } from "../audit/log.ts";
 import { AppError, badRequest, modelNotFound, notFound } from "../errors.ts";
 import type { FileSource, StoredFile } from "../stored-file.ts";
 import type { Logger } from "../logger.ts";
@@ -57,11 +58,11 @@ async function writeAll(handle: import("node:fs/promises").FileHandle, chunk: Ui
   while (written < chunk.byteLength) written += (await handle.write(chunk, written, chunk.byteLength - written)).bytesWritten;
 }
 
-export function createFirmwareStore(deps: { db: Database; assetsDir: string; cacheBytes: number; logger: Logger }) {
+export function createFirmwareStore(deps: { db: Database; assetsDir: string; cacheBytes: number; logger: Logger; audit: AuditRecorder }) {
   const { db, assetsDir, logger } = deps;
   const absolute = (file: string) => join(assetsDir, file);
   const cache = createImageCache(deps.cacheBytes);
-  const versions = createFirmwareVersions(db);
+  const versions = createFirmwareVersions(db, deps.audit);
 
   const removeQuietly = (path: string, what: string) =>
     rm(path, { force: true, recursive: true }).catch((error) => logger.error(`Could not remove ${what}`, { path, error: errorMessage(error) }));
@@ -279,8 +280,8 @@ export function createFirmwareStore(deps: { db: Database; assetsDir: string; cac
     },
 
     /** Deletes a version nothing uses (409 FIRMWARE_VERSION_IN_USE says what does), then its file. */
-    async deleteVersion(model: ModelRow, id: number): Promise<void> {
-      const { file } = await versions.remove(model, id);
+    async deleteVersion(model: ModelRow, id: number, actor: Actor): Promise<void> {
+      const { file } = await versions.remove(model, id, actor);
       cache.forget(file);
       await removeQuietly(absolute(file), "the file of a deleted firmware version");
     },

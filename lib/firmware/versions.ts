@@ -5,14 +5,15 @@
 import { and, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { Database, Executor } from "../../db/client.ts";
 import { deviceModels, devices, firmwareVersions, type ModelRow, rollouts } from "../../db/schema.ts";
+import type { Actor, AuditRecorder } from "../audit/log.ts";
 import { AppError, conflict, modelNotFound, notFound } from "../errors.ts";
 import type { FirmwareVersion } from "../schemas.ts";
 import type { FirmwareInfo } from "./image.ts";
 
 export type VersionRow = typeof firmwareVersions.$inferSelect;
 
-/** An accepted image, already stored as `file`, and who sent it. */
-export type Upload = { file: string; info: FirmwareInfo; notes: string | null; uploadedBy: string | null };
+/** An accepted image, already stored as `file`, and who sent it (an admin's subject, the audit trail's actor). */
+export type Upload = { file: string; info: FirmwareInfo; notes: string | null; uploadedBy: Actor };
 
 export const toFirmwareVersion = (row: VersionRow, model: Pick<ModelRow, "stableVersionId">): FirmwareVersion => ({
   id: row.id,
@@ -115,7 +116,7 @@ async function findIn(executor: Executor, model: ModelRow, id: number): Promise<
   return row;
 }
 
-export function createFirmwareVersions(db: Database) {
+export function createFirmwareVersions(db: Database, audit: AuditRecorder) {
   return {
     /** A version of `model`; 404 for an unknown id or one of another model. */
     find: (model: ModelRow, id: number) => findIn(db, model, id),
@@ -148,12 +149,18 @@ export function createFirmwareVersions(db: Database) {
         const [version] = existing
           ? await tx.update(firmwareVersions).set({ file }).where(eq(firmwareVersions.id, existing.id)).returning()
           : await tx.insert(firmwareVersions).values(newVersionValues(modelId, file, info, upload)).returning();
+        await audit.record(tx, {
+          actor: upload.uploadedBy,
+          kind: "firmware.uploaded",
+          modelId,
+          details: { version: version!.version, version_id: version!.id, sha256: version!.sha256, size: version!.size, new_version: !existing },
+        });
         return { version: version!, unusedFile: existing?.file ?? null };
       });
     },
 
     /** Deletes a version that nothing uses (409 saying what does); returns its row, whose file the caller removes. */
-    async remove(model: ModelRow, id: number): Promise<VersionRow> {
+    async remove(model: ModelRow, id: number, actor: Actor): Promise<VersionRow> {
       return db.transaction(async (tx) => {
         // Locked like an upload, so the version cannot become stable between the check and the delete.
         const [current] = await tx
@@ -166,6 +173,12 @@ export function createFirmwareVersions(db: Database) {
         const reason = whyInUse(version, current, await useOf(tx, version));
         if (reason) throw versionInUse(model, version, reason);
         await tx.delete(firmwareVersions).where(eq(firmwareVersions.id, version.id));
+        await audit.record(tx, {
+          actor,
+          kind: "firmware.version_deleted",
+          modelId: model.id,
+          details: { version: version.version, version_id: version.id, sha256: version.sha256 },
+        });
         return version;
       });
     },

@@ -6,7 +6,9 @@
  */
 import { and, asc, count, eq, gte, inArray, isNull, lte, ne, sql } from "drizzle-orm";
 import type { Transaction } from "../../db/client.ts";
-import { deviceModels, devices, firmwareVersions, type ModelRow, rolloutDevices, type RolloutRow, rollouts } from "../../db/schema.ts";
+import { type AuditDetails, deviceModels, devices, firmwareVersions, type ModelRow, rolloutDevices, type RolloutRow, rollouts } from "../../db/schema.ts";
+import type { AuditKind } from "../audit/kinds.ts";
+import type { Actor, AuditRecorder } from "../audit/log.ts";
 import { stableCopy, type VersionRow } from "../firmware/versions.ts";
 import { failuresAllowed } from "./waves.ts";
 import { verdictOf } from "./verdict.ts";
@@ -14,7 +16,12 @@ import { verdictOf } from "./verdict.ts";
 /** A device whose target changed in a step: it gets a firmware notice once the step has committed. */
 export type TargetChange = { clientId: string; versionId: number | null };
 
-export type StepContext = { tx: Transaction; now: Date; offlineAfterMs: number; changes: TargetChange[] };
+/** One step's transaction and what it needs around it: who acts (an admin, or the system) and the audit trail. */
+export type StepContext = { tx: Transaction; now: Date; offlineAfterMs: number; changes: TargetChange[]; actor: Actor; audit: AuditRecorder };
+
+/** Records an event of `rollout` in the audit trail, in the step's transaction. */
+export const audited = (ctx: StepContext, rollout: Pick<RolloutRow, "id" | "deviceModelId">, kind: AuditKind, details: AuditDetails = {}, deviceId: number | null = null) =>
+  ctx.audit.record(ctx.tx, { actor: ctx.actor, kind, modelId: rollout.deviceModelId, deviceId, details: { rollout_id: rollout.id, ...details } });
 
 const activeStates = ["running", "paused"] as const;
 
@@ -54,8 +61,14 @@ export async function tallyOf(tx: Transaction, rolloutId: number) {
 export type Tally = Awaited<ReturnType<typeof tallyOf>>;
 
 /** Makes `version` the model's stable version (what every device without a pin or rollout version then runs). */
-export async function promote(tx: Transaction, modelId: number, version: VersionRow): Promise<void> {
-  await tx.update(deviceModels).set(stableCopy(version)).where(eq(deviceModels.id, modelId));
+export async function promote(ctx: StepContext, model: Pick<ModelRow, "id" | "stableVersionId">, version: VersionRow): Promise<void> {
+  await ctx.tx.update(deviceModels).set(stableCopy(version)).where(eq(deviceModels.id, model.id));
+  await ctx.audit.record(ctx.tx, {
+    actor: ctx.actor,
+    kind: "firmware.stable_changed",
+    modelId: model.id,
+    details: { version: version.version, version_id: version.id, previous_version_id: model.stableVersionId },
+  });
 }
 
 /** Gives a device back the target it had before the rollout admitted it, and stops watching it. */
@@ -96,9 +109,11 @@ async function judge(ctx: StepContext, rollout: RolloutRow, target: string): Pro
     if (verdict === null) continue;
     if (verdict.state === "succeeded") {
       await ctx.tx.update(rolloutDevices).set({ state: "succeeded", settledAt: ctx.now }).where(member(device.deviceId));
+      await audited(ctx, rollout, "rollout.device_succeeded", { version: target }, device.deviceId);
     } else if (verdict.state === "failed") {
       await ctx.tx.update(rolloutDevices).set({ state: "failed", settledAt: ctx.now, failureReason: verdict.reason }).where(member(device.deviceId));
       await giveBack(ctx, device.deviceId, device.previousVersionId);
+      await audited(ctx, rollout, "rollout.device_failed", { version: target, reason: verdict.reason }, device.deviceId);
     } else {
       await ctx.tx.update(rolloutDevices).set(notAdmitted).where(member(device.deviceId));
       await giveBack(ctx, device.deviceId, device.previousVersionId);
@@ -156,7 +171,7 @@ async function admit(ctx: StepContext, rollout: RolloutRow, slots: number): Prom
 /** Completes the rollout: its version becomes stable, every device not failed follows it. */
 export async function complete(ctx: StepContext, rollout: RolloutRow): Promise<void> {
   const [version] = await ctx.tx.select().from(firmwareVersions).where(eq(firmwareVersions.id, rollout.versionId));
-  await promote(ctx.tx, rollout.deviceModelId, version!);
+  await promote(ctx, { id: rollout.deviceModelId, stableVersionId: rollout.previousVersionId }, version!);
   const notFailed = ctx.tx
     .select({ id: rolloutDevices.deviceId })
     .from(rolloutDevices)
@@ -167,6 +182,7 @@ export async function complete(ctx: StepContext, rollout: RolloutRow): Promise<v
     .update(rollouts)
     .set({ state: "completed", completedAt: ctx.now, waveDoneAt: null, pauseReason: null, updatedAt: ctx.now })
     .where(eq(rollouts.id, rollout.id));
+  await audited(ctx, rollout, "rollout.completed", { version: version!.version });
 }
 
 /** Opens the next wave now (or completes after the last). */
@@ -176,6 +192,7 @@ export async function openNextWave(ctx: StepContext, rollout: RolloutRow): Promi
     .update(rollouts)
     .set({ currentWave: rollout.currentWave + 1, waveStartedAt: ctx.now, waveDoneAt: null, updatedAt: ctx.now })
     .where(eq(rollouts.id, rollout.id));
+  await audited(ctx, rollout, "rollout.wave_opened", { wave: rollout.currentWave + 1 });
 }
 
 /** Stops the rollout: devices admitted and not yet proven get their previous target back; the others keep theirs. */
@@ -191,6 +208,7 @@ export async function abort(ctx: StepContext, rollout: RolloutRow, reason: strin
   }
   await ctx.tx.update(devices).set({ rolloutId: null }).where(eq(devices.rolloutId, rollout.id));
   await ctx.tx.update(rollouts).set({ state: "aborted", pauseReason: reason, completedAt: ctx.now, updatedAt: ctx.now }).where(eq(rollouts.id, rollout.id));
+  await audited(ctx, rollout, "rollout.aborted", { reason });
 }
 
 /** Why the failures so far pause the rollout, or null. */
@@ -219,6 +237,7 @@ export async function step(ctx: StepContext, rollout: RolloutRow): Promise<void>
       .update(rollouts)
       .set({ failuresAcknowledged, ...(pauseReason !== null && { state: "paused", pauseReason, waveDoneAt: null }), updatedAt: ctx.now })
       .where(eq(rollouts.id, rollout.id));
+    if (pauseReason !== null) await audited(ctx, rollout, "rollout.paused", { reason: pauseReason });
     return;
   }
   const slots = Math.max(0, rollout.plan.max_concurrent - tally.admitted);

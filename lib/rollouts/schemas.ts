@@ -1,7 +1,7 @@
 /** Request and response shapes of the rollout API (docs/rollouts.md). Types elsewhere are inferred from these. */
 import { z } from "zod";
 import { firmwareRolloutModes, rolloutDeviceStates, rolloutStates } from "../../db/schema.ts";
-import { idParams } from "../schemas.ts";
+import { bodyId, idParams } from "../schemas.ts";
 
 const timestamp = z.iso.datetime();
 const MAX_DEVICES = 100_000;
@@ -21,9 +21,9 @@ const seconds = (what: string, min: number, max: number) =>
 
 export const createRolloutBody = z
   .strictObject({
-    version_id: z.number().int().positive(),
+    version_id: bodyId,
     canary_device_ids: z
-      .array(z.number().int().positive())
+      .array(bodyId)
       .max(1000, "must list at most 1000 devices")
       .refine((ids) => new Set(ids).size === ids.length, "must not list a device twice")
       .optional()
@@ -105,7 +105,7 @@ export const rolloutParams = idParams.extend({ rid: idParams.shape.id });
 export const rolloutDeviceParams = rolloutParams.extend({ device_id: idParams.shape.id });
 
 export const firmwareRolloutMode = z.enum(firmwareRolloutModes);
-export const pinBody = z.strictObject({ version_id: z.number().int().positive() }).meta({ id: "FirmwarePin" });
+export const pinBody = z.strictObject({ version_id: bodyId }).meta({ id: "FirmwarePin" });
 
 export type Rollout = z.infer<typeof rolloutSchema>;
 export type RolloutDetail = z.infer<typeof rolloutDetailSchema>;

@@ -7,9 +7,10 @@ import type { Database, Transaction } from "../../db/client.ts";
 import { devices, firmwareVersions, type ModelRow, type RolloutPlan, rolloutDevices, type RolloutRow, rollouts } from "../../db/schema.ts";
 import { conflict, deviceNotFound, modelNotFound, notFound, validationFailed } from "../errors.ts";
 import type { VersionRow } from "../firmware/versions.ts";
+import { type Actor, type AuditRecorder, SYSTEM_ACTOR } from "../audit/log.ts";
 import { errorMessage, type Logger } from "../logger.ts";
 import type { Notifier } from "../mqtt.ts";
-import { abort, activeRolloutOf, complete, lockModel, notAdmitted, openNextWave, promote, type StepContext, step, tallyOf, type TargetChange } from "./engine.ts";
+import { abort, activeRolloutOf, audited, complete, lockModel, notAdmitted, openNextWave, promote, type StepContext, step, tallyOf, type TargetChange } from "./engine.ts";
 import { createRolloutEvents } from "./events.ts";
 import { type Candidate, type Confirmations, preflight } from "./preflight.ts";
 import { type CreateRollout, DEFAULT_PLAN, type Rollout, type RolloutDetail } from "./schemas.ts";
@@ -17,7 +18,6 @@ import { wavesOf } from "./waves.ts";
 
 const ROWS_PER_INSERT = 1_000;
 
-export type Actor = string;
 
 const iso = (date: Date | null) => date?.toISOString() ?? null;
 const rolloutNotFound = (model: ModelRow, id: number) => notFound(`Device model "${model.code}" has no rollout ${id}.`, "ROLLOUT_NOT_FOUND");
@@ -34,17 +34,26 @@ function planOf(body: CreateRollout): RolloutPlan {
   };
 }
 
-export function createRolloutService(deps: { db: Database; notifier: Notifier; logger: Logger; offlineAfterSeconds: number }) {
-  const { db, notifier, logger } = deps;
+export function createRolloutService(deps: { db: Database; notifier: Notifier; logger: Logger; audit: AuditRecorder; offlineAfterSeconds: number }) {
+  const { db, notifier, logger, audit } = deps;
   const events = createRolloutEvents({ db, logger });
 
-  /** Runs `work` holding the model's row lock; then sends the firmware notices of the targets it changed. */
-  async function withModel<T>(modelId: number, work: (ctx: StepContext, model: ModelRow) => Promise<T>): Promise<T> {
+  const contextOf = (tx: Transaction, actor: Actor, changes: TargetChange[]): StepContext => ({
+    tx,
+    now: new Date(),
+    offlineAfterMs: deps.offlineAfterSeconds * 1000,
+    changes,
+    actor,
+    audit,
+  });
+
+  /** Runs `work` for `actor` holding the model's row lock; then sends the firmware notices of the targets it changed. */
+  async function withModel<T>(modelId: number, actor: Actor, work: (ctx: StepContext, model: ModelRow) => Promise<T>): Promise<T> {
     const changes: TargetChange[] = [];
     const result = await db.transaction(async (tx) => {
       const model = await lockModel(tx, modelId);
       if (!model) throw modelNotFound(modelId);
-      return work({ tx, now: new Date(), offlineAfterMs: deps.offlineAfterSeconds * 1000, changes }, model);
+      return work(contextOf(tx, actor, changes), model);
     });
     await notify(changes);
     return result;
@@ -137,15 +146,16 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
     return new Map(rows.filter((row) => row.state === "failed").map((row) => [row.deviceId, `failed this version in rollout ${row.rolloutId} (retry it to offer it again)`]));
   }
 
-  async function start(ctx: StepContext, model: ModelRow, version: VersionRow, body: CreateRollout, actor: Actor): Promise<RolloutRow> {
+  async function start(ctx: StepContext, model: ModelRow, version: VersionRow, body: CreateRollout, source: "api" | "upload" | "revert"): Promise<RolloutRow> {
     const active = await activeRolloutOf(ctx.tx, model.id);
     if (active) throw conflict(`Device model "${model.code}" already has an active rollout (${active.id}); pause, finish or abort it first.`, "ROLLOUT_ACTIVE");
     await preflight(ctx.tx, model, version, body);
     const plan = planOf(body);
     const [rollout] = await ctx.tx
       .insert(rollouts)
-      .values({ deviceModelId: model.id, versionId: version.id, previousVersionId: model.stableVersionId, plan, createdBy: actor, waveStartedAt: ctx.now })
+      .values({ deviceModelId: model.id, versionId: version.id, previousVersionId: model.stableVersionId, plan, createdBy: ctx.actor, waveStartedAt: ctx.now })
       .returning();
+    await audited(ctx, rollout!, "rollout.started", { version: version.version, version_id: version.id, source, plan });
     await enrol(ctx, model, rollout!, plan);
     const tally = await tallyOf(ctx.tx, rollout!.id);
     // Nothing to roll out (no device needs the version): it is the stable version at once.
@@ -161,12 +171,12 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
   }
 
   /** An admin action on an active rollout. */
-  function action(name: string, states: RolloutRow["state"][], act: (ctx: StepContext, rollout: RolloutRow, actor: Actor) => Promise<void>) {
+  function action(name: string, states: RolloutRow["state"][], act: (ctx: StepContext, rollout: RolloutRow) => Promise<void>) {
     return (modelId: number, id: number, actor: Actor): Promise<Rollout> =>
-      withModel(modelId, async (ctx, model) => {
+      withModel(modelId, actor, async (ctx, model) => {
         const rollout = await findRollout(ctx.tx, model, id);
         if (!states.includes(rollout.state)) throw conflict(`Rollout ${id} is ${rollout.state}: it cannot ${name}.`, "ROLLOUT_STATE");
-        await act(ctx, rollout, actor);
+        await act(ctx, rollout);
         return describe(ctx.tx, await findRollout(ctx.tx, model, id));
       });
   }
@@ -178,7 +188,7 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
     ...events,
 
     async create(modelId: number, body: CreateRollout, actor: Actor): Promise<Rollout> {
-      return withModel(modelId, async (ctx, model) => describe(ctx.tx, await start(ctx, model, await versionOf(ctx.tx, model, body.version_id), body, actor)));
+      return withModel(modelId, actor, async (ctx, model) => describe(ctx.tx, await start(ctx, model, await versionOf(ctx.tx, model, body.version_id), body, "api")));
     },
 
     async list(model: ModelRow): Promise<Rollout[]> {
@@ -209,22 +219,27 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
       };
     },
 
-    pause: action("pause", ["running"], (ctx, rollout, actor) => setState(ctx, rollout, { state: "paused", pauseReason: `paused by ${actor}`, waveDoneAt: null }).then(() => {})),
+    pause: action("pause", ["running"], async (ctx, rollout) => {
+      const reason = `paused by ${ctx.actor}`;
+      await setState(ctx, rollout, { state: "paused", pauseReason: reason, waveDoneAt: null });
+      await audited(ctx, rollout, "rollout.paused", { reason });
+    }),
 
     resume: action("resume", ["paused"], async (ctx, rollout) => {
       const tally = await tallyOf(ctx.tx, rollout.id);
       // The failures the admin saw are accepted; only new ones pause it again.
       await setState(ctx, rollout, { state: "running", pauseReason: null, failuresAcknowledged: tally.failedHere, waveDoneAt: null });
+      await audited(ctx, rollout, "rollout.resumed");
       await step(ctx, { ...rollout, state: "running", pauseReason: null, failuresAcknowledged: tally.failedHere, waveDoneAt: null });
     }),
 
     advance: action("advance", ["running", "paused"], (ctx, rollout) => openNextWave(ctx, rollout)),
 
-    abort: action("abort", ["running", "paused"], (ctx, rollout, actor) => abort(ctx, rollout, `aborted by ${actor}`)),
+    abort: action("abort", ["running", "paused"], (ctx, rollout) => abort(ctx, rollout, `aborted by ${ctx.actor}`)),
 
     /** A new rollout back to the stable version this one started from (aborting this one if it is active). */
     async revert(modelId: number, id: number, actor: Actor): Promise<Rollout> {
-      return withModel(modelId, async (ctx, model) => {
+      return withModel(modelId, actor, async (ctx, model) => {
         const rollout = await findRollout(ctx.tx, model, id);
         if (rollout.previousVersionId === null) throw conflict(`Rollout ${id} started when the model had no stable version: there is nothing to revert to.`, "ROLLOUT_STATE");
         if (rollout.state === "running" || rollout.state === "paused") await abort(ctx, rollout, `reverted by ${actor}`);
@@ -232,13 +247,13 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
         const previous = await versionOf(ctx.tx, model, rollout.previousVersionId);
         const { canary_device_ids: _explicit, ...plan } = rollout.plan;
         const body: CreateRollout = { ...plan, version_id: previous.id, confirm_downgrade: true, confirm_image_change: true };
-        return describe(ctx.tx, await start(ctx, current, previous, body, actor));
+        return describe(ctx.tx, await start(ctx, current, previous, body, "revert"));
       });
     },
 
     /** Offers the version again to a device the rollout failed. */
-    async retry(modelId: number, id: number, deviceId: number, _actor: Actor): Promise<Rollout> {
-      return withModel(modelId, async (ctx, model) => {
+    async retry(modelId: number, id: number, deviceId: number, actor: Actor): Promise<Rollout> {
+      return withModel(modelId, actor, async (ctx, model) => {
         const rollout = await findRollout(ctx.tx, model, id);
         if (rollout.state === "aborted") throw conflict(`Rollout ${id} was aborted; start a new rollout to offer the version again.`, "ROLLOUT_STATE");
         const member = and(eq(rolloutDevices.rolloutId, id), eq(rolloutDevices.deviceId, deviceId));
@@ -246,6 +261,7 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
         if (!row) throw notFound(`Device ${deviceId} is not part of rollout ${id}.`, "DEVICE_NOT_FOUND");
         if (row.state !== "failed") throw conflict(`Device ${deviceId} has not failed rollout ${id} (it is ${row.state}).`, "ROLLOUT_STATE");
         await ctx.tx.update(rolloutDevices).set(notAdmitted).where(member);
+        await audited(ctx, rollout, "rollout.device_retried", {}, deviceId);
         if (rollout.state === "completed") {
           // Its version is the stable one now: following it offers the version again.
           const [device] = await ctx.tx.update(devices).set({ rolloutVersionId: null }).where(eq(devices.id, deviceId)).returning({ clientId: devices.clientId });
@@ -260,12 +276,12 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
      * superseded); `staged` starts a rollout with the default plan (superseding an active one).
      */
     async afterUpload(model: ModelRow, version: VersionRow, mode: "immediate" | "staged", confirmed: Confirmations, actor: Actor): Promise<RolloutRow | null> {
-      return withModel(model.id, async (ctx, locked) => {
+      return withModel(model.id, actor, async (ctx, locked) => {
         const active = await activeRolloutOf(ctx.tx, locked.id);
         if (active) await abort(ctx, active, `superseded by the upload of ${version.version}`);
-        if (mode === "staged") return start(ctx, locked, version, { version_id: version.id, ...confirmed }, actor);
+        if (mode === "staged") return start(ctx, locked, version, { version_id: version.id, ...confirmed }, "upload");
         await ctx.tx.update(devices).set({ rolloutVersionId: null }).where(eq(devices.deviceModelId, locked.id));
-        await promote(ctx.tx, locked.id, version);
+        await promote(ctx, locked, version);
         const everyone = await ctx.tx.select({ clientId: devices.clientId }).from(devices).where(and(eq(devices.deviceModelId, locked.id), isNull(devices.firmwarePinVersionId)));
         ctx.changes.push(...everyone.map(({ clientId }) => ({ clientId, versionId: version.id })));
         return null;
@@ -283,10 +299,10 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
     },
 
     /** Pins a device to a version of its model (null: unpins it); the pin overrides every rollout. */
-    async pin(deviceId: number, versionId: number | null): Promise<void> {
+    async pin(deviceId: number, versionId: number | null, actor: Actor): Promise<void> {
       const [device] = await db.select({ modelId: devices.deviceModelId }).from(devices).where(eq(devices.id, deviceId));
       if (!device) throw deviceNotFound(deviceId);
-      await withModel(device.modelId, async (ctx, model) => {
+      await withModel(device.modelId, actor, async (ctx, model) => {
         if (versionId !== null) await versionOf(ctx.tx, model, versionId);
         const [row] = await ctx.tx
           .update(devices)
@@ -304,6 +320,13 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
         const given = admitted && (admitted.previousVersionId === model.stableVersionId ? null : admitted.previousVersionId);
         if (admitted) await ctx.tx.update(devices).set({ rolloutVersionId: given, rolloutId: null }).where(eq(devices.id, deviceId));
         const rolloutVersionId = admitted ? given : row.rolloutVersionId;
+        await audit.record(ctx.tx, {
+          actor,
+          kind: versionId === null ? "firmware.unpinned" : "firmware.pinned",
+          modelId: model.id,
+          deviceId,
+          details: versionId === null ? {} : { version_id: versionId },
+        });
         ctx.changes.push({ clientId: row.clientId, versionId: versionId ?? rolloutVersionId ?? model.stableVersionId });
       });
     },
@@ -319,7 +342,7 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
             if (!(await lockModel(tx, modelId, true))) return 0;
             const rollout = await activeRolloutOf(tx, modelId);
             if (!rollout) return 0;
-            await step({ tx, now: new Date(), offlineAfterMs: deps.offlineAfterSeconds * 1000, changes }, rollout);
+            await step(contextOf(tx, SYSTEM_ACTOR, changes), rollout);
             return 1;
           });
         } catch (error) {

@@ -1,7 +1,8 @@
 import { and, asc, eq, isNotNull, isNull, lte, or, sql } from "drizzle-orm";
-import type { Database, Transaction } from "../../db/client.ts";
-import { type DeviceRow, devices } from "../../db/schema.ts";
+import type { Database, Executor, Transaction } from "../../db/client.ts";
+import { type AuditDetails, type DeviceRow, devices } from "../../db/schema.ts";
 import { inTransaction } from "../../db/transaction-scope.ts";
+import { type AuditRecorder, deviceActor, SYSTEM_ACTOR } from "../audit/log.ts";
 import { isUniqueViolation } from "../db-errors.ts";
 import type { DevicePrincipal } from "../identity/principal.ts";
 import type { IdentityProvider } from "../identity/provider.ts";
@@ -20,6 +21,7 @@ type Deps = {
   logger: Logger;
   metrics: Metrics;
   settings: RotationSettings;
+  audit: AuditRecorder;
 };
 
 /** What startNext did. `notStarted` says why a device that was due could not start; null when nothing was due. */
@@ -44,7 +46,22 @@ const sleepUntil = (date: Date) => new Promise((resolve) => setTimeout(resolve, 
  * the older scheme: a restore point is committed before the secret changes, and a timeout restores it.
  */
 export function createRotationEngine(deps: Deps) {
-  const { db, identity, notifier, secretBox, logger, metrics, settings } = deps;
+  const { db, identity, notifier, secretBox, logger, metrics, settings, audit } = deps;
+  /** Records a transition of `device` in the trail, with the executor of the change (system unless the device caused it). */
+  const recordTransition = (
+    executor: Executor,
+    kind: "started" | "notice_failed" | "secret_issued" | "completed" | "timed_out" | "secret_restored" | "restore_failed",
+    device: Pick<DeviceRow, "id" | "deviceModelId" | "clientId">,
+    details: AuditDetails = {},
+    byDevice = false,
+  ) =>
+    audit.record(executor, {
+      actor: byDevice ? deviceActor(device.clientId) : SYSTEM_ACTOR,
+      kind: `rotation.${kind}`,
+      deviceId: device.id,
+      modelId: device.deviceModelId,
+      details,
+    });
   const log = (message: string, device: Pick<DeviceRow, "key" | "clientId">, fields: Record<string, unknown> = {}) =>
     logger.info(message, { device_key: device.key, client_id: device.clientId, ...fields });
 
@@ -90,11 +107,15 @@ export function createRotationEngine(deps: Deps) {
     const now = new Date();
     let claimed: DeviceRow | undefined;
     try {
-      [claimed] = await db
-        .update(devices)
-        .set({ rotationState: "PENDING", rotationStartedAt: now, lastRotationAttemptAt: now, updatedAt: now })
-        .where(and(eq(devices.id, candidate.id), eq(devices.rotationState, candidate.rotationState)))
-        .returning();
+      claimed = await db.transaction(async (tx) => {
+        const [row] = await tx
+          .update(devices)
+          .set({ rotationState: "PENDING", rotationStartedAt: now, lastRotationAttemptAt: now, updatedAt: now })
+          .where(and(eq(devices.id, candidate.id), eq(devices.rotationState, candidate.rotationState)))
+          .returning();
+        if (row) await recordTransition(tx, "started", row, { from: candidate.rotationState });
+        return row;
+      });
     } catch (error) {
       if (isUniqueViolation(error)) return NOTHING_DUE;
       throw error;
@@ -107,18 +128,22 @@ export function createRotationEngine(deps: Deps) {
     }
     // Not delivered: back to QUEUED with nothing else changed (CONTRACT §7.2), unless the device already began
     // fetching (the PUBACK may just be late), which means the notice did arrive.
-    const [requeued] = await db
-      .update(devices)
-      .set({ rotationState: "QUEUED", rotationStartedAt: candidate.rotationStartedAt, lastRotationAttemptAt: candidate.lastRotationAttemptAt, updatedAt: now })
-      .where(
-        and(
-          eq(devices.id, claimed.id),
-          eq(devices.rotationState, "PENDING"),
-          isNull(devices.previousSecretEncrypted),
-          candidate.newSecretIssuedAt ? eq(devices.newSecretIssuedAt, candidate.newSecretIssuedAt) : isNull(devices.newSecretIssuedAt),
-        ),
-      )
-      .returning({ id: devices.id });
+    const requeued = await db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(devices)
+        .set({ rotationState: "QUEUED", rotationStartedAt: candidate.rotationStartedAt, lastRotationAttemptAt: candidate.lastRotationAttemptAt, updatedAt: now })
+        .where(
+          and(
+            eq(devices.id, claimed.id),
+            eq(devices.rotationState, "PENDING"),
+            isNull(devices.previousSecretEncrypted),
+            candidate.newSecretIssuedAt ? eq(devices.newSecretIssuedAt, candidate.newSecretIssuedAt) : isNull(devices.newSecretIssuedAt),
+          ),
+        )
+        .returning({ id: devices.id });
+      if (row) await recordTransition(tx, "notice_failed", claimed);
+      return row;
+    });
     if (!requeued) return { started: claimed, notStarted: null };
     log("Rotation notice not delivered; device back in the queue", claimed, { was: candidate.rotationState });
     return { started: null, notStarted: `device ${claimed.key} was not started: the broker did not acknowledge its rotation notice; it is QUEUED again` };
@@ -144,7 +169,7 @@ export function createRotationEngine(deps: Deps) {
    * secret but one from a rotation the row never recorded (Keycloak, the backend died in between), which it hands out
    * again (IdentityProvider.rotateSecret).
    */
-  async function issueWithOverlap({ id, clientId }: DeviceRow): Promise<string | null> {
+  async function issueWithOverlap({ id, clientId, deviceModelId }: DeviceRow): Promise<string | null> {
     return inTransaction(db, async (tx) => {
       const row = await lockDevice(tx, id);
       if (!row || row.rotationState !== "PENDING" || row.newSecretIssuedAt) return null;
@@ -156,12 +181,13 @@ export function createRotationEngine(deps: Deps) {
         .update(devices)
         .set({ newSecretIssuedAt: now, newSecretGeneration: generation, previousSecretExpiresAt: previousValidUntil, updatedAt: now })
         .where(eq(devices.id, id));
+      await recordTransition(tx, "secret_issued", { id, clientId, deviceModelId }, {}, true);
       return secret;
     });
   }
 
   /** Stores the old secret encrypted and commits, then regenerates: a timeout can always restore the old one. */
-  async function issueWithRestorePoint({ id, clientId }: DeviceRow): Promise<string | null> {
+  async function issueWithRestorePoint({ id, clientId, deviceModelId }: DeviceRow): Promise<string | null> {
     const needsNewSecret = await inTransaction(db, async (tx) => {
       const row = await lockDevice(tx, id);
       if (!row || row.rotationState !== "PENDING" || row.newSecretIssuedAt) return false;
@@ -181,6 +207,7 @@ export function createRotationEngine(deps: Deps) {
       // boundary, so requiring iat >= boundary for the acknowledgement tells the two secrets apart.
       const issuedAt = ceilToSecond(Date.now());
       await tx.update(devices).set({ newSecretIssuedAt: issuedAt, updatedAt: new Date() }).where(eq(devices.id, id));
+      await recordTransition(tx, "secret_issued", { id, clientId, deviceModelId }, {}, true);
       return { secret, issuedAt };
     });
     if (!issued) return null;
@@ -228,25 +255,29 @@ export function createRotationEngine(deps: Deps) {
     if (!usesNewSecret(principal)) return false;
     const { device } = principal;
     const now = new Date();
-    const [done] = await db
-      .update(devices)
-      .set({
-        rotationState: "OK",
-        secretCreatedAt: sql`${devices.newSecretIssuedAt}`,
-        lastRotationCompletedAt: now,
-        rotationStartedAt: null,
-        previousSecretEncrypted: null,
-        newSecretIssuedAt: null,
-        newSecretGeneration: null,
-        newSecretProvenAt: null,
-        rotationUnconfirmed: false,
-        rotationFailures: 0,
-        nextRetryAt: null,
-        rotationError: null,
-        updatedAt: now,
-      })
-      .where(and(eq(devices.id, device.id), eq(devices.newSecretIssuedAt, device.newSecretIssuedAt!)))
-      .returning();
+    const done = await db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(devices)
+        .set({
+          rotationState: "OK",
+          secretCreatedAt: sql`${devices.newSecretIssuedAt}`,
+          lastRotationCompletedAt: now,
+          rotationStartedAt: null,
+          previousSecretEncrypted: null,
+          newSecretIssuedAt: null,
+          newSecretGeneration: null,
+          newSecretProvenAt: null,
+          rotationUnconfirmed: false,
+          rotationFailures: 0,
+          nextRetryAt: null,
+          rotationError: null,
+          updatedAt: now,
+        })
+        .where(and(eq(devices.id, device.id), eq(devices.newSecretIssuedAt, device.newSecretIssuedAt!)))
+        .returning();
+      if (row) await recordTransition(tx, "completed", row, { was: device.rotationState }, true);
+      return row;
+    });
     if (!done) return false;
     if (device.rotationState === "PENDING" && device.rotationStartedAt) {
       metrics.rotationDuration.observe((now.getTime() - device.rotationStartedAt.getTime()) / 1000);
@@ -318,6 +349,14 @@ export function createRotationEngine(deps: Deps) {
       const failures = row.rotationFailures + 1;
       const backoff = Math.min(settings.retryBackoffSeconds * 2 ** (failures - 1), MAX_BACKOFF_SECONDS);
       const now = new Date();
+      const nextRetryAt = new Date(now.getTime() + backoff * 1000);
+      if ("restored" in outcome && outcome.restored) await recordTransition(tx, "secret_restored", row);
+      await recordTransition(tx, "timed_out", row, {
+        reason: outcome.reason,
+        failures,
+        next_retry_at: nextRetryAt.toISOString(),
+        unconfirmed: outcome.changes.rotationUnconfirmed ?? row.rotationUnconfirmed,
+      });
       await tx
         .update(devices)
         .set({
@@ -325,7 +364,7 @@ export function createRotationEngine(deps: Deps) {
           rotationStartedAt: null,
           ...outcome.changes,
           rotationFailures: failures,
-          nextRetryAt: new Date(now.getTime() + backoff * 1000),
+          nextRetryAt,
           rotationError: outcome.reason,
           updatedAt: now,
         })
@@ -336,7 +375,7 @@ export function createRotationEngine(deps: Deps) {
   }
 
   /** The restore-point scheme: put the old secret back. A failure here rolls back; the next cycle tries again. */
-  async function restorePreviousSecret(row: DeviceRow): Promise<{ reason: string; changes: Partial<DeviceRow> }> {
+  async function restorePreviousSecret(row: DeviceRow): Promise<{ reason: string; changes: Partial<DeviceRow>; restored: boolean }> {
     const cleared = { previousSecretEncrypted: null, newSecretIssuedAt: null, newSecretGeneration: null, previousSecretExpiresAt: null };
     let oldSecret: string;
     try {
@@ -345,16 +384,17 @@ export function createRotationEngine(deps: Deps) {
       return {
         reason: "The previous secret cannot be decrypted with SECRET_ENCRYPTION_KEY (was the key changed?); the device keeps the new secret it was issued.",
         changes: { ...cleared, ...(row.newSecretIssuedAt ? { secretCreatedAt: row.newSecretIssuedAt } : {}) },
+        restored: false,
       };
     }
     await identity.setSecret(row.clientId, oldSecret);
-    return { reason: "The device did not acknowledge the new secret in time; its previous secret was restored.", changes: cleared };
+    return { reason: "The device did not acknowledge the new secret in time; its previous secret was restored.", changes: cleared, restored: true };
   }
 
   async function expireTimedOut(): Promise<{ expired: number; errors: string[] }> {
     const deadline = new Date(Date.now() - settings.timeoutSeconds * 1000);
     const stale = await db
-      .select({ id: devices.id, key: devices.key })
+      .select({ id: devices.id, key: devices.key, clientId: devices.clientId, deviceModelId: devices.deviceModelId })
       .from(devices)
       .where(and(eq(devices.rotationState, "PENDING"), lte(devices.rotationStartedAt, deadline)));
     let expired = 0;
@@ -365,6 +405,9 @@ export function createRotationEngine(deps: Deps) {
       } catch (error) {
         errors.push(`device ${device.key}: could not restore its previous secret (${errorMessage(error)}); will retry`);
         logger.error("Rotation timeout could not restore the previous secret; retrying next cycle", { device_key: device.key, error: errorMessage(error) });
+        await recordTransition(db, "restore_failed", device, { error: errorMessage(error) }).catch((auditError) =>
+          logger.error("Could not record a failed restore in the audit trail", { device_key: device.key, error: errorMessage(auditError) }),
+        );
       }
     }
     return { expired, errors };

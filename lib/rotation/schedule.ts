@@ -2,6 +2,7 @@ import { CronExpressionParser } from "cron-parser";
 import { and, asc, count, eq, gt, lte, type SQL, sql } from "drizzle-orm";
 import type { Database, Transaction } from "../../db/client.ts";
 import { devices, settings } from "../../db/schema.ts";
+import { type AuditRecorder, SYSTEM_ACTOR } from "../audit/log.ts";
 
 const BASELINE_KEY = "rotation.schedule_baseline";
 
@@ -22,7 +23,7 @@ function previousOccurrence(schedule: Schedule, atOrBefore: Date): Date {
  * QUEUED. The very first run only records the baseline, so installing the backend does not rotate the fleet at once.
  * The baseline row is locked for the whole step, so two jobs at once queue the fleet once.
  */
-export async function queueScheduled(db: Database, schedule: Schedule, now: Date): Promise<{ queued: number; baseline: boolean }> {
+export async function queueScheduled(db: Database, schedule: Schedule, now: Date, audit: AuditRecorder): Promise<{ queued: number; baseline: boolean }> {
   return db.transaction(async (tx) => {
     await tx.insert(settings).values({ key: BASELINE_KEY, value: "" }).onConflictDoNothing();
     const [row] = await tx.select().from(settings).where(eq(settings.key, BASELINE_KEY)).for("update");
@@ -35,6 +36,7 @@ export async function queueScheduled(db: Database, schedule: Schedule, now: Date
     if (!due) return { queued: 0, baseline: false };
     const queued = await queueAllOk(tx);
     await recordBaseline();
+    await audit.record(tx, { actor: SYSTEM_ACTOR, kind: "rotation.scheduled", details: { queued_count: queued } });
     return { queued, baseline: false };
   });
 }

@@ -1,6 +1,7 @@
 import { and, asc, count, eq, gt, inArray, isNull, max, ne, or, type SQL, sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { deviceModels, devices, rotationStates } from "../../db/schema.ts";
+import type { Actor, AuditRecorder } from "../audit/log.ts";
 import { deviceNotFound } from "../errors.ts";
 import { type Page, toPage } from "../paging.ts";
 import type { DashboardRow, RotationStatus } from "../schemas.ts";
@@ -55,8 +56,9 @@ export function createRotationService(deps: {
   criticalThresholdDays: number;
   metrics: Metrics;
   logger: Logger;
+  audit: AuditRecorder;
 }) {
-  const { db, engine, schedule, metrics, logger } = deps;
+  const { db, engine, schedule, metrics, logger, audit } = deps;
 
   async function countsByState(): Promise<RotationStatus["counts_by_state"]> {
     const rows = await db.select({ state: devices.rotationState, n: count() }).from(devices).groupBy(devices.rotationState);
@@ -83,7 +85,7 @@ export function createRotationService(deps: {
     /** One cycle: scheduled queueing, timeouts, start next. Safe to run from several processes at once. */
     async runCycle(): Promise<CycleSummary> {
       try {
-        const scheduled = await queueScheduled(db, schedule, new Date());
+        const scheduled = await queueScheduled(db, schedule, new Date(), audit);
         const timeouts = await engine.expireTimedOut();
         const retired = await engine.retireLeftoverSecrets();
         const { started, notStarted } = await engine.startNext();
@@ -107,21 +109,28 @@ export function createRotationService(deps: {
     },
 
     /** Every OK device becomes QUEUED, and rotation starts at once. */
-    async triggerAll(): Promise<number> {
-      const queued = await db.transaction((tx) => queueAllOk(tx));
+    async triggerAll(actor: Actor): Promise<number> {
+      const queued = await db.transaction(async (tx) => {
+        const queued = await queueAllOk(tx);
+        await audit.record(tx, { actor, kind: "rotation.triggered", details: { queued_count: queued } });
+        return queued;
+      });
       await engine.startNext();
       return queued;
     },
 
     /** Queues one device and, if nothing is rotating, starts this very device. */
-    async rotateDevice(id: number): Promise<"queued" | "already_pending"> {
-      const [device] = await db.select({ state: devices.rotationState }).from(devices).where(eq(devices.id, id));
+    async rotateDevice(id: number, actor: Actor): Promise<"queued" | "already_pending"> {
+      const [device] = await db.select({ state: devices.rotationState, modelId: devices.deviceModelId }).from(devices).where(eq(devices.id, id));
       if (!device) throw deviceNotFound(id);
       if (device.state === "PENDING") return "already_pending";
-      await db
-        .update(devices)
-        .set({ rotationState: "QUEUED", nextRetryAt: null, updatedAt: new Date() })
-        .where(and(eq(devices.id, id), inArray(devices.rotationState, ["OK", "TIMEOUT"])));
+      await db.transaction(async (tx) => {
+        await tx
+          .update(devices)
+          .set({ rotationState: "QUEUED", nextRetryAt: null, updatedAt: new Date() })
+          .where(and(eq(devices.id, id), inArray(devices.rotationState, ["OK", "TIMEOUT"])));
+        await audit.record(tx, { actor, kind: "rotation.triggered", deviceId: id, modelId: device.modelId, details: { status: "queued", from: device.state } });
+      });
       await engine.startNext(id);
       return "queued";
     },

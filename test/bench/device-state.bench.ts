@@ -46,7 +46,7 @@ export async function run(options: { pollers?: number; fleetSize?: number; paced
         select k, 'iotdevice-' || ${code} || '-' || k, ${modelId}, '{}'
         from (select lpad(to_hex(i), 8, '0') as k from generate_series(${from}::int, ${from + count - 1}::int) as i) keys`);
     };
-    const polling = await services.models.create({ code: "poll", name: "Polling" });
+    const polling = await services.models.create({ code: "poll", name: "Polling" }, "test-admin");
     await insertDevices(polling.id, "poll", pollers, 0);
     const clients = (await db.execute(sql`select client_id from devices where device_model_id = ${polling.id} order by id`)) as unknown as { client_id: string }[];
     const tokens = await Promise.all(clients.map(async ({ client_id }) => (await services.builtinIssuer!.issueToken(client_id, 1)).access_token));
@@ -126,7 +126,7 @@ export async function run(options: { pollers?: number; fleetSize?: number; paced
 
     // The fleet view over 10,000 devices: a third reported, a third inferred (downloaded, seen since), a third
     // unknown; a tenth not seen for two days.
-    const fleetModel = await services.models.create({ code: "fleet", name: "Fleet" });
+    const fleetModel = await services.models.create({ code: "fleet", name: "Fleet" }, "test-admin");
     for (const version of ["fleet-1", "fleet-2"]) {
       const response = await fetch(`${base}/api/device-models/${fleetModel.id}/firmware`, {
         method: "POST",

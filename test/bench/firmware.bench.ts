@@ -168,8 +168,8 @@ export async function run(options: { downloads?: number; connections?: number } 
   };
   const nginxes: ChildProcess[] = [];
   try {
-    const model = await services.models.create({ code: "bench", name: "Bench" });
-    const device = await services.devices.create({ device_model_id: model.id, config: "{}" });
+    const model = await services.models.create({ code: "bench", name: "Bench" }, "test-admin");
+    const device = await services.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
     const token = (await services.builtinIssuer!.issueToken(device.client_id, 1)).access_token;
 
     /** The built server on its own port; both instances share the database and the assets directory. */

@@ -132,10 +132,10 @@ export async function run(options: { seconds?: number; connections?: number; dev
   const env = benchServerEnv({ databaseUrl: database.url, dataDir: dataDir, baseUrl: BASE_URL });
   const services = await createServices(loadConfig({ ...env, MIGRATE_ON_START: "true" }));
   try {
-    const model = await services.models.create({ code: "bench", name: "Bench" });
+    const model = await services.models.create({ code: "bench", name: "Bench" }, "test-admin");
     const tokens: string[] = [];
     for (let i = 0; i < deviceCount; i++) {
-      const device = await services.devices.create({ device_model_id: model.id, config: CONFIG });
+      const device = await services.devices.create({ device_model_id: model.id, config: CONFIG }, "test-admin");
       tokens.push((await services.builtinIssuer!.issueToken(device.client_id, 1)).access_token);
     }
     const jwks = JSON.stringify(await services.builtinIssuer!.jwks());

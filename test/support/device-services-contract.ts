@@ -36,7 +36,7 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
     let env: Awaited<ReturnType<DeviceServicesSetup>>;
     // Codes unique per run: the real services share one database across the cases.
     const code = () => `c_${randomBytes(5).toString("hex")}`;
-    const newModel = (configSchema: string | null = null) => env.models.create({ code: code(), name: "A model", config_schema: configSchema });
+    const newModel = (configSchema: string | null = null) => env.models.create({ code: code(), name: "A model", config_schema: configSchema }, "test-admin");
 
     before(async () => {
       env = await setup();
@@ -44,10 +44,10 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
     after(() => env?.close());
 
     it("creates a model that reads back the same, listed by code with its device count", async () => {
-      const model = await env.models.create({ code: code(), name: "Thermostat", config_schema: SCHEMA });
+      const model = await env.models.create({ code: code(), name: "Thermostat", config_schema: SCHEMA }, "test-admin");
       assert.deepEqual([model.name, model.config_schema, model.device_count, model.has_config_schema, model.firmware_version], ["Thermostat", SCHEMA, 0, true, null]);
       assert.deepEqual(await env.models.get(model.id), model);
-      await env.devices.create({ device_model_id: model.id, config: '{"deviceName":"x"}' });
+      await env.devices.create({ device_model_id: model.id, config: '{"deviceName":"x"}' }, "test-admin");
       const listed = (await env.models.page({ limit: 1000 })).items.find((m) => m.id === model.id);
       assert.equal(listed?.device_count, 1);
       const codes = (await env.models.page({ limit: 1000 })).items.map((m) => m.code);
@@ -56,36 +56,36 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
 
     it("refuses a duplicate code (409 DUPLICATE_MODEL_CODE) and a schema that is not one (400 VALIDATION_FAILED)", async () => {
       const model = await newModel();
-      await rejects(env.models.create({ code: model.code, name: "Again" }), 409, "DUPLICATE_MODEL_CODE");
-      await rejects(env.models.create({ code: code(), name: "x", config_schema: "{nope" }), 400, "VALIDATION_FAILED", "config_schema");
+      await rejects(env.models.create({ code: model.code, name: "Again" }, "test-admin"), 409, "DUPLICATE_MODEL_CODE");
+      await rejects(env.models.create({ code: code(), name: "x", config_schema: "{nope" }, "test-admin"), 400, "VALIDATION_FAILED", "config_schema");
     });
 
     it("updates only the given fields of a model", async () => {
       const model = await newModel(SCHEMA);
-      const updated = await env.models.update(model.id, { name: "Renamed", config_schema: null });
+      const updated = await env.models.update(model.id, { name: "Renamed", config_schema: null }, "test-admin");
       assert.deepEqual([updated.name, updated.code, updated.config_schema], ["Renamed", model.code, SCHEMA]);
     });
 
     it("an unknown model is 404 DEVICE_MODEL_NOT_FOUND everywhere", async () => {
       await rejects(env.models.get(999_999), 404, "DEVICE_MODEL_NOT_FOUND");
       await rejects(env.models.findRow(999_999), 404, "DEVICE_MODEL_NOT_FOUND");
-      await rejects(env.models.update(999_999, { name: "x" }), 404, "DEVICE_MODEL_NOT_FOUND");
-      await rejects(env.models.remove(999_999), 404, "DEVICE_MODEL_NOT_FOUND");
+      await rejects(env.models.update(999_999, { name: "x" }, "test-admin"), 404, "DEVICE_MODEL_NOT_FOUND");
+      await rejects(env.models.remove(999_999, "test-admin"), 404, "DEVICE_MODEL_NOT_FOUND");
     });
 
     it("removes a model only while no device uses it (409 MODEL_HAS_DEVICES)", async () => {
       const model = await newModel();
-      const device = await env.devices.create({ device_model_id: model.id, config: "{}" });
-      await rejects(env.models.remove(model.id), 409, "MODEL_HAS_DEVICES");
-      await env.devices.remove(device.id);
-      await env.models.remove(model.id);
+      const device = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
+      await rejects(env.models.remove(model.id, "test-admin"), 409, "MODEL_HAS_DEVICES");
+      await env.devices.remove(device.id, "test-admin");
+      await env.models.remove(model.id, "test-admin");
       await rejects(env.models.get(model.id), 404, "DEVICE_MODEL_NOT_FOUND");
     });
 
     it("creates a device with its OAuth2 client; the config's fields are copied; it reads back the same", async () => {
       const model = await newModel(SCHEMA);
       const config = JSON.stringify({ deviceName: "Hall", deviceEntityId: "sensor.hall", enableOTA: true });
-      const device = await env.devices.create({ device_model_id: model.id, config });
+      const device = await env.devices.create({ device_model_id: model.id, config }, "test-admin");
       assert.match(device.key, /^[a-z0-9]{8}$/);
       assert.equal(device.client_id, `iotdevice-${model.code}-${device.key}`);
       assert.deepEqual([device.device_name, device.device_entity_id, device.enable_ota, device.config, device.rotation_state], ["Hall", "sensor.hall", true, config, "OK"]);
@@ -98,15 +98,15 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
 
     it("refuses an unknown model, a config that is not JSON or not the schema's (400 VALIDATION_FAILED)", async () => {
       const model = await newModel(SCHEMA);
-      await rejects(env.devices.create({ device_model_id: 999_999, config: "{}" }), 400, "VALIDATION_FAILED", "device_model_id");
-      await rejects(env.devices.create({ device_model_id: model.id, config: "{nope" }), 400, "VALIDATION_FAILED", "config");
-      await rejects(env.devices.create({ device_model_id: model.id, config: '{"deviceName":5}' }), 400, "VALIDATION_FAILED", "config");
+      await rejects(env.devices.create({ device_model_id: 999_999, config: "{}" }, "test-admin"), 400, "VALIDATION_FAILED", "device_model_id");
+      await rejects(env.devices.create({ device_model_id: model.id, config: "{nope" }, "test-admin"), 400, "VALIDATION_FAILED", "config");
+      await rejects(env.devices.create({ device_model_id: model.id, config: '{"deviceName":5}' }, "test-admin"), 400, "VALIDATION_FAILED", "config");
     });
 
     it("lists devices by key, filtered by model and rotation state", async () => {
       const model = await newModel();
-      const a = await env.devices.create({ device_model_id: model.id, config: "{}" });
-      const b = await env.devices.create({ device_model_id: model.id, config: "{}" });
+      const a = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
+      const b = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
       const listed = (await env.devices.page({ model_id: model.id, limit: 1000 })).items;
       assert.deepEqual(listed.map((d) => d.id).sort(), [a.id, b.id].sort());
       assert.deepEqual(listed.map((d) => d.key), [a.key, b.key].sort());
@@ -116,7 +116,7 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
     it("pages devices by key: every row once, in order, also while rows come and go between pages", async () => {
       const model = await newModel();
       const made = [];
-      for (let i = 0; i < 7; i++) made.push(await env.devices.create({ device_model_id: model.id, config: "{}" }));
+      for (let i = 0; i < 7; i++) made.push(await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin"));
       const keys = made.map((d) => d.key).sort();
       const seen: string[] = [];
       let after: string | undefined;
@@ -132,9 +132,9 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
         if (++pages === 1) {
           // Between pages: one row not yet reached is deleted, one is added.
           const victim = made.find((d) => d.key > after!)!;
-          await env.devices.remove(victim.id);
+          await env.devices.remove(victim.id, "test-admin");
           deleted = victim.key;
-          added.push((await env.devices.create({ device_model_id: model.id, config: "{}" })).key);
+          added.push((await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin")).key);
         }
       } while (after !== undefined);
       assert.deepEqual(seen, [...seen].sort(), "in key order");
@@ -151,9 +151,9 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
     it("searches devices by key or device name (ignoring case, wildcards literal), with the other filters", async () => {
       const model = await newModel();
       const tag = randomBytes(4).toString("hex");
-      const hall = await env.devices.create({ device_model_id: model.id, config: JSON.stringify({ deviceName: `Hall ${tag} 50%_x` }) });
-      const attic = await env.devices.create({ device_model_id: model.id, config: JSON.stringify({ deviceName: `ATTIC ${tag}` }) });
-      await env.devices.create({ device_model_id: model.id, config: "{}" });
+      const hall = await env.devices.create({ device_model_id: model.id, config: JSON.stringify({ deviceName: `Hall ${tag} 50%_x` }) }, "test-admin");
+      const attic = await env.devices.create({ device_model_id: model.id, config: JSON.stringify({ deviceName: `ATTIC ${tag}` }) }, "test-admin");
+      await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
       const search = async (q: string, more = {}) => (await env.devices.page({ q, limit: 1000, ...more })).items.map((d) => d.id).sort();
       assert.deepEqual(await search(tag.toUpperCase()), [hall.id, attic.id].sort());
       assert.deepEqual(await search(`hall ${tag}`), [hall.id]);
@@ -167,7 +167,7 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
     it("pages models by code, searched by code or name", async () => {
       const prefix = `p_${randomBytes(4).toString("hex")}`;
       const made = [];
-      for (const suffix of ["c", "a", "e", "b", "d"]) made.push(await env.models.create({ code: `${prefix}_${suffix}`, name: `Model ${suffix.toUpperCase()}` }));
+      for (const suffix of ["c", "a", "e", "b", "d"]) made.push(await env.models.create({ code: `${prefix}_${suffix}`, name: `Model ${suffix.toUpperCase()}` }, "test-admin"));
       const codes: string[] = [];
       let after: string | undefined;
       do {
@@ -182,27 +182,27 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
 
     it("updates a device's config and sends it a config notice; refuses a bad config", async () => {
       const model = await newModel(SCHEMA);
-      const device = await env.devices.create({ device_model_id: model.id, config: '{"deviceName":"Hall"}' });
-      const updated = await env.devices.update(device.id, { config: '{"deviceName":"Attic"}' });
+      const device = await env.devices.create({ device_model_id: model.id, config: '{"deviceName":"Hall"}' }, "test-admin");
+      const updated = await env.devices.update(device.id, { config: '{"deviceName":"Attic"}' }, "test-admin");
       assert.equal(updated.device_name, "Attic");
       assert.deepEqual(
         env.notices().filter((notice) => notice.clientId === device.client_id),
         [{ kind: "config", clientId: device.client_id, payload: { client_id: device.client_id, device_key: device.key } }],
       );
-      await rejects(env.devices.update(device.id, { config: "{}" }), 400, "VALIDATION_FAILED", "config");
+      await rejects(env.devices.update(device.id, { config: "{}" }, "test-admin"), 400, "VALIDATION_FAILED", "config");
       assert.equal((await env.devices.get(device.id)).device_name, "Attic");
     });
 
     it("removes a device with its client; an unknown device is 404 DEVICE_NOT_FOUND everywhere", async () => {
       const model = await newModel();
-      const device = await env.devices.create({ device_model_id: model.id, config: "{}" });
-      await env.devices.remove(device.id);
+      const device = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
+      await env.devices.remove(device.id, "test-admin");
       assert.equal((await env.identity.status(device.client_id)).exists, false);
       for (const operation of [
         () => env.devices.get(device.id),
         () => env.devices.findWithModel(device.id),
-        () => env.devices.update(device.id, { config: "{}" }),
-        () => env.devices.remove(device.id),
+        () => env.devices.update(device.id, { config: "{}" }, "test-admin"),
+        () => env.devices.remove(device.id, "test-admin"),
       ]) {
         await rejects(operation(), 404, "DEVICE_NOT_FOUND");
       }

@@ -60,9 +60,9 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
   describe(`Firmware store contract: ${name}`, () => {
     let env: Awaited<ReturnType<FirmwareStoreSetup>>;
     // Codes unique per run: the real store shares one database and data directory across the cases.
-    const newModel = async () => env.models.findRow((await env.models.create({ code: `f_${randomBytes(5).toString("hex")}`, name: "A model", config_schema: null })).id);
+    const newModel = async () => env.models.findRow((await env.models.create({ code: `f_${randomBytes(5).toString("hex")}`, name: "A model", config_schema: null }, "test-admin")).id);
     /** An upload with ?rollout=immediate: recorded, then the stable version. */
-    const save = async (model: ModelRow, bytes: Uint8Array, by: { notes: string | null; uploadedBy: string | null } = BY) => {
+    const save = async (model: ModelRow, bytes: Uint8Array, by: { notes: string | null; uploadedBy: string } = BY) => {
       const version = await env.firmware.save(model, chunksOf(bytes), by);
       await env.rollouts.afterUpload(await reread(model), version, "immediate", {}, "admin-api-token");
       return version;
@@ -77,7 +77,7 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
 
     it("an upload is a version of the model that becomes stable; the model row copies it and its devices are told", async () => {
       const model = await newModel();
-      const device = await env.devices.create({ device_model_id: model.id, config: "{}" });
+      const device = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
       const bytes = image("1.0.0");
       const before = env.notices().length;
       const version = await save(model, bytes, { notes: "first", uploadedBy: "someone" });
@@ -162,7 +162,7 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
       const foreign = await save(other, image("1.0.0"));
       for (const id of [foreign.id, 999_999]) {
         await rejects(env.firmware.version(model, id), 404, "FIRMWARE_VERSION_NOT_FOUND");
-        await rejects(env.firmware.deleteVersion(model, id), 404, "FIRMWARE_VERSION_NOT_FOUND");
+        await rejects(env.firmware.deleteVersion(model, id, "test-admin"), 404, "FIRMWARE_VERSION_NOT_FOUND");
       }
       assert.equal((await env.firmware.listVersions(other)).length, 1);
     });
@@ -173,10 +173,10 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
       const second = image("2.0.0");
       const one = await save(model, first);
       const two = await save(model, second);
-      await rejects(env.firmware.deleteVersion(await reread(model), two.id), 409, "FIRMWARE_VERSION_IN_USE");
-      await env.firmware.deleteVersion(await reread(model), one.id);
+      await rejects(env.firmware.deleteVersion(await reread(model), two.id, "test-admin"), 409, "FIRMWARE_VERSION_IN_USE");
+      await env.firmware.deleteVersion(await reread(model), one.id, "test-admin");
       await rejects(env.firmware.version(model, one.id), 404, "FIRMWARE_VERSION_NOT_FOUND");
-      await rejects(env.firmware.deleteVersion(model, one.id), 404, "FIRMWARE_VERSION_NOT_FOUND");
+      await rejects(env.firmware.deleteVersion(model, one.id, "test-admin"), 404, "FIRMWARE_VERSION_NOT_FOUND");
       const row = await reread(model);
       assert.deepEqual((await env.firmware.listVersions(row)).map((v) => v.id), [two.id]);
       assert.deepEqual(await bytesOf(env.firmware.source(row)), second);
@@ -212,7 +212,7 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
     it("deleting a model deletes its versions; an upload for a model that is gone is 404 DEVICE_MODEL_NOT_FOUND", async () => {
       const model = await newModel();
       const version = await save(model, image("1.0.0"));
-      await env.models.remove(model.id);
+      await env.models.remove(model.id, "test-admin");
       await rejects(env.firmware.version(model, version.id), 404, "FIRMWARE_VERSION_NOT_FOUND");
       assert.deepEqual(await env.firmware.listVersions(model), []);
       await rejects(save(model, image("2.0.0")), 404, "DEVICE_MODEL_NOT_FOUND");

@@ -32,8 +32,8 @@ export function describeRotationContract(name: string, setup: RotationContractSe
   describe(`Rotation service contract: ${name}`, () => {
     async function withServices(test: (env: Awaited<ReturnType<RotationContractSetup>> & { newDevice(): Promise<number> }) => Promise<void>) {
       const env = await setup();
-      const model = await env.services.models.create({ code: "rot_contract", name: "Rotation contract" });
-      const newDevice = async () => (await env.services.devices.create({ device_model_id: model.id, config: "{}" })).id;
+      const model = await env.services.models.create({ code: "rot_contract", name: "Rotation contract" }, "test-admin");
+      const newDevice = async () => (await env.services.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin")).id;
       try {
         await test({ ...env, newDevice });
       } finally {
@@ -51,15 +51,15 @@ export function describeRotationContract(name: string, setup: RotationContractSe
         const first = await newDevice();
         const second = await newDevice();
         const { device } = await services.devices.findWithModel(first);
-        assert.equal(await services.rotation.rotateDevice(first), "queued");
+        assert.equal(await services.rotation.rotateDevice(first, "test-admin"), "queued");
         assert.equal(await stateOf(services, first), "PENDING");
         assert.deepEqual(notices().filter((notice) => notice.kind === "rotation").map((notice) => [notice.clientId, notice.payload.device_key]), [[device.clientId, device.key]]);
-        assert.equal(await services.rotation.rotateDevice(first), "already_pending");
-        assert.equal(await services.rotation.rotateDevice(second), "queued");
+        assert.equal(await services.rotation.rotateDevice(first, "test-admin"), "already_pending");
+        assert.equal(await services.rotation.rotateDevice(second, "test-admin"), "queued");
         assert.equal(await stateOf(services, second), "QUEUED");
         const status = await services.rotation.status();
         assert.deepEqual([status.counts_by_state, status.pending_device_id], [{ OK: 0, QUEUED: 1, PENDING: 1, TIMEOUT: 0 }, first]);
-        await assert.rejects(services.rotation.rotateDevice(999_999), (error: unknown) => error instanceof AppError && error.code === "DEVICE_NOT_FOUND");
+        await assert.rejects(services.rotation.rotateDevice(999_999, "test-admin"), (error: unknown) => error instanceof AppError && error.code === "DEVICE_NOT_FOUND");
       }));
 
     it("issueSecret: a new secret on the first read while PENDING, the same one after; the current secret otherwise", () =>
@@ -68,7 +68,7 @@ export function describeRotationContract(name: string, setup: RotationContractSe
         const { device } = await services.devices.findWithModel(id);
         const old = await services.identity.getSecret(device.clientId);
         assert.equal(await services.rotation.engine.issueSecret(await principal(services, id, null)), old);
-        await services.rotation.rotateDevice(id);
+        await services.rotation.rotateDevice(id, "test-admin");
         const fresh = await services.rotation.engine.issueSecret(await principal(services, id, null));
         assert.notEqual(fresh, old);
         assert.equal(await services.rotation.engine.issueSecret(await principal(services, id, null)), fresh);
@@ -79,7 +79,7 @@ export function describeRotationContract(name: string, setup: RotationContractSe
       withServices(async ({ services, newDevice }) => {
         const first = await newDevice();
         const second = await newDevice();
-        await services.rotation.triggerAll();
+        await services.rotation.triggerAll("test-admin");
         const pending = (await stateOf(services, first)) === "PENDING" ? first : second;
         const next = pending === first ? second : first;
         await services.rotation.engine.issueSecret(await principal(services, pending, null));
@@ -98,9 +98,9 @@ export function describeRotationContract(name: string, setup: RotationContractSe
         await newDevice();
         await newDevice();
         await newDevice();
-        assert.equal(await services.rotation.triggerAll(), 3);
+        assert.equal(await services.rotation.triggerAll("test-admin"), 3);
         assert.deepEqual((await services.rotation.status()).counts_by_state, { OK: 0, QUEUED: 2, PENDING: 1, TIMEOUT: 0 });
-        assert.equal(await services.rotation.triggerAll(), 0);
+        assert.equal(await services.rotation.triggerAll("test-admin"), 0);
         assert.deepEqual(await dashboardCounts(services.rotation), { healthy: 3, warning: 0, critical: 0, unconfirmed: 0 });
       }));
   });

@@ -12,6 +12,7 @@ export type JsonSchema = {
   anyOf?: JsonSchema[];
   enum?: unknown[];
   pattern?: string;
+  format?: string;
   minLength?: number;
   maxLength?: number;
   maximum?: number;

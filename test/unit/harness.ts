@@ -41,11 +41,11 @@ export function unitApp(options: Parameters<typeof fakeServices>[0] = {}) {
     /** Whether the server would serve this route over these services (a disabled provider's routes are left out). */
     serves: (route: Route) => routesFor(services).includes(route),
     async model(code = "sensor", configSchema: string | null = null) {
-      return services.models.create({ code, name: `Model ${code}`, config_schema: configSchema });
+      return services.models.create({ code, name: `Model ${code}`, config_schema: configSchema }, "test-admin");
     },
     /** A device of a new (or the given) model, and a token made with its current secret. */
     async device(config: Record<string, unknown> = { deviceName: "Kitchen" }, modelId?: number) {
-      const device = await services.devices.create({ device_model_id: modelId ?? (await this.model(`m${fakes.world.nextId()}`)).id, config: JSON.stringify(config) });
+      const device = await services.devices.create({ device_model_id: modelId ?? (await this.model(`m${fakes.world.nextId()}`)).id, config: JSON.stringify(config) }, "test-admin");
       return { device, token: deviceToken(device.client_id, await services.identity.getSecret(device.client_id)) };
     },
   };

@@ -1,3 +1,4 @@
+import { actorOf } from "../../../lib/identity/principal.ts";
 import { defineRoute } from "../../../lib/http/route.ts";
 import { json } from "../../../lib/http/respond.ts";
 import { createModelBody, errorSchema, modelSchema } from "../../../lib/schemas.ts";
@@ -15,7 +16,7 @@ export default defineRoute({
     409: { description: "A model with this code already exists (DUPLICATE_MODEL_CODE)", content: { "application/json": { schema: errorSchema } } },
   },
   uses: ["models"],
-  async handler(_request, { services, body }) {
-    return json(await services.models.create(body), 201);
+  async handler(_request, { services, body, principal }) {
+    return json(await services.models.create(body, actorOf(principal)), 201);
   },
 });

@@ -1,3 +1,4 @@
+import { actorOf } from "../../../lib/identity/principal.ts";
 import { defineRoute } from "../../../lib/http/route.ts";
 import { json } from "../../../lib/http/respond.ts";
 import { createDeviceBody, deviceSchema } from "../../../lib/schemas.ts";
@@ -12,7 +13,7 @@ export default defineRoute({
   request: { body: createDeviceBody },
   responses: { 201: { description: "The new device", content: { "application/json": { schema: deviceSchema } } } },
   uses: ["devices"],
-  async handler(_request, { services, body }) {
-    return json(await services.devices.create(body), 201);
+  async handler(_request, { services, body, principal }) {
+    return json(await services.devices.create(body, actorOf(principal)), 201);
   },
 });

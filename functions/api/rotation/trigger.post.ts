@@ -1,3 +1,4 @@
+import { actorOf } from "../../../lib/identity/principal.ts";
 import { z } from "zod";
 import { defineRoute } from "../../../lib/http/route.ts";
 import { json } from "../../../lib/http/respond.ts";
@@ -12,7 +13,7 @@ export default defineRoute({
     200: { description: "How many devices were queued", content: { "application/json": { schema: z.object({ queued_count: z.number().int() }) } } },
   },
   uses: ["rotation"],
-  async handler(_request, { services }) {
-    return json({ queued_count: await services.rotation.triggerAll() });
+  async handler(_request, { services, principal }) {
+    return json({ queued_count: await services.rotation.triggerAll(actorOf(principal)) });
   },
 });

@@ -4,7 +4,8 @@
  * rules — when a sighting is due, what reports change, running and target firmware, fleet counts — are the real ones.
  */
 import type { DeviceRow } from "../../../db/schema.ts";
-import { countFleet, fleetGroupOf, type FleetRow } from "../../../lib/device-state/fleet.ts";
+import { countFleet, type FleetGroup } from "../../../lib/device-state/fleet.ts";
+import { runningFirmware } from "../../../lib/device-state/running.ts";
 import { readHeaderReport, reportedColumns } from "../../../lib/device-state/reports.ts";
 import { isDue } from "../../../lib/device-state/seen.ts";
 import type { DeviceStateService } from "../../../lib/device-state/service.ts";
@@ -18,9 +19,11 @@ const HOUR_MS = 3_600_000;
 export function fakeDeviceStateService(world: FakeWorld, metrics: Metrics): DeviceStateService {
   const rowOf = (id: number) => world.devices.get(id);
 
-  function fleetRow(device: DeviceRow): FleetRow {
+  /** Each device a group of its own (the real service has the database group them). */
+  function fleetGroup(device: DeviceRow, staleBefore: Date): FleetGroup {
     const { downloadedVersion, targetVersion } = versionNamesOf(world, device);
-    return { ...device, downloadedVersion, target: targetVersion };
+    const running = runningFirmware({ ...device, downloadedVersion }).version;
+    return { running, target: targetVersion, devices: 1, stale: device.lastSeenAt === null || device.lastSeenAt < staleBefore ? 1 : 0 };
   }
 
   return {
@@ -53,18 +56,14 @@ export function fakeDeviceStateService(world: FakeWorld, metrics: Metrics): Devi
     },
     async fleet(modelId, staleHours) {
       if (!world.models.has(modelId)) throw modelNotFound(modelId);
-      const rows = [...world.devices.values()].filter((device) => device.deviceModelId === modelId).map(fleetRow);
       const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
-      return countFleet(rows.map((row) => fleetGroupOf(row, staleBefore)));
+      return countFleet([...world.devices.values()].filter((device) => device.deviceModelId === modelId).map((device) => fleetGroup(device, staleBefore)));
     },
     async fleets(staleHours) {
       const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
       const codes = [...world.models.values()].map((model) => [model.id, model.code] as const);
       return new Map(
-        codes.map(([id, code]) => [
-          code,
-          countFleet([...world.devices.values()].filter((device) => device.deviceModelId === id).map((device) => fleetGroupOf(fleetRow(device), staleBefore))),
-        ]),
+        codes.map(([id, code]) => [code, countFleet([...world.devices.values()].filter((device) => device.deviceModelId === id).map((device) => fleetGroup(device, staleBefore)))]),
       );
     },
     flush: async () => {},

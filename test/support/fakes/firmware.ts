@@ -65,7 +65,7 @@ export function fakeFirmwareStore(world: FakeWorld): FirmwareStore {
   }
 
   /** lib/firmware/versions.ts recordUpload, as one step (no await inside, so nothing interleaves). */
-  function recordUpload(modelId: number, file: string, info: FirmwareInfo, by: { notes: string | null; uploadedBy: string | null }) {
+  function recordUpload(modelId: number, file: string, info: FirmwareInfo, by: { notes: string | null; uploadedBy: string }) {
     const row = world.models.get(modelId);
     if (!row) throw modelNotFound(modelId);
     const existing = [...world.versions.values()].find((version) => version.deviceModelId === modelId && version.version === info.version);

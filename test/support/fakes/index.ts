@@ -14,10 +14,15 @@ import { createProvisioningService } from "../../../lib/provisioning/service.ts"
 import { createSecretBox, generateFernetKey } from "../../../lib/secrets.ts";
 import { createTestingMode } from "../../../lib/testing-mode.ts";
 import { ADMIN_TOKEN } from "../tokens.ts";
+import { fakeAuditLog } from "./audit.ts";
 import { fakeAuth } from "./auth.ts";
 import { fakeBrowserSession } from "./browser-session.ts";
 import { fakeDatabase } from "./database.ts";
 import { fakeDeviceStateService } from "./device-state.ts";
+import { createDeviceLogMetrics } from "../../../lib/device-logs/metrics.ts";
+import { createEventHub } from "../../../lib/events/hub.ts";
+import { fakeCoreDumpService } from "./coredumps.ts";
+import { fakeDeviceLogService } from "./device-logs.ts";
 import { fakeDeviceService } from "./devices.ts";
 import { fakeFirmwareStore } from "./firmware.ts";
 import { fakeIdentityProvider } from "./identity.ts";
@@ -49,6 +54,7 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
   const logger = recordingLogger();
   const metrics = createMetrics();
   const database = fakeDatabase();
+  const audit = fakeAuditLog();
   const identity = fakeIdentityProvider(`${BASE_URL}/oauth2/token`);
   const notifier = fakeNotifier();
   const firmware = fakeFirmwareStore(world);
@@ -91,10 +97,14 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
   const devices = fakeDeviceService(world, { identity, notifier });
   const deviceState = fakeDeviceStateService(world, metrics);
 
+  const logDatabaseOutage = createDatabaseOutageLog(logger);
+  const deviceLogMetrics = createDeviceLogMetrics(metrics.registry);
+  const deviceLogs = fakeDeviceLogService(world, { config, metrics: deviceLogMetrics, logger, logDatabaseOutage });
+
   const services: Services = {
     config,
     logger,
-    logDatabaseOutage: createDatabaseOutageLog(logger),
+    logDatabaseOutage,
     metrics,
     database,
     secretBox,
@@ -124,9 +134,14 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     rollouts: fakeRolloutService(world, notifier),
     // The real service: it only builds the package from what the (fake) devices, identity and rotation give it.
     provisioning: createProvisioningService({ config, identity, devices, rotation }),
+    deviceLogs: deviceLogs.service,
+    coreDumps: fakeCoreDumpService(world, { maxPerDevice: config.COREDUMP_MAX_PER_DEVICE, retentionDays: config.COREDUMP_RETENTION_DAYS }),
+    deviceLogMetrics,
+    events: createEventHub({ database, replaySeconds: config.EVENTS_REPLAY_SECONDS, logger, logDatabaseOutage }),
+    audit,
     close: async () => {},
   };
-  return { services, world, logger, database, identity, notifier };
+  return { services, world, logger, database, identity, notifier, logStore: deviceLogs.store, audit };
 }
 
 export type Fakes = ReturnType<typeof fakeServices>;

@@ -53,7 +53,7 @@ export default defineRoute({
     const actor = actorOf(principal);
     const check = mode === "staged" ? (info: FirmwareInfo) => services.rollouts.check(model, info, confirmed) : undefined;
     const chunks = uploadedFile(request, services.config.FIRMWARE_MAX_BYTES, { untypedRaw });
-    const version = await services.firmware.save(model, chunks, { notes: query.notes?.trim() || null, uploadedBy: principal.kind === "admin" ? principal.subject : null }, check);
+    const version = await services.firmware.save(model, chunks, { notes: query.notes?.trim() || null, uploadedBy: actor }, check);
     const rollout = await services.rollouts.afterUpload(model, version, mode, confirmed, actor);
     if (model.firmwareFile !== version.file && (rollout === null || rollout.state === "completed")) services.firmware.released(model.firmwareFile);
     return json({ id: model.id, code: model.code, firmware_version: version.version, version_id: version.id, rollout: mode, rollout_id: rollout?.id ?? null });

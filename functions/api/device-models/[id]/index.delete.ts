@@ -1,3 +1,4 @@
+import { actorOf } from "../../../../lib/identity/principal.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { noContent } from "../../../../lib/http/respond.ts";
 import { errorSchema, idParams } from "../../../../lib/schemas.ts";
@@ -14,8 +15,8 @@ export default defineRoute({
     409: { description: "Devices still use the model (MODEL_HAS_DEVICES); nothing is deleted", content: { "application/json": { schema: errorSchema } } },
   },
   uses: ["models"],
-  async handler(_request, { services, params }) {
-    await services.models.remove(params.id);
+  async handler(_request, { services, params, principal }) {
+    await services.models.remove(params.id, actorOf(principal));
     return noContent();
   },
 });

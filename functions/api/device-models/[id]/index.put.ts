@@ -1,3 +1,4 @@
+import { actorOf } from "../../../../lib/identity/principal.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { json } from "../../../../lib/http/respond.ts";
 import { idParams, modelSchema, updateModelBody } from "../../../../lib/schemas.ts";
@@ -11,7 +12,7 @@ export default defineRoute({
   request: { params: idParams, body: updateModelBody },
   responses: { 200: { description: "The updated model", content: { "application/json": { schema: modelSchema } } } },
   uses: ["models"],
-  async handler(_request, { services, params, body }) {
-    return json(await services.models.update(params.id, body));
+  async handler(_request, { services, params, body, principal }) {
+    return json(await services.models.update(params.id, body, actorOf(principal)));
   },
 });

@@ -1,4 +1,5 @@
 import { defineRoute } from "../../../../lib/http/route.ts";
+import { actorOf } from "../../../../lib/identity/principal.ts";
 import { json } from "../../../../lib/http/respond.ts";
 import { deviceSchema, idParams } from "../../../../lib/schemas.ts";
 
@@ -11,8 +12,8 @@ export default defineRoute({
   request: { params: idParams },
   responses: { 200: { description: "The device", content: { "application/json": { schema: deviceSchema } } } },
   uses: ["rollouts", "devices"],
-  async handler(_request, { services, params }) {
-    await services.rollouts.pin(params.id, null);
+  async handler(_request, { services, params, principal }) {
+    await services.rollouts.pin(params.id, null, actorOf(principal));
     return json(await services.devices.get(params.id));
   },
 });

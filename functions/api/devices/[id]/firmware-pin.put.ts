@@ -1,4 +1,5 @@
 import { defineRoute } from "../../../../lib/http/route.ts";
+import { actorOf } from "../../../../lib/identity/principal.ts";
 import { json } from "../../../../lib/http/respond.ts";
 import { pinBody } from "../../../../lib/rollouts/schemas.ts";
 import { deviceSchema, idParams } from "../../../../lib/schemas.ts";
@@ -15,8 +16,8 @@ export default defineRoute({
   request: { params: idParams, body: pinBody },
   responses: { 200: { description: "The device", content: { "application/json": { schema: deviceSchema } } } },
   uses: ["rollouts", "devices"],
-  async handler(_request, { services, params, body }) {
-    await services.rollouts.pin(params.id, body.version_id);
+  async handler(_request, { services, params, body, principal }) {
+    await services.rollouts.pin(params.id, body.version_id, actorOf(principal));
     return json(await services.devices.get(params.id));
   },
 });

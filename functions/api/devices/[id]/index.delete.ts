@@ -1,3 +1,4 @@
+import { actorOf } from "../../../../lib/identity/principal.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { noContent } from "../../../../lib/http/respond.ts";
 import { idParams } from "../../../../lib/schemas.ts";
@@ -11,8 +12,8 @@ export default defineRoute({
   request: { params: idParams },
   responses: { 204: { description: "Deleted" } },
   uses: ["devices"],
-  async handler(_request, { services, params }) {
-    await services.devices.remove(params.id);
+  async handler(_request, { services, params, principal }) {
+    await services.devices.remove(params.id, actorOf(principal));
     return noContent();
   },
 });

@@ -1,3 +1,4 @@
+import { actorOf } from "../../../../lib/identity/principal.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { json } from "../../../../lib/http/respond.ts";
 import { deviceSchema, idParams, updateDeviceBody } from "../../../../lib/schemas.ts";
@@ -11,7 +12,7 @@ export default defineRoute({
   request: { params: idParams, body: updateDeviceBody },
   responses: { 200: { description: "The updated device", content: { "application/json": { schema: deviceSchema } } } },
   uses: ["devices"],
-  async handler(_request, { services, params, body }) {
-    return json(await services.devices.update(params.id, body));
+  async handler(_request, { services, params, body, principal }) {
+    return json(await services.devices.update(params.id, body, actorOf(principal)));
   },
 });

@@ -1,3 +1,4 @@
+import { actorOf } from "../../../../lib/identity/principal.ts";
 import { deviceClientSyncSchema, syncDeviceClient } from "../../../../lib/device-clients.ts";
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { json } from "../../../../lib/http/respond.ts";
@@ -14,8 +15,8 @@ export default defineRoute({
   tags: ["Devices"],
   request: { params: idParams },
   responses: { 200: { description: "The client after the repair", content: { "application/json": { schema: deviceClientSyncSchema } } } },
-  uses: ["logger", "database", "identity", "devices"],
-  async handler(_request, { services, params }) {
-    return json(await syncDeviceClient(services, params.id));
+  uses: ["logger", "database", "identity", "devices", "audit"],
+  async handler(_request, { services, params, principal }) {
+    return json(await syncDeviceClient(services, params.id, actorOf(principal)));
   },
 });

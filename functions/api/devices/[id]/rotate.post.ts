@@ -1,3 +1,4 @@
+import { actorOf } from "../../../../lib/identity/principal.ts";
 import { z } from "zod";
 import { defineRoute } from "../../../../lib/http/route.ts";
 import { json } from "../../../../lib/http/respond.ts";
@@ -17,7 +18,7 @@ export default defineRoute({
     },
   },
   uses: ["rotation"],
-  async handler(_request, { services, params }) {
-    return json({ status: await services.rotation.rotateDevice(params.id) });
+  async handler(_request, { services, params, principal }) {
+    return json({ status: await services.rotation.rotateDevice(params.id, actorOf(principal)) });
   },
 });

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 import downloadFirmware from "../../../../functions/api/device-models/[id]/firmware.get.ts";
+import crashes from "../../../../functions/api/device-models/[id]/crashes.get.ts";
 import uploadFirmware from "../../../../functions/api/device-models/[id]/firmware.post.ts";
 import deleteModel from "../../../../functions/api/device-models/[id]/index.delete.ts";
 import getModel from "../../../../functions/api/device-models/[id]/index.get.ts";
@@ -522,4 +523,24 @@ describe("functions/api/device-models/[id]/fleet.get.ts", () => {
   });
 
   it("is for admins only", () => expectAdminOnly(getFleet, "GET", "/api/device-models/1/fleet"));
+});
+
+describe("functions/api/device-models/[id]/crashes.get.ts", () => {
+  it("is for admins only", () => expectAdminOnly(crashes, "GET", "/api/device-models/1/crashes"));
+
+  it("counts the stored dumps per firmware version; 404 for an unknown model, 400 for a bad day count", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    for (const version of ["v1", "v1", "v2"]) {
+      await app.services.coreDumps.save({ deviceId: device.id, deviceModelId: device.device_model_id, chip: null, firmwareVersion: version, content: Buffer.from("x") });
+    }
+    const response = await app.run(crashes, asAdmin("GET", `/api/device-models/${device.device_model_id}/crashes?days=1`));
+    const body = (await response.json()) as { versions: unknown[] };
+    assert.deepEqual(body.versions, [
+      { firmware_version: "v1", crashes: 2 },
+      { firmware_version: "v2", crashes: 1 },
+    ]);
+    await expectError(await app.run(crashes, asAdmin("GET", "/api/device-models/9999/crashes")), 404, "DEVICE_MODEL_NOT_FOUND");
+    await expectError(await app.run(crashes, asAdmin("GET", `/api/device-models/${device.device_model_id}/crashes?days=0`)), 400, "VALIDATION_FAILED");
+  });
 });

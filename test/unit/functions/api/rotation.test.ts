@@ -31,7 +31,7 @@ describe("functions/api/rotation/status.get.ts", () => {
     const app = unitApp();
     const { device } = await app.device();
     await app.device();
-    await app.services.rotation.rotateDevice(device.id);
+    await app.services.rotation.rotateDevice(device.id, "test-admin");
     const response = await runRoute(status, asAdmin("GET", "/api/rotation/status"), { ...app.edge, rotation: app.services.rotation });
     assert.equal(response.status, 200);
     const body = await response.json();

@@ -1,3 +1,4 @@
+import { actorOf } from "../../../../../../../lib/identity/principal.ts";
 import { defineRoute } from "../../../../../../../lib/http/route.ts";
 import { noContent } from "../../../../../../../lib/http/respond.ts";
 import { errorSchema, versionParams } from "../../../../../../../lib/schemas.ts";
@@ -15,9 +16,9 @@ export default defineRoute({
     409: { description: "The version is in use (FIRMWARE_VERSION_IN_USE)", content: { "application/json": { schema: errorSchema } } },
   },
   uses: ["models", "firmware"],
-  async handler(_request, { services, params }) {
+  async handler(_request, { services, params, principal }) {
     const model = await services.models.findRow(params.id);
-    await services.firmware.deleteVersion(model, params.vid);
+    await services.firmware.deleteVersion(model, params.vid, actorOf(principal));
     return noContent();
   },
 });
