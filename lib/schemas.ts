@@ -249,6 +249,7 @@ export const fleetSchema = z
           version: nullableText.meta({ description: "null: devices whose running version is unknown, or that have no target" }),
           running: z.number().int().meta({ description: "Devices running this version (reported or inferred)" }),
           target: z.number().int().meta({ description: "Devices whose target is this version" }),
+          crashes: z.number().int().optional().meta({ description: "Core dumps devices uploaded while running this version, in the last 7 days (GET …/fleet only)" }),
         }),
       )
       .meta({ description: "Every version some device runs or should run; most running first" }),

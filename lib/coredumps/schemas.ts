@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { idParams } from "../schemas.ts";
 
 /** Request and response shapes of the core dump routes (docs/device-logs.md#core-dumps). */
 const label = (description: string) =>
@@ -29,10 +30,7 @@ export const coreDumpSchema = z
 
 export const coreDumpListSchema = z.object({ coredumps: z.array(coreDumpSchema), count: z.number().int() }).meta({ id: "CoreDumpList" });
 
-export const coreDumpParams = z.object({
-  id: z.string().regex(/^[1-9][0-9]{0,9}$/, "must be a positive whole number written in decimal digits").transform(Number).refine((n) => n <= 2_147_483_647, "must be at most 2147483647").meta({ example: "1" }),
-  cid: z.string().regex(/^[1-9][0-9]{0,9}$/, "must be a positive whole number written in decimal digits").transform(Number).refine((n) => n <= 2_147_483_647, "must be at most 2147483647").meta({ example: "1" }),
-});
+export const coreDumpParams = idParams.extend({ cid: idParams.shape.id });
 
 export const crashQuery = z.object({
   days: z

@@ -504,9 +504,9 @@ describe("functions/api/device-models/[id]/fleet.get.ts", () => {
     assert.equal(response.status, 200);
     assert.deepEqual(await response.json(), {
       versions: [
-        { version: "2.0.0", running: 1, target: 3 },
-        { version: "1.0.0", running: 1, target: 0 },
-        { version: null, running: 1, target: 0 },
+        { version: "2.0.0", running: 1, target: 3, crashes: 0 },
+        { version: "1.0.0", running: 1, target: 0, crashes: 0 },
+        { version: null, running: 1, target: 0, crashes: 0 },
       ],
       stale: 1,
       mismatched: 1,
