@@ -42,7 +42,8 @@ const logLine = (entity: string, n: number) =>
   });
 
 export async function run(options: { pacedSeconds?: number; maxSeconds?: number; queryRows?: number } = {}): Promise<BenchResult> {
-  const { pacedSeconds = 30, maxSeconds = 16, queryRows = 4_000_000 } = options;
+  // BENCH_LOG_QUERY_ROWS=50000000 for the issue's 50 million (about 9 GB and many minutes of inserts).
+  const { pacedSeconds = 30, maxSeconds = 16, queryRows = Number(process.env.BENCH_LOG_QUERY_ROWS ?? 4_000_000) } = options;
   const database = await createTestDatabase();
   const work = mkdtempSync(join(tmpdir(), "iot-logs-bench-"));
   const env = {
@@ -244,7 +245,7 @@ export async function run(options: { pacedSeconds?: number; maxSeconds?: number;
       },
       notes: [
         `Lines are ESP-IDF-style (~100 characters with colour codes, one attribute); ${lines} stored from the ingest phases.`,
-        `The query test stores ${queryRows.toLocaleString("en")} rows, not the issue's 50 million (this shared 2-core machine); the read is an index range scan of one device's hour, so its cost follows the rows in that hour (here ~${linesPerAnswer} answered per page), not the table's size.`,
+        `The query test stores ${queryRows.toLocaleString("en")} rows (BENCH_LOG_QUERY_ROWS; the issue asks for 50 million); the read is an index range scan of one device's hour, so its cost follows the rows in that hour (here ~${linesPerAnswer} answered per page), not the table's size.`,
         "CPU per line is the server process's user+system time over the lines stored in the phase; the machine is shared, so the spread is wide.",
         "The 2-s windows count lines as batches commit (up to 5,000 lines each), so single windows jump in steps; the phase figure is the mean.",
       ],
