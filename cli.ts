@@ -7,7 +7,8 @@ import { ConfigError, loadConfig } from "./lib/config.ts";
 import { createServices, type Services } from "./lib/context.ts";
 import { createLogger, errorMessage, logFormatFor } from "./lib/logger.ts";
 import { buildNvsImage, parseNvsCsv } from "./lib/provisioning/nvs.ts";
-import { loadSampleFleet, wipeFleet } from "./lib/sample-fleet.ts";
+import { runRetention } from "./lib/retention.ts";
+import { fleetSize, loadSampleFleet, wipeFleet } from "./lib/sample-fleet.ts";
 
 /** Fails the command with a one-line reason (exit 1). */
 class CommandFailed extends Error {}
@@ -105,13 +106,24 @@ cli
   );
 
 cli
+  .command("retention-job")
+  .describe("Delete device logs (and core dumps) beyond their age and size limits and exit; for a CronJob")
+  .action(
+    run(async () => {
+      await withServices(async (services) => {
+        process.stdout.write(`${JSON.stringify({ retention_job: await runRetention(services) })}\n`);
+      });
+    }),
+  );
+
+cli
   .command("load-test-data")
   .describe("Replace all models and devices with a small sample fleet (asks first)")
   .option("--yes", "Do not ask before wiping existing data", false)
   .action(
     run(async (options: { yes: boolean }) => {
       await withServices(async (services) => {
-        const existing = (await services.devices.list({})).length + (await services.models.list()).length;
+        const existing = await fleetSize(services);
         if (existing > 0 && !options.yes && !(await confirm(`This deletes ${existing} existing models and devices (and their OAuth2 clients). Continue?`))) {
           throw new CommandFailed("nothing changed: confirm with --yes to wipe existing data");
         }

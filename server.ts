@@ -7,6 +7,7 @@ import { createServices, type ServiceOverrides, type Services } from "./lib/cont
 import { createApp } from "./lib/http/app.ts";
 import { errorMessage } from "./lib/logger.ts";
 import { startInternalScheduler } from "./lib/periodic-job.ts";
+import { startRetentionTimer } from "./lib/retention.ts";
 
 
 /** Starts the HTTP server on the configured host and port; resolves once it listens. */
@@ -30,12 +31,17 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
     config.ROTATION_SCHEDULER === "internal"
       ? startInternalScheduler(services)
       : async () => {};
+  const stopRetention =
+    config.RETENTION_SCHEDULER === "internal" ? startRetentionTimer(services, config.RETENTION_INTERVAL_SECONDS) : async () => {};
   return {
     server,
     services,
     port,
     async stop() {
       await stopScheduler();
+      await stopRetention();
+      // Event streams never end on their own: closed first, or the server would wait for them until its deadline.
+      await services.events.close();
       await stopServer(server, services, config.SHUTDOWN_DEADLINE_SECONDS * 1000);
     },
   };

@@ -15,6 +15,16 @@ export type Executor = Database | Transaction;
 export type DatabaseHandle = {
   db: Database;
   kind: "postgres" | "pglite";
+  /**
+   * LISTEN on a channel: `onNotify` runs for every NOTIFY on it (from any process on PostgreSQL); resolves with the way
+   * to stop. postgres.js keeps one extra connection for it and listens again after a reconnect.
+   */
+  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
+  /**
+   * A session advisory lock `id` on a connection of its own: `held()` takes it when free and answers whether this
+   * process holds it now (false again once that connection was lost). PGlite has one process: always true.
+   */
+  advisoryLock(id: number): { held(): Promise<boolean>; release(): Promise<void> };
   /** Applies pending migrations; on PostgreSQL under an advisory lock so two replicas cannot migrate at once. */
   migrate(): Promise<void>;
   close(): Promise<void>;
@@ -68,6 +78,23 @@ export function openPostgres(url: string, options: { max?: number; timeouts?: Da
   return {
     db: db as unknown as Database,
     kind: "postgres",
+    async listen(channel, onNotify) {
+      const { unlisten } = await client.listen(channel, () => onNotify(), onNotify);
+      return unlisten;
+    },
+    advisoryLock(id) {
+      const session = postgres(url, { ...sessionOptions, max: 1, ...(options.timeouts && { connect_timeout: options.timeouts.DATABASE_CONNECT_TIMEOUT_MS / 1000 }) });
+      return {
+        async held() {
+          // After a reconnect the session is new: the lock is gone with the old one, and taken again here if free.
+          const [mine] = await session`select exists (select 1 from pg_locks where locktype = 'advisory' and objid = ${id} and pid = pg_backend_pid() and granted) as held`;
+          if (mine?.held) return true;
+          const [taken] = await session`select pg_try_advisory_lock(${id}) as taken`;
+          return Boolean(taken?.taken);
+        },
+        release: () => session.end({ timeout: 5 }),
+      };
+    },
     async migrate() {
       // A connection of its own, without the pool's timeouts: a migration may rewrite a large table, and the lock
       // waits for as long as another replica's migration runs.
@@ -104,6 +131,11 @@ async function openPglite(dataDir: string): Promise<DatabaseHandle> {
     return {
       db: db as unknown as Database,
       kind: "pglite",
+      async listen(channel, onNotify) {
+        const unlisten = await client.listen(channel, () => onNotify());
+        return async () => unlisten();
+      },
+      advisoryLock: () => ({ held: async () => true, release: async () => {} }),
       migrate: () => migratePglite(db, { migrationsFolder }),
       async close() {
         await client.close();

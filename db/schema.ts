@@ -5,10 +5,13 @@ import {
   bigserial,
   boolean,
   check,
+  customType,
+  date,
   integer,
   jsonb,
   pgEnum,
   pgTable,
+  primaryKey,
   serial,
   text,
   timestamp,
@@ -169,8 +172,16 @@ export const devices = pgTable(
   (table) => [
     // At most one device may be PENDING, whichever process or replica tries (CONTRACT §7).
     uniqueIndex("devices_single_pending").on(sql`(true)`).where(sql`${table.rotationState} = 'PENDING'`),
-    index("devices_model_idx").on(table.deviceModelId),
-    index("devices_rotation_state_idx").on(table.rotationState),
+    // The device list's filters, each in key order: a page is one index range however far into the list it starts.
+    index("devices_model_key_idx").on(table.deviceModelId, table.key),
+    index("devices_rotation_state_key_idx").on(table.rotationState, table.key),
+    // The rotation's next device (lib/rotation/engine.ts nextCandidate): the oldest secret first, then the retries.
+    index("devices_queued_order_idx").on(sql`${table.secretCreatedAt} asc nulls first`, table.id).where(sql`${table.rotationState} = 'QUEUED'`),
+    index("devices_retry_order_idx").on(sql`${table.nextRetryAt} asc nulls first`, table.id).where(sql`${table.rotationState} = 'TIMEOUT'`),
+    // Few rows each: what every rotation cycle and status call looks for without reading the fleet.
+    index("devices_previous_secret_idx").on(table.id).where(sql`${table.previousSecretExpiresAt} is not null`),
+    index("devices_unconfirmed_idx").on(table.id).where(sql`${table.rotationUnconfirmed}`),
+    index("devices_last_rotation_completed_idx").on(table.lastRotationCompletedAt),
     check("devices_key_format", sql`${table.key} ~ '^[a-z0-9]{8}$'`),
   ],
 );
@@ -311,3 +322,79 @@ export const auditEvents = pgTable(
     index("audit_events_model_idx").on(table.modelId, table.at, table.id),
   ],
 );
+/**
+ * What devices print (lib/device-logs/). Partitioned by day on `ts` (the migration says so; drizzle-kit does not):
+ * retention by age drops whole days, and the index serves "one device, a time range". No foreign key: a line is
+ * written without a lookup of its device, and a deleted device's lines age out with their day.
+ */
+export const deviceLogs = pgTable(
+  "device_logs",
+  {
+    deviceId: integer("device_id").notNull(),
+    /** When the server received the line (the device's clock is not trusted). */
+    ts: at("ts").notNull(),
+    message: text("message").notNull(),
+    /** The line's other fields as the device sent them (relative_time, level, …); null when there were none. */
+    attributes: jsonb("attributes").$type<Record<string, unknown>>(),
+  },
+  (table) => [index("device_logs_device_ts").on(table.deviceId, table.ts)],
+);
+
+/** Lines stored per device and day, kept with every write: retention by size reads this instead of counting rows. */
+export const deviceLogVolume = pgTable(
+  "device_log_volume",
+  {
+    deviceId: integer("device_id").notNull(),
+    day: date("day", { mode: "string" }).notNull(),
+    lines: integer("lines").notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.deviceId, table.day] })],
+);
+
+const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
+  dataType: () => "bytea",
+  fromDriver: (value) => Buffer.from(value),
+});
+
+/**
+ * Core dumps devices uploaded after a crash (lib/coredumps/): the ELF as sent (at most COREDUMP_MAX_BYTES), kept in
+ * the database so every replica serves it; the newest COREDUMP_MAX_PER_DEVICE per device, none older than
+ * COREDUMP_RETENTION_DAYS. The model is copied so crashes are counted per model and version without a join.
+ */
+export const coreDumps = pgTable(
+  "core_dumps",
+  {
+    id: serial("id").primaryKey(),
+    deviceId: integer("device_id")
+      .notNull()
+      .references(() => devices.id, { onDelete: "cascade" }),
+    deviceModelId: integer("device_model_id").notNull(),
+    chip: text("chip"),
+    firmwareVersion: text("firmware_version"),
+    size: integer("size").notNull(),
+    sha256: text("sha256").notNull(),
+    content: bytea("content").notNull(),
+    receivedAt: at("received_at").notNull().defaultNow(),
+  },
+  (table) => [index("core_dumps_device_received").on(table.deviceId, table.receivedAt), index("core_dumps_model_version").on(table.deviceModelId, table.firmwareVersion)],
+);
+
+export type CoreDumpRow = typeof coreDumps.$inferSelect;
+
+/**
+ * What happened, for the admins' live stream (GET /api/events, lib/events/): rows come from triggers on devices and
+ * device_models (migration 0007) and from the device-log writer, each followed by NOTIFY iot_events, so every replica
+ * sees every event. Kept for the replay window only (EVENTS_REPLAY_SECONDS).
+ */
+export const events = pgTable(
+  "events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    at: at("at").notNull().defaultNow(),
+    type: text("type").notNull(),
+    payload: jsonb("payload").$type<Record<string, unknown>>().notNull(),
+  },
+  (table) => [index("events_at").on(table.at)],
+);
+
+export type EventRow = typeof events.$inferSelect;

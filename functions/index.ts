@@ -30,6 +30,14 @@ import getIotFirmwareVersion from "./iot/firmware-version.get.ts";
 import getIotFirmware from "./iot/firmware.get.ts";
 import getIotProvisioning from "./iot/provisioning.get.ts";
 import postIotState from "./iot/state.post.ts";
+import postIotLogs from "./iot/logs.post.ts";
+import getDeviceLogs from "./api/devices/[id]/logs.get.ts";
+import postIotCoreDump from "./iot/coredump.post.ts";
+import listCoreDumps from "./api/devices/[id]/coredumps/index.get.ts";
+import downloadCoreDump from "./api/devices/[id]/coredumps/[cid].get.ts";
+import deleteCoreDump from "./api/devices/[id]/coredumps/[cid].delete.ts";
+import getModelCrashes from "./api/device-models/[id]/crashes.get.ts";
+import getEvents from "./api/events.get.ts";
 import getFleet from "./api/device-models/[id]/fleet.get.ts";
 import uploadFirmware from "./api/device-models/[id]/firmware.post.ts";
 import downloadFirmware from "./api/device-models/[id]/firmware.get.ts";
@@ -83,12 +91,17 @@ export const allRoutes: Route[] = [
   abortRollout,
   revertRollout,
   retryRolloutDevice,
+  getModelCrashes,
   listDevices,
   createDevice,
   getDevice,
   putDevice,
   deleteDevice,
   getProvisioning,
+  getDeviceLogs,
+  listCoreDumps,
+  downloadCoreDump,
+  deleteCoreDump,
   getDeviceClientStatus,
   syncDeviceClient,
   rotateDevice,
@@ -98,11 +111,14 @@ export const allRoutes: Route[] = [
   triggerRotation,
   getRotationDashboard,
   listAuditEvents,
+  getEvents,
   ...alsoUnderApi(getIotConfig),
   ...alsoUnderApi(getIotFirmwareVersion),
   ...alsoUnderApi(getIotFirmware),
   ...alsoUnderApi(getIotProvisioning),
   ...alsoUnderApi(postIotState),
+  ...alsoUnderApi(postIotLogs),
+  ...alsoUnderApi(postIotCoreDump),
   postToken,
   getJwks,
   getOpenIdConfiguration,

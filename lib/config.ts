@@ -119,6 +119,33 @@ const envSchema = z.object({
   ROLLOUT_INTERVAL_SECONDS: int(15, 1),
   /** A device not seen for this long is offline: a rollout does not admit it, nor wait for it. */
   ROLLOUT_OFFLINE_AFTER_SECONDS: int(900, 1),
+
+  /** Device logs (docs/device-logs.md). */
+  DEVICE_LOG_RETENTION_DAYS: int(7, 1),
+  DEVICE_LOG_MAX_LINES_PER_DEVICE: int(200_000, 100),
+  DEVICE_LOG_MQTT: bool(true),
+  DEVICE_LOG_MQTT_CLIENT_ID: z.string().trim().min(1).max(128).default("iotsupport-logsink"),
+  DEVICE_LOG_MQTT_SHARE_GROUP: z.string().regex(/^[^/+#]+$/, "must be a name without /, + or #").optional(),
+  DEVICE_LOG_MQTT_SESSION_EXPIRY_SECONDS: int(86_400, 0),
+  DEVICE_LOG_MAX_REQUEST_BYTES: int(256 * 1024, 1024),
+  DEVICE_LOG_MAX_LINES_PER_REQUEST: int(1000, 1),
+  DEVICE_LOG_MAX_LINE_BYTES: int(8192, 64),
+  DEVICE_LOG_RATE_LINES_PER_SECOND: int(100, 1),
+  DEVICE_LOG_FLUSH_MS: int(250, 10),
+  DEVICE_LOG_BATCH_LINES: int(500, 1),
+  DEVICE_LOG_BUFFER_LINES: int(50_000, 100),
+  DEVICE_LOG_QUERY_LIMIT: int(1000, 1),
+  /** Core dumps (docs/device-logs.md#core-dumps). */
+  COREDUMP_MAX_BYTES: int(1024 * 1024, 1024),
+  COREDUMP_MAX_PER_DEVICE: int(10, 1),
+  COREDUMP_RETENTION_DAYS: int(30, 1),
+  /** The admins' live stream, GET /api/events (docs/device-logs.md#live-events). */
+  EVENTS_REPLAY_SECONDS: int(300, 10),
+  EVENTS_HEARTBEAT_SECONDS: int(15, 1),
+  EVENTS_CLIENT_BUFFER_BYTES: int(1024 * 1024, 4096),
+  /** Log and core dump retention: on a timer in the server, or by the CronJob's `retention-job` (external). */
+  RETENTION_SCHEDULER: z.enum(["internal", "external"]).default("internal"),
+  RETENTION_INTERVAL_SECONDS: int(3600, 10),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -18,7 +18,7 @@ import { createLocalSignIn, type LocalSignIn } from "./identity/local-sign-in.ts
 import { createOidcClient } from "./identity/oidc-client.ts";
 import { type BuiltinIssuer, createBuiltinIssuer } from "./identity/builtin-issuer.ts";
 import type { EmbeddedBroker } from "./broker/embedded-broker.ts";
-import { openNoticeChannel } from "./broker/notice-channel.ts";
+import { type BrokerConnection, openNoticeChannel } from "./broker/notice-channel.ts";
 import { createClientAuthLimits } from "./identity/client-auth-limits.ts";
 import { createTokenVerifiers } from "./identity/token-verifiers.ts";
 import { createKeycloakProvider } from "./identity/keycloak.ts";
@@ -35,6 +35,13 @@ import { createRotationService, type RotationService } from "./rotation/service.
 import { createRolloutService, type RolloutService } from "./rollouts/service.ts";
 import { createSchemaChecker } from "./schema-checker.ts";
 import { createTestingMode, type TestingMode } from "./testing-mode.ts";
+import { createDeviceDirectory, createDeviceLogService, type DeviceLogService } from "./device-logs/service.ts";
+import { createLogStore } from "./device-logs/store.ts";
+import { createDeviceLogMetrics, type DeviceLogMetrics } from "./device-logs/metrics.ts";
+import { type CoreDumpService, createCoreDumpService } from "./coredumps/service.ts";
+import { createEventHub, type EventHub } from "./events/hub.ts";
+import { startLogSink } from "./device-logs/mqtt-sink.ts";
+import { runSinkWhileLeader } from "./device-logs/sink-leader.ts";
 import { createSecretBox, generateFernetKey, randomSecret, sameSecret, type SecretBox } from "./secrets.ts";
 
 /** The composition root: every service built once from the configuration. Tests replace parts via overrides. */
@@ -72,6 +79,14 @@ export type Services = {
   provisioning: ProvisioningService;
   /** The audit trail: services record their events with it, GET /api/audit reads it. */
   audit: AuditLog;
+  /** What devices print: ingest (MQTT log topics, POST /iot/logs), the bounded store, reads and retention. */
+  deviceLogs: DeviceLogService;
+  /** Core dumps devices upload after a crash, and crash counts per model and firmware version. */
+  coreDumps: CoreDumpService;
+  /** Live events for GET /api/events, from every replica (LISTEN/NOTIFY). */
+  events: EventHub;
+  /** Counters of device logs and crashes (lib/device-logs/metrics.ts), on the registry of `metrics`. */
+  deviceLogMetrics: DeviceLogMetrics;
   close(): Promise<void>;
 };
 
@@ -167,6 +182,42 @@ function warnUnlessPreviousSecretsKept(identity: IdentityProvider, logger: Logge
   );
 }
 
+export function deviceLogSettings(config: Config) {
+  return {
+    retentionDays: config.DEVICE_LOG_RETENTION_DAYS,
+    maxLinesPerDevice: config.DEVICE_LOG_MAX_LINES_PER_DEVICE,
+    maxLines: config.DEVICE_LOG_MAX_LINES_PER_REQUEST,
+    maxLineBytes: config.DEVICE_LOG_MAX_LINE_BYTES,
+    ratePerSecond: config.DEVICE_LOG_RATE_LINES_PER_SECOND,
+    flushMs: config.DEVICE_LOG_FLUSH_MS,
+    batchLines: config.DEVICE_LOG_BATCH_LINES,
+    bufferLines: config.DEVICE_LOG_BUFFER_LINES,
+  };
+}
+
+/**
+ * The server's subscriber to the MQTT log topics: in the one process holding its lock, or with a share group in every
+ * one (lib/device-logs/sink-leader.ts); none in the CLI, without a broker, or with DEVICE_LOG_MQTT=false.
+ */
+function startDeviceLogSink(
+  config: Config,
+  connection: BrokerConnection | null,
+  processName: string | undefined,
+  deps: { deviceLogs: DeviceLogService; database: DatabaseHandle; logger: Logger },
+): { close(): Promise<void> } | null {
+  if (!connection || !config.DEVICE_LOG_MQTT || processName === "cli") return null;
+  const start = () =>
+    startLogSink({
+      ...connection,
+      clientId: config.DEVICE_LOG_MQTT_CLIENT_ID,
+      shareGroup: config.DEVICE_LOG_MQTT_SHARE_GROUP,
+      sessionExpirySeconds: config.DEVICE_LOG_MQTT_SESSION_EXPIRY_SECONDS,
+      accept: (payload, deviceClientId) => deps.deviceLogs.ingestMqtt(payload, deviceClientId),
+      logger: deps.logger,
+    });
+  return config.DEVICE_LOG_MQTT_SHARE_GROUP ? start() : runSinkWhileLeader({ database: deps.database, start, logger: deps.logger });
+}
+
 export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, {}, undefined, logFormatFor(process.stdout, config.LOG_FORMAT));
   const metrics = overrides.metrics ?? createMetrics();
@@ -195,7 +246,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     : null;
   const { verifyDeviceToken, verifyAdminToken } = createTokenVerifiers({ config, db: database.db, builtinIssuer, metrics });
   const channel = overrides.notifier
-    ? { notifier: overrides.notifier, embeddedBroker: null, embeddedBrokerUrl: null }
+    ? { notifier: overrides.notifier, embeddedBroker: null, embeddedBrokerUrl: null, serverConnection: null }
     : await openNoticeChannel({
         config,
         runsEmbeddedBroker: overrides.processName !== "cli",
@@ -266,12 +317,25 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   });
   const rollouts = createRolloutService({ db: database.db, notifier, logger, audit, offlineAfterSeconds: config.ROLLOUT_OFFLINE_AFTER_SECONDS });
   const provisioning = createProvisioningService({ config, embeddedBrokerUrl: channel.embeddedBrokerUrl, identity, devices, rotation });
+  const logDatabaseOutage = createDatabaseOutageLog(logger);
+  const deviceLogMetrics = createDeviceLogMetrics(metrics.registry);
+  const coreDumps = createCoreDumpService(database.db, { maxPerDevice: config.COREDUMP_MAX_PER_DEVICE, retentionDays: config.COREDUMP_RETENTION_DAYS });
+  const deviceLogs = createDeviceLogService({
+    store: createLogStore(database.db),
+    directory: createDeviceDirectory(database.db),
+    settings: deviceLogSettings(config),
+    metrics: deviceLogMetrics,
+    logger,
+    logDatabaseOutage,
+  });
+  const events = createEventHub({ database, replaySeconds: config.EVENTS_REPLAY_SECONDS, logger, logDatabaseOutage });
+  const logSink = startDeviceLogSink(config, channel.serverConnection, overrides.processName, { deviceLogs, database, logger });
   observeServices(metrics, { devicesByState: rotation.countsByState, unconfirmedDevices: rotation.unconfirmedCount, firmwareCacheBytes: firmware.cachedBytes, fleets: deviceState.fleets });
 
   return {
     config,
     logger,
-    logDatabaseOutage: createDatabaseOutageLog(logger),
+    logDatabaseOutage,
     metrics,
     database,
     secretBox,
@@ -292,7 +356,14 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     rollouts,
     provisioning,
     audit,
+    deviceLogs,
+    coreDumps,
+    deviceLogMetrics,
+    events,
     async close() {
+      await events.close();
+      await logSink?.close();
+      await deviceLogs.close();
       await deviceState.close();
       await rollouts.flush();
       await schemaChecker.close();

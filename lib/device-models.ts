@@ -1,12 +1,13 @@
-import { asc, eq, sql } from "drizzle-orm";
+import { and, asc, eq, gt, ilike, or, type SQL, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import { deviceModels, type ModelRow } from "../db/schema.ts";
 import type { Actor, AuditRecorder } from "./audit/log.ts";
 import { isForeignKeyViolation, isUniqueViolation } from "./db-errors.ts";
 import { conflict, modelNotFound, validationFailed } from "./errors.ts";
+import { containsPattern, type Page, toPage } from "./paging.ts";
 import type { SchemaChecker } from "./schema-checker.ts";
 import type { z } from "zod";
-import type { createModelBody, Model, ModelSummary, updateModelBody } from "./schemas.ts";
+import type { createModelBody, Model, ModelPageQuery, ModelSummary, updateModelBody } from "./schemas.ts";
 
 export const toSummary = (row: ModelRow, deviceCount: number): ModelSummary => ({
   id: row.id,
@@ -56,9 +57,18 @@ export function createDeviceModelService(
       return row;
     },
 
-    async list(): Promise<ModelSummary[]> {
-      const rows = await db.select({ row: deviceModels, deviceCount: deviceCountOf }).from(deviceModels).orderBy(asc(deviceModels.code));
-      return rows.map(({ row, deviceCount }) => toSummary(row, deviceCount));
+    /** One page of the models matching `q`, by code, after the code `after` (keyset paging, lib/paging.ts). */
+    async page(query: ModelPageQuery): Promise<Page<ModelSummary>> {
+      const filters: SQL[] = [];
+      if (query.q) filters.push(or(ilike(deviceModels.code, containsPattern(query.q)), ilike(deviceModels.name, containsPattern(query.q)))!);
+      if (query.after !== undefined) filters.push(gt(deviceModels.code, query.after));
+      const rows = await db
+        .select({ row: deviceModels, deviceCount: deviceCountOf })
+        .from(deviceModels)
+        .where(and(...filters))
+        .orderBy(asc(deviceModels.code))
+        .limit(query.limit + 1);
+      return toPage(rows.map(({ row, deviceCount }) => toSummary(row, deviceCount)), query.limit, (model) => model.code);
     },
 
     async get(id: number): Promise<Model> {

@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto";
-import { and, asc, eq, type SQL } from "drizzle-orm";
+import { and, asc, eq, gt, ilike, or, type SQL } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
 import type { z } from "zod";
 import type { Database } from "../db/client.ts";
@@ -12,12 +12,13 @@ import { changedConfigFields } from "./device-config.ts";
 import { runningFirmware, type RunningInputs } from "./device-state/running.ts";
 import { deviceNotFound, validationFailed } from "./errors.ts";
 import { targetVersionIdSql } from "./firmware/targets.ts";
+import { containsPattern, type Page, toPage } from "./paging.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import type { Logger } from "./logger.ts";
 import { errorMessage } from "./logger.ts";
 import type { Notifier } from "./mqtt.ts";
 import type { SchemaChecker } from "./schema-checker.ts";
-import type { createDeviceBody, Device, DeviceListQuery, DeviceSummary, updateDeviceBody } from "./schemas.ts";
+import type { createDeviceBody, Device, DevicePageQuery, DeviceSummary, updateDeviceBody } from "./schemas.ts";
 
 const KEY_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 export const generateDeviceKey = () => Array.from({ length: 8 }, () => KEY_ALPHABET[randomInt(KEY_ALPHABET.length)]).join("");
@@ -159,10 +160,16 @@ export function createDeviceService(deps: {
   return {
     findWithModel,
 
-    async list(query: DeviceListQuery): Promise<DeviceSummary[]> {
+    /**
+     * One page of the devices matching the filters, by key, after the key `after` (keyset paging, lib/paging.ts):
+     * each page is one indexed query, however far into the list it starts.
+     */
+    async page(query: DevicePageQuery): Promise<Page<DeviceSummary>> {
       const filters: SQL[] = [];
       if (query.model_id) filters.push(eq(devices.deviceModelId, query.model_id));
       if (query.rotation_state) filters.push(eq(devices.rotationState, query.rotation_state));
+      if (query.q) filters.push(or(ilike(devices.key, containsPattern(query.q)), ilike(devices.deviceName, containsPattern(query.q)))!);
+      if (query.after !== undefined) filters.push(gt(devices.key, query.after));
       const rows = await db
         .select(summaryColumns)
         .from(devices)
@@ -170,8 +177,9 @@ export function createDeviceService(deps: {
         .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
         .leftJoin(targetVersions, eq(targetVersions.id, targetVersionIdSql))
         .where(and(...filters))
-        .orderBy(asc(devices.key));
-      return rows.map(toDeviceSummary);
+        .orderBy(asc(devices.key))
+        .limit(query.limit + 1);
+      return toPage(rows.map(toDeviceSummary), query.limit, (device) => device.key);
     },
 
     async get(id: number): Promise<Device> {

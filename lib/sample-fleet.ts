@@ -2,6 +2,7 @@ import { eq } from "drizzle-orm";
 import { devices } from "../db/schema.ts";
 import { SYSTEM_ACTOR } from "./audit/log.ts";
 import type { Services } from "./context.ts";
+import { allPages, MAX_PAGE_LIMIT } from "./paging.ts";
 
 /** A small fleet for trying the product: three models (one with a schema) and devices in every rotation state. */
 const MODELS = [
@@ -27,9 +28,20 @@ const MODELS = [
 const ROOMS = ["Kitchen", "Hall", "Office", "Garage", "Bedroom", "Attic", "Cellar", "Porch", "Lab"];
 const STATES = ["OK", "OK", "OK", "QUEUED", "QUEUED", "PENDING", "TIMEOUT", "TIMEOUT", "OK"] as const;
 
+const everyDevice = (services: Services) => allPages((after) => services.devices.page({ after, limit: MAX_PAGE_LIMIT }));
+const everyModel = (services: Services) => allPages((after) => services.models.page({ after, limit: MAX_PAGE_LIMIT }));
+
+/** How many models and devices there are. */
+export async function fleetSize(services: Services): Promise<number> {
+  let n = 0;
+  for await (const batch of everyDevice(services)) n += batch.length;
+  for await (const batch of everyModel(services)) n += batch.length;
+  return n;
+}
+
 export async function wipeFleet(services: Services) {
-  for (const device of await services.devices.list({})) await services.devices.remove(device.id, SYSTEM_ACTOR);
-  for (const model of await services.models.list()) await services.models.remove(model.id, SYSTEM_ACTOR);
+  for await (const batch of everyDevice(services)) for (const device of batch) await services.devices.remove(device.id, SYSTEM_ACTOR);
+  for await (const batch of everyModel(services)) for (const model of batch) await services.models.remove(model.id, SYSTEM_ACTOR);
 }
 
 export async function loadSampleFleet(services: Services) {

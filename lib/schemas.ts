@@ -1,8 +1,9 @@
 import { z } from "zod";
 import { firmwareRolloutModes, rotationStates } from "../db/schema.ts";
-import { decodeCursor } from "./audit/cursor.ts";
+import { decodeCursor as decodeAuditCursor } from "./audit/cursor.ts";
 import { auditKindSchema } from "./audit/kinds.ts";
 import { runningSources } from "./device-state/running.ts";
+import { decodeCursor, MAX_PAGE_LIMIT } from "./paging.ts";
 
 /** Request and response shapes of the admin API (CONTRACT §2). Types elsewhere are inferred from these. */
 const timestamp = z.iso.datetime().meta({ example: "2026-03-07T08:00:00.000Z" });
@@ -46,7 +47,42 @@ export const modelSchema = modelSummarySchema
   .extend({ config_schema: nullableText, firmware_rollout: firmwareRollout, created_at: timestamp, updated_at: timestamp })
   .meta({ id: "Model" });
 
-export const modelListSchema = z.object({ device_models: z.array(modelSummarySchema), count: z.number().int() });
+const nextCursor = z.string().nullable().meta({ description: "Pass as `cursor` for the next page; null on the last page. Only in paged answers (limit or cursor given)" });
+const listCount = z.number().int().meta({ description: "How many rows this answer lists (a paged answer: this page's)" });
+
+export const modelListSchema = z.object({ device_models: z.array(modelSummarySchema), count: listCount, next_cursor: nextCursor.optional() });
+
+const pageLimit = z
+  .string()
+  .regex(/^[1-9][0-9]{0,3}$/, `must be a whole number from 1 to ${MAX_PAGE_LIMIT}`)
+  .transform(Number)
+  .refine((limit) => limit <= MAX_PAGE_LIMIT, `must be at most ${MAX_PAGE_LIMIT}`)
+  .meta({ description: "Answer one page of at most this many rows, with next_cursor (without limit and cursor: every row)", example: "100" });
+
+/** A cursor a list gave out, read back as the sort key it carries (lib/paging.ts). */
+const pageCursor = (keyPattern: RegExp) =>
+  z
+    .string()
+    .max(200, "is not a cursor this list gave out")
+    .transform((cursor, ctx) => {
+      const after = decodeCursor(cursor, keyPattern);
+      if (after === null) ctx.addIssue({ code: "custom", message: "is not a cursor this list gave out" });
+      return after ?? "";
+    })
+    .meta({ description: "next_cursor of the previous page; without limit, pages hold 100 rows" });
+
+const searchText = (what: string) =>
+  z
+    .string()
+    .min(1, "must not be empty")
+    .max(100, "must be at most 100 characters")
+    .meta({ description: `Only rows whose ${what} contains this text (ignoring case)` });
+
+export const modelListQuery = z.strictObject({
+  limit: pageLimit.optional(),
+  cursor: pageCursor(/^[a-z0-9_]{1,50}$/).optional(),
+  q: searchText("code or name").optional(),
+});
 
 const modelCode = z
   .string()
@@ -104,11 +140,14 @@ export const deviceSchema = deviceSummarySchema
   })
   .meta({ id: "Device" });
 
-export const deviceListSchema = z.object({ devices: z.array(deviceSummarySchema), count: z.number().int() });
+export const deviceListSchema = z.object({ devices: z.array(deviceSummarySchema), count: listCount, next_cursor: nextCursor.optional() });
 
 export const deviceListQuery = z.strictObject({
   model_id: decimalId.optional(),
   rotation_state: rotationStateSchema.optional(),
+  q: searchText("key or device_name").optional(),
+  limit: pageLimit.optional(),
+  cursor: pageCursor(/^[a-z0-9]{8}$/).optional(),
 });
 
 const configText = z.string().max(512 * 1024).meta({ description: "JSON text; validated against the model's schema" });
@@ -210,6 +249,7 @@ export const fleetSchema = z
           version: nullableText.meta({ description: "null: devices whose running version is unknown, or that have no target" }),
           running: z.number().int().meta({ description: "Devices running this version (reported or inferred)" }),
           target: z.number().int().meta({ description: "Devices whose target is this version" }),
+          crashes: z.number().int().optional().meta({ description: "Core dumps devices uploaded while running this version, in the last 7 days (GET …/fleet only)" }),
         }),
       )
       .meta({ description: "Every version some device runs or should run; most running first" }),
@@ -233,7 +273,12 @@ export type ModelSummary = z.infer<typeof modelSummarySchema>;
 export type Model = z.infer<typeof modelSchema>;
 export type DeviceSummary = z.infer<typeof deviceSummarySchema>;
 export type Device = z.infer<typeof deviceSchema>;
-export type DeviceListQuery = z.infer<typeof deviceListQuery>;
+export type DeviceListQuery = z.output<typeof deviceListQuery>;
+export type ModelListQuery = z.output<typeof modelListQuery>;
+/** The filters of a list and where its page starts (a sort key), as the services take them. */
+export type DeviceFilters = Omit<DeviceListQuery, "limit" | "cursor">;
+export type DevicePageQuery = DeviceFilters & { after?: string; limit: number };
+export type ModelPageQuery = Omit<ModelListQuery, "limit" | "cursor"> & { after?: string; limit: number };
 
 export const rotationStatusSchema = z
   .object({
@@ -291,7 +336,7 @@ export const auditQuery = z.strictObject({
   cursor: z
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}$/, "is not a cursor this API gave out")
-    .transform((text, ctx) => decodeCursor(text) ?? (ctx.addIssue({ code: "custom", message: "is not a cursor this API gave out" }), z.NEVER))
+    .transform((text, ctx) => decodeAuditCursor(text) ?? (ctx.addIssue({ code: "custom", message: "is not a cursor this API gave out" }), z.NEVER))
     .optional()
     .meta({ description: "next_cursor of the previous page, as it was given (opaque); keep the same filters" }),
 });

@@ -56,7 +56,8 @@ describe("database timeouts", () => {
       assert.ok(response.headers.get("retry-after"));
 
       const warning = logLines.map((line) => JSON.parse(line)).find((line) => line.request_id === envelope.correlationId && line.level === "warn");
-      assert.match(warning?.error ?? "", /^Failed query: update "devices" set .*\(canceling statement due to statement timeout\)$/);
+      // The update reads the row it changes first, under a row lock (its audit event says which fields changed).
+      assert.match(warning?.error ?? "", /^Failed query: select "config" from "devices" .* for update \(canceling statement due to statement timeout\)$/);
       assert.ok(!logLines.some((line) => line.includes(marker)), "no log line holds the parameter");
     } finally {
       release();

@@ -399,9 +399,9 @@ describe("device reported state", () => {
       // running: reported fleet-1, inferred → reported fleet-1, old fleet-2; unknown: downloadedOnly, silent, never.
       assert.deepEqual(fleet, {
         versions: [
-          { version: null, running: 3, target: 0 },
-          { version: "fleet-1", running: 2, target: 0 },
-          { version: "fleet-2", running: 1, target: 6 },
+          { version: null, running: 3, target: 0, crashes: 0 },
+          { version: "fleet-1", running: 2, target: 0, crashes: 0 },
+          { version: "fleet-2", running: 1, target: 6, crashes: 0 },
         ],
         stale: 2, // never seen, and seen 30 h ago
         mismatched: 2, // the two running fleet-1; unknown devices are not counted
@@ -426,7 +426,7 @@ describe("device reported state", () => {
       const d = await device(bare);
       const answer = await poll(d);
       assert.equal(answer.firmware_version, null);
-      assert.deepEqual(await admin(`/api/device-models/${bare}/fleet`), { versions: [{ version: null, running: 1, target: 1 }], stale: 1, mismatched: 0 });
+      assert.deepEqual(await admin(`/api/device-models/${bare}/fleet`), { versions: [{ version: null, running: 1, target: 1, crashes: 0 }], stale: 1, mismatched: 0 });
     });
   });
 

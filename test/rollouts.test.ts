@@ -182,6 +182,28 @@ describe("staged rollouts", () => {
     assert.equal(await targetOf(devices[1]!, fleet[1]!.secret), "2.0.0");
   });
 
+  it("a canary that crashes running the new version (it uploads a core dump) fails and pauses the rollout; the fleet view counts the crash", async () => {
+    const { devices, modelId, fleet } = await fleetOn(3);
+    const rollout = await rollOut(modelId, "2.0.0", { canary_device_ids: [fleet[0]!.id], soak_seconds: 3600 });
+    await Promise.all(devices.map((device) => device.notified()));
+    await stepUntil(modelId, rollout.id, (now) => now.counts.succeeded === 1);
+    assert.equal(devices[0]!.running, "2.0.0");
+    // As the deployed firmware does after a crash: the core dump ELF, with its running version.
+    const body = new URLSearchParams({ grant_type: "client_credentials", client_id: fleet[0]!.clientId, client_secret: fleet[0]!.secret });
+    const token = (await (await fetch(server.services.identity.tokenUrl, { method: "POST", body })).json()).access_token;
+    const dump = await fetch(`${server.url}/api/iot/coredump?chip=esp32s2&firmware_version=2.0.0`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/octet-stream" },
+      body: new Uint8Array([0x7f, 0x45, 0x4c, 0x46, ...new Array(60).fill(0)]),
+    });
+    assert.ok(dump.status < 300, `core dump: ${dump.status}`);
+    const paused = await stepUntil(modelId, rollout.id, (now) => now.state === "paused");
+    assert.equal(paused.state, "paused");
+    assert.match(paused.devices[0].failure_reason, /crashed running 2\.0\.0/);
+    const fleetView = await (await server.admin("GET", `/api/device-models/${modelId}/fleet`)).json();
+    assert.equal(fleetView.versions.find((entry: { version: string }) => entry.version === "2.0.0").crashes, 1);
+  });
+
   it("a legacy device that downloads the image again after restarting (rollback loop) fails; offline devices do not hold a wave and get the version when they return", async () => {
     const fleet = await createFleet(server, 5);
     const modelId = (await deviceRow(server, fleet[0]!.id)).deviceModelId;

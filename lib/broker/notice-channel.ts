@@ -12,7 +12,11 @@ export type NoticeChannel = {
   embeddedBroker: EmbeddedBroker | null;
   /** The embedded broker as devices reach it (BASEURL's host), for provisioning packages; null when there is none. */
   embeddedBrokerUrl: string | null;
+  /** How the server's own clients reach the broker (the device log subscriber uses it); null without one. */
+  serverConnection: BrokerConnection | null;
 };
+
+export type BrokerConnection = { url: string; username?: string; password?: string };
 
 /** Long enough for a loopback connection on a busy machine; the notifier keeps trying after it anyway. */
 const LOOPBACK_CONNECT_MS = 3000;
@@ -40,8 +44,11 @@ export async function openNoticeChannel(options: {
       metrics,
       logger,
     });
-  if (config.MQTT_URL) return { notifier: notifierTo(config.MQTT_URL, config.MQTT_USERNAME, config.MQTT_PASSWORD), embeddedBroker: null, embeddedBrokerUrl: null };
-  if (!config.EMBEDDED_MQTT || !options.runsEmbeddedBroker) return { notifier: disabledNotifier(), embeddedBroker: null, embeddedBrokerUrl: null };
+  if (config.MQTT_URL) {
+    const serverConnection = { url: config.MQTT_URL, username: config.MQTT_USERNAME, password: config.MQTT_PASSWORD };
+    return { notifier: notifierTo(config.MQTT_URL, config.MQTT_USERNAME, config.MQTT_PASSWORD), embeddedBroker: null, embeddedBrokerUrl: null, serverConnection };
+  }
+  if (!config.EMBEDDED_MQTT || !options.runsEmbeddedBroker) return { notifier: disabledNotifier(), embeddedBroker: null, embeddedBrokerUrl: null, serverConnection: null };
 
   const serverPassword = randomSecret();
   const embeddedBroker = await startEmbeddedBroker({
@@ -53,13 +60,14 @@ export async function openNoticeChannel(options: {
   const { status } = embeddedBroker;
   if (status.state === "unavailable") {
     logger.warn(`Embedded MQTT broker not started: ${status.error}. MQTT is off: devices get no notices, so rotation starts no device. Set MQTT_URL to use that broker, or EMBEDDED_MQTT_PORT to pick another port.`);
-    return { notifier: disabledNotifier(), embeddedBroker, embeddedBrokerUrl: null };
+    return { notifier: disabledNotifier(), embeddedBroker, embeddedBrokerUrl: null, serverConnection: null };
   }
   logger.info("Embedded MQTT broker listening", { address: status.address });
-  const notifier = notifierTo(`mqtt://${loopbackHost(config.EMBEDDED_MQTT_HOST)}:${status.port}`, SERVER_USERNAME, serverPassword);
+  const serverConnection = { url: `mqtt://${loopbackHost(config.EMBEDDED_MQTT_HOST)}:${status.port}`, username: SERVER_USERNAME, password: serverPassword };
+  const notifier = notifierTo(serverConnection.url, SERVER_USERNAME, serverPassword);
   await notifier.waitUntilConnected(LOOPBACK_CONNECT_MS);
   const deviceBase = config.DEVICE_BASEURL ?? config.BASEURL;
-  return { notifier, embeddedBroker, embeddedBrokerUrl: deviceBase ? `mqtt://${new URL(deviceBase).hostname}:${status.port}` : null };
+  return { notifier, embeddedBroker, embeddedBrokerUrl: deviceBase ? `mqtt://${new URL(deviceBase).hostname}:${status.port}` : null, serverConnection };
 }
 
 /** The address the server's own client dials: loopback for a wildcard address, else the one address listened on. */

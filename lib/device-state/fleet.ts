@@ -24,3 +24,14 @@ export function countFleet(groups: FleetGroup[]): Fleet {
   const versions = [...counts.values()].sort((a, b) => b.running - a.running || b.target - a.target || String(a.version).localeCompare(String(b.version)));
   return { versions, stale, mismatched };
 }
+
+/** Crashes (core dumps) per firmware version, added to the fleet's versions; a version only crashes have is added too. */
+export function withCrashes(fleet: Fleet, crashes: { firmware_version: string | null; crashes: number }[]): Fleet {
+  const versions = fleet.versions.map((entry) => ({ ...entry, crashes: 0 }));
+  for (const { firmware_version: version, crashes: count } of crashes) {
+    const entry = versions.find((candidate) => candidate.version === version);
+    if (entry) entry.crashes += count;
+    else versions.push({ version, running: 0, target: 0, crashes: count });
+  }
+  return { ...fleet, versions };
+}

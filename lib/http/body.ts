@@ -62,6 +62,14 @@ export async function readJsonBody(request: Request, limit = JSON_BODY_LIMIT): P
   }
 }
 
+/** A text body of one of the given media types (application/json also as any +json), size-limited (413) and strictly UTF-8. */
+export async function readTextBody(request: Request, limit: number, types: string[]): Promise<string> {
+  const type = mediaType(request);
+  const json = types.includes("application/json") && /^application\/[\w.!#$&^+-]+\+json$/.test(type);
+  if (!types.includes(type) && !json) throw unsupportedMediaType(types);
+  return readText(request, limit);
+}
+
 /** OAuth2 token requests are a few hundred bytes. */
 const FORM_BODY_LIMIT = 64 * 1024;
 

@@ -1,6 +1,7 @@
 import { Response as FastResponse } from "@whatwg-node/fetch";
 import { isDatabaseUnavailable } from "../db-errors.ts";
 import { AppError, upstreamUnavailable } from "../errors.ts";
+import { errorMessage, type Logger } from "../logger.ts";
 
 export function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
   return jsonText(JSON.stringify(body), status, { "content-type": "application/json; charset=utf-8", ...headers });
@@ -14,6 +15,70 @@ export function json(body: unknown, status = 200, headers: Record<string, string
 export function jsonText(text: string, status = 200, headers: Record<string, string> = {}): Response {
   return new FastResponse(text, { status, headers: { "content-type": "application/json", ...headers } }) as unknown as Response;
 }
+
+/** An array of a streamed JSON object: its name and its rows, a batch at a time (lib/paging.ts allPages). */
+export type StreamedArray = { name: string; batches: AsyncGenerator<unknown[]> };
+
+/**
+ * `{"<name>": [...rows], …, <trailer's fields>}`, each array written as its batches arrive, so a long list is never
+ * held whole: byte for byte what json() makes of the same object. `trailer` gets the arrays' lengths (e.g. a count).
+ * The first batch is read before the answer starts, so a database that fails at once still gets the error envelope.
+ * A failure later is logged and ends the body where it is: the status has gone out, and a stream that errors leaves the
+ * client waiting for the rest; cut short, the JSON does not parse (its closing brace comes last), never a shorter list.
+ */
+export async function streamedJson(
+  arrays: StreamedArray[],
+  trailer: (lengths: number[]) => Promise<Record<string, unknown>>,
+  logger: Pick<Logger, "error">,
+): Promise<Response> {
+  const encoder = new TextEncoder();
+  let prefetched: IteratorResult<unknown[]> | null = arrays.length > 0 ? await arrays[0]!.batches.next() : null;
+  const lengths = arrays.map(() => 0);
+  let index = 0;
+  let opened = false;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        await writeNext(controller);
+      } catch (error) {
+        logger.error("A streamed answer broke off", { error: errorMessage(error), rows_sent: lengths.reduce((a, b) => a + b, 0) });
+        controller.close();
+        await Promise.all(arrays.map((array) => array.batches.return(undefined))).catch(() => {});
+      }
+    },
+    async cancel() {
+      await Promise.all(arrays.map((array) => array.batches.return(undefined)));
+    },
+  });
+  return new Response(body, { headers: { "content-type": "application/json; charset=utf-8" } });
+
+  async function writeNext(controller: ReadableStreamDefaultController<Uint8Array>) {
+    const array = arrays[index];
+    if (!array) {
+      const fields = JSON.stringify(await trailer(lengths)).slice(1);
+      controller.enqueue(encoder.encode(`${index === 0 ? "{" : ","}${fields}`));
+      controller.close();
+      return;
+    }
+    const batch = prefetched ?? (await array.batches.next());
+    prefetched = null;
+    let text = opened ? "" : `${index === 0 ? "{" : ","}${JSON.stringify(array.name)}:[`;
+    opened = true;
+    if (batch.done) {
+      text += "]";
+      index++;
+      opened = false;
+    } else {
+      text += (lengths[index]! > 0 ? "," : "") + batch.value.map((row) => JSON.stringify(row)).join(",");
+      lengths[index]! += batch.value.length;
+    }
+    controller.enqueue(encoder.encode(text));
+  }
+}
+
+/** `{"<name>": [...rows], "count": n}` streamed (see streamedJson). */
+export const streamedList = (name: string, batches: AsyncGenerator<unknown[]>, logger: Pick<Logger, "error">) =>
+  streamedJson([{ name, batches }], async ([count]) => ({ count }), logger);
 
 export const noContent = () => new Response(null, { status: 204 });
 

@@ -6,7 +6,7 @@
  */
 import { and, asc, count, eq, gte, inArray, isNull, lte, ne, sql } from "drizzle-orm";
 import type { Transaction } from "../../db/client.ts";
-import { type AuditDetails, deviceModels, devices, firmwareVersions, type ModelRow, rolloutDevices, type RolloutRow, rollouts } from "../../db/schema.ts";
+import { type AuditDetails, coreDumps, deviceModels, devices, firmwareVersions, type ModelRow, rolloutDevices, type RolloutRow, rollouts } from "../../db/schema.ts";
 import type { AuditKind } from "../audit/kinds.ts";
 import type { Actor, AuditRecorder } from "../audit/log.ts";
 import { stableCopy, type VersionRow } from "../firmware/versions.ts";
@@ -99,6 +99,8 @@ async function judge(ctx: StepContext, rollout: RolloutRow, target: string): Pro
       reportedAt: devices.reportedAt,
       otaState: devices.otaState,
       lastStateReport: devices.lastStateReport,
+      crashed: sql<boolean>`exists (select 1 from ${coreDumps} where ${coreDumps.deviceId} = ${rolloutDevices.deviceId}
+        and ${coreDumps.firmwareVersion} = ${target} and ${coreDumps.receivedAt} >= ${rolloutDevices.admittedAt})`,
     })
     .from(rolloutDevices)
     .innerJoin(devices, eq(devices.id, rolloutDevices.deviceId))

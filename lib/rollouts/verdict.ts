@@ -5,7 +5,10 @@
 import type { DeviceRow, RolloutDeviceRow } from "../../db/schema.ts";
 
 export type Observed = Pick<RolloutDeviceRow, "state" | "admittedAt" | "firstDownloadAt" | "lastDownloadAt" | "downloads" | "restartsAfterDownload" | "configAt"> &
-  Pick<DeviceRow, "lastSeenAt" | "reportedFirmwareVersion" | "reportedAt" | "otaState" | "lastStateReport">;
+  Pick<DeviceRow, "lastSeenAt" | "reportedFirmwareVersion" | "reportedAt" | "otaState" | "lastStateReport"> & {
+    /** It uploaded a core dump from the rollout's version since it was admitted. */
+    crashed: boolean;
+  };
 
 export type Verdict = { state: "succeeded" } | { state: "failed"; reason: string } | { state: "pending"; reason: string } | null;
 
@@ -15,6 +18,7 @@ const failed = (reason: string): Verdict => ({ state: "failed", reason });
 export function verdictOf(device: Observed, target: string, now: Date, waveTimeoutMs: number): Verdict {
   const admittedAt = device.admittedAt!;
   if (device.restartsAfterDownload > 1) return failed("downloaded the image again after restarting on it (suspected rollback loop)");
+  if (device.crashed) return failed(`crashed running ${target} (it uploaded a core dump)`);
   const reportedSinceAdmission = device.reportedAt !== null && device.reportedAt >= admittedAt;
   if (reportedSinceAdmission) {
     if (device.lastStateReport?.last_invalid_version === target) return failed(`reported ${target} as its last invalid version`);

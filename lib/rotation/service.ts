@@ -1,8 +1,9 @@
-import { and, count, eq, inArray, max } from "drizzle-orm";
+import { and, asc, count, eq, gt, inArray, isNull, max, ne, or, type SQL, sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { deviceModels, devices, rotationStates } from "../../db/schema.ts";
 import type { Actor, AuditRecorder } from "../audit/log.ts";
 import { deviceNotFound } from "../errors.ts";
+import { type Page, toPage } from "../paging.ts";
 import type { DashboardRow, RotationStatus } from "../schemas.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
@@ -21,6 +22,31 @@ type CycleSummary = {
 };
 
 const DAY_MS = 86_400_000;
+
+export const dashboardGroups = ["healthy", "warning", "critical"] as const;
+export type DashboardGroup = (typeof dashboardGroups)[number];
+
+/**
+ * Which dashboard group a device is in (CONTRACT §2): healthy unless TIMEOUT; a TIMEOUT device is a warning while its
+ * last completed rotation is fewer than `thresholdDays` whole days ago, else critical.
+ */
+export function dashboardGroupOf(row: Pick<DashboardRow, "rotation_state" | "days_since_rotation">, thresholdDays: number): DashboardGroup {
+  if (row.rotation_state !== "TIMEOUT") return "healthy";
+  return row.days_since_rotation !== null && row.days_since_rotation < thresholdDays ? "warning" : "critical";
+}
+
+/** What a dashboard row shows of a device, its days counted at `now`. */
+export function toDashboardRow(
+  device: Omit<DashboardRow, "last_rotation_completed_at" | "days_since_rotation"> & { completed: Date | null },
+  now: Date,
+): DashboardRow {
+  const { completed, ...rest } = device;
+  const days = completed ? Math.floor((now.getTime() - completed.getTime()) / DAY_MS) : null;
+  return { ...rest, last_rotation_completed_at: completed?.toISOString() ?? null, days_since_rotation: days };
+}
+
+/** A page of one dashboard group: by key after `after`, days counted at `now` (the same for every page of one answer). */
+export type DashboardPageQuery = { after?: string; limit: number; now: Date };
 
 /** What the rotation routes, the CronJob and the internal timer call; the state machine itself is in engine.ts. */
 export function createRotationService(deps: {
@@ -126,8 +152,20 @@ export function createRotationService(deps: {
       };
     },
 
-    async dashboard() {
-      const now = Date.now();
+    /**
+     * One page of a dashboard group, by key (keyset paging, lib/paging.ts): the route streams the groups page by page,
+     * so the dashboard of a large fleet is never held whole. days < threshold ⇔ completed > now − threshold days
+     * (to the millisecond, as the row's days are counted).
+     */
+    async dashboardPage(group: DashboardGroup, { after, limit, now }: DashboardPageQuery): Promise<Page<DashboardRow>> {
+      const cutoff = sql`${new Date(now.getTime() - deps.criticalThresholdDays * DAY_MS).toISOString()}::timestamptz`;
+      const completedMs = sql`date_trunc('milliseconds', ${devices.lastRotationCompletedAt})`;
+      const timedOut = eq(devices.rotationState, "TIMEOUT");
+      const inGroup: Record<DashboardGroup, SQL | undefined> = {
+        healthy: ne(devices.rotationState, "TIMEOUT"),
+        warning: and(timedOut, sql`${completedMs} > ${cutoff}`),
+        critical: and(timedOut, or(isNull(devices.lastRotationCompletedAt), sql`${completedMs} <= ${cutoff}`)),
+      };
       const rows = await db
         .select({
           id: devices.id,
@@ -140,17 +178,14 @@ export function createRotationService(deps: {
         })
         .from(devices)
         .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-        .orderBy(devices.key);
-      const groups = { healthy: [] as DashboardRow[], warning: [] as DashboardRow[], critical: [] as DashboardRow[] };
-      for (const { completed, ...rest } of rows) {
-        const days = completed ? Math.floor((now - completed.getTime()) / DAY_MS) : null;
-        const row = { ...rest, last_rotation_completed_at: completed?.toISOString() ?? null, days_since_rotation: days };
-        if (row.rotation_state !== "TIMEOUT") groups.healthy.push(row);
-        else if (days !== null && days < deps.criticalThresholdDays) groups.warning.push(row);
-        else groups.critical.push(row);
-      }
-      const unconfirmed = rows.filter((row) => row.rotation_unconfirmed).length;
-      return { ...groups, counts: { healthy: groups.healthy.length, warning: groups.warning.length, critical: groups.critical.length, unconfirmed } };
+        .where(and(inGroup[group], after === undefined ? undefined : gt(devices.key, after)))
+        .orderBy(asc(devices.key))
+        .limit(limit + 1);
+      return toPage(
+        rows.map((row) => toDashboardRow(row, now)),
+        limit,
+        (row) => row.key,
+      );
     },
   };
 }

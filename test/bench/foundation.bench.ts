@@ -13,6 +13,7 @@ import { deviceModels, devices } from "../../db/schema.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
 import { deviceClientId, generateDeviceKey } from "../../lib/devices.ts";
+import { allPages, MAX_PAGE_LIMIT } from "../../lib/paging.ts";
 import { generateFernetKey } from "../../lib/secrets.ts";
 import { createTestDatabase } from "../support/database.ts";
 import { freePort } from "../support/server.ts";
@@ -141,7 +142,8 @@ async function listingBreakdown(databaseUrl: string, dataDir: string) {
     const stringify: number[] = [];
     for (let i = 0; i < 25; i++) {
       let started = performance.now();
-      const list = await services.devices.list({});
+      const list = [];
+      for await (const batch of allPages((after) => services.devices.page({ after, limit: MAX_PAGE_LIMIT }))) list.push(...batch);
       service.push(performance.now() - started);
       started = performance.now();
       JSON.stringify({ devices: list, count: list.length });
@@ -226,7 +228,7 @@ export async function run(): Promise<BenchResult> {
         "GET /api/devices, 10,000 devices: p95 (ms)": listing.p95,
         "GET /api/devices, 10,000 devices: min (ms)": listing.min,
         "GET /api/devices response size (KiB)": Math.round(listing.bytes / 1024),
-        "  of which devices.list() (query + mapping), median (ms)": breakdown.service,
+        "  of which the devices' pages (queries + mapping), median (ms)": breakdown.service,
         "  of which JSON.stringify, median (ms)": breakdown.stringify,
         "POST /api/devices sequential (devices/s)": creates.sequential,
         [`POST /api/devices, ${CONCURRENT_CLIENTS} concurrent clients (devices/s)`]: creates.concurrent,

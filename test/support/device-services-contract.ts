@@ -48,9 +48,9 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
       assert.deepEqual([model.name, model.config_schema, model.device_count, model.has_config_schema, model.firmware_version], ["Thermostat", SCHEMA, 0, true, null]);
       assert.deepEqual(await env.models.get(model.id), model);
       await env.devices.create({ device_model_id: model.id, config: '{"deviceName":"x"}' }, "test-admin");
-      const listed = (await env.models.list()).find((m) => m.id === model.id);
+      const listed = (await env.models.page({ limit: 1000 })).items.find((m) => m.id === model.id);
       assert.equal(listed?.device_count, 1);
-      const codes = (await env.models.list()).map((m) => m.code);
+      const codes = (await env.models.page({ limit: 1000 })).items.map((m) => m.code);
       assert.deepEqual(codes, [...codes].sort());
     });
 
@@ -107,10 +107,77 @@ export function describeDeviceServicesContract(name: string, setup: DeviceServic
       const model = await newModel();
       const a = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
       const b = await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
-      const listed = await env.devices.list({ model_id: model.id });
+      const listed = (await env.devices.page({ model_id: model.id, limit: 1000 })).items;
       assert.deepEqual(listed.map((d) => d.id).sort(), [a.id, b.id].sort());
       assert.deepEqual(listed.map((d) => d.key), [a.key, b.key].sort());
-      assert.deepEqual(await env.devices.list({ model_id: model.id, rotation_state: "PENDING" }), []);
+      assert.deepEqual((await env.devices.page({ model_id: model.id, rotation_state: "PENDING", limit: 1000 })).items, []);
+    });
+
+    it("pages devices by key: every row once, in order, also while rows come and go between pages", async () => {
+      const model = await newModel();
+      const made = [];
+      for (let i = 0; i < 7; i++) made.push(await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin"));
+      const keys = made.map((d) => d.key).sort();
+      const seen: string[] = [];
+      let after: string | undefined;
+      let pages = 0;
+      let deleted: string | undefined;
+      const added: string[] = [];
+      do {
+        const page = await env.devices.page({ model_id: model.id, limit: 3, after });
+        assert.ok(page.items.length <= 3);
+        seen.push(...page.items.map((d) => d.key));
+        if (page.next !== null) assert.equal(page.next, page.items.at(-1)!.key);
+        after = page.next ?? undefined;
+        if (++pages === 1) {
+          // Between pages: one row not yet reached is deleted, one is added.
+          const victim = made.find((d) => d.key > after!)!;
+          await env.devices.remove(victim.id, "test-admin");
+          deleted = victim.key;
+          added.push((await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin")).key);
+        }
+      } while (after !== undefined);
+      assert.deepEqual(seen, [...seen].sort(), "in key order");
+      assert.equal(new Set(seen).size, seen.length, "no row twice");
+      for (const key of keys) if (key !== deleted) assert.ok(seen.includes(key), `row ${key} seen`);
+      assert.ok(!seen.includes(deleted!), "the deleted row not listed after it went");
+      for (const key of added) assert.equal(seen.includes(key), key > seen[2]!, "an added row shows when it sorts after the page read before it came");
+      const last = await env.devices.page({ model_id: model.id, limit: 1000 });
+      assert.equal(last.next, null);
+      const exact = await env.devices.page({ model_id: model.id, limit: last.items.length });
+      assert.equal(exact.next, null, "a page that ends the list exactly is the last");
+    });
+
+    it("searches devices by key or device name (ignoring case, wildcards literal), with the other filters", async () => {
+      const model = await newModel();
+      const tag = randomBytes(4).toString("hex");
+      const hall = await env.devices.create({ device_model_id: model.id, config: JSON.stringify({ deviceName: `Hall ${tag} 50%_x` }) }, "test-admin");
+      const attic = await env.devices.create({ device_model_id: model.id, config: JSON.stringify({ deviceName: `ATTIC ${tag}` }) }, "test-admin");
+      await env.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
+      const search = async (q: string, more = {}) => (await env.devices.page({ q, limit: 1000, ...more })).items.map((d) => d.id).sort();
+      assert.deepEqual(await search(tag.toUpperCase()), [hall.id, attic.id].sort());
+      assert.deepEqual(await search(`hall ${tag}`), [hall.id]);
+      assert.deepEqual(await search(hall.key.toUpperCase(), { model_id: model.id }), [hall.id]);
+      assert.deepEqual(await search("50%_x"), [hall.id]);
+      assert.deepEqual(await search(`${tag}%`), [], "% is not a wildcard");
+      assert.deepEqual(await search(`h_ll ${tag}`), [], "_ is not a wildcard");
+      assert.deepEqual(await search(tag, { rotation_state: "QUEUED" }), []);
+    });
+
+    it("pages models by code, searched by code or name", async () => {
+      const prefix = `p_${randomBytes(4).toString("hex")}`;
+      const made = [];
+      for (const suffix of ["c", "a", "e", "b", "d"]) made.push(await env.models.create({ code: `${prefix}_${suffix}`, name: `Model ${suffix.toUpperCase()}` }, "test-admin"));
+      const codes: string[] = [];
+      let after: string | undefined;
+      do {
+        const page = await env.models.page({ q: prefix.toUpperCase(), limit: 2, after });
+        codes.push(...page.items.map((m) => m.code));
+        after = page.next ?? undefined;
+      } while (after !== undefined);
+      assert.deepEqual(codes, made.map((m) => m.code).sort());
+      const byName = (await env.models.page({ q: "model D", limit: 1000 })).items.filter((m) => m.code.startsWith(prefix));
+      assert.deepEqual(byName.map((m) => m.code), [`${prefix}_d`]);
     });
 
     it("updates a device's config and sends it a config notice; refuses a bad config", async () => {

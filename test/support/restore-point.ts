@@ -16,7 +16,8 @@ export async function saveRestorePoint(app: TestApp): Promise<() => Promise<void
     sql`select sequence_name as name from information_schema.sequences where sequence_schema = 'public'`,
   )) as unknown as { name: string }[];
   const positions: { name: string; last: string; called: boolean }[] = [];
-  for (const { name } of sequences) {
+  // Only the sequences of the tables put back: a table left out (events) keeps its rows, so its ids must go on.
+  for (const { name } of sequences.filter((sequence) => tables.some((table) => sequence.name.startsWith(`${table}_`)))) {
     const [row] = (await db.execute(sql.raw(`select last_value::text as last, is_called as called from public."${name}"`))) as unknown as { last: string; called: boolean }[];
     positions.push({ name, ...row! });
   }

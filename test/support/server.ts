@@ -86,6 +86,9 @@ export function testServerEnv({ databaseUrl, dataDir, port }: { databaseUrl: str
     ADMIN_API_TOKEN: ADMIN_TOKEN,
     MIGRATE_ON_START: "true",
     ROTATION_SCHEDULER: "external",
+    RETENTION_SCHEDULER: "external",
+    // The machine's Mosquitto is shared: a test that wants the log subscriber turns it on with a client id of its own.
+    DEVICE_LOG_MQTT: "false",
     SECRET_ENCRYPTION_KEY: "0r_4gxMTSPC4f4j2qq0DtEXzZA7IzBdDGYmRn7qd1uw=",
     WIFI_SSID: "homelab",
     WIFI_PASSWORD: "wifi-password",

@@ -4,6 +4,10 @@
  */
 import { describeAuditLogContract } from "../support/audit-contract.ts";
 import { describeDeviceServicesContract } from "../support/device-services-contract.ts";
+import { describeCoreDumpContract } from "../support/coredump-contract.ts";
+import { fakeCoreDumpService } from "../support/fakes/coredumps.ts";
+import { fakeLogStore } from "../support/fakes/device-logs.ts";
+import { describeLogStoreContract } from "../support/log-store-contract.ts";
 import { fakeServices } from "../support/fakes/index.ts";
 import { fakeIdentityProvider } from "../support/fakes/identity.ts";
 import { fakeNotifier } from "../support/fakes/notifier.ts";
@@ -54,4 +58,20 @@ describeFirmwareStoreContract("fake", async () => {
 describeAuditLogContract("fake", async () => {
   const { services } = fakeServices();
   return { audit: services.audit, executor: services.database.db, close: async () => {} };
+});
+
+describeLogStoreContract("fake", async () => ({ store: fakeLogStore(), close: async () => {} }));
+
+describeCoreDumpContract("fake", async () => {
+  const { services, world } = fakeServices();
+  const service = fakeCoreDumpService(world, { maxPerDevice: 3, retentionDays: 30 });
+  return {
+    service,
+    async addDevice() {
+      const model = await services.models.create({ code: `m${world.nextId()}`, name: "M", config_schema: null }, "test-admin");
+      const device = await services.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin");
+      return { deviceId: device.id, modelId: model.id };
+    },
+    close: async () => {},
+  };
 });

@@ -1,5 +1,7 @@
 import { defineRoute } from "../../../lib/http/route.ts";
-import { json } from "../../../lib/http/respond.ts";
+import { streamedJson } from "../../../lib/http/respond.ts";
+import { allPages, STREAM_BATCH } from "../../../lib/paging.ts";
+import { dashboardGroups } from "../../../lib/rotation/service.ts";
 import { dashboardSchema } from "../../../lib/schemas.ts";
 
 export default defineRoute({
@@ -7,11 +9,23 @@ export default defineRoute({
   path: "/api/rotation/dashboard",
   access: "admin",
   summary: "Devices grouped by rotation health (healthy, warning, critical)",
-  description: "warning = TIMEOUT with fewer than ROTATION_CRITICAL_THRESHOLD_DAYS days since the last completed rotation; critical = the other TIMEOUT devices.",
+  description:
+    "warning = TIMEOUT with fewer than ROTATION_CRITICAL_THRESHOLD_DAYS days since the last completed rotation; critical = the other TIMEOUT devices. Each group sorted by key; streamed.",
   tags: ["Rotation"],
   responses: { 200: { description: "The dashboard", content: { "application/json": { schema: dashboardSchema } } } },
   uses: ["rotation"],
-  async handler(_request, { services }) {
-    return json(await services.rotation.dashboard());
+  async handler(_request, { services, logger }) {
+    const now = new Date();
+    const groups = dashboardGroups.map((name) => ({
+      name,
+      batches: allPages((after) => services.rotation.dashboardPage(name, { after, limit: STREAM_BATCH, now })),
+    }));
+    return streamedJson(
+      groups,
+      async ([healthy, warning, critical]) => ({
+        counts: { healthy, warning, critical, unconfirmed: await services.rotation.unconfirmedCount() },
+      }),
+      logger,
+    );
   },
 });

@@ -6,6 +6,7 @@ import { deviceNotFound, validationFailed } from "../../../lib/errors.ts";
 import type { IdentityProvider } from "../../../lib/identity/provider.ts";
 import { compileSchema, validateAgainstSchema } from "../../../lib/json-schema.ts";
 import type { Notifier } from "../../../lib/mqtt.ts";
+import { toPage } from "../../../lib/paging.ts";
 import { versionNamesOf, type FakeWorld, newDeviceRow } from "./world.ts";
 
 /** The real service checks configs on a worker thread; the rules that matter to a handler are the same here. */
@@ -25,6 +26,9 @@ function readConfig(text: string, model: ModelRow) {
   return { config: text, ...copiedFields(value) };
 }
 
+/** ILIKE '%text%' as the real service asks PostgreSQL: the text anywhere, ignoring case, no wildcards. */
+export const contains = (value: string, text: string) => value.toLowerCase().includes(text.toLowerCase());
+
 export function fakeDeviceService(world: FakeWorld, deps: { identity: IdentityProvider; notifier: Notifier }): DeviceService {
   async function findWithModel(id: number) {
     const device = world.devices.get(id);
@@ -34,11 +38,22 @@ export function fakeDeviceService(world: FakeWorld, deps: { identity: IdentityPr
 
   return {
     findWithModel,
-    async list(query) {
-      return [...world.devices.values()]
-        .filter((row) => (!query.model_id || row.deviceModelId === query.model_id) && (!query.rotation_state || row.rotationState === query.rotation_state))
+    async page(query) {
+      const rows = [...world.devices.values()]
+        .filter(
+          (row) =>
+            (!query.model_id || row.deviceModelId === query.model_id) &&
+            (!query.rotation_state || row.rotationState === query.rotation_state) &&
+            (!query.q || contains(row.key, query.q) || (row.deviceName !== null && contains(row.deviceName, query.q))) &&
+            (query.after === undefined || row.key > query.after),
+        )
         .sort((a, b) => (a.key < b.key ? -1 : 1))
-        .map((row) => toDeviceSummary({ ...row, ...versionNamesOf(world, row) }));
+        .slice(0, query.limit + 1);
+      return toPage(
+        rows.map((row) => toDeviceSummary({ ...row, ...versionNamesOf(world, row) })),
+        query.limit,
+        (device) => device.key,
+      );
     },
     async get(id) {
       const { device, model } = await findWithModel(id);

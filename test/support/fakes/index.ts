@@ -19,6 +19,10 @@ import { fakeAuth } from "./auth.ts";
 import { fakeBrowserSession } from "./browser-session.ts";
 import { fakeDatabase } from "./database.ts";
 import { fakeDeviceStateService } from "./device-state.ts";
+import { createDeviceLogMetrics } from "../../../lib/device-logs/metrics.ts";
+import { createEventHub } from "../../../lib/events/hub.ts";
+import { fakeCoreDumpService } from "./coredumps.ts";
+import { fakeDeviceLogService } from "./device-logs.ts";
 import { fakeDeviceService } from "./devices.ts";
 import { fakeFirmwareStore } from "./firmware.ts";
 import { fakeIdentityProvider } from "./identity.ts";
@@ -93,10 +97,14 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
   const devices = fakeDeviceService(world, { identity, notifier });
   const deviceState = fakeDeviceStateService(world, metrics);
 
+  const logDatabaseOutage = createDatabaseOutageLog(logger);
+  const deviceLogMetrics = createDeviceLogMetrics(metrics.registry);
+  const deviceLogs = fakeDeviceLogService(world, { config, metrics: deviceLogMetrics, logger, logDatabaseOutage });
+
   const services: Services = {
     config,
     logger,
-    logDatabaseOutage: createDatabaseOutageLog(logger),
+    logDatabaseOutage,
     metrics,
     database,
     secretBox,
@@ -126,10 +134,14 @@ export function fakeServices(options: { env?: Record<string, string>; browserLog
     rollouts: fakeRolloutService(world, notifier),
     // The real service: it only builds the package from what the (fake) devices, identity and rotation give it.
     provisioning: createProvisioningService({ config, identity, devices, rotation }),
+    deviceLogs: deviceLogs.service,
+    coreDumps: fakeCoreDumpService(world, { maxPerDevice: config.COREDUMP_MAX_PER_DEVICE, retentionDays: config.COREDUMP_RETENTION_DAYS }),
+    deviceLogMetrics,
+    events: createEventHub({ database, replaySeconds: config.EVENTS_REPLAY_SECONDS, logger, logDatabaseOutage }),
     audit,
     close: async () => {},
   };
-  return { services, world, logger, database, identity, notifier, audit };
+  return { services, world, logger, database, identity, notifier, logStore: deviceLogs.store, audit };
 }
 
 export type Fakes = ReturnType<typeof fakeServices>;

@@ -3,6 +3,8 @@ import type { ModelRow } from "../../../db/schema.ts";
 import { type DeviceModelService, toModel, toSummary } from "../../../lib/device-models.ts";
 import { conflict, modelNotFound, validationFailed } from "../../../lib/errors.ts";
 import { compileSchema } from "../../../lib/json-schema.ts";
+import { toPage } from "../../../lib/paging.ts";
+import { contains } from "./devices.ts";
 import { type FakeWorld, newModelRow } from "./world.ts";
 
 function assertValidSchema(text: string | null | undefined) {
@@ -21,8 +23,16 @@ export function fakeDeviceModelService(world: FakeWorld, hooks: { onDeleted?: (m
 
   return {
     findRow,
-    async list() {
-      return [...world.models.values()].sort((a, b) => (a.code < b.code ? -1 : 1)).map((row) => toSummary(row, deviceCount(row.id)));
+    async page(query) {
+      const rows = [...world.models.values()]
+        .filter((row) => (!query.q || contains(row.code, query.q) || contains(row.name, query.q)) && (query.after === undefined || row.code > query.after))
+        .sort((a, b) => (a.code < b.code ? -1 : 1))
+        .slice(0, query.limit + 1);
+      return toPage(
+        rows.map((row) => toSummary(row, deviceCount(row.id))),
+        query.limit,
+        (model) => model.code,
+      );
     },
     async get(id) {
       return toModel(await findRow(id), deviceCount(id));

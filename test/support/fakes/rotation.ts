@@ -7,9 +7,10 @@ import { deviceNotFound } from "../../../lib/errors.ts";
 import type { Notifier } from "../../../lib/mqtt.ts";
 import type { RotationEngine } from "../../../lib/rotation/engine.ts";
 import { nextOccurrence, type Schedule } from "../../../lib/rotation/schedule.ts";
-import type { RotationService } from "../../../lib/rotation/service.ts";
+import { dashboardGroupOf, type RotationService, toDashboardRow } from "../../../lib/rotation/service.ts";
+import { toPage } from "../../../lib/paging.ts";
 import { rotationStates } from "../../../db/schema.ts";
-import type { DashboardRow, RotationStatus } from "../../../lib/schemas.ts";
+import type { RotationStatus } from "../../../lib/schemas.ts";
 import type { FakeWorld } from "./world.ts";
 
 const DAY_MS = 86_400_000;
@@ -99,27 +100,25 @@ export function fakeRotationService(
         next_scheduled_rotation: nextOccurrence(deps.schedule, new Date()).toISOString(),
       };
     },
-    async dashboard() {
-      const groups = { healthy: [] as DashboardRow[], warning: [] as DashboardRow[], critical: [] as DashboardRow[] };
-      for (const device of rows()) {
-        const completed = device.lastRotationCompletedAt;
-        const days = completed ? Math.floor((Date.now() - completed.getTime()) / DAY_MS) : null;
-        const row: DashboardRow = {
-          id: device.id,
-          key: device.key,
-          device_name: device.deviceName,
-          device_model_code: world.models.get(device.deviceModelId)!.code,
-          rotation_state: device.rotationState,
-          rotation_unconfirmed: device.rotationUnconfirmed,
-          last_rotation_completed_at: completed?.toISOString() ?? null,
-          days_since_rotation: days,
-        };
-        if (row.rotation_state !== "TIMEOUT") groups.healthy.push(row);
-        else if (days !== null && days < deps.criticalThresholdDays) groups.warning.push(row);
-        else groups.critical.push(row);
-      }
-      const unconfirmed = await unconfirmedCount();
-      return { ...groups, counts: { healthy: groups.healthy.length, warning: groups.warning.length, critical: groups.critical.length, unconfirmed } };
+    async dashboardPage(group, { after, limit, now }) {
+      const inGroup = rows()
+        .filter((device) => after === undefined || device.key > after)
+        .map((device) =>
+          toDashboardRow(
+            {
+              id: device.id,
+              key: device.key,
+              device_name: device.deviceName,
+              device_model_code: world.models.get(device.deviceModelId)!.code,
+              rotation_state: device.rotationState,
+              rotation_unconfirmed: device.rotationUnconfirmed,
+              completed: device.lastRotationCompletedAt,
+            },
+            now,
+          ),
+        )
+        .filter((row) => dashboardGroupOf(row, deps.criticalThresholdDays) === group);
+      return toPage(inGroup.slice(0, limit + 1), limit, (row) => row.key);
     },
   };
 }

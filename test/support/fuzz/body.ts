@@ -88,6 +88,39 @@ function uploadBody(documented: string[]): fc.Arbitrary<Body> {
   return documented.includes("multipart/form-data") ? fc.oneof(raw, multipart) : raw;
 }
 
+/** A body stored as sent whatever its bytes (a core dump): only a wrong media type or an empty body is refused. */
+function opaqueBody(documented: string[]): fc.Arbitrary<Body> {
+  return fc.tuple(contentTypeFor(documented[0]!), fc.uint8Array({ maxLength: 300 })).map(([contentType, bytes]) => ({
+    contentType,
+    bytes,
+    faults: [...mediaTypeFaults(documented, contentType), ...(bytes.length === 0 ? ["the body is empty"] : [])],
+  }));
+}
+
+/** Log lines (NDJSON or a JSON array): bad lines are skipped, not refused, so only a wrong media type is a fault. */
+function logLinesBody(documented: string[]): fc.Arbitrary<Body> {
+  const line = mostly<unknown>(fc.record({ message: fc.oneof(fc.string(), nastyString) }, { requiredKeys: [] }), wrongJson, fc.jsonValue({ maxDepth: 2 }));
+  const text = fc.oneof(
+    fc.array(line, { maxLength: 20 }).map((lines) => lines.map((value) => JSON.stringify(value) ?? "").join("\n")),
+    fc.array(line, { maxLength: 20 }).map((lines) => JSON.stringify(lines)),
+    nastyString,
+  );
+  return fc.tuple(contentTypeFor(documented[0]!), encoded(text)).map(([contentType, bytes]) => ({
+    contentType,
+    bytes,
+    faults: [...mediaTypeFaults(documented, contentType), ...(contentType && documented.includes(contentType) && !isUtf8(bytes) ? ["the body is not UTF-8"] : [])],
+  }));
+}
+
+const isUtf8 = (bytes: Uint8Array) => {
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 /** A body that the route does not read (non-GET routes without a body): whatever it is, it changes nothing. */
 const ignoredBody = fc.option(
   fc.tuple(fc.option(contentTypeArb, { nil: undefined }), encoded(fc.oneof(fc.jsonValue().map((v) => JSON.stringify(v)), nastyString))).map(([contentType, bytes]) => ({
@@ -105,7 +138,10 @@ export function bodyArb(route: Route): fc.Arbitrary<Body | undefined> | undefine
   if (rawBody) {
     const documented = Object.keys(rawBody.content);
     const form = rawBody.content["application/x-www-form-urlencoded"]?.schema;
-    return form ? formBody(documented, form as JsonSchema) : uploadBody(documented);
+    if (form) return formBody(documented, form as JsonSchema);
+    if (documented.includes("application/x-ndjson")) return logLinesBody(documented);
+    // Binary bodies are firmware images, checked on upload, except core dumps, which are kept as sent.
+    return route.path.endsWith("/coredump") ? opaqueBody(documented) : uploadBody(documented);
   }
   return route.method === "GET" ? undefined : ignoredBody;
 }

@@ -10,6 +10,15 @@ function shown(response: Response, text: string): string {
   return /json|text/.test(type ?? "") ? text.slice(0, 500) : `(${text.length} characters of ${type})`;
 }
 
+/** The body; of an event stream, which never ends, only its first chunk. */
+async function bodyText(response: Response): Promise<string> {
+  if (!/^text\/event-stream/.test(response.headers.get("content-type") ?? "")) return response.text();
+  const reader = response.body!.getReader();
+  const { value } = await reader.read();
+  await reader.cancel();
+  return new TextDecoder().decode(value);
+}
+
 /**
  * Nothing uncaught; no 5xx; a request with a fault is refused; a refused request, a request with a fault and any GET
  * change no data (nothing is rotating in the seeded data, so not even /iot/config's acknowledgement applies); every
@@ -19,7 +28,7 @@ export async function sendAndCheck(target: FuzzTarget, request: FuzzRequest): Pr
   const { method, url, headers, body, faults } = request;
   target.sent++;
   const response = await target.app.fetch(new Request(`${BASE}${url}`, { method, headers, body }));
-  const text = await response.text();
+  const text = await bodyText(response);
   const changed = await target.dataChange();
   const crashes = target.takeCrashes();
   const { status } = response;

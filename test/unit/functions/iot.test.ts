@@ -8,6 +8,8 @@ import firmwareVersion from "../../../functions/iot/firmware-version.get.ts";
 import firmware from "../../../functions/iot/firmware.get.ts";
 import provisioning from "../../../functions/iot/provisioning.get.ts";
 import state from "../../../functions/iot/state.post.ts";
+import logs from "../../../functions/iot/logs.post.ts";
+import coredump from "../../../functions/iot/coredump.post.ts";
 import { runRoute } from "../../../lib/http/app.ts";
 import { deviceToken } from "../../support/fakes/auth.ts";
 import { buildImage } from "../../support/firmware-image.ts";
@@ -170,4 +172,64 @@ describe("functions/iot/provisioning.get.ts", () => {
   });
 
   it("is for the device itself only", () => expectDeviceOnly(provisioning, "/iot/provisioning"));
+});
+
+describe("functions/iot/logs.post.ts", () => {
+  it("is for devices only", () => expectDeviceOnly(logs, "/iot/logs"));
+
+  it("stores the good lines of the calling device, skips and counts the bad ones", async () => {
+    const app = unitApp();
+    const { device, token } = await app.device();
+    const body = [JSON.stringify({ message: "ok 1", entity_id: "someone.else" }), "nope", JSON.stringify({ level: "I" }), JSON.stringify({ message: "ok 2", level: "W" })].join("\n");
+    const response = await app.run(logs, request("POST", "/iot/logs", { token, body, headers: { "content-type": "application/x-ndjson" } }));
+    assert.equal(response.status, 202);
+    assert.deepEqual(await response.json(), { accepted: 2, rejected: 2 });
+    await app.services.deviceLogs.flush();
+    assert.deepEqual(
+      app.logStore.lines.map(({ deviceId, message, attributes }) => ({ deviceId, message, attributes })),
+      [
+        { deviceId: device.id, message: "ok 1", attributes: null },
+        { deviceId: device.id, message: "ok 2", attributes: { level: "W" } },
+      ],
+    );
+  });
+
+  it("refuses too many lines (413), a rate beyond the device's (429 with Retry-After) and other media types (415)", async () => {
+    const app = unitApp({ env: { DEVICE_LOG_MAX_LINES_PER_REQUEST: "10", DEVICE_LOG_RATE_LINES_PER_SECOND: "1" } });
+    const { token } = await app.device();
+    const lines = (n: number) => Array(n).fill(JSON.stringify({ message: "m" })).join("\n");
+    const post = (body: string, type = "application/x-ndjson") => app.run(logs, request("POST", "/iot/logs", { token, body, headers: { "content-type": type } }));
+    await expectError(await post(lines(11)), 413, "TOO_MANY_LINES");
+    assert.equal((await post(lines(10))).status, 202);
+    const limited = await expectError(await post(lines(10)), 429, "RATE_LIMITED");
+    assert.ok(Number(limited.details?.retry_after_seconds) >= 1);
+    await expectError(await post(lines(1), "application/xml"), 415, "UNSUPPORTED_MEDIA_TYPE");
+  });
+});
+
+describe("functions/iot/coredump.post.ts", () => {
+  it("is for devices only", () => expectDeviceOnly(coredump, "/iot/coredump"));
+
+  it("stores the calling device's dump as sent and counts the crash (a version the model lacks as unknown)", async () => {
+    const app = unitApp();
+    const { device, token } = await app.device();
+    const elf = new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 1, 2, 3]);
+    const response = await app.run(coredump, request("POST", "/iot/coredump?chip=esp32c3&firmware_version=v9", { token, body: new Blob([elf]), headers: { "content-type": "application/octet-stream" } }));
+    assert.equal(response.status, 201);
+    const stored = (await response.json()) as { id: number; chip: string; firmware_version: string; size: number };
+    assert.deepEqual([stored.chip, stored.firmware_version, stored.size], ["esp32c3", "v9", 7]);
+    assert.deepEqual(new Uint8Array((await app.services.coreDumps.get(device.id, stored.id)).content), elf);
+    const crashes = await app.services.deviceLogMetrics.crashes.get();
+    assert.deepEqual(crashes.values.map((v) => [v.labels.firmware_version, v.value]), [["unknown", 1]]);
+  });
+
+  it("refuses an empty body (400), a body over COREDUMP_MAX_BYTES (413) and another media type (415)", async () => {
+    const app = unitApp({ env: { COREDUMP_MAX_BYTES: "1024" } });
+    const { token } = await app.device();
+    const post = (body: Uint8Array, type = "application/octet-stream") =>
+      app.run(coredump, request("POST", "/iot/coredump", { token, body: new Blob([body as BlobPart]), headers: { "content-type": type } }));
+    await expectError(await post(new Uint8Array(0)), 400, "EMPTY_BODY");
+    await expectError(await post(new Uint8Array(1025)), 413, "PAYLOAD_TOO_LARGE");
+    await expectError(await post(new Uint8Array(4), "text/plain"), 415, "UNSUPPORTED_MEDIA_TYPE");
+  });
 });

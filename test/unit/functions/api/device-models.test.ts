@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 import downloadFirmware from "../../../../functions/api/device-models/[id]/firmware.get.ts";
+import crashes from "../../../../functions/api/device-models/[id]/crashes.get.ts";
 import uploadFirmware from "../../../../functions/api/device-models/[id]/firmware.post.ts";
 import deleteModel from "../../../../functions/api/device-models/[id]/index.delete.ts";
 import getModel from "../../../../functions/api/device-models/[id]/index.get.ts";
@@ -43,6 +44,19 @@ describe("functions/api/device-models/index.get.ts", () => {
     assert.deepEqual(body.device_models.map((m: { code: string; device_count: number }) => [m.code, m.device_count]), [["alpha", 0], ["zeta", 1]]);
   });
 
+  it("pages by code with limit and cursor, searched by q; a bad limit or cursor is 400", async () => {
+    const app = unitApp();
+    for (const code of ["gamma", "alpha", "beta"]) await app.model(code);
+    const run = (path: string) => runRoute(listModels, asAdmin("GET", path), { ...app.edge, models: app.services.models });
+    const first = await (await run("/api/device-models?limit=2")).json();
+    assert.deepEqual([first.device_models.map((m: { code: string }) => m.code), first.count], [["alpha", "beta"], 2]);
+    const second = await (await run(`/api/device-models?cursor=${first.next_cursor}`)).json();
+    assert.deepEqual([second.device_models.map((m: { code: string }) => m.code), second.next_cursor], [["gamma"], null]);
+    const found = await (await run("/api/device-models?q=ETA")).json();
+    assert.deepEqual(found.device_models.map((m: { code: string }) => m.code), ["beta"]);
+    for (const query of ["limit=1001", "cursor=abc", "q="]) await expectError(await app.run(listModels, asAdmin("GET", `/api/device-models?${query}`)), 400, "VALIDATION_FAILED");
+  });
+
   it("is for admins only", () => expectAdminOnly(listModels, "GET", "/api/device-models"));
 });
 
@@ -53,7 +67,7 @@ describe("functions/api/device-models/index.post.ts", () => {
     assert.equal(response.status, 201);
     const body = await response.json();
     assert.deepEqual([body.code, body.name, body.config_schema, body.device_count], ["thermo", "Thermostat", SCHEMA, 0]);
-    assert.equal((await app.services.models.list()).length, 1);
+    assert.equal(((await app.services.models.page({ limit: 1000 })).items).length, 1);
   });
 
   it("refuses a duplicate code with 409 DUPLICATE_MODEL_CODE", async () => {
@@ -73,7 +87,7 @@ describe("functions/api/device-models/index.post.ts", () => {
       const envelope = await expectError(await app.run(createModel, asAdmin("POST", "/api/device-models", { body })), 400, "VALIDATION_FAILED");
       assert.equal((envelope.details?.errors as { field: string }[])[0]?.field, field);
     }
-    assert.deepEqual(await app.services.models.list(), []);
+    assert.deepEqual((await app.services.models.page({ limit: 1000 })).items, []);
   });
 
   it("refuses a body that is not JSON", async () => {
@@ -471,7 +485,7 @@ describe("functions/api/device-models/[id]/firmware/versions/[vid]/index.delete.
 
   it("answers 404 FIRMWARE_VERSION_NOT_FOUND for an unknown version or one of another model (which stays), DEVICE_MODEL_NOT_FOUND, 404 for bad ids", async () => {
     const { app } = await expectVersionNotFound(deleteVersion, "DELETE");
-    const [other] = (await app.services.models.list()).filter((m) => m.code === "other");
+    const [other] = ((await app.services.models.page({ limit: 1000 })).items).filter((m) => m.code === "other");
     assert.equal((await app.services.firmware.listVersions(await app.services.models.findRow(other!.id))).length, 1);
   });
 
@@ -490,9 +504,9 @@ describe("functions/api/device-models/[id]/fleet.get.ts", () => {
     assert.equal(response.status, 200);
     assert.deepEqual(await response.json(), {
       versions: [
-        { version: "2.0.0", running: 1, target: 3 },
-        { version: "1.0.0", running: 1, target: 0 },
-        { version: null, running: 1, target: 0 },
+        { version: "2.0.0", running: 1, target: 3, crashes: 0 },
+        { version: "1.0.0", running: 1, target: 0, crashes: 0 },
+        { version: null, running: 1, target: 0, crashes: 0 },
       ],
       stale: 1,
       mismatched: 1,
@@ -509,4 +523,24 @@ describe("functions/api/device-models/[id]/fleet.get.ts", () => {
   });
 
   it("is for admins only", () => expectAdminOnly(getFleet, "GET", "/api/device-models/1/fleet"));
+});
+
+describe("functions/api/device-models/[id]/crashes.get.ts", () => {
+  it("is for admins only", () => expectAdminOnly(crashes, "GET", "/api/device-models/1/crashes"));
+
+  it("counts the stored dumps per firmware version; 404 for an unknown model, 400 for a bad day count", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    for (const version of ["v1", "v1", "v2"]) {
+      await app.services.coreDumps.save({ deviceId: device.id, deviceModelId: device.device_model_id, chip: null, firmwareVersion: version, content: Buffer.from("x") });
+    }
+    const response = await app.run(crashes, asAdmin("GET", `/api/device-models/${device.device_model_id}/crashes?days=1`));
+    const body = (await response.json()) as { versions: unknown[] };
+    assert.deepEqual(body.versions, [
+      { firmware_version: "v1", crashes: 2 },
+      { firmware_version: "v2", crashes: 1 },
+    ]);
+    await expectError(await app.run(crashes, asAdmin("GET", "/api/device-models/9999/crashes")), 404, "DEVICE_MODEL_NOT_FOUND");
+    await expectError(await app.run(crashes, asAdmin("GET", `/api/device-models/${device.device_model_id}/crashes?days=0`)), 400, "VALIDATION_FAILED");
+  });
 });

@@ -8,6 +8,10 @@ import clientStatus from "../../../../functions/api/devices/[id]/keycloak-status
 import syncClient from "../../../../functions/api/devices/[id]/keycloak-sync.post.ts";
 import provisioning from "../../../../functions/api/devices/[id]/provisioning.get.ts";
 import rotateDevice from "../../../../functions/api/devices/[id]/rotate.post.ts";
+import deviceLogs from "../../../../functions/api/devices/[id]/logs.get.ts";
+import listCoreDumps from "../../../../functions/api/devices/[id]/coredumps/index.get.ts";
+import downloadCoreDump from "../../../../functions/api/devices/[id]/coredumps/[cid].get.ts";
+import deleteCoreDump from "../../../../functions/api/devices/[id]/coredumps/[cid].delete.ts";
 import listDevices from "../../../../functions/api/devices/index.get.ts";
 import createDevice from "../../../../functions/api/devices/index.post.ts";
 import { runRoute } from "../../../../lib/http/app.ts";
@@ -30,6 +34,32 @@ describe("functions/api/devices/index.get.ts", () => {
     assert.deepEqual(ofModel.devices.map((d: { id: number }) => d.id).sort(), [first.device.id, second.device.id].sort());
     const queued = await (await run("/api/devices?rotation_state=QUEUED")).json();
     assert.equal(queued.count, 0);
+  });
+
+  it("pages by key with limit and cursor, filtered by q; next_cursor null on the last page", async () => {
+    const app = unitApp();
+    const model = await app.model("a");
+    for (let i = 0; i < 5; i++) await app.device({ deviceName: `Room ${i}` }, model.id);
+    const run = async (path: string) => (await runRoute(listDevices, asAdmin("GET", path), { ...app.edge, devices: app.services.devices })).json();
+    const keys: string[] = [];
+    let page = await run("/api/devices?limit=2");
+    keys.push(...page.devices.map((d: { key: string }) => d.key));
+    while (page.next_cursor !== null) {
+      assert.equal(page.count, 2);
+      page = await run(`/api/devices?limit=2&cursor=${page.next_cursor}`);
+      keys.push(...page.devices.map((d: { key: string }) => d.key));
+    }
+    assert.equal(keys.length, 5);
+    assert.deepEqual(keys, [...keys].sort());
+    const found = await run("/api/devices?q=room%203&limit=10");
+    assert.deepEqual([found.count, found.devices[0].device_name, found.next_cursor], [1, "Room 3", null]);
+  });
+
+  it("refuses a bad limit or cursor with 400 VALIDATION_FAILED", async () => {
+    const app = unitApp();
+    for (const query of ["limit=0", "limit=5000", "cursor=xyz", "q="]) {
+      await expectError(await app.run(listDevices, asAdmin("GET", `/api/devices?${query}`)), 400, "VALIDATION_FAILED");
+    }
   });
 
   it("refuses an unknown filter or state with 400 VALIDATION_FAILED", async () => {
@@ -66,7 +96,7 @@ describe("functions/api/devices/index.post.ts", () => {
     ]) {
       await expectError(await app.run(createDevice, asAdmin("POST", "/api/devices", { body })), 400, "VALIDATION_FAILED");
     }
-    assert.deepEqual(await app.services.devices.list({}), []);
+    assert.deepEqual((await app.services.devices.page({ limit: 1000 })).items, []);
   });
 
   it("names the first field that breaks the schema, and why, in the error sentence", async () => {
@@ -291,4 +321,78 @@ describe("functions/api/devices/[id]/rotate.post.ts", () => {
   });
 
   it("is for admins only", () => expectAdminOnly(rotateDevice, "POST", "/api/devices/1/rotate"));
+});
+
+describe("functions/api/devices/[id]/logs.get.ts", () => {
+  it("is for admins only", () => expectAdminOnly(deviceLogs, "GET", "/api/devices/1/logs"));
+
+  it("answers the reference shape; polling from window_end with a small limit gives every line once", async () => {
+    const app = unitApp();
+    const { device } = await app.device({ deviceName: "Hall", deviceEntityId: "sensor.hall" });
+    const payload = Array.from({ length: 25 }, (_, i) => JSON.stringify({ message: `\u001b[0;32mline ${i}\u001b[0m`, entity_id: "sensor.hall" })).join("\n");
+    await app.services.deviceLogs.ingestMqtt(payload, null);
+    await app.services.deviceLogs.flush();
+    const seen: string[] = [];
+    let start = new Date(Date.now() - 60_000).toISOString();
+    for (let poll = 0; poll < 10; poll++) {
+      const response = await runRoute(deviceLogs, asAdmin("GET", `/api/devices/${device.id}/logs?start=${start}&limit=4`), { ...app.edge, devices: app.services.devices, deviceLogs: app.services.deviceLogs });
+      assert.equal(response.status, 200);
+      const page = (await response.json()) as { logs: { timestamp: string; message: string }[]; has_more: boolean; window_start: string; window_end: string };
+      assert.deepEqual(Object.keys(page).sort(), ["has_more", "logs", "window_end", "window_start"]);
+      assert.equal(page.window_start, start);
+      seen.push(...page.logs.map((line) => line.message));
+      start = page.window_end;
+    }
+    assert.deepEqual(seen, Array.from({ length: 25 }, (_, i) => `line ${i}`));
+  });
+
+  it("refuses a bad date-time with 400 and an unknown device with 404", async () => {
+    const app = unitApp();
+    const { device } = await app.device();
+    await expectError(await app.run(deviceLogs, asAdmin("GET", `/api/devices/${device.id}/logs?end=2026-13-01`)), 400, "VALIDATION_FAILED");
+    await expectError(await app.run(deviceLogs, asAdmin("GET", `/api/devices/${device.id}/logs?limit=0`)), 400, "VALIDATION_FAILED");
+    await expectError(await app.run(deviceLogs, asAdmin("GET", "/api/devices/9999/logs")), 404, "DEVICE_NOT_FOUND");
+  });
+});
+
+async function deviceWithDump() {
+  const app = unitApp();
+  const { device } = await app.device();
+  const dump = await app.services.coreDumps.save({ deviceId: device.id, deviceModelId: device.device_model_id, chip: "esp32", firmwareVersion: "v1", content: Buffer.from("\u007fELF dump") });
+  return { app, device, dump };
+}
+
+describe("functions/api/devices/[id]/coredumps/index.get.ts", () => {
+  it("is for admins only", () => expectAdminOnly(listCoreDumps, "GET", "/api/devices/1/coredumps"));
+
+  it("lists the device's dumps without their bytes; 404 for an unknown device", async () => {
+    const { app, device, dump } = await deviceWithDump();
+    const response = await app.run(listCoreDumps, asAdmin("GET", `/api/devices/${device.id}/coredumps`));
+    assert.deepEqual(await response.json(), { coredumps: [dump], count: 1 });
+    await expectError(await app.run(listCoreDumps, asAdmin("GET", "/api/devices/9999/coredumps")), 404, "DEVICE_NOT_FOUND");
+  });
+});
+
+describe("functions/api/devices/[id]/coredumps/[cid].get.ts", () => {
+  it("is for admins only", () => expectAdminOnly(downloadCoreDump, "GET", "/api/devices/1/coredumps/1"));
+
+  it("downloads the bytes as an attachment named after the device; another device's dump is 404", async () => {
+    const { app, device, dump } = await deviceWithDump();
+    const response = await app.run(downloadCoreDump, asAdmin("GET", `/api/devices/${device.id}/coredumps/${dump.id}`));
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-disposition"), `attachment; filename="coredump-${device.key}-${dump.id}.elf"`);
+    assert.equal(await response.text(), "\u007fELF dump");
+    const { device: other } = await app.device();
+    await expectError(await app.run(downloadCoreDump, asAdmin("GET", `/api/devices/${other.id}/coredumps/${dump.id}`)), 404, "CORE_DUMP_NOT_FOUND");
+  });
+});
+
+describe("functions/api/devices/[id]/coredumps/[cid].delete.ts", () => {
+  it("is for admins only", () => expectAdminOnly(deleteCoreDump, "DELETE", "/api/devices/1/coredumps/1"));
+
+  it("deletes one dump; a second delete is 404", async () => {
+    const { app, device, dump } = await deviceWithDump();
+    assert.equal((await app.run(deleteCoreDump, asAdmin("DELETE", `/api/devices/${device.id}/coredumps/${dump.id}`))).status, 204);
+    await expectError(await app.run(deleteCoreDump, asAdmin("DELETE", `/api/devices/${device.id}/coredumps/${dump.id}`)), 404, "CORE_DUMP_NOT_FOUND");
+  });
 });

@@ -1,0 +1,73 @@
+/** streamedJson (lib/http/respond.ts): the streamed body is byte for byte JSON.stringify of the same object. */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { streamedJson, streamedList } from "../lib/http/respond.ts";
+import { allPages, decodeCursor, encodeCursor, toPage } from "../lib/paging.ts";
+
+const quiet = { error() {} };
+
+async function* batchesOf(...batches: unknown[][]) {
+  for (const batch of batches) yield batch;
+}
+
+/** allPages over an array, `size` rows per page, as a service would answer them. */
+const paged = (rows: { key: string }[], size: number) =>
+  allPages(async (after) => toPage(rows.filter((row) => after === undefined || row.key > after).slice(0, size + 1), size, (row) => row.key));
+
+describe("streamedJson", () => {
+  it("writes what JSON.stringify writes: empty, one and several batches, several arrays, the trailer last", async () => {
+    const rows = Array.from({ length: 7 }, (_, i) => ({ key: `k${i}`, name: i % 2 ? null : `"quoted" ${i}`, at: new Date(i * 1000).toISOString() }));
+    assert.equal(await (await streamedList("devices", batchesOf(), quiet)).text(), JSON.stringify({ devices: [], count: 0 }));
+    assert.equal(await (await streamedList("devices", paged(rows, 3), quiet)).text(), JSON.stringify({ devices: rows, count: 7 }));
+    assert.equal(await (await streamedList("devices", paged(rows, 7), quiet)).text(), JSON.stringify({ devices: rows, count: 7 }));
+    const response = await streamedJson(
+      [
+        { name: "healthy", batches: paged(rows, 2) },
+        { name: "warning", batches: batchesOf() },
+        { name: "critical", batches: batchesOf([{ id: 1 }], [{ id: 2 }]) },
+      ],
+      async ([healthy, warning, critical]) => ({ counts: { healthy, warning, critical, unconfirmed: 0 } }),
+      quiet,
+    );
+    assert.equal(response.headers.get("content-type"), "application/json; charset=utf-8");
+    assert.equal(
+      await response.text(),
+      JSON.stringify({ healthy: rows, warning: [], critical: [{ id: 1 }, { id: 2 }], counts: { healthy: 7, warning: 0, critical: 2, unconfirmed: 0 } }),
+    );
+  });
+
+  it("a failure before the first batch is thrown (the envelope answers); one later is logged and ends the body short", async () => {
+    await assert.rejects(
+      streamedList(
+        "devices",
+        allPages(async () => {
+          throw new Error("database down");
+        }),
+        quiet,
+      ),
+      /database down/,
+    );
+    let calls = 0;
+    const failingLater = allPages(async (after) => {
+      if (++calls > 1) throw new Error("database gone");
+      return { items: [{ key: "a" }], next: after ?? "a" };
+    });
+    const logged: unknown[] = [];
+    const response = await streamedList("devices", failingLater, { error: (message, fields) => logged.push([message, fields]) });
+    assert.equal(response.status, 200);
+    const text = await response.text();
+    assert.equal(text, '{"devices":[{"key":"a"}', "the body ends where it broke off, not left hanging");
+    assert.throws(() => JSON.parse(text));
+    assert.deepEqual(logged, [["A streamed answer broke off", { error: "database gone", rows_sent: 1 }]]);
+  });
+});
+
+describe("cursors", () => {
+  it("carry the sort key and refuse anything else", () => {
+    const pattern = /^[a-z0-9]{8}$/;
+    assert.equal(decodeCursor(encodeCursor("abcd1234"), pattern), "abcd1234");
+    for (const bad of ["", "%%%", "bm9wZQ", encodeCursor("ABCD1234"), encodeCursor("abc"), Buffer.from('{"after":5}').toString("base64url"), Buffer.from("null").toString("base64url")]) {
+      assert.equal(decodeCursor(bad, pattern), null, bad);
+    }
+  });
+});
