@@ -32,8 +32,11 @@ log=$cache/keycloak.log
 realm_file=$here/realm-iotsupport.json
 ready_url=http://$host:$mport/health/ready
 
+name=Keycloak
 say() { echo "keycloak: $*" >&2; }
 die() { say "$*"; exit 1; }
+# shellcheck source=../scripts/jvm-service.sh
+source "$here/../scripts/jvm-service.sh"
 
 is_ready() {
   local body
@@ -41,35 +44,9 @@ is_ready() {
   [[ $body == *'"UP"'* ]]
 }
 
-running_pid() {
-  local pid
-  [[ -f $pidfile ]] || return 1
-  pid=$(cat "$pidfile")
-  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
-
 stamp=$kc_home/data/import/.imported.sha256
 realm_hash() { sha256sum <"$realm_file" | cut -d' ' -f1; }
 realm_changed() { [[ ! -f $stamp || $(cat "$stamp") != "$(realm_hash)" ]]; }
-
-stop() {
-  local pid
-  if ! pid=$(running_pid); then
-    rm -f "$pidfile"
-    if is_ready; then die "a Keycloak answers on port $mport but was not started by this script (no pid file in $cache)"; fi
-    say "not running"
-    return 0
-  fi
-  say "stopping (pid $pid)"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; say "stopped"; return 0; }
-    sleep 0.5
-  done
-  say "did not stop within 30 s; killing"
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-}
 
 # Fetch the distribution zip with Maven (or straight from Maven Central when there is no mvn).
 fetch() {
@@ -81,15 +58,8 @@ fetch() {
   if [[ -f $zip ]] && unzip -tqq "$zip" >/dev/null 2>&1; then return 0; fi
   rm -f "$zip"
   say "downloading keycloak-quarkus-dist $version (about 160 MB)"
-  if command -v mvn >/dev/null 2>&1; then
-    mvn -B -q -Dstyle.color=never org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
-      "-Dartifact=org.keycloak:keycloak-quarkus-dist:$version:zip" "-DoutputDirectory=$cache"
-  else
-    curl -fSL --retry 3 -o "$zip.part" \
-      "https://repo1.maven.org/maven2/org/keycloak/keycloak-quarkus-dist/$version/keycloak-quarkus-dist-$version.zip"
-    mv "$zip.part" "$zip"
-  fi
-  [[ -f $zip ]] || die "download failed: $zip is missing"
+  maven_fetch "org.keycloak:keycloak-quarkus-dist:$version:zip" \
+    "org/keycloak/keycloak-quarkus-dist/$version/keycloak-quarkus-dist-$version.zip" "$zip"
 }
 
 unpack() {
@@ -154,23 +124,7 @@ start() {
     echo "$pid" >"$pidfile"
   fi
 
-  local started=$SECONDS
-  until is_ready; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f "$pidfile"
-      say "Keycloak exited during start-up; last lines of $log:"
-      tail -n 40 "$log" >&2 || true
-      exit 1
-    fi
-    if ((SECONDS - started >= timeout)); then
-      say "not ready after ${timeout} s; last lines of $log:"
-      tail -n 40 "$log" >&2 || true
-      stop || true
-      exit 1
-    fi
-    sleep 1
-  done
-  say "ready on http://$host:$port after $((SECONDS - started)) s"
+  wait_until_ready "$pid"
 }
 
 case "${1:-start}" in

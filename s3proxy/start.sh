@@ -22,8 +22,11 @@ log=$cache/s3proxy.log
 conf=$cache/s3proxy.conf
 endpoint=http://$host:$port
 
+name=S3Proxy
 say() { echo "s3proxy: $*" >&2; }
 die() { say "$*"; exit 1; }
+# shellcheck source=../scripts/jvm-service.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../scripts/jvm-service.sh"
 
 # Any HTTP answer means it listens: an anonymous request gets 403 (or 400), never a refused connection.
 is_ready() {
@@ -32,46 +35,13 @@ is_ready() {
   [[ $status != 000 ]]
 }
 
-running_pid() {
-  local pid
-  [[ -f $pidfile ]] || return 1
-  pid=$(cat "$pidfile")
-  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
-
-stop() {
-  local pid
-  if ! pid=$(running_pid); then
-    rm -f "$pidfile"
-    if is_ready; then die "something answers on port $port but was not started by this script (no pid file in $cache)"; fi
-    say "not running"
-    return 0
-  fi
-  say "stopping (pid $pid)"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 40); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; say "stopped"; return 0; }
-    sleep 0.5
-  done
-  say "did not stop within 20 s; killing"
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-}
-
 # The runnable jar, with Maven (or straight from Maven Central when there is no mvn).
 fetch() {
   [[ -s $jar ]] && unzip -tqq "$jar" >/dev/null 2>&1 && return 0
   rm -f "$jar"
   say "downloading org.gaul:s3proxy:$version (jar-with-dependencies, about 30 MB)"
-  if command -v mvn >/dev/null 2>&1; then
-    mvn -B -q -Dstyle.color=never org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
-      "-Dartifact=org.gaul:s3proxy:$version:jar:jar-with-dependencies" "-DoutputDirectory=$cache"
-  else
-    curl -fSL --retry 3 -o "$jar.part" \
-      "https://repo1.maven.org/maven2/org/gaul/s3proxy/$version/s3proxy-$version-jar-with-dependencies.jar"
-    mv "$jar.part" "$jar"
-  fi
-  [[ -s $jar ]] || die "download failed: $jar is missing"
+  maven_fetch "org.gaul:s3proxy:$version:jar:jar-with-dependencies" \
+    "org/gaul/s3proxy/$version/s3proxy-$version-jar-with-dependencies.jar" "$jar"
 }
 
 start() {
@@ -107,23 +77,7 @@ CONF
     echo "$pid" >"$pidfile"
   fi
 
-  local started=$SECONDS
-  until is_ready; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f "$pidfile"
-      say "S3Proxy exited during start-up; last lines of $log:"
-      tail -n 40 "$log" >&2 || true
-      exit 1
-    fi
-    if ((SECONDS - started >= timeout)); then
-      say "not ready after ${timeout} s; last lines of $log:"
-      tail -n 40 "$log" >&2 || true
-      stop || true
-      exit 1
-    fi
-    sleep 0.5
-  done
-  say "ready on $endpoint after $((SECONDS - started)) s"
+  wait_until_ready "$pid"
 }
 
 case "${1:-start}" in
