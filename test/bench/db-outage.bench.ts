@@ -7,14 +7,13 @@
  *
  *   node --import tsx test/bench/db-outage.bench.ts                          (PostgreSQL on 127.0.0.1:5432)
  */
-import { pathToFileURL } from "node:url";
 import { createLogger } from "../../lib/logger.ts";
 import { ADMIN_TOKEN } from "../support/app.ts";
 import { createTestDatabase } from "../support/database.ts";
 import { startDatabaseProxy } from "../support/database-proxy.ts";
 import { startTestServer } from "../support/server.ts";
 import { waitFor } from "../support/wait.ts";
-import { figuresTable, median, type BenchResult } from "./report.ts";
+import { isMain, median, printResultAndExit, type BenchResult } from "./report.ts";
 
 const RUNS = 3;
 const BURST = 20;
@@ -82,8 +81,4 @@ export async function run(): Promise<BenchResult> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const result = await run();
-  process.stdout.write(`${result.title}\n${figuresTable(result.figures)}\n${(result.notes ?? []).map((n) => `- ${n}\n`).join("")}`);
-  process.exit(0);
-}
+if (isMain(import.meta.url)) await printResultAndExit(run);

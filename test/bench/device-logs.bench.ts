@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { sql } from "drizzle-orm";
 import mqtt from "mqtt";
 import { openPostgres } from "../../db/client.ts";
@@ -27,7 +27,7 @@ import { createServices } from "../../lib/context.ts";
 import { createTestDatabase } from "../support/database.ts";
 import { freePort, MQTT_TEST_URL } from "../support/server.ts";
 import { BENCH_ADMIN_TOKEN, benchServerEnv, cpuMillis, rssBytes, stopProcess, waitUntilListening } from "./processes.ts";
-import { figuresTable, median, percentile, type BenchResult } from "./report.ts";
+import { isMain, median, percentile, printResultAndExit, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const DEVICES = 200;
@@ -261,7 +261,4 @@ export async function run(options: { pacedSeconds?: number; maxSeconds?: number;
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const result = await run();
-  process.stdout.write(`${result.title}\n${figuresTable(result.figures)}\n${(result.notes ?? []).map((n) => `- ${n}\n`).join("")}`);
-}
+if (isMain(import.meta.url)) await printResultAndExit(run);

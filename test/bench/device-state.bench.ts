@@ -15,7 +15,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { sql } from "drizzle-orm";
 import { Agent, request } from "node:http";
 import { loadConfig } from "../../lib/config.ts";
@@ -24,7 +24,7 @@ import { createTestDatabase } from "../support/database.ts";
 import { buildImage } from "../support/firmware-image.ts";
 import { freePort } from "../support/server.ts";
 import { BENCH_ADMIN_TOKEN, benchServerEnv, cpuMillis, stopProcess, waitUntilListening } from "./processes.ts";
-import { figuresTable, median, percentile, type BenchResult } from "./report.ts";
+import { isMain, median, percentile, printResultAndExit, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const ELF = "cd".repeat(32);
@@ -191,8 +191,4 @@ export async function run(options: { pollers?: number; fleetSize?: number; paced
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const result = await run();
-  process.stdout.write(`${result.title}\n${figuresTable(result.figures)}\n${(result.notes ?? []).map((n) => `- ${n}\n`).join("")}`);
-  process.exit(0);
-}
+if (isMain(import.meta.url)) await printResultAndExit(run);

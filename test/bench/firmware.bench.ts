@@ -12,14 +12,14 @@ import { chmodSync, createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSy
 import { Agent, createServer as createHttpServer, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
 import { createTestDatabase } from "../support/database.ts";
 import { buildImage } from "../support/firmware-image.ts";
 import { freePort } from "../support/server.ts";
 import { BENCH_ADMIN_TOKEN, benchServerEnv, cpuMillis, rssBytes, stopProcess, waitUntilListening } from "./processes.ts";
-import { figuresTable, median, type BenchResult } from "./report.ts";
+import { isMain, median, printResultAndExit, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -283,13 +283,11 @@ export async function run(options: { downloads?: number; connections?: number } 
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMain(import.meta.url)) {
   const bareAt = process.argv.indexOf("--bare-server");
   if (bareAt > 0) {
     serveBare(process.argv[bareAt + 1] as "stream" | "memory", Number(process.argv[bareAt + 2]), process.argv[bareAt + 3]!);
   } else {
-    const result = await run();
-    process.stdout.write(`${result.title}\n${figuresTable(result.figures)}\n${(result.notes ?? []).map((n) => `- ${n}\n`).join("")}`);
-    process.exit(0);
+    await printResultAndExit(run);
   }
 }

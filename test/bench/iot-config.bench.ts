@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { createLocalJWKSet } from "jose";
 import { openPostgres } from "../../db/client.ts";
@@ -21,7 +21,7 @@ import { createServices } from "../../lib/context.ts";
 import { createJwtCheck } from "../../lib/identity/tokens.ts";
 import { createTestDatabase } from "../support/database.ts";
 import { benchServerEnv, cpuMillis, stopProcess, waitUntilListening } from "./processes.ts";
-import { figuresTable, type BenchResult } from "./report.ts";
+import { isMain, printResultAndExit, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -184,13 +184,11 @@ export async function run(options: { seconds?: number; connections?: number; dev
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMain(import.meta.url)) {
   const bareAt = process.argv.indexOf("--bare-server");
   if (bareAt > 0) {
     await serveBare(Number(process.argv[bareAt + 1]));
   } else {
-    const result = await run();
-    process.stdout.write(`${result.title}\n${figuresTable(result.figures)}\n`);
-    process.exit(0);
+    await printResultAndExit(run);
   }
 }

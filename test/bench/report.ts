@@ -1,3 +1,4 @@
+import { pathToFileURL } from "node:url";
 /** What every `test/bench/*.bench.ts` module returns from its exported `run()`. */
 export type BenchResult = {
   title: string;
@@ -17,6 +18,19 @@ export function figuresTable(figures: BenchResult["figures"]): string {
 }
 
 /** The p-th percentile (0–100, nearest rank) of some samples. */
+/** A result as the runner and a bench run on its own print it. */
+export const formatResult = (result: BenchResult) =>
+  `${result.title}\n${figuresTable(result.figures)}\n${(result.notes ?? []).map((n) => `- ${n}\n`).join("")}`;
+
+/** Whether the module at `moduleUrl` is the one node was started with (a bench run on its own). */
+export const isMain = (moduleUrl: string) => Boolean(process.argv[1]) && moduleUrl === pathToFileURL(process.argv[1]!).href;
+
+/** Runs a bench started on its own, prints its result and exits (its servers' handles would keep node alive). */
+export async function printResultAndExit(run: BenchModule["run"]): Promise<never> {
+  process.stdout.write(formatResult(await run()));
+  process.exit(0);
+}
+
 export function percentile(samples: number[], p: number): number {
   if (samples.length === 0) return Number.NaN;
   const sorted = [...samples].sort((a, b) => a - b);

@@ -20,7 +20,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { sql } from "drizzle-orm";
 import mqtt from "mqtt";
 import { loadConfig } from "../../lib/config.ts";
@@ -30,7 +30,7 @@ import { createFirmwareDevice, type FirmwareDevice } from "../support/firmware-d
 import { buildImage } from "../support/firmware-image.ts";
 import { freePort, MQTT_TEST_URL } from "../support/server.ts";
 import { BENCH_ADMIN_TOKEN, benchServerEnv, cpuMillis, rssBytes, stopProcess, waitUntilListening } from "./processes.ts";
-import { figuresTable, median, percentile, type BenchResult } from "./report.ts";
+import { isMain, median, percentile, printResultAndExit, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const MiB = 1024 * 1024;
@@ -504,8 +504,4 @@ export async function run(options: Options = {}): Promise<BenchResult> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const result = await run();
-  process.stdout.write(`${result.title}\n${figuresTable(result.figures)}\n${(result.notes ?? []).map((n) => `- ${n}\n`).join("")}`);
-  process.exit(0);
-}
+if (isMain(import.meta.url)) await printResultAndExit(run);

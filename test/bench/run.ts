@@ -8,7 +8,7 @@ import { readdirSync, renameSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, platform, release, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { figuresTable, type BenchModule, type BenchResult } from "./report.ts";
+import { figuresTable, formatResult, type BenchModule, type BenchResult } from "./report.ts";
 
 const benchDir = fileURLToPath(new URL(".", import.meta.url));
 const resultsDir = join(benchDir, "results");
@@ -36,7 +36,7 @@ async function runOne(file: string): Promise<Outcome> {
     const module = (await import(pathToFileURL(join(benchDir, file)).href)) as Partial<BenchModule>;
     if (typeof module.run !== "function") throw new Error("exports no run() function");
     const result = await module.run();
-    process.stdout.write(`${result.title}\n${figuresTable(result.figures)}\n${(result.notes ?? []).map((n) => `- ${n}\n`).join("")}`);
+    process.stdout.write(formatResult(result));
     return { file, seconds: seconds(), result };
   } catch (error) {
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
