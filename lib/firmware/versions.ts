@@ -149,6 +149,8 @@ export function createFirmwareVersions(db: Database, audit: AuditRecorder) {
         const [version] = existing
           ? await tx.update(firmwareVersions).set({ file }).where(eq(firmwareVersions.id, existing.id)).returning()
           : await tx.insert(firmwareVersions).values(newVersionValues(modelId, file, info, upload)).returning();
+        // The model's copy of its stable version names the file too: it follows, or it would name the unused file.
+        if (existing) await tx.update(deviceModels).set({ firmwareFile: file }).where(and(eq(deviceModels.id, modelId), eq(deviceModels.stableVersionId, existing.id)));
         await audit.record(tx, {
           actor: upload.uploadedBy,
           kind: "firmware.uploaded",

@@ -136,6 +136,15 @@ export function describeFirmwareStoreContract(name: string, setup: FirmwareStore
       assert.deepEqual(await bytesOf(env.firmware.versionSource(row, await env.firmware.version(row, one.id))), first);
     });
 
+    it("the stable version's bytes recorded again, before anything promotes them: the model's download still serves them", async () => {
+      const model = await newModel();
+      const first = image("1.0.0");
+      await save(model, first);
+      // A staged re-upload records the version and may leave it to a rollout: the model row must not name the old file.
+      await env.firmware.save(await reread(model), chunksOf(first), BY);
+      assert.deepEqual(await bytesOf(env.firmware.source(await reread(model))), first);
+    });
+
     it("another image with a version string the model has: 409 FIRMWARE_VERSION_EXISTS with both SHA-256s, nothing changed", async () => {
       const model = await newModel();
       const first = image("1.0.0");

@@ -71,6 +71,7 @@ export function fakeFirmwareStore(world: FakeWorld): FirmwareStore {
     const existing = [...world.versions.values()].find((version) => version.deviceModelId === modelId && version.version === info.version);
     if (existing && existing.sha256 !== info.sha256) throw differentBytes(row.code, existing, info);
     const unusedFile = existing?.file ?? null;
+    if (existing && row.stableVersionId === existing.id) row.firmwareFile = file;
     const version: VersionRow = existing
       ? Object.assign(existing, { file })
       : { id: world.nextId(), uploadedAt: new Date(), ...newVersionValues(modelId, file, info, by) };
