@@ -1,6 +1,6 @@
 /** Request and response shapes of the rollout API (docs/rollouts.md). Types elsewhere are inferred from these. */
 import { z } from "zod";
-import { firmwareRolloutModes, rolloutDeviceStates, rolloutStates } from "../../db/schema.ts";
+import { rolloutDeviceStates, rolloutStates } from "../../db/schema.ts";
 import { bodyId, idParams } from "../schemas.ts";
 
 const timestamp = z.iso.datetime();
@@ -104,7 +104,6 @@ export const rolloutListSchema = z.object({ rollouts: z.array(rolloutSchema), co
 export const rolloutParams = idParams.extend({ rid: idParams.shape.id });
 export const rolloutDeviceParams = rolloutParams.extend({ device_id: idParams.shape.id });
 
-export const firmwareRolloutMode = z.enum(firmwareRolloutModes);
 export const pinBody = z.strictObject({ version_id: bodyId }).meta({ id: "FirmwarePin" });
 
 export type Rollout = z.infer<typeof rolloutSchema>;

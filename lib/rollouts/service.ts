@@ -149,7 +149,8 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
   async function start(ctx: StepContext, model: ModelRow, version: VersionRow, body: CreateRollout, source: "api" | "upload" | "revert"): Promise<RolloutRow> {
     const active = await activeRolloutOf(ctx.tx, model.id);
     if (active) throw conflict(`Device model "${model.code}" already has an active rollout (${active.id}); pause, finish or abort it first.`, "ROLLOUT_ACTIVE");
-    await preflight(ctx.tx, model, version, body);
+    // An upload ran the same checks before it stored anything (check()): refusing now would leave its version stored.
+    if (source !== "upload") await preflight(ctx.tx, model, version, body);
     const plan = planOf(body);
     const [rollout] = await ctx.tx
       .insert(rollouts)
