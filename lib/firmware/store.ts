@@ -14,6 +14,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { eq } from "drizzle-orm";
+import { LRUCache } from "lru-cache";
 import type { Database } from "../../db/client.ts";
 import { isProcessRunning } from "../../db/process-alive.ts";
 import { deviceModels, type ModelRow } from "../../db/schema.ts";
@@ -55,6 +56,8 @@ function leftByDeadProcess(name: string): boolean {
 export function createFirmwareStore(deps: { db: Database; blobs: BlobStorage; cacheBytes: number; logger: Logger; audit: AuditRecorder }) {
   const { db, blobs, logger } = deps;
   const cache = createImageCache(deps.cacheBytes);
+  /** Rows of versions devices target besides the stable one (pins, rollouts), by id: see targetSource. */
+  const targetVersions = new LRUCache<number, VersionRow>({ max: 1000 });
   const versions = createFirmwareVersions(db, deps.audit);
 
   const removeQuietly = (key: string, what: string) =>
@@ -225,6 +228,7 @@ export function createFirmwareStore(deps: { db: Database; blobs: BlobStorage; ca
       }
       const { version, unusedFile } = recorded;
       if (unusedFile) {
+        targetVersions.delete(version.id);
         cache.forget(unusedFile);
         await removeQuietly(unusedFile, "a firmware file stored anew");
       }
@@ -250,7 +254,11 @@ export function createFirmwareStore(deps: { db: Database; blobs: BlobStorage; ca
     async targetSource(target: TargetInputs & { model: ModelRow }): Promise<FileSource> {
       const versionId = targetVersionId(target);
       if (versionId === null || versionId === target.model.stableVersionId) return this.source(target.model);
-      return this.versionSource(target.model, await versions.find(target.model, versionId));
+      // Every boot of a device in a rollout or pinned asks: its version's row is kept (what a version says never
+      // changes; a file replaced by a re-upload is read anew by versionSource's reread).
+      let version = targetVersions.get(versionId);
+      if (!version) targetVersions.set(versionId, (version = await versions.find(target.model, versionId)));
+      return this.versionSource(target.model, version);
     },
 
     /** The model's versions, newest first. */
@@ -269,6 +277,7 @@ export function createFirmwareStore(deps: { db: Database; blobs: BlobStorage; ca
     /** Deletes a version nothing uses (409 FIRMWARE_VERSION_IN_USE says what does), then its file. */
     async deleteVersion(model: ModelRow, id: number, actor: Actor): Promise<void> {
       const { file } = await versions.remove(model, id, actor);
+      targetVersions.delete(id);
       cache.forget(file);
       await removeQuietly(file, "the file of a deleted firmware version");
     },
