@@ -5,7 +5,7 @@ import { existsSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
-import { firmwareVersions } from "../db/schema.ts";
+import { devices, firmwareVersions } from "../db/schema.ts";
 import { ADMIN_TOKEN, createTestApp, type TestApp } from "./support/app.ts";
 import { assertErrorEnvelope, snapshotData } from "./support/envelope.ts";
 import { buildImage, readVector } from "./support/firmware-image.ts";
@@ -131,6 +131,29 @@ describe("firmware versions", () => {
     assert.deepEqual(filesOf("hist"), files);
     assert.deepEqual(tempFiles(), []);
     assert.equal(await stableOf(model), BLINK_VERSION);
+  });
+
+  test("a staged upload the pre-flight refuses (another project, a secure_version below one devices run): 409, nothing stored", async () => {
+    const id = (await (await app.call("POST", "/api/device-models", { body: { code: "preflight", name: "Preflight" } })).json()).id as number;
+    assert.equal((await upload(id, buildImage({ version: "1.0.0", secureVersion: 3, size: 4096 }))).status, 200);
+    const device = await (await app.call("POST", "/api/devices", { body: { device_model_id: id, config: "{}" } })).json();
+    // The device said it runs 1.0.0 (secure_version 3): its eFuses refuse anything lower.
+    await app.services.database.db.update(devices).set({ reportedFirmwareVersion: "1.0.0" }).where(eq(devices.id, device.id));
+    const staged = (bytes: Uint8Array) =>
+      send("POST", `/api/device-models/${id}/firmware?rollout=staged`, { body: bytes as BodyInit, headers: { "content-type": "application/octet-stream" } });
+    const before = await snapshotData(app);
+    const files = filesOf("preflight");
+    const cases = [
+      [buildImage({ version: "2.0.0", secureVersion: 3, projectName: "other", size: 4096 }), "IMAGE_CHANGE_NOT_CONFIRMED"],
+      [buildImage({ version: "2.0.1", secureVersion: 1, size: 4096 }), "SECURE_VERSION_TOO_LOW"],
+    ] as const;
+    for (const [bytes, code] of cases) {
+      const envelope = await assertErrorEnvelope(await staged(bytes), 409, code);
+      assert.equal(envelope.code, code);
+    }
+    assert.deepEqual(await snapshotData(app), before);
+    assert.deepEqual(filesOf("preflight"), files);
+    assert.deepEqual(tempFiles(), []);
   });
 
   test("notes: at most 1000 characters, and no other query parameter", async () => {
