@@ -119,6 +119,9 @@ describe("staged rollouts", () => {
     if (done.state !== "completed") console.log("DEBUG", JSON.stringify(done), JSON.stringify(devices.map((d) => d.running)));
     assert.equal(done.state, "completed", JSON.stringify(done));
     assert.deepEqual(done.counts, { pending: 0, admitted: 0, succeeded: 12, failed: 0 });
+    const { rollouts: listed, count } = await (await server.admin("GET", `/api/device-models/${modelId}/rollouts`)).json();
+    const { devices: _devices, ...summary } = done;
+    assert.deepEqual([count, listed[0]], [2, summary], "the list (newest first) says what the rollout says; the aborted default rollout is the other");
     assert.ok(maxAdmitted <= 2, `at most 2 admitted at once, saw ${maxAdmitted}`);
     assert.deepEqual(devices.map((device) => device.running), Array(12).fill("2.0.0"));
     assert.equal((await (await server.admin("GET", `/api/device-models/${modelId}`)).json()).firmware_version, "2.0.0");

@@ -39,22 +39,23 @@ export async function activeRolloutOf(tx: Transaction, modelId: number): Promise
   return rollout ?? null;
 }
 
+const counted = (condition: ReturnType<typeof sql>) => sql<number>`count(*) filter (where ${condition})`.mapWith(Number);
+
+/** A rollout's devices counted by state (select these from rollout_devices, grouped by rollout or for one). */
+export const tallyColumns = {
+  total: count(),
+  pending: counted(sql`${rolloutDevices.state} = 'pending'`),
+  admitted: counted(sql`${rolloutDevices.state} = 'admitted'`),
+  succeeded: counted(sql`${rolloutDevices.state} = 'succeeded'`),
+  failed: counted(sql`${rolloutDevices.state} = 'failed'`),
+  // Failures carried over from an earlier rollout of the version were never admitted: they do not pause this one.
+  failedHere: counted(sql`${rolloutDevices.state} = 'failed' and ${rolloutDevices.admittedAt} is not null`),
+  canaries: counted(sql`${rolloutDevices.wave} = 0`),
+  canariesSucceeded: counted(sql`${rolloutDevices.wave} = 0 and ${rolloutDevices.state} = 'succeeded'`),
+};
+
 export async function tallyOf(tx: Transaction, rolloutId: number) {
-  const is = (condition: ReturnType<typeof sql>) => sql<number>`count(*) filter (where ${condition})`.mapWith(Number);
-  const [tally] = await tx
-    .select({
-      total: count(),
-      pending: is(sql`${rolloutDevices.state} = 'pending'`),
-      admitted: is(sql`${rolloutDevices.state} = 'admitted'`),
-      succeeded: is(sql`${rolloutDevices.state} = 'succeeded'`),
-      failed: is(sql`${rolloutDevices.state} = 'failed'`),
-      // Failures carried over from an earlier rollout of the version were never admitted: they do not pause this one.
-      failedHere: is(sql`${rolloutDevices.state} = 'failed' and ${rolloutDevices.admittedAt} is not null`),
-      canaries: is(sql`${rolloutDevices.wave} = 0`),
-      canariesSucceeded: is(sql`${rolloutDevices.wave} = 0 and ${rolloutDevices.state} = 'succeeded'`),
-    })
-    .from(rolloutDevices)
-    .where(eq(rolloutDevices.rolloutId, rolloutId));
+  const [tally] = await tx.select(tallyColumns).from(rolloutDevices).where(eq(rolloutDevices.rolloutId, rolloutId));
   return tally!;
 }
 

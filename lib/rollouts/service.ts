@@ -10,7 +10,7 @@ import type { VersionRow } from "../firmware/versions.ts";
 import { type Actor, type AuditRecorder, SYSTEM_ACTOR } from "../audit/log.ts";
 import { errorMessage, type Logger } from "../logger.ts";
 import type { Notifier } from "../mqtt.ts";
-import { abort, activeRolloutOf, audited, complete, lockModel, notAdmitted, openNextWave, promote, type StepContext, step, tallyOf, type TargetChange } from "./engine.ts";
+import { abort, activeRolloutOf, audited, tallyColumns, type Tally, complete, lockModel, notAdmitted, openNextWave, promote, type StepContext, step, tallyOf, type TargetChange } from "./engine.ts";
 import { createRolloutEvents } from "./events.ts";
 import { type Candidate, type Confirmations, preflight } from "./preflight.ts";
 import { type CreateRollout, DEFAULT_PLAN, type Rollout, type RolloutDetail } from "./schemas.ts";
@@ -20,6 +20,26 @@ const ROWS_PER_INSERT = 1_000;
 
 
 const iso = (date: Date | null) => date?.toISOString() ?? null;
+
+const NO_DEVICES: Pick<Tally, "pending" | "admitted" | "succeeded" | "failed"> = { pending: 0, admitted: 0, succeeded: 0, failed: 0 };
+
+const toRollout = (row: RolloutRow, version: string, tally: Pick<Tally, "pending" | "admitted" | "succeeded" | "failed">): Rollout => ({
+  id: row.id,
+  device_model_id: row.deviceModelId,
+  state: row.state,
+  version_id: row.versionId,
+  version,
+  previous_version_id: row.previousVersionId,
+  current_wave: row.currentWave,
+  wave_started_at: row.waveStartedAt.toISOString(),
+  pause_reason: row.pauseReason,
+  plan: row.plan,
+  counts: { pending: tally.pending, admitted: tally.admitted, succeeded: tally.succeeded, failed: tally.failed },
+  created_by: row.createdBy,
+  created_at: row.createdAt.toISOString(),
+  updated_at: row.updatedAt.toISOString(),
+  completed_at: iso(row.completedAt),
+});
 const rolloutNotFound = (model: ModelRow, id: number) => notFound(`Device model "${model.code}" has no rollout ${id}.`, "ROLLOUT_NOT_FOUND");
 
 function planOf(body: CreateRollout): RolloutPlan {
@@ -78,23 +98,7 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
   async function describe(tx: Transaction | Database, row: RolloutRow): Promise<Rollout> {
     const tally = await tallyOf(tx as Transaction, row.id);
     const [version] = await tx.select({ version: firmwareVersions.version }).from(firmwareVersions).where(eq(firmwareVersions.id, row.versionId));
-    return {
-      id: row.id,
-      device_model_id: row.deviceModelId,
-      state: row.state,
-      version_id: row.versionId,
-      version: version?.version ?? "",
-      previous_version_id: row.previousVersionId,
-      current_wave: row.currentWave,
-      wave_started_at: row.waveStartedAt.toISOString(),
-      pause_reason: row.pauseReason,
-      plan: row.plan,
-      counts: { pending: tally.pending, admitted: tally.admitted, succeeded: tally.succeeded, failed: tally.failed },
-      created_by: row.createdBy,
-      created_at: row.createdAt.toISOString(),
-      updated_at: row.updatedAt.toISOString(),
-      completed_at: iso(row.completedAt),
-    };
+    return toRollout(row, version?.version ?? "", tally);
   }
 
   /** Which devices take part and in which wave; devices that already target the version have nothing to do. */
@@ -193,8 +197,21 @@ export function createRolloutService(deps: { db: Database; notifier: Notifier; l
     },
 
     async list(model: ModelRow): Promise<Rollout[]> {
-      const rows = await db.select().from(rollouts).where(eq(rollouts.deviceModelId, model.id)).orderBy(desc(rollouts.id));
-      return Promise.all(rows.map((row) => describe(db, row)));
+      // Two queries however many rollouts the model had: the rows with their versions, and every tally grouped.
+      const rows = await db
+        .select({ rollout: rollouts, version: firmwareVersions.version })
+        .from(rollouts)
+        .innerJoin(firmwareVersions, eq(firmwareVersions.id, rollouts.versionId))
+        .where(eq(rollouts.deviceModelId, model.id))
+        .orderBy(desc(rollouts.id));
+      if (rows.length === 0) return [];
+      const tallies = await db
+        .select({ rolloutId: rolloutDevices.rolloutId, ...tallyColumns })
+        .from(rolloutDevices)
+        .where(inArray(rolloutDevices.rolloutId, rows.map((row) => row.rollout.id)))
+        .groupBy(rolloutDevices.rolloutId);
+      const byRollout = new Map(tallies.map((tally) => [tally.rolloutId, tally]));
+      return rows.map(({ rollout, version }) => toRollout(rollout, version, byRollout.get(rollout.id) ?? NO_DEVICES));
     },
 
     async get(model: ModelRow, id: number): Promise<RolloutDetail> {
