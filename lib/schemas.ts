@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { firmwareRolloutModes, rotationStates } from "../db/schema.ts";
-import { decodeCursor as decodeAuditCursor } from "./audit/cursor.ts";
+import { AUDIT_KEY, readAuditKey } from "./audit/cursor.ts";
 import { auditKindSchema } from "./audit/kinds.ts";
 import { runningSources } from "./device-state/running.ts";
 import { decodeCursor, MAX_PAGE_LIMIT } from "./paging.ts";
@@ -333,10 +333,8 @@ export const auditQuery = z.strictObject({
     .refine((n) => n <= AUDIT_PAGE_MAX, `must be at most ${AUDIT_PAGE_MAX}`)
     .optional()
     .meta({ description: `Events per page (default ${AUDIT_PAGE_DEFAULT}, at most ${AUDIT_PAGE_MAX})`, example: "100" }),
-  cursor: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]{1,64}$/, "is not a cursor this API gave out")
-    .transform((text, ctx) => decodeAuditCursor(text) ?? (ctx.addIssue({ code: "custom", message: "is not a cursor this API gave out" }), z.NEVER))
+  cursor: pageCursor(AUDIT_KEY)
+    .transform(readAuditKey)
     .optional()
     .meta({ description: "next_cursor of the previous page, as it was given (opaque); keep the same filters" }),
 });

@@ -9,7 +9,8 @@ import { and, desc, eq, gte, type SQL, sql } from "drizzle-orm";
 import type { Database, Executor } from "../../db/client.ts";
 import { type AuditDetail, type AuditDetails, auditEvents } from "../../db/schema.ts";
 import { AUDIT_PAGE_DEFAULT, type AuditEventOut, type AuditPage, type AuditQuery } from "../schemas.ts";
-import { encodeCursor } from "./cursor.ts";
+import { encodeCursor, toPage } from "../paging.ts";
+import { auditKey } from "./cursor.ts";
 import type { AuditKind } from "./kinds.ts";
 
 /** Who caused an event: an admin's subject, `system`, or `device:<client_id>` (a request's: actorOf in lib/identity/principal.ts). */
@@ -57,9 +58,8 @@ export const toAuditEvent = (row: AuditRecord): AuditEventOut => ({
 
 /** A page of `rows` read with one row more than `limit`: that extra row only says whether there is a next page. */
 export function toAuditPage(rows: AuditRecord[], limit: number): AuditPage {
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
-  return { events: page.map(toAuditEvent), next_cursor: rows.length > limit && last ? encodeCursor(last) : null };
+  const page = toPage(rows, limit, auditKey);
+  return { events: page.items.map(toAuditEvent), next_cursor: page.next === null ? null : encodeCursor(page.next) };
 }
 
 export function createAuditLog(db: Database) {
