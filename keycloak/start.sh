@@ -50,11 +50,6 @@ realm_changed() { [[ ! -f $stamp || $(cat "$stamp") != "$(realm_hash)" ]]; }
 
 # Fetch the distribution zip with Maven (or straight from Maven Central when there is no mvn).
 fetch() {
-  local mvn_pattern="maven-dependency-plugin.*keycloak-quarkus-dist:$version"
-  if pgrep -f "$mvn_pattern" >/dev/null 2>&1; then
-    say "a download of keycloak-quarkus-dist $version is already running; waiting for it"
-    while pgrep -f "$mvn_pattern" >/dev/null 2>&1; do sleep 1; done
-  fi
   if [[ -f $zip ]] && unzip -tqq "$zip" >/dev/null 2>&1; then return 0; fi
   rm -f "$zip"
   say "downloading keycloak-quarkus-dist $version (about 160 MB)"
