@@ -1,7 +1,7 @@
 import { coreDumpSchema, coreDumpUploadQuery } from "../../lib/coredumps/schemas.ts";
 import { crashLabel } from "../../lib/coredumps/service.ts";
 import { badRequest } from "../../lib/errors.ts";
-import { limitedChunks, mediaType, unsupportedMediaType } from "../../lib/http/body.ts";
+import { mediaType, readBytes, unsupportedMediaType } from "../../lib/http/body.ts";
 import { devicePrincipal } from "../../lib/identity/principal.ts";
 import { json } from "../../lib/http/respond.ts";
 import { defineRoute } from "../../lib/http/route.ts";
@@ -26,12 +26,12 @@ export default defineRoute({
     const { device, model } = devicePrincipal(principal);
     // No content type at all is taken as the raw bytes too (a minimal HTTP client); anything else is refused.
     if (request.headers.has("content-type") && mediaType(request) !== "application/octet-stream") throw unsupportedMediaType(["application/octet-stream"]);
-    const chunks: Uint8Array[] = [];
-    for await (const chunk of limitedChunks(request, services.config.COREDUMP_MAX_BYTES)) chunks.push(chunk);
-    const content = Buffer.concat(chunks);
+    const content = await readBytes(request, services.config.COREDUMP_MAX_BYTES);
     if (content.length === 0) throw badRequest("The request body is empty; the core dump is expected.", "EMPTY_BODY");
+    // Before the dump is stored: a failure after it would answer 500 for a stored dump, which the device sends again.
+    const label = await crashLabel(services.coreDumps, model.id, query.firmware_version);
     const stored = await services.coreDumps.save({ deviceId: device.id, deviceModelId: model.id, chip: query.chip, firmwareVersion: query.firmware_version, content });
-    services.deviceLogMetrics.crashes.inc({ model: model.code, firmware_version: await crashLabel(services.coreDumps, model.id, query.firmware_version) });
+    services.deviceLogMetrics.crashes.inc({ model: model.code, firmware_version: label });
     return json(stored, 201);
   },
 });

@@ -38,12 +38,18 @@ export async function* limitedChunks(request: Request, limit: number): AsyncGene
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
-async function readText(request: Request, limit: number): Promise<string> {
+/** The whole body as bytes, at most `limit` (413 beyond). */
+export async function readBytes(request: Request, limit: number): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of limitedChunks(request, limit)) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+async function readText(request: Request, limit: number): Promise<string> {
+  const bytes = await readBytes(request, limit);
   try {
     // Fatal: invalid UTF-8 would otherwise become U+FFFD and be stored as if the client had sent that.
-    return strictUtf8.decode(Buffer.concat(chunks));
+    return strictUtf8.decode(bytes);
   } catch {
     throw badRequest("The request body is not valid UTF-8.", "INVALID_UTF8");
   }
