@@ -1,11 +1,12 @@
 import { z } from "zod";
 import { eventStreamResponse } from "../../lib/http/event-stream.ts";
 import { defineRoute } from "../../lib/http/route.ts";
+import { idParams } from "../../lib/schemas.ts";
 
 const decimal = z.string().regex(/^[0-9]{1,15}$/, "must be a whole number written in decimal digits").transform(Number);
 
 const eventsQuery = z.object({
-  device_id: decimal.optional().meta({ description: "Only events about this device", example: "1" }),
+  device_id: idParams.shape.id.optional().meta({ description: "Only events about this device", example: "1" }),
   types: z
     .string()
     .regex(/^[a-z.]+(,[a-z.]+)*$/, "must be event types separated by commas, e.g. device.logs,rotation.state")
@@ -30,7 +31,8 @@ export default defineRoute({
   uses: ["config", "events", "deviceLogMetrics"],
   async handler(request, { services, query, logger }) {
     const header = request.headers.get("last-event-id");
-    const fromHeader = header && /^[0-9]{1,15}$/.test(header.trim()) ? Number(header.trim()) : null;
+    // A malformed header is ignored (a browser's EventSource sends whatever id it last saw), not refused.
+    const fromHeader = header === null ? null : (decimal.safeParse(header.trim()).data ?? null);
     const types = query.types ? new Set(query.types.split(",")) : null;
     return eventStreamResponse({
       hub: services.events,
