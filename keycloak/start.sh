@@ -76,50 +76,33 @@ unpack() {
   rm -rf "$tmp"
 }
 
+prepare() {
+  if [[ ! -x $kc_home/bin/kc.sh ]]; then
+    fetch
+    unpack
+  fi
+  mkdir -p "$kc_home/data/import"
+  cp "$realm_file" "$kc_home/data/import/realm-iotsupport.json"
+  if [[ -d $kc_home/data/h2 ]] && realm_changed; then
+    say "$realm_file changed since the last import: dropping the dev database to import it again"
+    rm -rf "$kc_home/data/h2"
+  fi
+  [[ -d $kc_home/data/h2 ]] || realm_hash >"$stamp"
+  export KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD=admin
+  export JAVA_OPTS_KC_HEAP="${JAVA_OPTS_KC_HEAP:--Xms256m -Xmx768m}"
+  say "Keycloak $version on http://$host:$port (management $mport)"
+}
+launch_dir=$kc_home
+launch_cmd=(bin/kc.sh start-dev --http-host="$host" --http-port="$port" --http-management-port="$mport" --health-enabled=true
+  --features=client-secret-rotation --import-realm)
+
 start() {
   if is_ready; then
     if realm_changed; then say "WARNING: $realm_file changed since Keycloak imported it; stop and start it to re-import."; fi
     say "ready on http://$host:$port"
     return 0
   fi
-  command -v curl >/dev/null 2>&1 || die "curl is required"
-  command -v java >/dev/null 2>&1 || die "java (17 or newer) is required; Keycloak $version runs on the JVM"
-  mkdir -p "$cache"
-
-  # One start.sh at a time per cache dir (parallel CI steps, two terminals).
-  exec 9>"$cache/.lock"
-  flock 9
-  if is_ready; then say "ready on http://$host:$port"; return 0; fi
-
-  local pid
-  if pid=$(running_pid); then
-    say "already starting (pid $pid); waiting"
-  else
-    if [[ ! -x $kc_home/bin/kc.sh ]]; then
-      fetch
-      unpack
-    fi
-    mkdir -p "$kc_home/data/import"
-    cp "$realm_file" "$kc_home/data/import/realm-iotsupport.json"
-    if [[ -d $kc_home/data/h2 ]] && realm_changed; then
-      say "$realm_file changed since the last import: dropping the dev database to import it again"
-      rm -rf "$kc_home/data/h2"
-    fi
-    [[ -d $kc_home/data/h2 ]] || realm_hash >"$stamp"
-    say "starting Keycloak $version on http://$host:$port (management $mport); log: $log"
-    (
-      exec 9>&- # do not hand the start lock to Keycloak
-      cd "$kc_home"
-      export KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD=admin
-      export JAVA_OPTS_KC_HEAP="${JAVA_OPTS_KC_HEAP:--Xms256m -Xmx768m}"
-      exec setsid nohup bin/kc.sh start-dev --http-host="$host" --http-port="$port" \
-        --http-management-port="$mport" --health-enabled=true --features=client-secret-rotation --import-realm </dev/null >"$log" 2>&1
-    ) &
-    pid=$!
-    echo "$pid" >"$pidfile"
-  fi
-
-  wait_until_ready "$pid"
+  start_service
 }
 
 case "${1:-start}" in

@@ -44,23 +44,10 @@ fetch() {
     "org/gaul/s3proxy/$version/s3proxy-$version-jar-with-dependencies.jar" "$jar"
 }
 
-start() {
-  if is_ready; then say "ready on $endpoint"; return 0; fi
-  command -v curl >/dev/null 2>&1 || die "curl is required"
-  command -v java >/dev/null 2>&1 || die "java (17 or newer) is required; S3Proxy runs on the JVM"
+prepare() {
   mkdir -p "$cache/data"
-
-  # One start.sh at a time per cache dir (parallel CI steps, two terminals).
-  exec 9>"$cache/.lock"
-  flock 9
-  if is_ready; then say "ready on $endpoint"; return 0; fi
-
-  local pid
-  if pid=$(running_pid); then
-    say "already starting (pid $pid); waiting"
-  else
-    fetch
-    cat >"$conf" <<CONF
+  fetch
+  cat >"$conf" <<CONF
 s3proxy.endpoint=$endpoint
 s3proxy.authorization=aws-v2-or-v4
 s3proxy.identity=iot-test
@@ -68,16 +55,14 @@ s3proxy.credential=iot-test-secret
 jclouds.provider=filesystem
 jclouds.filesystem.basedir=$cache/data
 CONF
-    say "starting S3Proxy $version on $endpoint; log: $log"
-    (
-      exec 9>&- # do not hand the start lock to S3Proxy
-      exec setsid nohup java -Xmx256m -jar "$jar" --properties "$conf" </dev/null >"$log" 2>&1
-    ) &
-    pid=$!
-    echo "$pid" >"$pidfile"
-  fi
+  say "S3Proxy $version on $endpoint"
+}
+launch_dir=$cache
+launch_cmd=(java -Xmx256m -jar "$jar" --properties "$conf")
 
-  wait_until_ready "$pid"
+start() {
+  if is_ready; then say "ready on $endpoint"; return 0; fi
+  start_service
 }
 
 case "${1:-start}" in

@@ -62,3 +62,31 @@ wait_until_ready() {
   done
   say "ready after $((SECONDS - started)) s"
 }
+
+# start_service: unless it answers already, under the start lock (one start.sh at a time per cache dir: parallel CI
+# steps, two terminals): `prepare` (the caller's function: fetch, configure), then `launch_cmd` (an array) in
+# `launch_dir`, in a session of its own, logging to `log`; then wait until it is ready.
+start_service() {
+  command -v curl >/dev/null 2>&1 || die "curl is required"
+  command -v java >/dev/null 2>&1 || die "java (17 or newer) is required; $name runs on the JVM"
+  mkdir -p "$cache"
+  exec 9>"$cache/.lock"
+  flock 9
+  if is_ready; then say "ready"; return 0; fi
+
+  local pid
+  if pid=$(running_pid); then
+    say "already starting (pid $pid); waiting"
+  else
+    prepare
+    say "starting; log: $log"
+    (
+      exec 9>&- # do not hand the start lock to the service
+      cd "$launch_dir"
+      exec setsid nohup "${launch_cmd[@]}" </dev/null >"$log" 2>&1
+    ) &
+    pid=$!
+    echo "$pid" >"$pidfile"
+  fi
+  wait_until_ready "$pid"
+}
