@@ -1,10 +1,10 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type Server } from "node:http";
 import { pathToFileURL } from "node:url";
-import { createServerAdapter } from "@whatwg-node/server";
 import { routesFor } from "./functions/index.ts";
 import { loadConfig, type Config } from "./lib/config.ts";
 import { createServices, type ServiceOverrides, type Services } from "./lib/context.ts";
-import { createApp } from "./lib/http/app.ts";
+import { createDispatcher } from "./lib/http/app.ts";
+import { nodeListener } from "./lib/http/node-adapter.ts";
 import { errorMessage } from "./lib/logger.ts";
 import { startInternalScheduler } from "./lib/periodic-job.ts";
 import { startRetentionTimer } from "./lib/retention.ts";
@@ -15,11 +15,7 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
   const services = await createServices(config, overrides);
   // Only the server sweeps ASSETS_DIR: CLI commands (the rotation CronJob) need no firmware volume.
   await services.firmware.init();
-  const app = createApp(routesFor(services), services);
-  const adapter = createServerAdapter<{ req: IncomingMessage; res: ServerResponse }>((request, { req, res }) =>
-    app(request, { remoteAddress: req.socket.remoteAddress ?? null, onResponseSent: (listener) => res.once("finish", listener) }),
-  );
-  const server: Server = createServer(adapter);
+  const server: Server = createServer(nodeListener(createDispatcher(routesFor(services), services), services.logger));
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -5,7 +5,7 @@ import type { z } from "zod";
 import type { Database } from "../db/client.ts";
 import { devicesWithModels } from "../db/device-with-model.ts";
 import { type DeviceRow, deviceModels, devices, firmwareVersions, type ModelRow } from "../db/schema.ts";
-import { inTransaction } from "../db/transaction-scope.ts";
+import { inTransaction } from "./transaction-scope.ts";
 import type { Actor, AuditRecorder } from "./audit/log.ts";
 import { isUniqueViolation } from "./db-errors.ts";
 import { changedConfigFields } from "./device-config.ts";

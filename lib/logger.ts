@@ -1,6 +1,6 @@
-import { AsyncLocalStorage } from "node:async_hooks";
 import { DrizzleQueryError } from "drizzle-orm";
 import { pino } from "pino";
+import { createAsyncScope } from "./async-scope.ts";
 import { prettyLine } from "./pretty-log.ts";
 
 /** Structured JSON log lines (pino), on stdout unless `write` says otherwise. Callers pass fields, never secrets. */
@@ -16,10 +16,21 @@ export type Logger = {
 // Should a secret reach a log call all the same, at the top of the fields or one level down, it is censored.
 const SECRET_FIELDS = ["password", "secret", "client_secret", "token", "access_token", "refresh_token", "authorization", "cookie"];
 
-const requestContext = new AsyncLocalStorage<{ request_id: string }>();
+const requestContext = createAsyncScope<{ request_id: string }>();
 
-/** Runs `work` so that every line logged during it, by any service, carries this request id. */
-export const withRequestId = <T>(requestId: string, work: () => T): T => requestContext.run({ request_id: requestId }, work);
+/**
+ * Runs `work` so that every line logged during it, by any service, carries this request id (lib/async-scope.ts:
+ * the device routes, the hot path, do without it and pass requestLogger where a service's lines should carry it).
+ */
+export const withRequestId = <T>(requestId: string, work: () => Promise<T>): Promise<T> => requestContext.run({ request_id: requestId }, work);
+
+/** `logger` with the request id on every line. */
+export const requestLogger = (logger: Logger, requestId: string): Logger => ({
+  debug: (message, fields) => logger.debug(message, { request_id: requestId, ...fields }),
+  info: (message, fields) => logger.info(message, { request_id: requestId, ...fields }),
+  warn: (message, fields) => logger.warn(message, { request_id: requestId, ...fields }),
+  error: (message, fields) => logger.error(message, { request_id: requestId, ...fields }),
+});
 
 /** How to write logs to a stream: LOG_FORMAT when set, else readable in a terminal and JSON anywhere else. */
 export const logFormatFor = (stream: { isTTY?: boolean }, configured?: LogFormat): LogFormat => configured ?? (stream.isTTY ? "pretty" : "json");
@@ -40,7 +51,7 @@ export function createLogger(
       messageKey: "message",
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
-      mixin: () => requestContext.getStore() ?? {},
+      mixin: () => requestContext.get() ?? {},
       redact: { paths: SECRET_FIELDS.flatMap((field) => [field, `*.${field}`]), censor: "[redacted]" },
     },
     stream,

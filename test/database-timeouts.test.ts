@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
 import { MIGRATION_LOCK_ID, openPostgres } from "../db/client.ts";
-import { inTransaction } from "../db/transaction-scope.ts";
+import { inTransaction } from "../lib/transaction-scope.ts";
 import { loadConfig } from "../lib/config.ts";
 import { createLogger } from "../lib/logger.ts";
 import { createTestApp, type TestApp } from "./support/app.ts";

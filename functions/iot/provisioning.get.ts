@@ -15,7 +15,7 @@ export default defineRoute({
     200: { description: "The provisioning package", content: { "application/json": { schema: provisioningPackageSchema } } },
   },
   uses: ["provisioning"],
-  async handler(_request, { services, principal }) {
-    return json(await services.provisioning.forDevice(devicePrincipal(principal)), 200, { "cache-control": "no-store" });
+  async handler(_request, { services, principal, logger }) {
+    return json(await services.provisioning.forDevice(devicePrincipal(principal), logger), 200, { "cache-control": "no-store" });
   },
 });

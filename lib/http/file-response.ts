@@ -2,6 +2,7 @@ import { Readable } from "node:stream";
 import { Response as FastResponse } from "@whatwg-node/fetch";
 import { AppError } from "../errors.ts";
 import type { FileSource, Validators } from "../stored-file.ts";
+import { withDirectBody } from "./direct-body.ts";
 import { ifRangeHolds, noneMatchHits, notModifiedSince, parseRange } from "./range.ts";
 
 const CHUNK_BYTES = 256 * 1024;
@@ -67,7 +68,7 @@ export async function fileResponse(
     throw rangeNotSatisfiable(file.size);
   }
   const { start, end } = range ?? { start: 0, end: file.size - 1 };
-  // Either kind of body goes straight into the socket in the server adapter's own Response: a Buffer (a view
+  // Either kind of body goes straight into the socket (./direct-body.ts): a Buffer (a view
   // of the shared copy, not a copy) is written as it is; a Node stream is piped, read only as fast as the client
   // takes it, and destroyed when the client goes, which closes the handle. Reading by handle keeps serving a file
   // that was unlinked meanwhile (a newer firmware replaced it), so a download is never a mix of two files.
@@ -83,7 +84,7 @@ export async function fileResponse(
       body.once("end", sent);
     }
   }
-  return new FastResponse(body as unknown as BodyInit, {
+  const response = new FastResponse(body as unknown as BodyInit, {
     status: range ? 206 : 200,
     headers: {
       "content-type": "application/octet-stream",
@@ -92,4 +93,5 @@ export async function fileResponse(
       ...validatorHeaders(file, headers),
     },
   }) as unknown as Response;
+  return withDirectBody(response, body);
 }

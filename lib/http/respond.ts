@@ -2,18 +2,20 @@ import { Response as FastResponse } from "@whatwg-node/fetch";
 import { isDatabaseUnavailable } from "../db-errors.ts";
 import { AppError, upstreamUnavailable } from "../errors.ts";
 import { errorMessage, type Logger } from "../logger.ts";
+import { withDirectBody } from "./direct-body.ts";
 
 export function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
   return jsonText(JSON.stringify(body), status, { "content-type": "application/json; charset=utf-8", ...headers });
 }
 
 /**
- * JSON that is already text (e.g. a stored device config), sent verbatim. Built with the server adapter's own
- * Response class: @whatwg-node/server writes its text body straight to the socket, where a native Response costs
- * a body stream per request (test/bench/iot-config.bench.ts).
+ * JSON that is already text (e.g. a stored device config), sent verbatim. The server writes the text straight to the
+ * socket (./direct-body.ts); the Response is the ponyfill's, which costs less to make than a native one and makes
+ * its body stream only if someone reads it (test/bench/iot-config.bench.ts).
  */
 export function jsonText(text: string, status = 200, headers: Record<string, string> = {}): Response {
-  return new FastResponse(text, { status, headers: { "content-type": "application/json", ...headers } }) as unknown as Response;
+  const response = new FastResponse(text, { status, headers: { "content-type": "application/json", ...headers } }) as unknown as Response;
+  return withDirectBody(response, text);
 }
 
 /** An array of a streamed JSON object: its name and its rows, a batch at a time (lib/paging.ts allPages). */

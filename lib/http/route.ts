@@ -51,7 +51,7 @@ type RouteContext<P, Q, B, U extends ServiceName> = {
  */
 export type Route<U extends ServiceName = ServiceName> = {
   method: Method;
-  /** itty-router pattern, e.g. /api/devices/:id */
+  /** The path, `:name` for a parameter segment, e.g. /api/devices/:id (lib/http/router.ts) */
   path: string;
   access: Access;
   summary: string;

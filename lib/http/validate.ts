@@ -27,10 +27,10 @@ export function parseInput<S extends z.ZodType>(schema: S, value: unknown): z.ou
   throw validationFailed(errors, describe(errors));
 }
 
-/** Query parameters by name, a repeated name as an array (itty-router folds repeats only after a non-empty first value). */
-export function queryParams(url: string): Record<string, string | string[]> {
+/** Query parameters by name, a repeated name as an array; `search` is the URL's query without its "?". */
+export function queryParams(search: string): Record<string, string | string[]> {
   const query: Record<string, string | string[]> = Object.create(null);
-  for (const [name, value] of new URL(url).searchParams) {
+  for (const [name, value] of new URLSearchParams(search)) {
     const seen = query[name];
     query[name] = seen === undefined ? value : [seen, value].flat();
   }

@@ -2,7 +2,7 @@ import { eq, sql } from "drizzle-orm";
 import type { PgUpdateSetSource } from "drizzle-orm/pg-core";
 import type { Database } from "../../db/client.ts";
 import { builtinClients } from "../../db/schema.ts";
-import { executorFor } from "../../db/transaction-scope.ts";
+import { executorFor } from "../transaction-scope.ts";
 import { isUniqueViolation } from "../db-errors.ts";
 import { conflict } from "../errors.ts";
 import { randomSecret, sameSecret, type SecretBox } from "../secrets.ts";

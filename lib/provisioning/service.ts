@@ -2,6 +2,7 @@ import type { Config } from "../config.ts";
 import type { DeviceService } from "../devices.ts";
 import { conflict } from "../errors.ts";
 import type { DevicePrincipal } from "../identity/principal.ts";
+import type { Logger } from "../logger.ts";
 import { type IdentityProvider, isClientNotFound } from "../identity/provider.ts";
 import type { RotationService } from "../rotation/service.ts";
 import { buildProvisioningPackage, type ProvisioningPackage } from "./package.ts";
@@ -37,9 +38,9 @@ export function createProvisioningService(deps: {
       );
     },
 
-    /** The device's own request: during its rotation this issues (or hands out again) the new secret. */
-    forDevice(principal: DevicePrincipal): Promise<ProvisioningPackage> {
-      return packageOf(principal.device, () => deps.rotation.issueProvisioningSecret(principal));
+    /** The device's own request: during its rotation this issues (or hands out again) the new secret, logged to `requestLog`. */
+    forDevice(principal: DevicePrincipal, requestLog: Logger): Promise<ProvisioningPackage> {
+      return packageOf(principal.device, () => deps.rotation.issueProvisioningSecret(principal, requestLog));
     },
   };
 }

@@ -1,7 +1,7 @@
 import { and, asc, eq, isNotNull, isNull, lte, or, sql } from "drizzle-orm";
 import type { Database, Executor, Transaction } from "../../db/client.ts";
 import { type AuditDetails, type DeviceRow, devices } from "../../db/schema.ts";
-import { inTransaction } from "../../db/transaction-scope.ts";
+import { inTransaction } from "../transaction-scope.ts";
 import { type AuditRecorder, deviceActor, SYSTEM_ACTOR } from "../audit/log.ts";
 import { isUniqueViolation } from "../db-errors.ts";
 import type { DevicePrincipal } from "../identity/principal.ts";
@@ -62,8 +62,8 @@ export function createRotationEngine(deps: Deps) {
       modelId: device.deviceModelId,
       details,
     });
-  const log = (message: string, device: Pick<DeviceRow, "key" | "clientId">, fields: Record<string, unknown> = {}) =>
-    logger.info(message, { device_key: device.key, client_id: device.clientId, ...fields });
+  const log = (message: string, device: Pick<DeviceRow, "key" | "clientId">, fields: Record<string, unknown> = {}, to: Logger = logger) =>
+    to.info(message, { device_key: device.key, client_id: device.clientId, ...fields });
 
   const lockDevice = async (tx: Transaction, id: number) =>
     (await tx.select().from(devices).where(eq(devices.id, id)).for("update"))[0];
@@ -151,15 +151,16 @@ export function createRotationEngine(deps: Deps) {
 
   /**
    * GET /iot/provisioning. The first call of a rotation issues the new secret; every later call, also in a retry after
-   * a timeout, returns that same secret (the provider's current one). No rotation: the current secret.
+   * a timeout, returns that same secret (the provider's current one). No rotation: the current secret. `requestLog`:
+   * the request's logger, so that the line saying so carries its request id.
    */
-  async function issueSecret(principal: DevicePrincipal): Promise<string> {
+  async function issueSecret(principal: DevicePrincipal, requestLog: Logger = logger): Promise<string> {
     const { device } = principal;
     // The common case (no rotation, or the new secret exists already): no transaction, no row lock.
     if (device.rotationState !== "PENDING" || device.newSecretIssuedAt) return identity.getSecret(device.clientId);
     const issued = (await identity.keepsPreviousSecret()) ? await issueWithOverlap(device) : await issueWithRestorePoint(device);
     if (issued === null) return identity.getSecret(device.clientId);
-    log("New secret issued", device);
+    log("New secret issued", device, {}, requestLog);
     return issued;
   }
 

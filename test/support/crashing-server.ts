@@ -9,13 +9,13 @@
  *                                       itself with ROTATION_SCHEDULER=internal)
  */
 import { createServer } from "node:http";
-import { createServerAdapter } from "@whatwg-node/server";
 import { and, eq, lte } from "drizzle-orm";
 import { devices } from "../../db/schema.ts";
 import { routesFor } from "../../functions/index.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createServices } from "../../lib/context.ts";
-import { createApp } from "../../lib/http/app.ts";
+import { createDispatcher } from "../../lib/http/app.ts";
+import { nodeListener } from "../../lib/http/node-adapter.ts";
 import type { IdentityProvider } from "../../lib/identity/provider.ts";
 import type { Notifier } from "../../lib/mqtt.ts";
 import { startInternalScheduler } from "../../lib/periodic-job.ts";
@@ -65,14 +65,14 @@ engine.expireTimedOut = async () => {
   return result;
 };
 if (config.ROTATION_SCHEDULER === "internal") startInternalScheduler(services);
-const app = createApp(routesFor(services), services);
+const dispatch = createDispatcher(routesFor(services), services);
 const server = createServer(
-  createServerAdapter(async (request: Request) => {
+  nodeListener(async (request, connection) => {
     const path = new URL(request.url).pathname;
     crash(`request:${path}`);
-    const response = await app(request);
+    const dispatched = await dispatch(request, connection);
     crash(`response:${path}`);
-    return response;
-  }),
+    return dispatched;
+  }, services.logger),
 );
 server.listen(config.PORT, config.HOST, () => process.stdout.write(`listening on ${config.PORT}\n`));

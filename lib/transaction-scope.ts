@@ -1,7 +1,7 @@
-import { AsyncLocalStorage } from "node:async_hooks";
-import type { Database, Executor, Transaction } from "./client.ts";
+import type { Database, Executor, Transaction } from "../db/client.ts";
+import { createAsyncScope } from "./async-scope.ts";
 
-const active = new AsyncLocalStorage<Transaction>();
+const active = createAsyncScope<Transaction>();
 
 /**
  * Runs `work` in a transaction that code further down joins through `executorFor`, without passing it along.
@@ -14,4 +14,4 @@ export function inTransaction<T>(db: Database, work: (tx: Transaction) => Promis
 }
 
 /** The transaction started by inTransaction in this async context, else the database itself. */
-export const executorFor = (db: Database): Executor => active.getStore() ?? db;
+export const executorFor = (db: Database): Executor => active.get() ?? db;
