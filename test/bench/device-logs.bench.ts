@@ -27,7 +27,7 @@ import { createServices } from "../../lib/context.ts";
 import { createTestDatabase } from "../support/database.ts";
 import { freePort, MQTT_TEST_URL } from "../support/server.ts";
 import { BENCH_ADMIN_TOKEN, benchServerEnv, cpuMillis, rssBytes, stopProcess, waitUntilListening } from "./processes.ts";
-import { isMain, median, percentile, printResultAndExit, type BenchResult } from "./report.ts";
+import { isMain, median, percentile, printResultAndExit, spread, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const DEVICES = 200;
@@ -218,7 +218,6 @@ export async function run(options: { pacedSeconds?: number; maxSeconds?: number;
     }
     const rssWithClients = rssBytes(pid);
 
-    const spread = (windows: number[]) => `${Math.round(median(windows))} (${Math.round(Math.min(...windows))}–${Math.round(Math.max(...windows))})`;
     return {
       title: "Device logs: ingest, storage, query, live clients",
       figures: {
@@ -226,10 +225,10 @@ export async function run(options: { pacedSeconds?: number; maxSeconds?: number;
         "MQTT paced: server CPU µs per line": (pacedCpuMs * 1000) / Math.max(pacedLines, 1),
         "MQTT paced: ms from the last publish until all stored": Math.round(lagMs),
         "MQTT closed loop: lines/s over the phase": Math.round(mqttMax.rate),
-        "MQTT closed loop: lines/s, median (min–max) of 2-s windows": spread(mqttMax.windows),
+        "MQTT closed loop: lines/s, median (min–max) of 2-s windows": spread(mqttMax.windows, 0),
         "MQTT closed loop: server CPU µs per line": mqttMax.cpuUsPerLine,
         "HTTP closed loop (100-line batches): lines/s over the phase": Math.round(httpMax.rate),
-        "HTTP closed loop: lines/s, median (min–max) of 2-s windows": spread(httpMax.windows),
+        "HTTP closed loop: lines/s, median (min–max) of 2-s windows": spread(httpMax.windows, 0),
         "HTTP closed loop: server CPU µs per line (incl. HTTP and token check)": httpMax.cpuUsPerLine,
         "DB size per million lines (partitions + index), MiB": mbPerMillion,
         "live-event copies (events table) per million lines, MiB": eventMbPerMillion,

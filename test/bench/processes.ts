@@ -44,7 +44,10 @@ export async function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 
 
 export const BENCH_ADMIN_TOKEN = "bench-admin-token-0123456789";
 
-/** The settings every bench's server runs with: its own database and data directory, quiet logs, no timer. */
+/**
+ * The settings every bench's server runs with: its own database and data directory, quiet logs, no timer, no embedded
+ * MQTT broker (port 1883 may be taken by Mosquitto or another server; a bench that needs MQTT sets MQTT_URL).
+ */
 export const benchServerEnv = (options: { databaseUrl: string; dataDir: string; baseUrl: string }) => ({
   DATABASE_URL: options.databaseUrl,
   DATA_DIR: options.dataDir,
@@ -54,4 +57,5 @@ export const benchServerEnv = (options: { databaseUrl: string; dataDir: string; 
   HOST: "127.0.0.1",
   LOG_LEVEL: "warn",
   ROTATION_SCHEDULER: "external",
+  EMBEDDED_MQTT: "false",
 });

@@ -18,7 +18,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
-import { loadavg, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sql } from "drizzle-orm";
@@ -30,7 +30,7 @@ import { createFirmwareDevice, type FirmwareDevice } from "../support/firmware-d
 import { buildImage } from "../support/firmware-image.ts";
 import { freePort, MQTT_TEST_URL } from "../support/server.ts";
 import { BENCH_ADMIN_TOKEN, benchServerEnv, cpuMillis, rssBytes, stopProcess, waitUntilListening } from "./processes.ts";
-import { isMain, median, percentile, printResultAndExit, type BenchResult } from "./report.ts";
+import { isMain, loadAverage, median, percentile, printResultAndExit, round, spread, type BenchResult } from "./report.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const MiB = 1024 * 1024;
@@ -49,10 +49,7 @@ type Options = {
   fleetPerRound?: number;
 };
 
-const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-/** "median (min–max)" of some samples. */
-const spread = (samples: number[], digits = 1) => `${round(median(samples), digits)} (${round(Math.min(...samples), digits)}–${round(Math.max(...samples), digits)})`;
 
 /** The peak number of intervals open at once. */
 function peakOverlap(intervals: { start: number; end: number }[]): number {
@@ -480,7 +477,7 @@ export async function run(options: Options = {}): Promise<BenchResult> {
       "2. server CPU s per rollout": runs.map((r) => round(r.cpuMs / 1000)).join(", "),
       "2. MQTT firmware notices received / device errors": `${notices} / ${noticeErrors}`,
       "2. devices running, by version, at the end": [...runningNow].map(([version, count]) => `${version}: ${count}`).join(", "),
-      "load average (1 / 5 / 15 min) at the end": loadavg().map((load) => load.toFixed(2)).join(" / "),
+      "load average (1 / 5 / 15 min) at the end": loadAverage(),
     };
     return {
       title: `Rollouts: ${pollers.toLocaleString("en")} devices polling with reports, staged rollouts of ${rolloutDevices.toLocaleString("en")} simulated devices, fleet view`,

@@ -5,10 +5,10 @@
  */
 import { execFileSync } from "node:child_process";
 import { readdirSync, renameSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, platform, release, totalmem } from "node:os";
+import { cpus, platform, release, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { figuresTable, formatResult, type BenchModule, type BenchResult } from "./report.ts";
+import { figuresTable, formatResult, loadAverage, type BenchModule, type BenchResult } from "./report.ts";
 
 const benchDir = fileURLToPath(new URL(".", import.meta.url));
 const resultsDir = join(benchDir, "results");
@@ -24,7 +24,7 @@ function machine(): Record<string, string> {
     Node: process.version,
     OS: `${platform()} ${release()}`,
     // Other work on the machine skews every figure: a load above the core count means the numbers are pessimistic.
-    "Load average (1/5/15 min) at start": loadavg().map((load) => load.toFixed(2)).join(" / "),
+    "Load average (1/5/15 min) at start": loadAverage(),
   };
 }
 
