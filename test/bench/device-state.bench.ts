@@ -56,7 +56,7 @@ export async function run(options: { pollers?: number; fleetSize?: number; paced
     const base = `http://127.0.0.1:${port}`;
     await waitUntilListening(`${base}/api/health/live`, server);
     const pid = server.pid!;
-    const upload = await fetch(`${base}/api/device-models/${polling.id}/firmware`, {
+    const upload = await fetch(`${base}/api/device-models/${polling.id}/firmware?rollout=immediate`, {
       method: "POST",
       headers: { authorization: `Bearer ${BENCH_ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
       body: buildImage({ version: "poll-1", size: 64 * 1024, elfSha256: ELF }),
@@ -128,7 +128,7 @@ export async function run(options: { pollers?: number; fleetSize?: number; paced
     // unknown; a tenth not seen for two days.
     const fleetModel = await services.models.create({ code: "fleet", name: "Fleet" }, "test-admin");
     for (const version of ["fleet-1", "fleet-2"]) {
-      const response = await fetch(`${base}/api/device-models/${fleetModel.id}/firmware`, {
+      const response = await fetch(`${base}/api/device-models/${fleetModel.id}/firmware?rollout=immediate`, {
         method: "POST",
         headers: { authorization: `Bearer ${BENCH_ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
         body: buildImage({ version, size: 32 * 1024 }),
