@@ -277,6 +277,30 @@ describe("node adapter: web stream bodies", () => {
 });
 
 describe("node adapter: the request", () => {
+  it("gives an aborted request.signal to a handler that asks for it after the client went away", async () => {
+    const gone = deferred();
+    let signal: AbortSignal | undefined;
+    const answered = deferred();
+    use(async (request) => {
+      // E.g. authentication took a while, then an event stream or a long poll looks at the signal.
+      await gone.promise;
+      signal = request.signal;
+      answered.resolve();
+      return { response: new Response("too late"), headers: [] };
+    });
+    const { req, response } = send({});
+    response.catch(() => {});
+    await sleep(50);
+    req.destroy();
+    await sleep(50);
+    gone.resolve();
+    await answered.promise;
+    await sleep(20);
+    assert.ok(signal);
+    assert.equal(signal.aborted, true, "request.signal never aborts: the client went away before the handler asked for it");
+  });
+
+
   it("aborts request.signal when the client goes away before the response", async () => {
     const aborted = deferred();
     const entered = deferred();

@@ -36,9 +36,12 @@ class NodeRequest extends FastRequest {
         if (!this.#signal) {
           const controller = new AbortController();
           const res = this[RESPONSE];
-          res.once("close", () => {
-            if (!res.writableFinished) controller.abort();
-          });
+          // Asked for after the client went, the signal is aborted already: that 'close' will not come again.
+          if (res.destroyed && !res.writableFinished) controller.abort();
+          else
+            res.once("close", () => {
+              if (!res.writableFinished) controller.abort();
+            });
           this.#signal = controller.signal;
         }
         return this.#signal;
