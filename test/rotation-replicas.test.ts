@@ -12,6 +12,11 @@
  * sampled throughout), every device OK at the end with a secret that gets a token and /iot/config through every
  * replica, each device rotated exactly once per round (the audit trail and the secret generations say so), the
  * schedule acted on once, and no device ever refused a token.
+ *
+ * Then a staged firmware rollout on another model, stepped by the same three servers' timers and by both CronJob
+ * commands (`rotation-job` and `rollout-job`) at once, with devices that update as the deployed firmware does
+ * (test/support/firmware-device.ts): sampled throughout, never more than max_concurrent admitted, nobody admitted a
+ * second time, each device judged updated once, every wave opened once and the rollout completed once.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -23,6 +28,8 @@ import postgres from "postgres";
 import { generateFernetKey } from "../lib/secrets.ts";
 import { ADMIN_TOKEN } from "./support/app.ts";
 import { createTestDatabase } from "./support/database.ts";
+import { createFirmwareDevice } from "./support/firmware-device.ts";
+import { buildImage } from "./support/firmware-image.ts";
 import { createLegacyDevice, type LegacyDevice } from "./support/legacy-device.ts";
 import { bareEnv, type Child, runEntry } from "./support/process.ts";
 import { freePort, MQTT_TEST_URL } from "./support/server.ts";
@@ -114,12 +121,12 @@ describe("rotation raced by three server processes and the CronJob command", () 
     return { port, child };
   }
 
-  /** The CronJob: `rotation-job` over and over, `parallel` at a time, until `stop()`; collects every run. */
-  function cronJobs(parallel: number) {
+  /** A CronJob: `command` over and over, `parallel` at a time, until `stop()`; collects every run. */
+  function cronJobs(command: "rotation-job" | "rollout-job", parallel: number) {
     let running = true;
     const loops = Array.from({ length: parallel }, async () => {
       while (running) {
-        const job = runEntry("cli.ts", ["rotation-job"], { cwd: dir, env: env("job", 0, { ROTATION_SCHEDULER: "external" }) });
+        const job = runEntry("cli.ts", [command], { cwd: dir, env: env("job", 0, { ROTATION_SCHEDULER: "external" }) });
         jobs.push(job);
         await job.exited(60_000);
       }
@@ -221,7 +228,7 @@ describe("rotation raced by three server processes and the CronJob command", () 
         }
       })(),
     ];
-    const stopJobs = cronJobs(2);
+    const stopJobs = cronJobs("rotation-job", 2);
 
     async function allOk(round: number, timeoutMs = 25_000) {
       const deadline = Date.now() + timeoutMs;
@@ -320,6 +327,7 @@ describe("rotation raced by three server processes and the CronJob command", () 
 
     // The CronJob's runs: every one did its cycle and exited 0 with its one-line summary.
     const finished = jobs.filter((job) => job.process.exitCode !== null);
+    jobs.length = 0;
     assert.ok(finished.length >= 2, `${finished.length} rotation-job runs`);
     for (const job of finished) {
       assert.equal(job.process.exitCode, 0, job.stderr());
@@ -329,5 +337,103 @@ describe("rotation raced by three server processes and the CronJob command", () 
     console.log(
       `# ${FLEET} devices, ${startedBy[0]!.n} rotations, ${finished.length} rotation-job runs, ${databaseSamples} database and ${statusSamples} status samples (${statusRetries} retried), ${Math.round((Date.now() - started) / 1000)} s`,
     );
+  });
+
+  test("a staged rollout stepped by the same three servers and the CronJob commands admits nobody twice and never more than max_concurrent", async () => {
+    const started = Date.now();
+    const MAX_CONCURRENT = 3;
+    const DEVICES = 7;
+    const json = { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" };
+    const post = (path: string, body: unknown) => fetch(publicUrl + path, { method: "POST", headers: json, body: JSON.stringify(body) });
+    const upload = async (model: number, version: string, rollout: string) => {
+      const response = await fetch(`${publicUrl}/api/device-models/${model}/firmware?rollout=${rollout}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
+        body: buildImage({ version, size: 8192 }) as BodyInit,
+      });
+      assert.equal(response.status, 200, await response.clone().text());
+      return response.json();
+    };
+    const model = (await (await post("/api/device-models", { code: "staged", name: "Staged" })).json()).id as number;
+    await upload(model, "1.0.0", "immediate");
+    const devices = [];
+    for (let i = 0; i < DEVICES; i++) {
+      const created = await post("/api/devices", { device_model_id: model, config: "{}" });
+      assert.equal(created.status, 201);
+      const pkg = await (await admin("GET", `/api/devices/${(await created.json()).id}/provisioning`)).json();
+      // Half say what they run, half say nothing: both are judged.
+      devices.push(createFirmwareDevice({ baseUrl: publicUrl, tokenUrl: pkg.token_url, clientId: pkg.client_id, secret: pkg.client_secret, running: "1.0.0", reports: i % 2 === 0 }));
+    }
+    // A rollout admits only devices seen lately: their sightings are written within seconds, meanwhile it waits.
+    await Promise.all(devices.map((device) => device.boot()));
+
+    // The upload starts a rollout with the default plan; it is replaced by one that moves quickly.
+    const uploaded = await upload(model, "2.0.0", "staged");
+    assert.equal((await fetch(`${publicUrl}/api/device-models/${model}/rollouts/${uploaded.rollout_id}/abort`, { method: "POST", headers: json })).status, 200);
+    const created = await post(`/api/device-models/${model}/rollouts`, { version_id: uploaded.version_id, canary_count: 1, waves: [100], soak_seconds: 1, max_concurrent: MAX_CONCURRENT });
+    assert.equal(created.status, 201, await created.clone().text());
+    const rollout = (await created.json()).id as number;
+
+    // Stepped by the three servers' timers and by both CronJob commands; the devices act on their notices.
+    const stopJobs = [cronJobs("rotation-job", 1), cronJobs("rollout-job", 1)];
+    let running = true;
+    let mostAdmitted = 0;
+    let samples = 0;
+    const admittedAt = new Map<number, number>();
+    const admittedTwice: string[] = [];
+    const sampler = (async () => {
+      while (running) {
+        const rows = await sql`select device_id, state, admitted_at from rollout_devices where rollout_id = ${rollout}`;
+        mostAdmitted = Math.max(mostAdmitted, rows.filter((row) => row.state === "admitted").length);
+        for (const row of rows) {
+          if (!row.admitted_at) continue;
+          const at = new Date(row.admitted_at).getTime();
+          const seen = admittedAt.get(row.device_id);
+          if (seen === undefined) admittedAt.set(row.device_id, at);
+          else if (seen !== at) admittedTwice.push(`device ${row.device_id}: ${new Date(seen).toISOString()}, then ${new Date(at).toISOString()}`);
+        }
+        samples++;
+        await sleep(20);
+      }
+    })();
+    const pollers = devices.map(async (device) => {
+      while (running) {
+        await device.notified().catch(() => {});
+        await sleep(250);
+      }
+    });
+    let state = "running";
+    try {
+      const deadline = Date.now() + 40_000;
+      while (state !== "completed" && Date.now() < deadline) {
+        await sleep(250);
+        state = (await (await admin("GET", `/api/device-models/${model}/rollouts/${rollout}`)).json()).state;
+      }
+    } finally {
+      running = false;
+      await Promise.all([sampler, ...pollers]);
+      await Promise.all(stopJobs.map((stop) => stop()));
+    }
+
+    const final = await (await admin("GET", `/api/device-models/${model}/rollouts/${rollout}`)).json();
+    assert.equal(state, "completed", JSON.stringify(final));
+    assert.deepEqual(final.counts, { pending: 0, admitted: 0, succeeded: DEVICES, failed: 0 });
+    assert.ok(samples > 50, `${samples} samples`);
+    assert.ok(mostAdmitted >= 1 && mostAdmitted <= MAX_CONCURRENT, `at most ${MAX_CONCURRENT} admitted at once, saw ${mostAdmitted}`);
+    assert.deepEqual(admittedTwice, [], "a device admitted a second time");
+    assert.equal(admittedAt.size, DEVICES);
+    assert.deepEqual(devices.map((device) => device.running), Array(DEVICES).fill("2.0.0"));
+    // One success per device, the one wave after the canary's opened once, one completion.
+    const events = await sql`select kind, device_id, details from audit_events where kind like 'rollout.%' and details->>'rollout_id' = ${String(rollout)}`;
+    const succeeded = events.filter((event) => event.kind === "rollout.device_succeeded").map((event) => event.device_id);
+    assert.equal(succeeded.length, DEVICES);
+    assert.equal(new Set(succeeded).size, DEVICES, "each device judged updated once");
+    assert.deepEqual(events.filter((event) => event.kind === "rollout.wave_opened").map((event) => event.details.wave), [1]);
+    assert.equal(events.filter((event) => event.kind === "rollout.completed").length, 1);
+    assert.equal((await (await admin("GET", `/api/device-models/${model}`)).json()).firmware_version, "2.0.0");
+
+    const finished = jobs.filter((job) => job.process.exitCode !== null);
+    for (const job of finished) assert.equal(job.process.exitCode, 0, job.stderr());
+    console.log(`# rollout of ${DEVICES} devices: at most ${mostAdmitted} admitted at once in ${samples} samples, ${finished.length} job runs, ${Math.round((Date.now() - started) / 1000)} s`);
   });
 });
