@@ -3,7 +3,8 @@
  * service) stands between the backend and the real S3 server (S3Proxy, s3proxy/start.sh) and refuses connections or
  * cuts them mid-way. An upload or download then answers 503 UPSTREAM_UNAVAILABLE of the firmware storage with
  * Retry-After (never a 500, nor "the database"), the model keeps its firmware, no version or object is left half
- * written, an image already in memory is still served, and all works again once the server is back.
+ * written, an image already in memory is still served, a download cut mid-way breaks off without taking the server
+ * down, and all works again once the server is back.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -141,4 +142,33 @@ for (const mode of MODES) describe(`firmware in an S3 bucket that cannot be reac
       await proxy.heal();
     }
   });
+
+  if (mode.env.FIRMWARE_CACHE_BYTES === "0") {
+    test("the bucket gone in the middle of a download: the connection ends early, the server stays up and serves again", async () => {
+      const model = (await (await server.admin("POST", "/api/device-models", { code: "cutdown", name: "Cut" })).json()).id as number;
+      const image = buildImage({ version: "1.0.0", size: 16 * 1024 * 1024 });
+      assert.equal((await upload(model, image as BodyInit)).status, 200);
+      const response = await admin("GET", `/api/device-models/${model}/firmware`);
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("content-length"), String(image.length));
+      const reader = response.body!.getReader();
+      let received = (await reader.read()).value!.length;
+      await proxy.refuse();
+      try {
+        await assert.rejects(async () => {
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done) break;
+            received += value.length;
+          }
+        }, "the body ends in an error, not as a complete short image");
+        assert.ok(received < image.length, `${received} of ${image.length} bytes`);
+      } finally {
+        await proxy.heal();
+      }
+      const again = await admin("GET", `/api/device-models/${model}/firmware`, { headers: { range: "bytes=0-99" } });
+      assert.equal(again.status, 206);
+      assert.deepEqual(new Uint8Array(await again.arrayBuffer()), image.subarray(0, 100));
+    });
+  }
 });

@@ -97,7 +97,12 @@ export function createS3Blobs(settings: S3Settings, logger?: Pick<Logger, "warn"
     const controller = new AbortController();
     async function* range(start: number, end: number) {
       const { Body } = await client.send(new GetObjectCommand({ Bucket, Key: key, Range: `bytes=${start}-${end}` }), { abortSignal: controller.signal }).catch(failAsStorage);
-      yield* Body as Readable;
+      try {
+        yield* Body as Readable;
+      } catch (error) {
+        // The bucket went away mid-stream (the response is then cut, lib/http/file-response.ts); not when the client did.
+        throw controller.signal.aborted ? error : storageFailure(error, logger);
+      }
     }
     return {
       createReadStream: ({ start, end, highWaterMark }) => Readable.from(range(start, end), { objectMode: false, highWaterMark }),
