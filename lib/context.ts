@@ -297,7 +297,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     verifyAdminToken,
     verifyDeviceToken: observingDevices(completingRotations(verifyDeviceToken, rotationEngine), deviceState),
   });
-  const blobs = await firmwareBlobs(config);
+  const blobs = await firmwareBlobs(config, logger);
   const firmware = instrument(createFirmwareStore({ db: database.db, blobs, cacheBytes: config.FIRMWARE_CACHE_BYTES, logger, audit }), metrics, { save: "upload_firmware", deleteVersion: "delete_firmware_version" });
   const schemaChecker = createSchemaChecker();
   const models = instrument(createDeviceModelService(database.db, schemaChecker, audit, { onDeleted: firmware.removeModelFiles }), metrics, { create: "create_model", update: "update_model", remove: "delete_model" });
@@ -379,7 +379,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
  * The firmware images' storage FIRMWARE_STORE names: ASSETS_DIR, or the S3 bucket (lib/config.ts checked its settings).
  * The AWS SDK is loaded only for a bucket: it adds some 130 ms to every process's start, the CLI's too.
  */
-async function firmwareBlobs(config: Config): Promise<BlobStorage & { close?(): void }> {
+async function firmwareBlobs(config: Config, logger: Logger): Promise<BlobStorage & { close?(): void }> {
   if (config.FIRMWARE_STORE === "fs") return createFsBlobs(config.assetsDir);
   const { createS3Blobs } = await import("./firmware/s3-blobs.ts");
   const blobs = createS3Blobs({
@@ -389,6 +389,6 @@ async function firmwareBlobs(config: Config): Promise<BlobStorage & { close?(): 
     accessKeyId: config.S3_ACCESS_KEY_ID,
     secretAccessKey: config.S3_SECRET_ACCESS_KEY,
     forcePathStyle: config.S3_FORCE_PATH_STYLE,
-  });
+  }, logger);
   return { ...blobs, close: () => blobs.client.destroy() };
 }

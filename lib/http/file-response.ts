@@ -1,4 +1,4 @@
-import { Readable } from "node:stream";
+import { Readable, type Writable } from "node:stream";
 import { Response as FastResponse } from "@whatwg-node/fetch";
 import { AppError } from "../errors.ts";
 import type { FileSource, Validators } from "../stored-file.ts";
@@ -22,6 +22,23 @@ const validatorHeaders = (file: Validators, headers: Record<string, string>) => 
 /** `bytes` in chunks, read only as fast as the client takes them, so that its end means the client took them all. */
 function* chunksOf(bytes: Buffer) {
   for (let start = 0; start < bytes.length; start += CHUNK_BYTES) yield bytes.subarray(start, start + CHUNK_BYTES);
+}
+
+/**
+ * A stream body is piped into the response by the server adapter (@whatwg-node/server), which does not listen for the
+ * stream's errors: a storage that fails in the middle of a download (an S3 bucket gone, a disk error) would be an
+ * uncaught exception that ends the process, and the response would stay open. Here the error is handled and the
+ * response it was piped into destroyed, so the client sees its download break off (and retries), as when a
+ * connection drops. Where it is read otherwise (a test reading the Response), the error reaches the reader.
+ */
+function cutResponseOnError(stream: Readable): Readable {
+  const pipe = stream.pipe.bind(stream);
+  stream.pipe = <T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T => {
+    stream.once("error", (error) => (destination as unknown as Writable).destroy(error));
+    return pipe(destination, options);
+  };
+  stream.on("error", () => {});
+  return stream;
 }
 
 /** Who wants to know that a full (200) body went out, and how the server tells (RouteContext.onResponseSent). */
@@ -74,7 +91,7 @@ export async function fileResponse(
   // that was unlinked meanwhile (a newer firmware replaced it), so a download is never a mix of two files.
   let body: Buffer | Readable = Buffer.isBuffer(file.content)
     ? file.content.subarray(start, end + 1)
-    : file.content.createReadStream({ start, end, highWaterMark: CHUNK_BYTES });
+    : cutResponseOnError(file.content.createReadStream({ start, end, highWaterMark: CHUNK_BYTES }));
   if (fullBody && !range) {
     const sent = () => fullBody.sent(file);
     if (fullBody.onResponseSent) fullBody.onResponseSent(sent);
