@@ -1,4 +1,4 @@
-import { Readable, type Writable } from "node:stream";
+import { Readable } from "node:stream";
 import { Response as FastResponse } from "@whatwg-node/fetch";
 import { AppError } from "../errors.ts";
 import type { FileSource, Validators } from "../stored-file.ts";
@@ -22,23 +22,6 @@ const validatorHeaders = (file: Validators, headers: Record<string, string>) => 
 /** `bytes` in chunks, read only as fast as the client takes them, so that its end means the client took them all. */
 function* chunksOf(bytes: Buffer) {
   for (let start = 0; start < bytes.length; start += CHUNK_BYTES) yield bytes.subarray(start, start + CHUNK_BYTES);
-}
-
-/**
- * A stream body is piped into the response by the server adapter (@whatwg-node/server), which does not listen for the
- * stream's errors: a storage that fails in the middle of a download (an S3 bucket gone, a disk error) would be an
- * uncaught exception that ends the process, and the response would stay open. Here the error is handled and the
- * response it was piped into destroyed, so the client sees its download break off (and retries), as when a
- * connection drops. Where it is read otherwise (a test reading the Response), the error reaches the reader.
- */
-function cutResponseOnError(stream: Readable): Readable {
-  const pipe = stream.pipe.bind(stream);
-  stream.pipe = <T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T => {
-    stream.once("error", (error) => (destination as unknown as Writable).destroy(error));
-    return pipe(destination, options);
-  };
-  stream.on("error", () => {});
-  return stream;
 }
 
 /** Who wants to know that a full (200) body went out, and how the server tells (RouteContext.onResponseSent). */
@@ -87,11 +70,12 @@ export async function fileResponse(
   const { start, end } = range ?? { start: 0, end: file.size - 1 };
   // Either kind of body goes straight into the socket (./direct-body.ts): a Buffer (a view
   // of the shared copy, not a copy) is written as it is; a Node stream is piped, read only as fast as the client
-  // takes it, and destroyed when the client goes, which closes the handle. Reading by handle keeps serving a file
+  // takes it, destroyed when the client goes, which closes the handle, and cut off when the storage fails mid-way
+  // (lib/http/node-adapter.ts: the client sees its download break off and retries). Reading by handle keeps serving a file
   // that was unlinked meanwhile (a newer firmware replaced it), so a download is never a mix of two files.
   let body: Buffer | Readable = Buffer.isBuffer(file.content)
     ? file.content.subarray(start, end + 1)
-    : cutResponseOnError(file.content.createReadStream({ start, end, highWaterMark: CHUNK_BYTES }));
+    : file.content.createReadStream({ start, end, highWaterMark: CHUNK_BYTES });
   if (fullBody && !range) {
     const sent = () => fullBody.sent(file);
     if (fullBody.onResponseSent) fullBody.onResponseSent(sent);
