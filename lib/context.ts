@@ -40,7 +40,6 @@ import { createLogStore } from "./device-logs/store.ts";
 import { createDeviceLogMetrics, type DeviceLogMetrics } from "./device-logs/metrics.ts";
 import { type CoreDumpService, createCoreDumpService } from "./coredumps/service.ts";
 import { createEventHub, type EventHub } from "./events/hub.ts";
-import { startLogSink } from "./device-logs/mqtt-sink.ts";
 import { runSinkWhileLeader } from "./device-logs/sink-leader.ts";
 import { createSecretBox, generateFernetKey, randomSecret, sameSecret, type SecretBox } from "./secrets.ts";
 
@@ -206,8 +205,9 @@ function startDeviceLogSink(
   deps: { deviceLogs: DeviceLogService; database: DatabaseHandle; logger: Logger },
 ): { close(): Promise<void> } | null {
   if (!connection || !config.DEVICE_LOG_MQTT || processName === "cli") return null;
-  const start = () =>
-    startLogSink({
+  // Loaded when it starts: with it the MQTT client library, which a process that runs no subscriber never parses.
+  const start = async () =>
+    (await import("./device-logs/mqtt-sink.ts")).startLogSink({
       ...connection,
       clientId: config.DEVICE_LOG_MQTT_CLIENT_ID,
       shareGroup: config.DEVICE_LOG_MQTT_SHARE_GROUP,
@@ -215,12 +215,16 @@ function startDeviceLogSink(
       accept: (payload, deviceClientId) => deps.deviceLogs.ingestMqtt(payload, deviceClientId),
       logger: deps.logger,
     });
-  return config.DEVICE_LOG_MQTT_SHARE_GROUP ? start() : runSinkWhileLeader({ database: deps.database, start, logger: deps.logger });
+  if (config.DEVICE_LOG_MQTT_SHARE_GROUP) {
+    const sink = start();
+    return { close: async () => (await sink).close() };
+  }
+  return runSinkWhileLeader({ database: deps.database, start, logger: deps.logger });
 }
 
 export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, {}, undefined, logFormatFor(process.stdout, config.LOG_FORMAT));
-  const metrics = overrides.metrics ?? createMetrics();
+  const metrics = overrides.metrics ?? createMetrics({ processMetrics: overrides.processName !== "cli" });
   const database = overrides.database ?? (await openDatabase(config));
   if (config.embeddedDatabase || config.MIGRATE_ON_START) await database.migrate();
   const secretBox = loadSecretBox(config, logger);

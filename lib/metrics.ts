@@ -3,9 +3,10 @@ import { DEFAULT_STALE_HOURS } from "./device-state/fleet.ts";
 import type { Fleet } from "./schemas.ts";
 
 /** The Prometheus metrics of CONTRACT §8. One registry per process (tests build their own). */
-export function createMetrics() {
+export function createMetrics(options: { processMetrics?: boolean } = {}) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  // The process's own (CPU, memory, event loop); a CLI command, which nobody scrapes, skips them and their set-up.
+  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry });
   const registers = [registry];
   return {
     registry,

@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import mqtt from "mqtt";
 import type { Logger } from "./logger.ts";
 import { errorMessage } from "./logger.ts";
 import type { Metrics } from "./metrics.ts";
@@ -28,7 +27,11 @@ export function disabledNotifier(): Notifier {
   return { state: () => "disabled", waitUntilConnected: async () => false, publish: async () => false, close: async () => {} };
 }
 
-export function createMqttNotifier(options: {
+/**
+ * Connects to `url`. The MQTT client library is loaded here, not with the module: a process without a broker (a CLI
+ * command without MQTT_URL) does not parse and run it at start.
+ */
+export async function createMqttNotifier(options: {
   url: string;
   username?: string;
   password?: string;
@@ -38,8 +41,9 @@ export function createMqttNotifier(options: {
   clientIdPrefix: string;
   metrics: Metrics;
   logger: Logger;
-}): Notifier {
+}): Promise<Notifier> {
   const { metrics, logger } = options;
+  const { default: mqtt } = await import("mqtt");
   const client = mqtt.connect(options.url, {
     clientId: `${options.clientIdPrefix}-${process.pid}-${randomBytes(3).toString("hex")}`,
     username: options.username,

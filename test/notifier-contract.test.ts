@@ -18,7 +18,7 @@ describeNotifierContract("mqtt", async () => {
     received.push({ kind: kind as Notice["kind"], clientId: clientId!, payload: JSON.parse(message.toString("utf8")) });
   });
   await subscriber.subscribeAsync("iotsupport/+/+", { qos: 1 });
-  const notifier = notifierFor(MQTT_TEST_URL);
+  const notifier = await notifierFor(MQTT_TEST_URL);
   return {
     notifier,
     received: () => received,

@@ -1,4 +1,10 @@
 /** The real rotation service (PostgreSQL, built-in provider) against the contract its fake also passes. */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { sql } from "drizzle-orm";
+import { deviceModels, devices } from "../db/schema.ts";
+import { allPages } from "../lib/paging.ts";
+import { dashboardGroups } from "../lib/rotation/service.ts";
 import { createTestApp } from "./support/app.ts";
 import { fakeNotifier } from "./support/fakes/notifier.ts";
 import { describeRotationContract } from "./support/rotation-contract.ts";
@@ -8,4 +14,49 @@ describeRotationContract("postgres", async () => {
   const notifier = fakeNotifier();
   const app = await createTestApp({ overrides: { notifier } });
   return { services: app.services, notices: () => notifier.delivered, close: () => app.close() };
+});
+
+const DAY_MS = 86_400_000;
+
+describe("the dashboard rows PostgreSQL writes as JSON", () => {
+  it("are byte for byte JSON.stringify of the rows dashboardPage reads, in every group and on every page", async () => {
+    const app = await createTestApp({ overrides: { notifier: fakeNotifier() } });
+    try {
+      const { db } = app.services.database;
+      const [model] = await db.insert(deviceModels).values({ code: "dash_json", name: "Dashboard JSON" }).returning();
+      const names = [null, "Kitchen", 'quote " and \\ backslash', "lines\nand\ttabs\r\u0001\u001f\b\f", "ünïcödé ✓ 😀", "</script>", ""];
+      const now = Date.now();
+      const completedAgo = [null, 0, 1, 3_600_000, 6 * DAY_MS + 0.5, 7 * DAY_MS - 1, 7 * DAY_MS, 7 * DAY_MS + 1, 400 * DAY_MS + 123.456, -DAY_MS];
+      const rows = Array.from({ length: 40 }, (_, i) => {
+        const key = `dj${String(i).padStart(6, "0")}`;
+        const ago = completedAgo[i % completedAgo.length];
+        return {
+          key,
+          deviceModelId: model!.id,
+          clientId: `dash_json_${key}`,
+          config: "{}",
+          deviceName: names[i % names.length],
+          rotationState: (["OK", "TIMEOUT", "QUEUED", "TIMEOUT"] as const)[i % 4],
+          rotationUnconfirmed: i % 3 === 0,
+          lastRotationCompletedAt: ago === null || ago === undefined ? null : new Date(now - ago),
+        };
+      });
+      await db.insert(devices).values(rows);
+      // Microseconds as PostgreSQL keeps them (JavaScript's Date has none): cut, not rounded, on both sides.
+      await db.execute(sql`update devices set last_rotation_completed_at = last_rotation_completed_at + interval '987 microseconds' where last_rotation_completed_at is not null`);
+      const at = new Date(now + 0.7 * DAY_MS);
+      for (const group of dashboardGroups) {
+        for (const limit of [3, 2000]) {
+          const read = [];
+          const written = [];
+          for await (const batch of allPages((after) => app.services.rotation.dashboardPage(group, { after, limit, now: at }))) read.push(...batch.map((row) => JSON.stringify(row)));
+          for await (const batch of allPages((after) => app.services.rotation.dashboardJsonPage(group, { after, limit, now: at }))) written.push(...batch);
+          assert.ok(read.length > 0, `${group} has rows`);
+          assert.deepEqual(written, read, `${group}, pages of ${limit}`);
+        }
+      }
+    } finally {
+      await app.close();
+    }
+  });
 });

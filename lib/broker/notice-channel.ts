@@ -4,7 +4,7 @@ import type { Metrics } from "../metrics.ts";
 import { createMqttNotifier, disabledNotifier, type Notifier } from "../mqtt.ts";
 import { randomSecret } from "../secrets.ts";
 import { createBrokerAuthenticator, SERVER_USERNAME } from "./authenticate.ts";
-import { type EmbeddedBroker, startEmbeddedBroker } from "./embedded-broker.ts";
+import type { EmbeddedBroker } from "./embedded-broker.ts";
 
 export type NoticeChannel = {
   notifier: Notifier;
@@ -33,7 +33,7 @@ export async function openNoticeChannel(options: {
   logger: Logger;
 }): Promise<NoticeChannel> {
   const { config, metrics, logger } = options;
-  const notifierTo = (url: string, username?: string, password?: string) =>
+  const notifierTo = async (url: string, username?: string, password?: string) =>
     createMqttNotifier({
       url,
       username,
@@ -46,11 +46,13 @@ export async function openNoticeChannel(options: {
     });
   if (config.MQTT_URL) {
     const serverConnection = { url: config.MQTT_URL, username: config.MQTT_USERNAME, password: config.MQTT_PASSWORD };
-    return { notifier: notifierTo(config.MQTT_URL, config.MQTT_USERNAME, config.MQTT_PASSWORD), embeddedBroker: null, embeddedBrokerUrl: null, serverConnection };
+    return { notifier: await notifierTo(config.MQTT_URL, config.MQTT_USERNAME, config.MQTT_PASSWORD), embeddedBroker: null, embeddedBrokerUrl: null, serverConnection };
   }
   if (!config.EMBEDDED_MQTT || !options.runsEmbeddedBroker) return { notifier: disabledNotifier(), embeddedBroker: null, embeddedBrokerUrl: null, serverConnection: null };
 
   const serverPassword = randomSecret();
+  // Loaded only here: the broker (aedes and its dependencies) is no part of a CLI command's or an MQTT_URL server's start.
+  const { startEmbeddedBroker } = await import("./embedded-broker.ts");
   const embeddedBroker = await startEmbeddedBroker({
     host: config.EMBEDDED_MQTT_HOST,
     port: config.EMBEDDED_MQTT_PORT,
@@ -64,7 +66,7 @@ export async function openNoticeChannel(options: {
   }
   logger.info("Embedded MQTT broker listening", { address: status.address });
   const serverConnection = { url: `mqtt://${loopbackHost(config.EMBEDDED_MQTT_HOST)}:${status.port}`, username: SERVER_USERNAME, password: serverPassword };
-  const notifier = notifierTo(serverConnection.url, SERVER_USERNAME, serverPassword);
+  const notifier = await notifierTo(serverConnection.url, SERVER_USERNAME, serverPassword);
   await notifier.waitUntilConnected(LOOPBACK_CONNECT_MS);
   const deviceBase = config.DEVICE_BASEURL ?? config.BASEURL;
   return { notifier, embeddedBroker, embeddedBrokerUrl: deviceBase ? `mqtt://${new URL(deviceBase).hostname}:${status.port}` : null, serverConnection };

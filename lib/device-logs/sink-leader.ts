@@ -12,7 +12,7 @@ import type { LogSink } from "./mqtt-sink.ts";
 export const LOG_SINK_LOCK_ID = 7_341_015;
 const LEADER_CHECK_MS = 10_000;
 
-export function runSinkWhileLeader(deps: { database: DatabaseHandle; start(): LogSink; logger: Logger }): { close(): Promise<void> } {
+export function runSinkWhileLeader(deps: { database: DatabaseHandle; start(): Promise<LogSink>; logger: Logger }): { close(): Promise<void> } {
   const lock = deps.database.advisoryLock(LOG_SINK_LOCK_ID);
   let sink: LogSink | null = null;
   let closed = false;
@@ -25,7 +25,10 @@ export function runSinkWhileLeader(deps: { database: DatabaseHandle; start(): Lo
     if (closed) return;
     if (leader && !sink) {
       deps.logger.info("This process runs the device log subscriber");
-      sink = deps.start();
+      const started = await deps.start();
+      // Closed while it connected: it is not kept.
+      if (closed) return void (await started.close());
+      sink = started;
     } else if (!leader && sink) {
       deps.logger.warn("Device log subscriber stopped: another process holds its lock now");
       await sink.close();

@@ -19,7 +19,10 @@ export function jsonText(text: string, status = 200, headers: Record<string, str
 }
 
 /** An array of a streamed JSON object: its name and its rows, a batch at a time (lib/paging.ts allPages). */
-export type StreamedArray = { name: string; batches: AsyncGenerator<unknown[]> };
+export type StreamedArray =
+  | { name: string; batches: AsyncGenerator<unknown[]>; json?: false }
+  /** Each row already its JSON text (as JSON.stringify would write it, e.g. built by the database): sent as it is. */
+  | { name: string; batches: AsyncGenerator<string[]>; json: true };
 
 /**
  * `{"<name>": [...rows], …, <trailer's fields>}`, each array written as its batches arrive, so a long list is never
@@ -71,7 +74,8 @@ export async function streamedJson(
       index++;
       opened = false;
     } else {
-      text += (lengths[index]! > 0 ? "," : "") + batch.value.map((row) => JSON.stringify(row)).join(",");
+      const rows: unknown[] = batch.value;
+      text += (lengths[index]! > 0 ? "," : "") + (array.json ? rows.join(",") : rows.map((row) => JSON.stringify(row)).join(","));
       lengths[index]! += batch.value.length;
     }
     controller.enqueue(encoder.encode(text));

@@ -76,6 +76,22 @@ export function createRotationService(deps: {
     return row ?? null;
   }
 
+  /**
+   * The devices of one dashboard group after `after`, each group's condition on an index. days < threshold ⇔
+   * completed > now − threshold days (to the millisecond, as the row's days are counted).
+   */
+  function dashboardPageWhere(group: DashboardGroup, after: string | undefined, now: Date): SQL | undefined {
+    const cutoff = sql`${new Date(now.getTime() - deps.criticalThresholdDays * DAY_MS).toISOString()}::timestamptz`;
+    const completedMs = sql`date_trunc('milliseconds', ${devices.lastRotationCompletedAt})`;
+    const timedOut = eq(devices.rotationState, "TIMEOUT");
+    const inGroup: Record<DashboardGroup, SQL | undefined> = {
+      healthy: ne(devices.rotationState, "TIMEOUT"),
+      warning: and(timedOut, sql`${completedMs} > ${cutoff}`),
+      critical: and(timedOut, or(isNull(devices.lastRotationCompletedAt), sql`${completedMs} <= ${cutoff}`)),
+    };
+    return and(inGroup[group], after === undefined ? undefined : gt(devices.key, after));
+  }
+
   return {
     engine,
 
@@ -158,14 +174,6 @@ export function createRotationService(deps: {
      * (to the millisecond, as the row's days are counted).
      */
     async dashboardPage(group: DashboardGroup, { after, limit, now }: DashboardPageQuery): Promise<Page<DashboardRow>> {
-      const cutoff = sql`${new Date(now.getTime() - deps.criticalThresholdDays * DAY_MS).toISOString()}::timestamptz`;
-      const completedMs = sql`date_trunc('milliseconds', ${devices.lastRotationCompletedAt})`;
-      const timedOut = eq(devices.rotationState, "TIMEOUT");
-      const inGroup: Record<DashboardGroup, SQL | undefined> = {
-        healthy: ne(devices.rotationState, "TIMEOUT"),
-        warning: and(timedOut, sql`${completedMs} > ${cutoff}`),
-        critical: and(timedOut, or(isNull(devices.lastRotationCompletedAt), sql`${completedMs} <= ${cutoff}`)),
-      };
       const rows = await db
         .select({
           id: devices.id,
@@ -178,7 +186,7 @@ export function createRotationService(deps: {
         })
         .from(devices)
         .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-        .where(and(inGroup[group], after === undefined ? undefined : gt(devices.key, after)))
+        .where(dashboardPageWhere(group, after, now))
         .orderBy(asc(devices.key))
         .limit(limit + 1);
       return toPage(
@@ -186,6 +194,36 @@ export function createRotationService(deps: {
         limit,
         (row) => row.key,
       );
+    },
+
+    /**
+     * The same page with each row as its JSON text, written by PostgreSQL byte for byte as `JSON.stringify` writes
+     * dashboardPage's row (the same fields in the same order, timestamps to the millisecond as toISOString, days counted
+     * the same way): the dashboard route sends these as they come, without reading each row into an object and writing
+     * it out again (most of the time of a 100,000-device dashboard).
+     */
+    async dashboardJsonPage(group: DashboardGroup, { after, limit, now }: DashboardPageQuery): Promise<Page<string>> {
+      const completedMs = sql`date_trunc('milliseconds', ${devices.lastRotationCompletedAt})`;
+      const days = sql`floor((${now.getTime()}::numeric - extract(epoch from ${completedMs}) * 1000) / ${DAY_MS})`;
+      const json = sql<string>`concat(
+        '{"id":', ${devices.id},
+        ',"key":', to_json(${devices.key}),
+        ',"device_name":', coalesce(to_json(${devices.deviceName})::text, 'null'),
+        ',"device_model_code":', to_json(${deviceModels.code}),
+        ',"rotation_state":"', ${devices.rotationState},
+        '","rotation_unconfirmed":', case when ${devices.rotationUnconfirmed} then 'true' else 'false' end,
+        ',"last_rotation_completed_at":', coalesce('"' || to_char(${completedMs} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null'),
+        ',"days_since_rotation":', coalesce(${days}::bigint::text, 'null'),
+        '}')`;
+      const rows = await db
+        .select({ key: devices.key, json })
+        .from(devices)
+        .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
+        .where(dashboardPageWhere(group, after, now))
+        .orderBy(asc(devices.key))
+        .limit(limit + 1);
+      const page = toPage(rows, limit, (row) => row.key);
+      return { items: page.items.map((row) => row.json), next: page.next };
     },
   };
 }

@@ -18,7 +18,9 @@ export default defineRoute({
     const now = new Date();
     const groups = dashboardGroups.map((name) => ({
       name,
-      batches: allPages((after) => services.rotation.dashboardPage(name, { after, limit: STREAM_BATCH, now })),
+      // Rows as PostgreSQL wrote their JSON: sent as they come.
+      json: true,
+      batches: allPages((after) => services.rotation.dashboardJsonPage(name, { after, limit: STREAM_BATCH, now })),
     }));
     return streamedJson(
       groups,

@@ -100,6 +100,10 @@ export function fakeRotationService(
         next_scheduled_rotation: nextOccurrence(deps.schedule, new Date()).toISOString(),
       };
     },
+    async dashboardJsonPage(group, query) {
+      const page = await this.dashboardPage(group, query);
+      return { items: page.items.map((row) => JSON.stringify(row)), next: page.next };
+    },
     async dashboardPage(group, { after, limit, now }) {
       const inGroup = rows()
         .filter((device) => after === undefined || device.key > after)
