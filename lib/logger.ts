@@ -24,13 +24,27 @@ const requestContext = createAsyncScope<{ request_id: string }>();
  */
 export const withRequestId = <T>(requestId: string, work: () => Promise<T>): Promise<T> => requestContext.run({ request_id: requestId }, work);
 
-/** `logger` with the request id on every line. */
-export const requestLogger = (logger: Logger, requestId: string): Logger => ({
-  debug: (message, fields) => logger.debug(message, { request_id: requestId, ...fields }),
-  info: (message, fields) => logger.info(message, { request_id: requestId, ...fields }),
-  warn: (message, fields) => logger.warn(message, { request_id: requestId, ...fields }),
-  error: (message, fields) => logger.error(message, { request_id: requestId, ...fields }),
-});
+/** `logger` with the request id on every line (a class: one small object per request, its methods shared). */
+class RequestLogger implements Logger {
+  constructor(
+    private readonly logger: Logger,
+    private readonly requestId: string,
+  ) {}
+  debug(message: string, fields?: Record<string, unknown>) {
+    this.logger.debug(message, { request_id: this.requestId, ...fields });
+  }
+  info(message: string, fields?: Record<string, unknown>) {
+    this.logger.info(message, { request_id: this.requestId, ...fields });
+  }
+  warn(message: string, fields?: Record<string, unknown>) {
+    this.logger.warn(message, { request_id: this.requestId, ...fields });
+  }
+  error(message: string, fields?: Record<string, unknown>) {
+    this.logger.error(message, { request_id: this.requestId, ...fields });
+  }
+}
+
+export const requestLogger = (logger: Logger, requestId: string): Logger => new RequestLogger(logger, requestId);
 
 /** How to write logs to a stream: LOG_FORMAT when set, else readable in a terminal and JSON anywhere else. */
 export const logFormatFor = (stream: { isTTY?: boolean }, configured?: LogFormat): LogFormat => configured ?? (stream.isTTY ? "pretty" : "json");

@@ -58,10 +58,7 @@ export function createDispatcher<U extends ServiceName>(
     return route.handler(request, {
       services,
       routes,
-      // Made when asked for: most requests log nothing of their own.
-      get logger() {
-        return requestLogger(services.logger, state.requestId);
-      },
+      logger: requestLogger(services.logger, state.requestId),
       principal,
       clientAddress: state.clientAddress,
       responseCookies: state.cookies,

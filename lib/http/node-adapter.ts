@@ -55,12 +55,16 @@ async function send({ response, headers }: Dispatched, req: IncomingMessage, res
   const direct = directBody(response);
   const head: string[] = [];
   let hasLength = false;
+  let hasCookies = false;
   response.headers.forEach((value, name) => {
-    if (name === "set-cookie") return;
-    if (name === "content-length") hasLength = true;
-    head.push(name, value);
+    if (name === "set-cookie") hasCookies = true;
+    else {
+      if (name === "content-length") hasLength = true;
+      head.push(name, value);
+    }
   });
-  for (const cookie of response.headers.getSetCookie()) head.push("set-cookie", cookie);
+  // Each cookie is a header of its own; asked for only when there is one (the ponyfill builds a Map to answer).
+  if (hasCookies) for (const cookie of response.headers.getSetCookie()) head.push("set-cookie", cookie);
   head.push(...headers);
   // Stated, so node does not switch to chunked encoding for a body it gets whole.
   if (!hasLength && direct !== undefined && !(direct instanceof Readable)) head.push("content-length", String(Buffer.byteLength(direct)));

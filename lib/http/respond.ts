@@ -14,7 +14,9 @@ export function json(body: unknown, status = 200, headers: Record<string, string
  * its body stream only if someone reads it (test/bench/iot-config.bench.ts).
  */
 export function jsonText(text: string, status = 200, headers: Record<string, string> = {}): Response {
-  const response = new FastResponse(text, { status, headers: { "content-type": "application/json", ...headers } }) as unknown as Response;
+  // With its length stated the ponyfill keeps the headers as this object instead of copying them into a Map to add it.
+  const length = String(Buffer.byteLength(text));
+  const response = new FastResponse(text, { status, headers: { "content-type": "application/json", "content-length": length, ...headers } }) as unknown as Response;
   return withDirectBody(response, text);
 }
 
