@@ -11,6 +11,8 @@ import { request as httpRequest } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import { devices } from "../db/schema.ts";
+import { createSeenBuffer } from "../lib/device-state/seen.ts";
+import { createLogger } from "../lib/logger.ts";
 import { assertErrorEnvelope } from "./support/envelope.ts";
 import { buildImage } from "./support/firmware-image.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
@@ -216,6 +218,26 @@ describe("device reported state", () => {
       await flush();
       assert.equal((await row(d)).otaState, "valid");
       assert.equal((await row(d)).reportedFirmwareVersion, "rep-1", "headers left out keep what was reported");
+    });
+
+    test("two replicas flushing out of order: an older sighting does not replace the newer report", async () => {
+      const d = await device(modelId);
+      const stored = await row(d);
+      const replica = () => createSeenBuffer({ db: db(), logger: createLogger("silent"), counters: { written: () => {}, dropped: () => {} }, flushEveryMs: 3_600_000 });
+      const [first, second] = [replica(), replica()];
+      const before = new Date(Date.now() - 30_000);
+      const after = new Date(Date.now() - 10_000);
+      // The device ran rep-0 on one replica, then (after an update) reported rep-1 on the other, which wrote first.
+      first.note(stored, before, { firmware_version: "rep-0", ota_state: "valid" });
+      second.note(stored, after, { firmware_version: "rep-1", ota_state: "pending_verify" });
+      await second.flush();
+      await first.flush();
+      const r = await row(d);
+      assert.equal(r.reportedFirmwareVersion, "rep-1");
+      assert.equal(r.otaState, "pending_verify");
+      assert.equal(r.reportedAt?.getTime(), after.getTime());
+      assert.equal(r.lastSeenAt?.getTime(), after.getTime());
+      await Promise.all([first.close(), second.close()]);
     });
 
     test("malformed report headers are ignored and counted; the request still answers 200", async () => {

@@ -9,7 +9,8 @@
  * The buffer is bounded: when it is full, or the database is down, sightings and downloads are dropped (counted); the
  * next request of the device notes it again (a dropped download stays unrecorded).
  */
-import { sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
+import type { AnyPgColumn } from "drizzle-orm/pg-core";
 import type { Database } from "../../db/client.ts";
 import { devices, firmwareVersions, type DeviceRow } from "../../db/schema.ts";
 import { errorMessage, type Logger } from "../logger.ts";
@@ -57,14 +58,18 @@ export function createSeenBuffer(deps: { db: Database; logger: Logger; counters:
     const reported = sql`(v.firmware_version is distinct from null and v.firmware_version is distinct from ${devices.reportedFirmwareVersion})
       or (v.elf_sha256 is distinct from null and v.elf_sha256 is distinct from ${devices.reportedElfSha256})
       or (v.ota_state is distinct from null and v.ota_state is distinct from ${devices.otaState})`;
+    // Replicas flush their own buffers: a sighting older than the stored report (another replica wrote a newer one
+    // first) must not bring back what the device ran before, e.g. the version it had before a rollout's update.
+    const notOlder = sql`(${devices.reportedAt} is null or v.seen_at >= ${devices.reportedAt})`;
+    const keepNewest = (reportedValue: SQL, column: AnyPgColumn) => sql`case when ${notOlder} then coalesce(${reportedValue}, ${column}) else ${column} end`;
     const updated = await db
       .update(devices)
       .set({
         lastSeenAt: sql`greatest(${devices.lastSeenAt}, v.seen_at)`,
-        reportedFirmwareVersion: sql`coalesce(v.firmware_version, ${devices.reportedFirmwareVersion})`,
-        reportedElfSha256: sql`coalesce(v.elf_sha256, ${devices.reportedElfSha256})`,
-        otaState: sql`coalesce(v.ota_state, ${devices.otaState})`,
-        reportedAt: sql`case when ${reported} then v.seen_at else ${devices.reportedAt} end`,
+        reportedFirmwareVersion: keepNewest(sql`v.firmware_version`, devices.reportedFirmwareVersion),
+        reportedElfSha256: keepNewest(sql`v.elf_sha256`, devices.reportedElfSha256),
+        otaState: keepNewest(sql`v.ota_state`, devices.otaState),
+        reportedAt: sql`case when (${reported}) and ${notOlder} then v.seen_at else ${devices.reportedAt} end`,
         downloadedVersionId: sql`case when ${newerDownload} then (select ${firmwareVersions.id} from ${firmwareVersions}
           where ${firmwareVersions.deviceModelId} = v.model_id and ${firmwareVersions.sha256} = v.sha256) else ${devices.downloadedVersionId} end`,
         downloadedAt: sql`greatest(${devices.downloadedAt}, v.downloaded_at)`,
