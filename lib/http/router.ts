@@ -58,6 +58,9 @@ export function createRouter(routes: Route[]) {
     /** `pathname` as sent (percent-encoded), without the query. */
     match(method: string, pathname: string): RouteMatch {
       const path = pathname.length > 1 && pathname.endsWith("/") ? pathname.replace(/\/+$/, "") || "/" : pathname;
+      // The common case, a literal path with its method (every device request), without the generator.
+      const route = literal.get(path)?.methods.get(method);
+      if (route) return { route, params: {} };
       const allowed = new Set<string>();
       for (const { pattern, params } of fitting(path)) {
         const route = pattern.methods.get(method);
