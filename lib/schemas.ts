@@ -312,7 +312,45 @@ export const dashboardSchema = z
   })
   .meta({ id: "RotationDashboard" });
 
+export const dashboardGroupSchema = z.enum(["healthy", "warning", "critical"]).meta({ description: "One group of the dashboard, answered a page at a time with next_cursor and the counts of every group; required with limit or cursor" });
+
+const dashboardCursorKey = /^(healthy|warning|critical):[a-z0-9]{8}$/;
+
+/** Paging one group of the dashboard (docs/api.md, "Long lists"); without any parameter, the whole dashboard. */
+export const dashboardQuery = z
+  .strictObject({
+    group: dashboardGroupSchema.optional(),
+    limit: pageLimit.optional(),
+    // The cursor carries its group with the key, so a cursor of one group is refused for another.
+    cursor: pageCursor(dashboardCursorKey)
+      .transform((after) => {
+        const [group, key] = after.split(":") as [z.infer<typeof dashboardGroupSchema>, string];
+        return { group, key };
+      })
+      .optional()
+      .meta({ description: "next_cursor of the previous page of the same group; without limit, pages hold 100 rows" }),
+  })
+  .superRefine((query, ctx) => {
+    if (query.group === undefined && (query.limit !== undefined || query.cursor !== undefined)) {
+      ctx.addIssue({ code: "custom", path: ["group"], message: "is required with limit or cursor" });
+    } else if (query.cursor !== undefined && query.cursor.group !== query.group) {
+      ctx.addIssue({ code: "custom", path: ["cursor"], message: "is not a cursor of this group" });
+    }
+  });
+
+export const dashboardCountsSchema = dashboardSchema.shape.counts;
+
+export const dashboardPageSchema = z
+  .object({
+    group: dashboardGroupSchema,
+    devices: z.array(dashboardRowSchema),
+    next_cursor: nextCursor,
+    counts: dashboardCountsSchema,
+  })
+  .meta({ id: "RotationDashboardPage" });
+
 export type DashboardRow = z.infer<typeof dashboardRowSchema>;
+export type DashboardCounts = z.infer<typeof dashboardCountsSchema>;
 export type RotationStatus = z.infer<typeof rotationStatusSchema>;
 
 export const AUDIT_PAGE_DEFAULT = 100;

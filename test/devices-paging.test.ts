@@ -11,6 +11,7 @@ import { deviceClientId, generateDeviceKey } from "../lib/devices.ts";
 import { allPages, MAX_PAGE_LIMIT } from "../lib/paging.ts";
 import { queueAllOk } from "../lib/rotation/schedule.ts";
 import { deviceSummarySchema } from "../lib/schemas.ts";
+import { assertErrorEnvelope } from "./support/envelope.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 
 /** More than one streaming batch (MAX_PAGE_LIMIT rows each). */
@@ -177,6 +178,69 @@ describe("long device and model lists", () => {
     const before = { ...groups, counts: { healthy: groups.healthy.length, warning: groups.warning.length, critical: groups.critical.length, unconfirmed } };
     assert.ok(before.counts.warning > 0 && before.counts.critical > 0 && before.counts.healthy > MAX_PAGE_LIMIT && unconfirmed > 0);
     assert.equal(text, JSON.stringify(before));
+  });
+
+  test("the dashboard a group at a time: every page of each group is that group of the whole answer, in order, with its counts", async () => {
+    const whole = await get("/api/rotation/dashboard");
+    assert.equal(whole.status, 200);
+    assert.ok(whole.body.warning.length > 0 && whole.body.critical.length > 0 && whole.body.healthy.length > MAX_PAGE_LIMIT);
+    for (const group of ["healthy", "warning", "critical"] as const) {
+      for (const limit of group === "healthy" ? [7, 1000] : [7]) {
+        const rows: unknown[] = [];
+        let cursor: string | null = null;
+        let pages = 0;
+        do {
+          const response = await server.admin("GET", `/api/rotation/dashboard?group=${group}&limit=${limit}${cursor ? `&cursor=${cursor}` : ""}`);
+          assert.equal(response.status, 200);
+          const text = await response.text();
+          const body = JSON.parse(text);
+          assert.deepEqual(Object.keys(body), ["group", "devices", "next_cursor", "counts"]);
+          assert.equal(body.group, group);
+          assert.ok(body.devices.length <= limit);
+          assert.deepEqual(body.counts, whole.body.counts);
+          rows.push(...body.devices);
+          cursor = body.next_cursor;
+          pages++;
+        } while (cursor !== null);
+        assert.deepEqual(rows, whole.body[group], `${group}, pages of ${limit}`);
+        assert.equal(pages, Math.max(1, Math.ceil(whole.body[group].length / limit)));
+      }
+    }
+    // group alone: the first page of 100; a cursor without limit: the next 100.
+    const first = await get("/api/rotation/dashboard?group=critical");
+    assert.deepEqual(first.body.devices, whole.body.critical.slice(0, 100));
+    const second = await get(`/api/rotation/dashboard?group=critical&cursor=${first.body.next_cursor}`);
+    assert.deepEqual(second.body.devices, whole.body.critical.slice(100, 200));
+  });
+
+  test("a bad dashboard group, limit or cursor, or a cursor of another group, is 400 VALIDATION_FAILED with the envelope", async () => {
+    const healthyCursor = (await get("/api/rotation/dashboard?group=healthy&limit=2")).body.next_cursor as string;
+    const criticalCursor = (await get("/api/rotation/dashboard?group=critical&limit=2")).body.next_cursor as string;
+    const deviceCursor = (await get("/api/devices?limit=2")).body.next_cursor as string;
+    const bad: [string, string][] = [
+      ["group=", "group"],
+      ["group=HEALTHY", "group"],
+      ["group=unhealthy", "group"],
+      ["limit=10", "group"],
+      [`cursor=${healthyCursor}`, "group"],
+      ["group=healthy&limit=0", "limit"],
+      ["group=healthy&limit=1001", "limit"],
+      ["group=healthy&limit=abc", "limit"],
+      ["group=healthy&cursor=%%%", "cursor"],
+      ["group=healthy&cursor=", "cursor"],
+      ["group=healthy&cursor=bm9wZQ", "cursor"],
+      [`group=healthy&cursor=${deviceCursor}`, "cursor"],
+      [`group=healthy&cursor=${criticalCursor}`, "cursor"],
+      [`group=critical&cursor=${healthyCursor}`, "cursor"],
+      [`group=warning&limit=5&cursor=${healthyCursor}`, "cursor"],
+      ["group=healthy&sort=key", "sort"],
+    ];
+    for (const [query, field] of bad) {
+      const response = await server.admin("GET", `/api/rotation/dashboard?${query}`);
+      const body = await assertErrorEnvelope(response, 400, query);
+      assert.equal(body.code, "VALIDATION_FAILED");
+      assert.equal((body.details as { errors: { field: string }[] }).errors[0]!.field, field, query);
+    }
   });
 
   test("a bad limit or cursor is 400 VALIDATION_FAILED with the envelope, and changes nothing", async () => {

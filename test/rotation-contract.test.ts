@@ -55,6 +55,18 @@ describe("the dashboard rows PostgreSQL writes as JSON", () => {
           assert.deepEqual(written, read, `${group}, pages of ${limit}`);
         }
       }
+      // The counts, read on the indexes without the groups, split warning and critical where the groups do (to the
+      // microsecond around 7 days).
+      for (const instant of [at, new Date(now), new Date(now + 1), new Date(now - 1)]) {
+        const walked: Record<string, number> = {};
+        for (const group of dashboardGroups) {
+          walked[group] = 0;
+          for await (const batch of allPages((after) => app.services.rotation.dashboardPage(group, { after, limit: 1000, now: instant }))) walked[group] += batch.length;
+        }
+        const counts = await app.services.rotation.dashboardCounts(instant);
+        assert.deepEqual(counts, { ...walked, unconfirmed: rows.filter((row) => row.rotationUnconfirmed).length }, `at ${instant.toISOString()}`);
+        assert.ok(counts.warning > 0 && counts.critical > 0);
+      }
     } finally {
       await app.close();
     }

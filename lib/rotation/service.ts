@@ -4,7 +4,7 @@ import { deviceModels, devices, rotationStates } from "../../db/schema.ts";
 import type { Actor, AuditRecorder } from "../audit/log.ts";
 import { deviceNotFound } from "../errors.ts";
 import { type Page, toPage } from "../paging.ts";
-import type { DashboardRow, RotationStatus } from "../schemas.ts";
+import type { DashboardCounts, DashboardRow, RotationStatus } from "../schemas.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { RotationEngine } from "./engine.ts";
@@ -92,8 +92,32 @@ export function createRotationService(deps: {
     return and(inGroup[group], after === undefined ? undefined : gt(devices.key, after));
   }
 
+  /**
+   * The dashboard's counts without reading its groups: one statement of four counts, each on an index (the state's,
+   * the last completed rotation's, the unconfirmed devices'). A TIMEOUT device is a warning when its completion,
+   * cut to the millisecond, is after now − threshold days (dashboardPageWhere); the cut value is after that instant
+   * exactly when the time itself is at least 1 ms after it, so the comparison can use the index on the column.
+   */
+  async function dashboardCounts(now: Date): Promise<DashboardCounts> {
+    const warningFrom = new Date(now.getTime() - deps.criticalThresholdDays * DAY_MS + 1).toISOString();
+    const from = sql`${warningFrom}::timestamptz`;
+    const counted = (where: SQL) => sql<number>`(select count(*) from ${devices} where ${where})`.mapWith(Number);
+    const [row] = await db
+      .select({
+        all: sql<number>`(select count(*) from ${devices})`.mapWith(Number),
+        timedOut: counted(sql`${devices.rotationState} = 'TIMEOUT'`),
+        warning: counted(sql`${devices.rotationState} = 'TIMEOUT' and ${devices.lastRotationCompletedAt} >= ${from}`),
+        unconfirmed: counted(sql`${devices.rotationUnconfirmed}`),
+      })
+      .from(sql`(values (1)) as one (x)`);
+    const { all, timedOut, warning, unconfirmed } = row!;
+    return { healthy: all - timedOut, warning, critical: timedOut - warning, unconfirmed };
+  }
+
   return {
     engine,
+
+    dashboardCounts,
 
     /** The secret for the device's provisioning request: during its rotation, the new one (see engine.issueSecret). */
     issueProvisioningSecret: engine.issueSecret,

@@ -19,7 +19,9 @@ async function dashboardCounts(rotation: Services["rotation"]) {
     counts[group] = 0;
     for await (const batch of allPages((after) => rotation.dashboardPage(group, { after, limit: 2, now }))) counts[group] += batch.length;
   }
-  return { ...counts, unconfirmed: await rotation.unconfirmedCount() };
+  const walked = { ...counts, unconfirmed: await rotation.unconfirmedCount() };
+  assert.deepEqual(await rotation.dashboardCounts(now), walked, "the counted dashboard counts are the walked ones");
+  return walked;
 }
 
 export type RotationContractSetup = () => Promise<{

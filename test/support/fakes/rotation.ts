@@ -90,6 +90,15 @@ export function fakeRotationService(
     },
     countsByState,
     unconfirmedCount,
+    async dashboardCounts(now) {
+      const counts = { healthy: 0, warning: 0, critical: 0, unconfirmed: await unconfirmedCount() };
+      for (const device of rows()) {
+        const completed = device.lastRotationCompletedAt;
+        const days = completed ? Math.floor((now.getTime() - completed.getTime()) / 86_400_000) : null;
+        counts[dashboardGroupOf({ rotation_state: device.rotationState, days_since_rotation: days }, deps.criticalThresholdDays)]++;
+      }
+      return counts;
+    },
     async status() {
       const completed = rows().flatMap((row) => (row.lastRotationCompletedAt ? [row.lastRotationCompletedAt.getTime()] : []));
       return {

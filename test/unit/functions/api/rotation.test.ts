@@ -57,5 +57,28 @@ describe("functions/api/rotation/dashboard.get.ts", () => {
     assert.equal(body.critical[0].id, timedOut.id);
   });
 
+  it("answers one group a page at a time with the counts of all groups, given group (and limit, cursor)", async () => {
+    const app = unitApp();
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push((await app.device()).device.id);
+    app.world.devices.get(ids[0]!)!.rotationState = "TIMEOUT";
+    const first = await app.run(dashboard, asAdmin("GET", "/api/rotation/dashboard?group=healthy&limit=1"));
+    assert.equal(first.status, 200);
+    const page = await first.json();
+    assert.equal(page.group, "healthy");
+    assert.equal(page.devices.length, 1);
+    assert.deepEqual(page.counts, { healthy: 2, warning: 0, critical: 1, unconfirmed: 0 });
+    const second = await (await app.run(dashboard, asAdmin("GET", `/api/rotation/dashboard?group=healthy&limit=1&cursor=${page.next_cursor}`))).json();
+    assert.equal(second.devices.length, 1);
+    assert.equal(second.next_cursor, null);
+    assert.notEqual(second.devices[0].id, page.devices[0].id);
+    const other = await app.run(dashboard, asAdmin("GET", `/api/rotation/dashboard?group=critical&cursor=${page.next_cursor}`));
+    assert.equal(other.status, 400);
+    assert.equal((await other.json()).details.errors[0].field, "cursor");
+    const noGroup = await app.run(dashboard, asAdmin("GET", "/api/rotation/dashboard?limit=5"));
+    assert.equal(noGroup.status, 400);
+    assert.equal((await noGroup.json()).details.errors[0].field, "group");
+  });
+
   it("is for admins only", () => expectAdminOnly(dashboard, "GET", "/api/rotation/dashboard"));
 });
