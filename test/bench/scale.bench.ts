@@ -1,7 +1,7 @@
 /**
  * Issue 16 §2: 100,000 devices. Against the built server (`node dist/server.js`) on the real PostgreSQL and Mosquitto:
  * a page of the device list (by cursor, filtered, searched), the whole list streamed (with the server's RSS growth
- * while it is sent), the rotation dashboard, status and trigger, a model's fleet view, and `rotation-job` when
+ * while it is sent), the rotation dashboard (whole, and a page of a group), status and trigger, a model's fleet view, and `rotation-job` when
  * nothing is due. Targets: page < 20 ms, streamed list RSS growth < 100 MB, dashboard < 200 ms, status < 20 ms,
  * trigger < 2 s, rotation-job < 300 ms. Medians with their range (min–max); no figure is asserted.
  */
@@ -168,6 +168,13 @@ export async function run(): Promise<BenchResult> {
     const status = await time(s, "GET", () => "/api/rotation/status", 50);
     const dashboard = await time(s, "GET", () => "/api/rotation/dashboard", 10, 2);
     const dashboardBytes = Buffer.byteLength(await call(s, "GET", "/api/rotation/dashboard"));
+    // The dashboard a group at a time: its first page, and a page starting in the middle of the key order.
+    const groupCursor = (group: string) => Buffer.from(JSON.stringify({ after: `${group}:${keys[DEVICES / 2]}` })).toString("base64url");
+    const dashboardPages: Record<string, number[]> = {};
+    for (const group of ["critical", "healthy"]) {
+      dashboardPages[`${group}, first page`] = await time(s, "GET", () => `/api/rotation/dashboard?group=${group}&limit=100`, 30);
+      dashboardPages[`${group}, middle page`] = await time(s, "GET", () => `/api/rotation/dashboard?group=${group}&limit=100&cursor=${groupCursor(group)}`, 30);
+    }
     const fleet = await time(s, "GET", (i) => `/api/device-models/${modelIds[i % MODELS]}/fleet`, 30);
 
     const handle = openPostgres(database.url, { max: 1 });
@@ -212,6 +219,9 @@ export async function run(): Promise<BenchResult> {
         "GET /api/rotation/status, median (min–max) ms": spread(status),
         "GET /api/rotation/dashboard, median (min–max) ms": spread(dashboard),
         "  its size (KiB)": Math.round(dashboardBytes / 1024),
+        ...Object.fromEntries(
+          Object.entries(dashboardPages).map(([which, samples]) => [`GET /api/rotation/dashboard?group=…&limit=100 (${which}), median (min–max) ms`, spread(samples)]),
+        ),
         "GET /api/device-models/{id}/fleet (5,000 devices), median (min–max) ms": spread(fleet),
         "POST /api/rotation/trigger (queues ~98,000), median (min–max) ms": spread(trigger),
         "rotation-job, nothing due: process start to exit, median (min–max) ms": spread(job),
