@@ -181,11 +181,16 @@ export function createRotationService(deps: {
     unconfirmedCount,
 
     async status(): Promise<RotationStatus> {
-      const pending = await pendingDevice();
-      const [last] = await db.select({ at: max(devices.lastRotationCompletedAt) }).from(devices);
+      // Four independent reads, side by side on the pool: the answer waits for the slowest (the counts), not the sum.
+      const [pending, [last], counts, unconfirmed] = await Promise.all([
+        pendingDevice(),
+        db.select({ at: max(devices.lastRotationCompletedAt) }).from(devices),
+        countsByState(),
+        unconfirmedCount(),
+      ]);
       return {
-        counts_by_state: await countsByState(),
-        unconfirmed_count: await unconfirmedCount(),
+        counts_by_state: counts,
+        unconfirmed_count: unconfirmed,
         pending_device_id: pending?.id ?? null,
         last_rotation_completed_at: last?.at ? new Date(last.at).toISOString() : null,
         next_scheduled_rotation: nextOccurrence(schedule, new Date()).toISOString(),
