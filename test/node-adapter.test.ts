@@ -212,21 +212,22 @@ describe("node adapter: direct bodies", () => {
   });
 });
 
+/** A web stream body that sends `chunks`, then closes, fails 20 ms later or stays open; `onCancel` runs if it is cancelled. */
+function webBody(chunks: string[], end: "close" | "fail" | "stay open", onCancel?: () => void) {
+  const encoder = new TextEncoder();
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const chunk of chunks) controller.enqueue(encoder.encode(chunk));
+      if (end === "close") controller.close();
+      if (end === "fail") setTimeout(() => controller.error(new Error("broken")), 20);
+    },
+    cancel: onCancel,
+  });
+}
+
 describe("node adapter: web stream bodies", () => {
   it("streams a web ReadableStream body with chunked encoding", async () => {
-    const encoder = new TextEncoder();
-    use(async () => ({
-      response: new Response(
-        new ReadableStream<Uint8Array>({
-          start(controller) {
-            controller.enqueue(encoder.encode("a"));
-            controller.enqueue(encoder.encode("b"));
-            controller.close();
-          },
-        }),
-      ),
-      headers: [],
-    }));
+    use(async () => ({ response: new Response(webBody(["a", "b"], "close")), headers: [] }));
     const res = await send({}).response;
     assert.equal(res.headers["transfer-encoding"], "chunked");
     assert.equal((await readAll(res)).toString(), "ab");
@@ -234,19 +235,8 @@ describe("node adapter: web stream bodies", () => {
 
   it("cancels a never-ending web stream (an event stream) when the client goes away", async () => {
     const cancelled = deferred();
-    const encoder = new TextEncoder();
     use(async () => ({
-      response: new Response(
-        new ReadableStream<Uint8Array>({
-          start(controller) {
-            controller.enqueue(encoder.encode("event: hello\ndata: {}\n\n"));
-          },
-          cancel() {
-            cancelled.resolve();
-          },
-        }),
-        { headers: { "content-type": "text/event-stream" } },
-      ),
+      response: new Response(webBody(["event: hello\ndata: {}\n\n"], "stay open", () => cancelled.resolve()), { headers: { "content-type": "text/event-stream" } }),
       headers: [],
     }));
     const { req, response } = send({});
@@ -259,22 +249,21 @@ describe("node adapter: web stream bodies", () => {
   });
 
   it("closes the connection when a web stream fails mid-body", async () => {
-    const encoder = new TextEncoder();
-    use(async () => ({
-      response: new Response(
-        new ReadableStream<Uint8Array>({
-          start(controller) {
-            controller.enqueue(encoder.encode("part"));
-            setTimeout(() => controller.error(new Error("broken")), 20);
-          },
-        }),
-      ),
-      headers: [],
-    }));
+    use(async () => ({ response: new Response(webBody(["part"], "fail")), headers: [] }));
     const res = await send({}).response;
     await assert.rejects(readAll(res));
   });
 });
+
+/** Sends a request, hangs up 50 ms later, and lets the handler answer (resolves `gone`) 50 ms after that. */
+async function hangUpBeforeTheAnswer(gone: { resolve(): void }) {
+  const { req, response } = send({});
+  response.catch(() => {});
+  await sleep(50);
+  req.destroy();
+  await sleep(50);
+  gone.resolve();
+}
 
 describe("node adapter: the request", () => {
   it("gives an aborted request.signal to a handler that asks for it after the client went away", async () => {
@@ -288,18 +277,12 @@ describe("node adapter: the request", () => {
       answered.resolve();
       return { response: new Response("too late"), headers: [] };
     });
-    const { req, response } = send({});
-    response.catch(() => {});
-    await sleep(50);
-    req.destroy();
-    await sleep(50);
-    gone.resolve();
+    await hangUpBeforeTheAnswer(gone);
     await answered.promise;
     await sleep(20);
     assert.ok(signal);
     assert.equal(signal.aborted, true, "request.signal never aborts: the client went away before the handler asked for it");
   });
-
 
   it("aborts request.signal when the client goes away before the response", async () => {
     const aborted = deferred();
@@ -331,12 +314,7 @@ describe("node adapter: the request", () => {
       await gone.promise;
       return { response: withDirectBody(new Response(null), body), headers: [] };
     });
-    const { req, response } = send({});
-    response.catch(() => {});
-    await sleep(50);
-    req.destroy();
-    await sleep(50);
-    gone.resolve();
+    await hangUpBeforeTheAnswer(gone);
     await Promise.race([closed, sleep(2000).then(() => assert.fail("the Readable was not destroyed"))]);
     assert.deepEqual(logged, []);
   });
@@ -348,12 +326,7 @@ describe("node adapter: the request", () => {
       await gone.promise;
       return { response: new Response(new ReadableStream({ cancel: () => cancelled.resolve() })), headers: [] };
     });
-    const { req, response } = send({});
-    response.catch(() => {});
-    await sleep(50);
-    req.destroy();
-    await sleep(50);
-    gone.resolve();
+    await hangUpBeforeTheAnswer(gone);
     await Promise.race([cancelled.promise, sleep(2000).then(() => assert.fail("the web stream was not cancelled"))]);
     assert.deepEqual(logged, []);
   });
