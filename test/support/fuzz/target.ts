@@ -1,5 +1,6 @@
 /**
- * The app the fuzzer walks: real PostgreSQL, browser login against the test Keycloak (so session cookies are read),
+ * The app the fuzzer walks: real PostgreSQL, browser login against the test Keycloak (so session cookies are read) or
+ * the backend's own sign-in page,
  * two models and two devices with the ids 1 and 2, firmware on model 1, and the data saved to be put back.
  */
 import assert from "node:assert/strict";
@@ -27,17 +28,20 @@ export type FuzzTarget = {
 
 const CONFIG_SCHEMA = JSON.stringify({ type: "object", properties: { deviceName: { type: "string" } }, required: ["deviceName"] });
 
-export async function openFuzzTarget(): Promise<FuzzTarget> {
-  const keycloak = await requireKeycloak();
+/** `oidc`: browser login against the test Keycloak; without it the backend serves its own sign-in page. */
+export async function openFuzzTarget(options: { oidc: boolean } = { oidc: true }): Promise<FuzzTarget> {
+  const keycloak = options.oidc ? await requireKeycloak() : null;
   const app = await createTestApp({
     env: {
       ROTATION_SCHEDULER: "external",
       // The testing routes are operations of the document too, when they are served.
       TESTING_MODE: "true",
-      OIDC_ISSUER_URL: keycloak.issuer,
-      OIDC_CLIENT_ID: keycloak.adminClientId,
-      OIDC_CLIENT_SECRET: keycloak.adminClientSecret,
-      OIDC_AUDIENCE: keycloak.audience,
+      ...(keycloak && {
+        OIDC_ISSUER_URL: keycloak.issuer,
+        OIDC_CLIENT_ID: keycloak.adminClientId,
+        OIDC_CLIENT_SECRET: keycloak.adminClientSecret,
+        OIDC_AUDIENCE: keycloak.audience,
+      }),
       DEVICE_MQTT_URL: "mqtt://mqtt.iot.test:1883",
       WIFI_SSID: "FuzzLab",
       WIFI_PASSWORD: "fuzz password",
