@@ -72,7 +72,8 @@ export function createDispatcher<U extends ServiceName>(
   /** The route's answer; every line a service logs meanwhile carries the request id, except on the device routes (withRequestId). */
   function answer(request: Request, state: RequestState): Promise<Response> {
     const { path, query: search } = pathAndQuery(request.url);
-    const matched = router.match(request.method, path);
+    // A HEAD is answered by the GET route (its body dropped by whoever sends the response).
+    const matched = router.match(request.method === "HEAD" ? "GET" : request.method, path);
     if (!matched) throw notFound("There is no such endpoint.", "ROUTE_NOT_FOUND");
     if (!matched.route) throw methodNotAllowed(matched.allowed);
     const found = matched.route as Route<U>;
@@ -92,10 +93,9 @@ export function createDispatcher<U extends ServiceName>(
       // A HEAD sends no body: a notice that never comes (not "unknown", which would make a body be streamed for nothing).
       onResponseSent: isHead ? () => {} : connection?.onResponseSent,
     };
-    const request = isHead ? new Request(incoming.url, { method: "GET", headers: incoming.headers, signal: incoming.signal }) : incoming;
     let response: Response;
     try {
-      response = await answer(request, state);
+      response = await answer(incoming, state);
     } catch (error) {
       if (isDatabaseUnavailable(error)) services.logDatabaseOutage(error, { request_id: state.requestId });
       else if (!(error instanceof AppError)) {
