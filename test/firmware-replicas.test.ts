@@ -14,7 +14,7 @@ import { generateFernetKey } from "../lib/secrets.ts";
 import { ADMIN_TOKEN } from "./support/app.ts";
 import { createTestDatabase } from "./support/database.ts";
 import { buildImage } from "./support/firmware-image.ts";
-import { bareEnv, type Child, runEntry } from "./support/process.ts";
+import { bareEnv, type Child, runEntry, serverProcessEnv } from "./support/process.ts";
 import { createTestBucket, type TestBucket } from "./support/s3.ts";
 import { freePort, MQTT_TEST_URL } from "./support/server.ts";
 
@@ -36,14 +36,8 @@ describe("two server processes on one database and one S3 bucket", () => {
     const child = runEntry("server.ts", [], {
       cwd: dir,
       env: bareEnv({
-        DATABASE_URL: database.url,
+        ...serverProcessEnv({ databaseUrl: database.url, port, baseUrl: PUBLIC_URL, secretKey, dataDir: join(dir, name) }),
         MIGRATE_ON_START: "true",
-        HOST: "127.0.0.1",
-        PORT: String(port),
-        BASEURL: PUBLIC_URL,
-        ADMIN_API_TOKEN: ADMIN_TOKEN,
-        SECRET_ENCRYPTION_KEY: secretKey,
-        DATA_DIR: join(dir, name),
         // One broker for all replicas, as in production; provisioning needs it and the Wi-Fi settings.
         MQTT_URL: MQTT_TEST_URL,
         WIFI_SSID: "replicas",

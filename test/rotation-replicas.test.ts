@@ -31,7 +31,7 @@ import { createTestDatabase } from "./support/database.ts";
 import { createFirmwareDevice } from "./support/firmware-device.ts";
 import { buildImage } from "./support/firmware-image.ts";
 import { createLegacyDevice, type LegacyDevice } from "./support/legacy-device.ts";
-import { bareEnv, type Child, runEntry } from "./support/process.ts";
+import { bareEnv, type Child, runEntry, serverProcessEnv } from "./support/process.ts";
 import { freePort, MQTT_TEST_URL } from "./support/server.ts";
 import { createSimulatedDevice, type SimulatedDevice } from "./support/simulated-device.ts";
 
@@ -85,14 +85,8 @@ describe("rotation raced by three server processes and the CronJob command", () 
 
   function env(name: string, port: number, extra: Record<string, string> = {}) {
     return bareEnv({
-      DATABASE_URL: database.url,
-      HOST: "127.0.0.1",
-      PORT: String(port),
       // The balancer's URL: the built-in provider's issuer and the provisioning package's base_url and token_url.
-      BASEURL: publicUrl,
-      ADMIN_API_TOKEN: ADMIN_TOKEN,
-      SECRET_ENCRYPTION_KEY: secretKey,
-      DATA_DIR: join(dir, name),
+      ...serverProcessEnv({ databaseUrl: database.url, port, baseUrl: publicUrl, secretKey, dataDir: join(dir, name) }),
       MQTT_URL: MQTT_TEST_URL,
       EMBEDDED_MQTT: "false",
       DEVICE_LOG_MQTT: "false",

@@ -8,11 +8,11 @@ import { after, before, describe, test } from "node:test";
 import { generateFernetKey } from "../lib/secrets.ts";
 import { createTestDatabase } from "./support/database.ts";
 import { buildImage } from "./support/firmware-image.ts";
-import { bareEnv, runEntry, type Child } from "./support/process.ts";
+import { bareEnv, runEntry, serverProcessEnv, type Child } from "./support/process.ts";
+import { ADMIN_TOKEN } from "./support/tokens.ts";
 import { freePort } from "./support/server.ts";
 import { waitFor } from "./support/wait.ts";
 
-const ADMIN_TOKEN = "shutdown-test-admin-token-0123";
 // Larger than loopback's send buffer (up to 4 MiB), so the server is still writing when SIGTERM arrives.
 const IMAGE_BYTES = 8 * 1024 * 1024;
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
@@ -85,14 +85,8 @@ describe("graceful shutdown of the server process", () => {
     const child = runEntry("server.ts", [], {
       cwd: dir,
       env: bareEnv({
-        DATABASE_URL: database.url,
+        ...serverProcessEnv({ databaseUrl: database.url, port, baseUrl: url, secretKey: generateFernetKey(), dataDir: join(dir, "data") }),
         MIGRATE_ON_START: "true",
-        HOST: "127.0.0.1",
-        PORT: String(port),
-        BASEURL: url,
-        ADMIN_API_TOKEN: ADMIN_TOKEN,
-        SECRET_ENCRYPTION_KEY: generateFernetKey(),
-        DATA_DIR: join(dir, "data"),
         ASSETS_DIR: join(dir, "assets"),
         LOG_LEVEL: "info",
         ...extra,

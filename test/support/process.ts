@@ -4,11 +4,26 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { ADMIN_TOKEN } from "./tokens.ts";
 
 export const PROJECT_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const TSX = import.meta.resolve("tsx");
 
 /** Only what node needs: no DATABASE_URL, MQTT_URL, … leaks in from the test runner's environment. */
+/**
+ * What every server process a test starts needs, inside bareEnv: its database, where it listens and is reached, the
+ * admin token, the key its secrets are sealed with (replicas must share one) and its data directory.
+ */
+export const serverProcessEnv = (options: { databaseUrl: string; port: number; baseUrl: string; secretKey: string; dataDir: string }) => ({
+  DATABASE_URL: options.databaseUrl,
+  HOST: "127.0.0.1",
+  PORT: String(options.port),
+  BASEURL: options.baseUrl,
+  ADMIN_API_TOKEN: ADMIN_TOKEN,
+  SECRET_ENCRYPTION_KEY: options.secretKey,
+  DATA_DIR: options.dataDir,
+});
+
 export const bareEnv = (extra: Record<string, string> = {}): Record<string, string> => ({
   PATH: process.env.PATH ?? "/usr/bin:/bin",
   HOME: process.env.HOME ?? "/tmp",
