@@ -12,6 +12,7 @@ import { allPages, MAX_PAGE_LIMIT } from "../lib/paging.ts";
 import { queueAllOk } from "../lib/rotation/schedule.ts";
 import { deviceSummarySchema } from "../lib/schemas.ts";
 import { assertErrorEnvelope } from "./support/envelope.ts";
+import { dashboardOracle } from "./support/dashboard-oracle.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 
 /** More than one streaming batch (MAX_PAGE_LIMIT rows each). */
@@ -152,29 +153,8 @@ describe("long device and model lists", () => {
     const text = await response.text();
 
     // What the dashboard answered before it was streamed: every device read at once, grouped in memory.
-    const now = Date.now();
-    const rows = await db()
-      .select({
-        id: devices.id,
-        key: devices.key,
-        device_name: devices.deviceName,
-        device_model_code: deviceModels.code,
-        rotation_state: devices.rotationState,
-        rotation_unconfirmed: devices.rotationUnconfirmed,
-        completed: devices.lastRotationCompletedAt,
-      })
-      .from(devices)
-      .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-      .orderBy(devices.key);
-    const groups = { healthy: [] as unknown[], warning: [] as unknown[], critical: [] as unknown[] };
-    for (const { completed, ...rest } of rows) {
-      const days = completed ? Math.floor((now - completed.getTime()) / DAY_MS) : null;
-      const row = { ...rest, last_rotation_completed_at: completed?.toISOString() ?? null, days_since_rotation: days };
-      if (row.rotation_state !== "TIMEOUT") groups.healthy.push(row);
-      else if (days !== null && days < 7) groups.warning.push(row);
-      else groups.critical.push(row);
-    }
-    const unconfirmed = rows.filter((row) => row.rotation_unconfirmed).length;
+    const groups = await dashboardOracle(db(), new Date());
+    const unconfirmed = Object.values(groups).flat().filter((row) => row.rotation_unconfirmed).length;
     const before = { ...groups, counts: { healthy: groups.healthy.length, warning: groups.warning.length, critical: groups.critical.length, unconfirmed } };
     assert.ok(before.counts.warning > 0 && before.counts.critical > 0 && before.counts.healthy > MAX_PAGE_LIMIT && unconfirmed > 0);
     assert.equal(text, JSON.stringify(before));

@@ -4,7 +4,7 @@ import { deviceModels, devices, rotationStates } from "../../db/schema.ts";
 import type { Actor, AuditRecorder } from "../audit/log.ts";
 import { deviceNotFound } from "../errors.ts";
 import { type Page, toPage } from "../paging.ts";
-import type { DashboardCounts, DashboardRow, RotationStatus } from "../schemas.ts";
+import type { DashboardCounts, RotationStatus } from "../schemas.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { RotationEngine } from "./engine.ts";
@@ -25,25 +25,6 @@ const DAY_MS = 86_400_000;
 
 export const dashboardGroups = ["healthy", "warning", "critical"] as const;
 export type DashboardGroup = (typeof dashboardGroups)[number];
-
-/**
- * Which dashboard group a device is in (CONTRACT §2): healthy unless TIMEOUT; a TIMEOUT device is a warning while its
- * last completed rotation is fewer than `thresholdDays` whole days ago, else critical.
- */
-export function dashboardGroupOf(row: Pick<DashboardRow, "rotation_state" | "days_since_rotation">, thresholdDays: number): DashboardGroup {
-  if (row.rotation_state !== "TIMEOUT") return "healthy";
-  return row.days_since_rotation !== null && row.days_since_rotation < thresholdDays ? "warning" : "critical";
-}
-
-/** What a dashboard row shows of a device, its days counted at `now`. */
-export function toDashboardRow(
-  device: Omit<DashboardRow, "last_rotation_completed_at" | "days_since_rotation"> & { completed: Date | null },
-  now: Date,
-): DashboardRow {
-  const { completed, ...rest } = device;
-  const days = completed ? Math.floor((now.getTime() - completed.getTime()) / DAY_MS) : null;
-  return { ...rest, last_rotation_completed_at: completed?.toISOString() ?? null, days_since_rotation: days };
-}
 
 /** A page of one dashboard group: by key after `after`, days counted at `now` (the same for every page of one answer). */
 export type DashboardPageQuery = { after?: string; limit: number; now: Date };
@@ -198,38 +179,11 @@ export function createRotationService(deps: {
     },
 
     /**
-     * One page of a dashboard group, by key (keyset paging, lib/paging.ts): the route streams the groups page by page,
-     * so the dashboard of a large fleet is never held whole. days < threshold ⇔ completed > now − threshold days
-     * (to the millisecond, as the row's days are counted).
-     */
-    async dashboardPage(group: DashboardGroup, { after, limit, now }: DashboardPageQuery): Promise<Page<DashboardRow>> {
-      const rows = await db
-        .select({
-          id: devices.id,
-          key: devices.key,
-          device_name: devices.deviceName,
-          device_model_code: deviceModels.code,
-          rotation_state: devices.rotationState,
-          rotation_unconfirmed: devices.rotationUnconfirmed,
-          completed: devices.lastRotationCompletedAt,
-        })
-        .from(devices)
-        .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-        .where(dashboardPageWhere(group, after, now))
-        .orderBy(asc(devices.key))
-        .limit(limit + 1);
-      return toPage(
-        rows.map((row) => toDashboardRow(row, now)),
-        limit,
-        (row) => row.key,
-      );
-    },
-
-    /**
-     * The same page with each row as its JSON text, written by PostgreSQL byte for byte as `JSON.stringify` writes
-     * dashboardPage's row (the same fields in the same order, timestamps to the millisecond as toISOString, days counted
-     * the same way): the dashboard route sends these as they come, without reading each row into an object and writing
-     * it out again (most of the time of a 100,000-device dashboard).
+     * One page of a dashboard group, by key (keyset paging, lib/paging.ts), each row as its JSON text written by
+     * PostgreSQL (the fields of dashboardRowSchema in its order, timestamps to the millisecond, whole days since the last
+     * completed rotation; days < threshold ⇔ completed > now − threshold days, to the millisecond): the dashboard route
+     * sends these as they come, without reading each row into an object and writing it out again (most of the time of a
+     * 100,000-device dashboard). test/support/dashboard-oracle.ts is the plain model the tests hold it to.
      */
     async dashboardJsonPage(group: DashboardGroup, { after, limit, now }: DashboardPageQuery): Promise<Page<string>> {
       const completedMs = sql`date_trunc('milliseconds', ${devices.lastRotationCompletedAt})`;

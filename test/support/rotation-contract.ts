@@ -17,7 +17,7 @@ async function dashboardCounts(rotation: Services["rotation"]) {
   const counts: Record<string, number> = {};
   for (const group of dashboardGroups) {
     counts[group] = 0;
-    for await (const batch of allPages((after) => rotation.dashboardPage(group, { after, limit: 2, now }))) counts[group] += batch.length;
+    for await (const batch of allPages((after) => rotation.dashboardJsonPage(group, { after, limit: 2, now }))) counts[group] += batch.length;
   }
   const walked = { ...counts, unconfirmed: await rotation.unconfirmedCount() };
   assert.deepEqual(await rotation.dashboardCounts(now), walked, "the counted dashboard counts are the walked ones");

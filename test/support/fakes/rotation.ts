@@ -7,7 +7,8 @@ import { deviceNotFound } from "../../../lib/errors.ts";
 import type { Notifier } from "../../../lib/mqtt.ts";
 import type { RotationEngine } from "../../../lib/rotation/engine.ts";
 import { nextOccurrence, type Schedule } from "../../../lib/rotation/schedule.ts";
-import { dashboardGroupOf, type RotationService, toDashboardRow } from "../../../lib/rotation/service.ts";
+import type { RotationService } from "../../../lib/rotation/service.ts";
+import { dashboardGroupOf, toDashboardRow } from "../dashboard-oracle.ts";
 import { toPage } from "../../../lib/paging.ts";
 import { rotationStates } from "../../../db/schema.ts";
 import type { RotationStatus } from "../../../lib/schemas.ts";
@@ -109,11 +110,7 @@ export function fakeRotationService(
         next_scheduled_rotation: nextOccurrence(deps.schedule, new Date()).toISOString(),
       };
     },
-    async dashboardJsonPage(group, query) {
-      const page = await this.dashboardPage(group, query);
-      return { items: page.items.map((row) => JSON.stringify(row)), next: page.next };
-    },
-    async dashboardPage(group, { after, limit, now }) {
+    async dashboardJsonPage(group, { after, limit, now }) {
       const inGroup = rows()
         .filter((device) => after === undefined || device.key > after)
         .map((device) =>
@@ -131,7 +128,8 @@ export function fakeRotationService(
           ),
         )
         .filter((row) => dashboardGroupOf(row, deps.criticalThresholdDays) === group);
-      return toPage(inGroup.slice(0, limit + 1), limit, (row) => row.key);
+      const page = toPage(inGroup.slice(0, limit + 1), limit, (row) => row.key);
+      return { items: page.items.map((row) => JSON.stringify(row)), next: page.next };
     },
   };
 }
