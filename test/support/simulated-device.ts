@@ -68,10 +68,11 @@ export function createSimulatedDevice(options: {
       const { client_secret: newSecret, token_url: newTokenUrl } = (await provisioning.json()) as { client_secret: string; token_url: string };
       if (misbehaviour === "lose-provisioning-response") return;
       tokenUrl = newTokenUrl;
-      const newToken = await device.tokenFor(newSecret);
-      if (!newToken.ok) return; // the new secret does not work (yet): keep the old one
+      // Stored before it is tried (docs/device-protocol.md, step 3): a token request cut off after the backend saw the
+      // new secret work still leaves the device holding it.
       device.candidate = newSecret;
-      if (misbehaviour === "never-acknowledge") return;
+      const newToken = await device.tokenFor(newSecret);
+      if (!newToken.ok || misbehaviour === "never-acknowledge") return; // keep both, the candidate tried first
       const config = await fetch(`${options.baseUrl}/iot/config`, { headers: { authorization: `Bearer ${newToken.token}` } });
       await config.body?.cancel();
       // Only a completed acknowledgement makes the old secret safe to forget: a timeout may have restored it.
