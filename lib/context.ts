@@ -96,6 +96,8 @@ export type ServiceOverrides = Partial<Pick<Services, "logger" | "metrics" | "no
   processName?: string;
   /** How the Keycloak token pass-through reaches Keycloak (tests make Keycloak unreachable to devices this way). */
   tokenPassThroughFetch?: typeof fetch;
+  /** How often device sightings are written unasked (tests that count the writes flush themselves instead). */
+  deviceStateFlushEveryMs?: number;
 };
 
 function publicBaseUrl(config: Config): string {
@@ -292,7 +294,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const localSignIn = browserSession || !adminApiToken ? null : createLocalSignInPage(config, adminApiToken, secretBox, logger);
   const testing = config.TESTING_MODE ? createTestingMode({ identity, baseUrl: publicBaseUrl(config), logger }) : null;
   if (testing) logger.warn("TESTING_MODE is on: /api/testing/* lets anybody sign in as anybody; never use it outside tests");
-  const deviceState = createDeviceStateService({ db: database.db, logger, metrics });
+  const deviceState = createDeviceStateService({ db: database.db, logger, metrics, flushEveryMs: overrides.deviceStateFlushEveryMs });
   const auth = createAuthenticator({
     config,
     adminApiToken,

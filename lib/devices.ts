@@ -1,6 +1,5 @@
 import { randomInt } from "node:crypto";
 import { and, asc, eq, gt, ilike, or, type SQL } from "drizzle-orm";
-import { alias } from "drizzle-orm/pg-core";
 import type { z } from "zod";
 import type { Database } from "../db/client.ts";
 import { devicesWithModels } from "../db/device-with-model.ts";
@@ -11,7 +10,7 @@ import { isUniqueViolation } from "./db-errors.ts";
 import { changedConfigFields } from "./device-config.ts";
 import { runningFirmware, type RunningInputs } from "./device-state/running.ts";
 import { deviceNotFound, validationFailed } from "./errors.ts";
-import { targetVersionIdSql } from "./firmware/targets.ts";
+import { targetVersions, withVersionRows } from "./firmware/targets.ts";
 import { containsPattern, type Page, toPage } from "./paging.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import type { Logger } from "./logger.ts";
@@ -25,7 +24,6 @@ export const generateDeviceKey = () => Array.from({ length: 8 }, () => KEY_ALPHA
 export const deviceClientId = (modelCode: string, key: string) => `iotdevice-${modelCode}-${key}`;
 
 const iso = (date: Date | null) => date?.toISOString() ?? null;
-const targetVersions = alias(firmwareVersions, "target_version");
 
 /**
  * The columns a DeviceSummary needs. The list reads only these: with all columns (config text, six more
@@ -113,13 +111,7 @@ export function createDeviceService(deps: {
   /** As findWithModel, with the version strings of the device's last full download and of its target. */
   async function findWithState(id: number) {
     const columns = { device: devices, model: deviceModels, names: { downloadedVersion: firmwareVersions.version, targetVersion: targetVersions.version } };
-    const [found] = await db
-      .select(columns)
-      .from(devices)
-      .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-      .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
-      .leftJoin(targetVersions, eq(targetVersions.id, targetVersionIdSql))
-      .where(eq(devices.id, id));
+    const [found] = await withVersionRows(db.select(columns).from(devices).$dynamic()).where(eq(devices.id, id));
     if (!found) throw deviceNotFound(id);
     return found;
   }
@@ -170,12 +162,7 @@ export function createDeviceService(deps: {
       if (query.rotation_state) filters.push(eq(devices.rotationState, query.rotation_state));
       if (query.q) filters.push(or(ilike(devices.key, containsPattern(query.q)), ilike(devices.deviceName, containsPattern(query.q)))!);
       if (query.after !== undefined) filters.push(gt(devices.key, query.after));
-      const rows = await db
-        .select(summaryColumns)
-        .from(devices)
-        .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-        .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
-        .leftJoin(targetVersions, eq(targetVersions.id, targetVersionIdSql))
+      const rows = await withVersionRows(db.select(summaryColumns).from(devices).$dynamic())
         .where(and(...filters))
         .orderBy(asc(devices.key))
         .limit(query.limit + 1);

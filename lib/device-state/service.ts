@@ -6,8 +6,7 @@ import { eq, sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { deviceModels, devices, firmwareVersions, type StateReport } from "../../db/schema.ts";
 import { modelNotFound } from "../errors.ts";
-import { alias } from "drizzle-orm/pg-core";
-import { createTargetDescriptions, targetVersionIdSql } from "../firmware/targets.ts";
+import { createTargetDescriptions, targetVersions, withVersionRows } from "../firmware/targets.ts";
 import type { DevicePrincipal } from "../identity/principal.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
@@ -18,13 +17,13 @@ import { readHeaderReport, reportedColumns } from "./reports.ts";
 import { createSeenBuffer } from "./seen.ts";
 
 const HOUR_MS = 3_600_000;
-const targetVersions = alias(firmwareVersions, "target_version");
 
-export function createDeviceStateService(deps: { db: Database; logger: Logger; metrics: Metrics }) {
+export function createDeviceStateService(deps: { db: Database; logger: Logger; metrics: Metrics; flushEveryMs?: number }) {
   const { db, logger, metrics } = deps;
   const seen = createSeenBuffer({
     db,
     logger,
+    flushEveryMs: deps.flushEveryMs,
     counters: { written: (rows) => metrics.deviceStateWrites.inc(rows), dropped: (sightings) => metrics.deviceSightingsDropped.inc(sightings) },
   });
   const targetFirmware = createTargetDescriptions(db);
@@ -33,7 +32,7 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
   function fleetGroups(staleHours: number) {
     const running = runningVersionSql(sql`${firmwareVersions.version}`);
     const staleBefore = new Date(Date.now() - staleHours * HOUR_MS);
-    return db
+    const counted = db
       .select({
         code: deviceModels.code,
         running,
@@ -42,11 +41,8 @@ export function createDeviceStateService(deps: { db: Database; logger: Logger; m
         stale: sql<number>`count(*) filter (where ${devices.lastSeenAt} is null or ${devices.lastSeenAt} < ${staleBefore.toISOString()}::timestamptz)`.mapWith(Number),
       })
       .from(devices)
-      .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-      .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
-      .leftJoin(targetVersions, eq(targetVersions.id, targetVersionIdSql))
-      .groupBy(deviceModels.code, running, targetVersions.version)
       .$dynamic();
+    return withVersionRows(counted).groupBy(deviceModels.code, running, targetVersions.version);
   }
 
   return {

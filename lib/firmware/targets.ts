@@ -4,6 +4,7 @@
  * fleet counts — in SQL as `targetVersionIdSql`) follows this one rule.
  */
 import { eq, sql } from "drizzle-orm";
+import { alias, type PgSelect } from "drizzle-orm/pg-core";
 import { LRUCache } from "lru-cache";
 import type { Database } from "../../db/client.ts";
 import { type DeviceRow, deviceModels, devices, firmwareVersions, type ModelRow } from "../../db/schema.ts";
@@ -21,6 +22,19 @@ export const targetRolloutId = ({ firmwarePinVersionId, rolloutVersionId, rollou
 
 /** targetVersionId in SQL, for queries joining devices with their models. */
 export const targetVersionIdSql = sql<number | null>`coalesce(${devices.firmwarePinVersionId}, ${devices.rolloutVersionId}, ${deviceModels.stableVersionId})`;
+
+/** The version row of a device's target, beside `firmwareVersions` as the row of its last full download. */
+export const targetVersions = alias(firmwareVersions, "target_version");
+
+/**
+ * A select from devices joined with their model, the version of their last full download (`firmwareVersions`) and
+ * that of their target (`targetVersions`), either missing when there is none.
+ */
+export const withVersionRows = <T extends PgSelect>(query: T) =>
+  query
+    .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
+    .leftJoin(firmwareVersions, eq(devices.downloadedVersionId, firmwareVersions.id))
+    .leftJoin(targetVersions, eq(targetVersions.id, targetVersionIdSql));
 
 /** The answer when a device has no target (its model has no firmware). */
 export const NO_TARGET: TargetFirmware = { firmware_version: null, version_id: null, sha256: null, size: null, elf_sha256: null, secure_version: null, rollout_id: null };
