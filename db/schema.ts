@@ -175,18 +175,37 @@ export const devices = pgTable(
     // The device list's filters, each in key order: a page is one index range however far into the list it starts.
     index("devices_model_key_idx").on(table.deviceModelId, table.key),
     index("devices_rotation_state_key_idx").on(table.rotationState, table.key),
-    // The rotation's next device (lib/rotation/engine.ts nextCandidate): the oldest secret first, then the retries.
-    index("devices_queued_order_idx").on(sql`${table.secretCreatedAt} asc nulls first`, table.id).where(sql`${table.rotationState} = 'QUEUED'`),
+    // The rotation's retries (lib/rotation/engine.ts nextCandidate), after the queue (rotation_queue).
     index("devices_retry_order_idx").on(sql`${table.nextRetryAt} asc nulls first`, table.id).where(sql`${table.rotationState} = 'TIMEOUT'`),
     // Few rows each: what every rotation cycle and status call looks for without reading the fleet.
     index("devices_previous_secret_idx").on(table.id).where(sql`${table.previousSecretExpiresAt} is not null`),
     index("devices_unconfirmed_idx").on(table.id).where(sql`${table.rotationUnconfirmed}`),
     index("devices_last_rotation_completed_idx").on(table.lastRotationCompletedAt),
     check("devices_key_format", sql`${table.key} ~ '^[a-z0-9]{8}$'`),
+    // QUEUED is a row of rotation_queue, never this column (lib/rotation/queue.ts).
+    check("devices_rotation_state_not_queued", sql`${table.rotationState} <> 'QUEUED'`),
   ],
 );
 
 export type DeviceRow = typeof devices.$inferSelect;
+
+/**
+ * The devices waiting for their rotation: a device with a row here is QUEUED, whatever its rotation_state column
+ * (OK, or TIMEOUT for a retry an admin asked for) says. A table of its own so that queueing the whole fleet inserts
+ * narrow rows instead of rewriting every device row and its seven index entries (lib/rotation/queue.ts).
+ */
+export const rotationQueue = pgTable(
+  "rotation_queue",
+  {
+    deviceId: integer("device_id")
+      .primaryKey()
+      .references(() => devices.id, { onDelete: "cascade" }),
+    /** The device's secret_created_at when it was queued: the queue's order, oldest secret first, read from one index. */
+    secretCreatedAt: at("secret_created_at"),
+    queuedAt: at("queued_at").notNull().defaultNow(),
+  },
+  (table) => [index("rotation_queue_order_idx").on(sql`${table.secretCreatedAt} asc nulls first`, table.deviceId)],
+);
 
 /** The plan of a rollout as stored (lib/rollouts/plan.ts gives the defaults). */
 export type RolloutPlan = {

@@ -12,6 +12,7 @@ import { runningFirmware, type RunningInputs } from "./device-state/running.ts";
 import { deviceNotFound, validationFailed } from "./errors.ts";
 import { targetVersions, withVersionRows } from "./firmware/targets.ts";
 import { containsPattern, type Page, toPage } from "./paging.ts";
+import { rotationStateIs, rotationStateSql } from "./rotation/queue.ts";
 import type { IdentityProvider } from "./identity/provider.ts";
 import type { Logger } from "./logger.ts";
 import { errorMessage } from "./logger.ts";
@@ -36,7 +37,7 @@ const summaryColumns = {
   deviceName: devices.deviceName,
   deviceEntityId: devices.deviceEntityId,
   enableOta: devices.enableOta,
-  rotationState: devices.rotationState,
+  rotationState: rotationStateSql,
   secretCreatedAt: devices.secretCreatedAt,
   rotationUnconfirmed: devices.rotationUnconfirmed,
   previousSecretExpiresAt: devices.previousSecretExpiresAt,
@@ -48,10 +49,13 @@ const summaryColumns = {
   targetVersion: targetVersions.version,
 };
 
-/** The version strings a device view shows besides its row: its last full download's and its target's. */
-type VersionNames = { downloadedVersion: string | null; targetVersion: string | null };
+/**
+ * What a device view shows that its row does not hold: the version strings of its last full download and of its
+ * target, and its rotation state with the queue taken into account (lib/rotation/queue.ts).
+ */
+type Derived = { downloadedVersion: string | null; targetVersion: string | null; rotationState: DeviceRow["rotationState"] };
 
-type SummaryInputs = Pick<DeviceRow, Exclude<keyof typeof summaryColumns, keyof VersionNames>> & RunningInputs & VersionNames;
+type SummaryInputs = Pick<DeviceRow, Exclude<keyof typeof summaryColumns, keyof Derived>> & RunningInputs & Derived;
 
 export function toDeviceSummary(row: SummaryInputs): DeviceSummary {
   const running = runningFirmware(row);
@@ -74,8 +78,8 @@ export function toDeviceSummary(row: SummaryInputs): DeviceSummary {
   };
 }
 
-export const toDevice = (row: DeviceRow, model: ModelRow, names: VersionNames): Device => ({
-  ...toDeviceSummary({ ...row, ...names }),
+export const toDevice = (row: DeviceRow, model: ModelRow, derived: Derived): Device => ({
+  ...toDeviceSummary({ ...row, ...derived }),
   device_model: { id: model.id, code: model.code, name: model.name, firmware_version: model.firmwareVersion },
   config: row.config,
   client_id: row.clientId,
@@ -108,9 +112,10 @@ export function createDeviceService(deps: {
     return found;
   }
 
-  /** As findWithModel, with the version strings of the device's last full download and of its target. */
+  /** As findWithModel, with what its view derives (Derived). */
   async function findWithState(id: number) {
-    const columns = { device: devices, model: deviceModels, names: { downloadedVersion: firmwareVersions.version, targetVersion: targetVersions.version } };
+    const derived = { downloadedVersion: firmwareVersions.version, targetVersion: targetVersions.version, rotationState: rotationStateSql };
+    const columns = { device: devices, model: deviceModels, derived };
     const [found] = await withVersionRows(db.select(columns).from(devices).$dynamic()).where(eq(devices.id, id));
     if (!found) throw deviceNotFound(id);
     return found;
@@ -159,7 +164,7 @@ export function createDeviceService(deps: {
     async page(query: DevicePageQuery): Promise<Page<DeviceSummary>> {
       const filters: SQL[] = [];
       if (query.model_id) filters.push(eq(devices.deviceModelId, query.model_id));
-      if (query.rotation_state) filters.push(eq(devices.rotationState, query.rotation_state));
+      if (query.rotation_state) filters.push(rotationStateIs(query.rotation_state));
       if (query.q) filters.push(or(ilike(devices.key, containsPattern(query.q)), ilike(devices.deviceName, containsPattern(query.q)))!);
       if (query.after !== undefined) filters.push(gt(devices.key, query.after));
       const rows = await withVersionRows(db.select(summaryColumns).from(devices).$dynamic())
@@ -170,8 +175,8 @@ export function createDeviceService(deps: {
     },
 
     async get(id: number): Promise<Device> {
-      const { device, model, names } = await findWithState(id);
-      return toDevice(device, model, names);
+      const { device, model, derived } = await findWithState(id);
+      return toDevice(device, model, derived);
     },
 
     async create(input: z.output<typeof createDeviceBody>, actor: Actor): Promise<Device> {
@@ -182,7 +187,7 @@ export function createDeviceService(deps: {
       const fields = await readConfig(input.config, model);
       for (let attempt = 1; ; attempt++) {
         try {
-          return toDevice(await insertWithClient(model, fields, actor), model, { downloadedVersion: null, targetVersion: model.firmwareVersion });
+          return toDevice(await insertWithClient(model, fields, actor), model, { downloadedVersion: null, targetVersion: model.firmwareVersion, rotationState: "OK" });
         } catch (error) {
           if (!isUniqueViolation(error) || attempt >= 5) throw error;
         }
@@ -190,7 +195,7 @@ export function createDeviceService(deps: {
     },
 
     async update(id: number, input: z.output<typeof updateDeviceBody>, actor: Actor): Promise<Device> {
-      const { model, names } = await findWithState(id);
+      const { model, derived } = await findWithState(id);
       const fields = await readConfig(input.config, model);
       const row = await db.transaction(async (tx) => {
         const [before] = await tx.select({ config: devices.config }).from(devices).where(eq(devices.id, id)).for("update");
@@ -206,7 +211,7 @@ export function createDeviceService(deps: {
         return row!;
       });
       await notifier.publish("config", row.clientId, { device_key: row.key });
-      return toDevice(row, model, names);
+      return toDevice(row, model, derived);
     },
 
     async remove(id: number, actor: Actor): Promise<void> {

@@ -3,6 +3,7 @@ import { devices } from "../db/schema.ts";
 import { SYSTEM_ACTOR } from "./audit/log.ts";
 import type { Services } from "./context.ts";
 import { allPages, MAX_PAGE_LIMIT } from "./paging.ts";
+import { enqueue } from "./rotation/queue.ts";
 
 /** A small fleet for trying the product: three models (one with a schema) and devices in every rotation state. */
 const MODELS = [
@@ -57,11 +58,12 @@ export async function loadSampleFleet(services: Services) {
     await services.database.db
       .update(devices)
       .set({
-        rotationState: state,
+        rotationState: state === "QUEUED" ? "OK" : state,
         lastRotationCompletedAt: new Date(Date.now() - daysAgo * 86_400_000),
         rotationStartedAt: state === "PENDING" ? new Date() : null,
       })
       .where(eq(devices.id, device.id));
+    if (state === "QUEUED") await enqueue(services.database.db, eq(devices.id, device.id));
     created++;
   }
   return { models: models.length, devices: created };

@@ -5,6 +5,7 @@ import { devices, settings } from "../db/schema.ts";
 import { createFleet, deviceRow } from "./support/fleet.ts";
 import { bareEnv, type Child, runEntry } from "./support/process.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
+import { enqueue } from "../lib/rotation/queue.ts";
 
 const CLOSED_PORT = "127.0.0.1:1";
 
@@ -44,7 +45,7 @@ describe("rotation-job command", () => {
     assert.equal(await first.exited(), 0, first.stderr());
     assert.equal(summaryOf(first).baseline_recorded, true);
 
-    await server.services.database.db.update(devices).set({ rotationState: "QUEUED" });
+    await enqueue(server.services.database.db, undefined);
     const [a, b] = [job(), job()];
     assert.deepEqual(await Promise.all([a.exited(), b.exited()]), [0, 0], a.stderr() + b.stderr());
     const started = [summaryOf(a).started, summaryOf(b).started].filter(Boolean);
@@ -62,7 +63,7 @@ describe("rotation-job command", () => {
     assert.equal(await idle.exited(), 0, idle.stderr());
     assert.deepEqual(summaryOf(idle).errors, []);
 
-    await server.services.database.db.update(devices).set({ rotationState: "QUEUED" });
+    await enqueue(server.services.database.db, undefined);
     const blocked = job(brokerDown);
     assert.equal(await blocked.exited(), 1);
     const summary = summaryOf(blocked);

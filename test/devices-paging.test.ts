@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { count, eq } from "drizzle-orm";
-import { deviceModels, devices } from "../db/schema.ts";
+import { eq } from "drizzle-orm";
+import { deviceModels, devices, rotationQueue } from "../db/schema.ts";
 import { deviceClientId, generateDeviceKey } from "../lib/devices.ts";
 import { allPages, MAX_PAGE_LIMIT } from "../lib/paging.ts";
 import { queueAllOk } from "../lib/rotation/schedule.ts";
@@ -239,15 +239,18 @@ describe("long device and model lists", () => {
     assert.equal((await get("/api/devices")).body.count, countBefore);
   });
 
-  test("queueing the fleet goes through it key range by key range, all in one transaction: every OK device, nothing else", async () => {
-    const counts = async () =>
-      Object.fromEntries((await db().select({ state: devices.rotationState, n: count() }).from(devices).groupBy(devices.rotationState)).map((r) => [r.state, r.n]));
-    const before = await counts();
-    assert.ok(before.OK! > 1000);
-    assert.equal(await db().transaction((tx) => queueAllOk(tx, 333)), before.OK);
-    const after = await counts();
-    assert.deepEqual([after.OK, after.QUEUED, after.TIMEOUT], [undefined, before.OK, before.TIMEOUT]);
-    await db().update(devices).set({ rotationState: "OK" }).where(eq(devices.rotationState, "QUEUED"));
+  test("queueing the fleet queues every OK device in one statement, nothing else, and shows it everywhere", async () => {
+    const before = await server.services.rotation.countsByState();
+    assert.ok(before.OK > 1000);
+    const timedOut = await get(`/api/devices?rotation_state=TIMEOUT&limit=${MAX_PAGE_LIMIT}`);
+    assert.equal(await db().transaction((tx) => queueAllOk(tx)), before.OK);
+    assert.deepEqual(await server.services.rotation.countsByState(), { ...before, OK: 0, QUEUED: before.OK });
+    assert.deepEqual((await get(`/api/devices?rotation_state=TIMEOUT&limit=${MAX_PAGE_LIMIT}`)).body, timedOut.body, "TIMEOUT devices stay as they are");
+    const firstQueued: { id: number }[] = (await get("/api/devices?rotation_state=QUEUED&limit=5")).body.devices;
+    assert.equal(firstQueued.length, 5);
+    for (const device of firstQueued) assert.equal((await get(`/api/devices/${device.id}`)).body.rotation_state, "QUEUED");
+    assert.equal(await db().transaction((tx) => queueAllOk(tx)), 0, "queued devices are not queued twice");
+    await db().delete(rotationQueue);
     const trigger = await server.admin("POST", "/api/rotation/trigger");
     assert.deepEqual(await trigger.json(), { queued_count: before.OK });
   });

@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import { after, before, describe, test } from "node:test";
+import type { Notifier } from "../lib/mqtt.ts";
 import { assertErrorEnvelope } from "./support/envelope.ts";
+import { createFleet, expireNow } from "./support/fleet.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 import { ADMIN_TOKEN } from "./support/tokens.ts";
 import { waitFor } from "./support/wait.ts";
@@ -179,6 +181,49 @@ describe("live events", () => {
       req.destroy();
     } finally {
       await slow.stop();
+    }
+  });
+});
+
+describe("live events of the rotation queue", () => {
+  let server: TestServer;
+  let notices = false;
+  // Connected, and acknowledging a notice only while `notices` is on (off: the PUBACK never comes).
+  const notifier: Notifier = { state: () => "connected", waitUntilConnected: async () => true, publish: async () => notices, close: async () => {} };
+  before(async () => {
+    server = await startTestServer({ overrides: { notifier } });
+  });
+  after(() => server?.close());
+
+  test("rotation.state says what a device shows: joining the queue, starting, back after a failed notice, timing out", async () => {
+    const stream = await openStream(server, "?types=rotation.state,device.updated");
+    try {
+      const [first, second, third] = await createFleet(server, 3);
+      await server.admin("POST", `/api/devices/${first!.id}/rotate`); // queued, started, its notice fails: queued again
+      await server.admin("PUT", `/api/devices/${first!.id}`, { config: JSON.stringify({ deviceName: "Renamed while queued" }) });
+      notices = true;
+      assert.deepEqual(await (await server.admin("POST", "/api/rotation/trigger")).json(), { queued_count: 2 }); // the first starts: oldest secret
+      await expireNow(server, first!.id);
+      await server.services.rotation.runCycle(); // the first times out, the second starts
+
+      const expected = {
+        [first!.id]: ["OK→QUEUED", "QUEUED→PENDING", "PENDING→QUEUED", "device.updated", "QUEUED→PENDING", "PENDING→TIMEOUT"],
+        [second!.id]: ["OK→QUEUED", "QUEUED→PENDING"],
+        [third!.id]: ["OK→QUEUED"],
+      };
+      const seen = () => {
+        const byDevice: Record<number, string[]> = { [first!.id]: [], [second!.id]: [], [third!.id]: [] };
+        for (const { event, data } of stream.events()) {
+          byDevice[data!.device_id as number]?.push(event === "rotation.state" ? `${data!.from}→${data!.to}` : event);
+        }
+        return byDevice;
+      };
+      await waitFor("the events of the three devices", async () => JSON.stringify(seen()) === JSON.stringify(expected), 5_000).catch(() => {});
+      assert.deepEqual(seen(), expected);
+      const shown = await Promise.all([first, second, third].map(async (device) => (await (await server.admin("GET", `/api/devices/${device!.id}`)).json()).rotation_state));
+      assert.deepEqual(shown, ["TIMEOUT", "PENDING", "QUEUED"], "the devices show the state their last event named");
+    } finally {
+      await stream.close();
     }
   });
 });

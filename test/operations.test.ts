@@ -8,6 +8,7 @@ import { devices } from "../db/schema.ts";
 import { createTestApp, type TestApp } from "./support/app.ts";
 import { TEST_POSTGRES_URL } from "./support/database.ts";
 import { assertErrorEnvelope } from "./support/envelope.ts";
+import { enqueue } from "../lib/rotation/queue.ts";
 
 const MQTT_URL = "mqtt://127.0.0.1:1883";
 const DEAD_BROKER = "mqtt://127.0.0.1:1";
@@ -133,7 +134,7 @@ describe("metrics", () => {
       ids.push((await response.json()).id);
     }
     const db = app.services.database.db;
-    await db.update(devices).set({ rotationState: "QUEUED" }).where(inArray(devices.id, [ids[0]!, ids[1]!]));
+    await enqueue(db, inArray(devices.id, [ids[0]!, ids[1]!]));
     await db.update(devices).set({ rotationState: "PENDING", rotationStartedAt: new Date() }).where(eq(devices.id, ids[2]!));
     await db.update(devices).set({ rotationState: "TIMEOUT", rotationUnconfirmed: true }).where(eq(devices.id, ids[3]!));
 

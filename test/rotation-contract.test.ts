@@ -1,9 +1,10 @@
 /** The real rotation service (PostgreSQL, built-in provider) against the contract its fake also passes. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { sql } from "drizzle-orm";
+import { inArray, sql } from "drizzle-orm";
 import { deviceModels, devices } from "../db/schema.ts";
 import { allPages } from "../lib/paging.ts";
+import { enqueue } from "../lib/rotation/queue.ts";
 import { dashboardGroups } from "../lib/rotation/service.ts";
 import { createTestApp } from "./support/app.ts";
 import { fakeNotifier } from "./support/fakes/notifier.ts";
@@ -37,12 +38,14 @@ describe("the dashboard rows PostgreSQL writes as JSON", () => {
           clientId: `dash_json_${key}`,
           config: "{}",
           deviceName: names[i % names.length],
-          rotationState: (["OK", "TIMEOUT", "QUEUED", "TIMEOUT"] as const)[i % 4],
+          rotationState: (["OK", "TIMEOUT", "OK", "TIMEOUT"] as const)[i % 4],
           rotationUnconfirmed: i % 3 === 0,
           lastRotationCompletedAt: ago === null || ago === undefined ? null : new Date(now - ago),
         };
       });
       await db.insert(devices).values(rows);
+      // Queued: every fourth OK device, and a TIMEOUT device queued for its retry (shown QUEUED, healthy).
+      await enqueue(db, inArray(devices.key, rows.filter((_, i) => i % 4 === 2 || i % 8 === 3).map((row) => row.key)));
       // Microseconds as PostgreSQL keeps them (JavaScript's Date has none): cut, not rounded, on both sides.
       await db.execute(sql`update devices set last_rotation_completed_at = last_rotation_completed_at + interval '987 microseconds' where last_rotation_completed_at is not null`);
       const at = new Date(now + 0.7 * DAY_MS);

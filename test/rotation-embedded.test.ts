@@ -9,6 +9,7 @@ import { loadConfig } from "../lib/config.ts";
 import { createServices, type Services } from "../lib/context.ts";
 import type { DevicePrincipal } from "../lib/identity/principal.ts";
 import { MQTT_TEST_URL } from "./support/server.ts";
+import { enqueue } from "../lib/rotation/queue.ts";
 
 /**
  * The embedded default (PGlite has a single connection) with the built-in provider, whose secrets live in the same
@@ -39,7 +40,7 @@ describe("rotation on the embedded database", () => {
     const model = await services.models.create({ code: "emb", name: "Embedded" }, "test-admin");
     const device = await within(services.devices.create({ device_model_id: model.id, config: "{}" }, "test-admin"));
     const original = await services.identity.getSecret(device.client_id);
-    await services.database.db.update(devices).set({ rotationState: "QUEUED" });
+    await enqueue(services.database.db, undefined);
     await waitForConnection(services);
     assert.equal((await within(services.rotation.engine.startNext())).started?.id, device.id);
 

@@ -1,6 +1,6 @@
-import { and, asc, eq, isNotNull, isNull, lte, or, sql } from "drizzle-orm";
+import { and, asc, eq, isNotNull, isNull, lte, ne, or, sql } from "drizzle-orm";
 import type { Database, Executor, Transaction } from "../../db/client.ts";
-import { type AuditDetails, type DeviceRow, devices } from "../../db/schema.ts";
+import { type AuditDetails, type DeviceRow, devices, rotationQueue } from "../../db/schema.ts";
 import { inTransaction } from "../transaction-scope.ts";
 import { type AuditRecorder, deviceActor, SYSTEM_ACTOR } from "../audit/log.ts";
 import { isUniqueViolation } from "../db-errors.ts";
@@ -10,6 +10,7 @@ import { errorMessage, type Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Notifier } from "../mqtt.ts";
 import { type SecretBox, sameSecret } from "../secrets.ts";
+import { dequeue, rotationStateIs } from "./queue.ts";
 
 type RotationSettings = { timeoutSeconds: number; retryBackoffSeconds: number; previousSecretGraceDays: number };
 
@@ -26,11 +27,14 @@ type Deps = {
 
 /** What startNext did. `notStarted` says why a device that was due could not start; null when nothing was due. */
 type StartOutcome = { started: DeviceRow | null; notStarted: string | null };
+/** The next device to start, and whether it waits in the queue (else it is a TIMEOUT whose retry is due). */
+type Candidate = { device: DeviceRow; queued: boolean };
 const NOTHING_DUE: StartOutcome = { started: null, notStarted: null };
 
 const MAX_BACKOFF_SECONDS = 86_400;
 const DAY_MS = 86_400_000;
 const ceilToSecond = (ms: number) => new Date(Math.ceil(ms / 1000) * 1000);
+const sameTime = (a: Date | null, b: Date | null) => (a?.getTime() ?? null) === (b?.getTime() ?? null);
 const sleepUntil = (date: Date) => new Promise((resolve) => setTimeout(resolve, Math.max(0, date.getTime() - Date.now())));
 
 /**
@@ -68,24 +72,26 @@ export function createRotationEngine(deps: Deps) {
   const lockDevice = async (tx: Transaction, id: number) =>
     (await tx.select().from(devices).where(eq(devices.id, id)).for("update"))[0];
 
-  async function nextCandidate(preferId?: number): Promise<DeviceRow | undefined> {
+  async function nextCandidate(preferId?: number): Promise<Candidate | undefined> {
     if (preferId !== undefined) {
-      return (await db.select().from(devices).where(and(eq(devices.id, preferId), eq(devices.rotationState, "QUEUED"))))[0];
+      const [device] = await db.select().from(devices).where(and(eq(devices.id, preferId), rotationStateIs("QUEUED")));
+      return device && { device, queued: true };
     }
     const [queued] = await db
-      .select()
-      .from(devices)
-      .where(eq(devices.rotationState, "QUEUED"))
-      .orderBy(sql`${devices.secretCreatedAt} asc nulls first`, asc(devices.id))
+      .select({ device: devices })
+      .from(rotationQueue)
+      .innerJoin(devices, eq(devices.id, rotationQueue.deviceId))
+      .where(ne(devices.rotationState, "PENDING"))
+      .orderBy(sql`${rotationQueue.secretCreatedAt} asc nulls first`, asc(rotationQueue.deviceId))
       .limit(1);
-    if (queued) return queued;
+    if (queued) return { device: queued.device, queued: true };
     const [retry] = await db
       .select()
       .from(devices)
-      .where(and(eq(devices.rotationState, "TIMEOUT"), or(isNull(devices.nextRetryAt), lte(devices.nextRetryAt, new Date()))))
+      .where(and(rotationStateIs("TIMEOUT"), or(isNull(devices.nextRetryAt), lte(devices.nextRetryAt, new Date()))))
       .orderBy(sql`${devices.nextRetryAt} asc nulls first`, asc(devices.id))
       .limit(1);
-    return retry;
+    return retry && { device: retry, queued: false };
   }
 
   /**
@@ -96,13 +102,15 @@ export function createRotationEngine(deps: Deps) {
   async function startNext(preferId?: number): Promise<StartOutcome> {
     const [pending] = await db.select({ id: devices.id }).from(devices).where(eq(devices.rotationState, "PENDING")).limit(1);
     if (pending) return NOTHING_DUE;
-    const candidate = await nextCandidate(preferId);
-    if (!candidate) return NOTHING_DUE;
+    const next = await nextCandidate(preferId);
+    if (!next) return NOTHING_DUE;
+    const { device: candidate, queued } = next;
+    const shownState = queued ? "QUEUED" : candidate.rotationState;
     // Without a broker no device can learn it is PENDING: leave the queue as it is rather than churn every cycle.
     const broker = notifier.state();
     if (broker !== "connected") {
       const why = broker === "disabled" ? "no MQTT broker is configured (MQTT_URL)" : "the MQTT broker is not connected";
-      return { started: null, notStarted: `device ${candidate.key} is due but was not started: ${why}; it stays ${candidate.rotationState}` };
+      return { started: null, notStarted: `device ${candidate.key} is due but was not started: ${why}; it stays ${shownState}` };
     }
     const now = new Date();
     let claimed: DeviceRow | undefined;
@@ -111,9 +119,11 @@ export function createRotationEngine(deps: Deps) {
         const [row] = await tx
           .update(devices)
           .set({ rotationState: "PENDING", rotationStartedAt: now, lastRotationAttemptAt: now, updatedAt: now })
-          .where(and(eq(devices.id, candidate.id), eq(devices.rotationState, candidate.rotationState)))
+          .where(and(eq(devices.id, candidate.id), rotationStateIs(shownState)))
           .returning();
-        if (row) await recordTransition(tx, "started", row, { from: candidate.rotationState });
+        if (!row) return undefined;
+        if (queued) await dequeue(tx, row.id);
+        await recordTransition(tx, "started", row, { from: shownState });
         return row;
       });
     } catch (error) {
@@ -123,29 +133,26 @@ export function createRotationEngine(deps: Deps) {
     if (!claimed) return NOTHING_DUE;
 
     if (await notifier.publish("rotation", claimed.clientId, { device_key: claimed.key })) {
-      log("Rotation started", claimed, { from: candidate.rotationState, unconfirmed: claimed.rotationUnconfirmed });
+      log("Rotation started", claimed, { from: shownState, unconfirmed: claimed.rotationUnconfirmed });
       return { started: claimed, notStarted: null };
     }
-    // Not delivered: back to QUEUED with nothing else changed (CONTRACT §7.2), unless the device already began
+    // Not delivered: back in the queue with nothing else changed (CONTRACT §7.2), unless the device already began
     // fetching (the PUBACK may just be late), which means the notice did arrive.
     const requeued = await db.transaction(async (tx) => {
-      const [row] = await tx
+      const row = await lockDevice(tx, claimed.id);
+      const untouched =
+        row?.rotationState === "PENDING" && !row.previousSecretEncrypted && sameTime(row.newSecretIssuedAt, candidate.newSecretIssuedAt);
+      if (!untouched) return false;
+      await tx.insert(rotationQueue).values({ deviceId: row.id, secretCreatedAt: row.secretCreatedAt }).onConflictDoNothing();
+      await tx
         .update(devices)
-        .set({ rotationState: "QUEUED", rotationStartedAt: candidate.rotationStartedAt, lastRotationAttemptAt: candidate.lastRotationAttemptAt, updatedAt: now })
-        .where(
-          and(
-            eq(devices.id, claimed.id),
-            eq(devices.rotationState, "PENDING"),
-            isNull(devices.previousSecretEncrypted),
-            candidate.newSecretIssuedAt ? eq(devices.newSecretIssuedAt, candidate.newSecretIssuedAt) : isNull(devices.newSecretIssuedAt),
-          ),
-        )
-        .returning({ id: devices.id });
-      if (row) await recordTransition(tx, "notice_failed", claimed);
-      return row;
+        .set({ rotationState: candidate.rotationState, rotationStartedAt: candidate.rotationStartedAt, lastRotationAttemptAt: candidate.lastRotationAttemptAt, updatedAt: now })
+        .where(eq(devices.id, row.id));
+      await recordTransition(tx, "notice_failed", claimed);
+      return true;
     });
     if (!requeued) return { started: claimed, notStarted: null };
-    log("Rotation notice not delivered; device back in the queue", claimed, { was: candidate.rotationState });
+    log("Rotation notice not delivered; device back in the queue", claimed, { was: shownState });
     return { started: null, notStarted: `device ${claimed.key} was not started: the broker did not acknowledge its rotation notice; it is QUEUED again` };
   }
 
@@ -276,7 +283,10 @@ export function createRotationEngine(deps: Deps) {
         })
         .where(and(eq(devices.id, device.id), eq(devices.newSecretIssuedAt, device.newSecretIssuedAt!)))
         .returning();
-      if (row) await recordTransition(tx, "completed", row, { was: device.rotationState }, true);
+      if (!row) return undefined;
+      // A queued device that completes its earlier rotation has nothing left to wait for.
+      await dequeue(tx, row.id);
+      await recordTransition(tx, "completed", row, { was: device.rotationState }, true);
       return row;
     });
     if (!done) return false;

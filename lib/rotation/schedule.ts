@@ -1,8 +1,9 @@
 import { CronExpressionParser } from "cron-parser";
-import { and, asc, count, eq, gt, lte, type SQL, sql } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import type { Database, Transaction } from "../../db/client.ts";
 import { devices, settings } from "../../db/schema.ts";
 import { type AuditRecorder, SYSTEM_ACTOR } from "../audit/log.ts";
+import { enqueue } from "./queue.ts";
 
 const BASELINE_KEY = "rotation.schedule_baseline";
 
@@ -41,33 +42,5 @@ export async function queueScheduled(db: Database, schedule: Schedule, now: Date
   });
 }
 
-/**
- * Devices queued per statement. One statement for a fleet of 100,000 takes seconds on a busy machine: past the statement
- * timeout that keeps every query short (DATABASE_STATEMENT_TIMEOUT_MS, and the client's own deadline after it).
- */
-const QUEUE_BATCH = 10_000;
-
-/**
- * Every OK device becomes QUEUED; returns how many. In one transaction (all or none), a key range of at most `batch`
- * devices per statement along the (rotation_state, key) index; counted in the database: no fleet travels back.
- */
-export async function queueAllOk(tx: Transaction, batch = QUEUE_BATCH): Promise<number> {
-  let total = 0;
-  let after: string | null = null;
-  for (;;) {
-    const from: SQL | undefined = after === null ? undefined : gt(devices.key, after);
-    const [last]: { key: string }[] = await tx
-      .select({ key: devices.key })
-      .from(devices)
-      .where(and(eq(devices.rotationState, "OK"), from))
-      .orderBy(asc(devices.key))
-      .offset(batch - 1)
-      .limit(1);
-    const inRange = and(eq(devices.rotationState, "OK"), from, last ? lte(devices.key, last.key) : undefined);
-    const queued = tx.$with("queued").as(tx.update(devices).set({ rotationState: "QUEUED", updatedAt: sql`now()` }).where(inRange).returning({ id: devices.id }));
-    const [result] = await tx.with(queued).select({ n: count() }).from(queued);
-    total += result?.n ?? 0;
-    if (!last) return total;
-    after = last.key;
-  }
-}
+/** Every OK device not queued yet joins the rotation queue; returns how many (lib/rotation/queue.ts). */
+export const queueAllOk = (tx: Transaction): Promise<number> => enqueue(tx, eq(devices.rotationState, "OK"));

@@ -1,6 +1,6 @@
-import { and, asc, count, eq, gt, inArray, isNull, max, ne, or, type SQL, sql } from "drizzle-orm";
+import { and, asc, count, eq, gt, isNull, max, not, or, type SQL, sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
-import { deviceModels, devices, rotationStates } from "../../db/schema.ts";
+import { deviceModels, devices } from "../../db/schema.ts";
 import type { Actor, AuditRecorder } from "../audit/log.ts";
 import { deviceNotFound } from "../errors.ts";
 import { type Page, toPage } from "../paging.ts";
@@ -8,6 +8,7 @@ import type { DashboardCounts, RotationStatus } from "../schemas.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { RotationEngine } from "./engine.ts";
+import { enqueue, queueCounts, rotationStateIs, rotationStateSql } from "./queue.ts";
 import { nextOccurrence, queueAllOk, queueScheduled, type Schedule } from "./schedule.ts";
 
 type CycleSummary = {
@@ -42,8 +43,12 @@ export function createRotationService(deps: {
   const { db, engine, schedule, metrics, logger, audit } = deps;
 
   async function countsByState(): Promise<RotationStatus["counts_by_state"]> {
-    const rows = await db.select({ state: devices.rotationState, n: count() }).from(devices).groupBy(devices.rotationState);
-    return Object.fromEntries(rotationStates.map((state) => [state, rows.find((row) => row.state === state)?.n ?? 0])) as RotationStatus["counts_by_state"];
+    const [rows, queue] = await Promise.all([
+      db.select({ state: devices.rotationState, n: count() }).from(devices).groupBy(devices.rotationState),
+      queueCounts(db),
+    ]);
+    const column = (state: string) => rows.find((row) => row.state === state)?.n ?? 0;
+    return { OK: column("OK") - queue.fromOk, QUEUED: queue.queued, PENDING: column("PENDING"), TIMEOUT: column("TIMEOUT") - queue.fromTimeout };
   }
 
   /** Devices that may hold a new secret they have not used yet (a timeout came first). */
@@ -64,9 +69,9 @@ export function createRotationService(deps: {
   function dashboardPageWhere(group: DashboardGroup, after: string | undefined, now: Date): SQL | undefined {
     const cutoff = sql`${new Date(now.getTime() - deps.criticalThresholdDays * DAY_MS).toISOString()}::timestamptz`;
     const completedMs = sql`date_trunc('milliseconds', ${devices.lastRotationCompletedAt})`;
-    const timedOut = eq(devices.rotationState, "TIMEOUT");
+    const timedOut = rotationStateIs("TIMEOUT");
     const inGroup: Record<DashboardGroup, SQL | undefined> = {
-      healthy: ne(devices.rotationState, "TIMEOUT"),
+      healthy: not(timedOut),
       warning: and(timedOut, sql`${completedMs} > ${cutoff}`),
       critical: and(timedOut, or(isNull(devices.lastRotationCompletedAt), sql`${completedMs} <= ${cutoff}`)),
     };
@@ -86,8 +91,8 @@ export function createRotationService(deps: {
     const [row] = await db
       .select({
         all: sql<number>`(select count(*) from ${devices})`.mapWith(Number),
-        timedOut: counted(sql`${devices.rotationState} = 'TIMEOUT'`),
-        warning: counted(sql`${devices.rotationState} = 'TIMEOUT' and ${devices.lastRotationCompletedAt} >= ${from}`),
+        timedOut: counted(rotationStateIs("TIMEOUT")),
+        warning: counted(sql`${rotationStateIs("TIMEOUT")} and ${devices.lastRotationCompletedAt} >= ${from}`),
         unconfirmed: counted(sql`${devices.rotationUnconfirmed}`),
       })
       .from(sql`(values (1)) as one (x)`);
@@ -129,7 +134,7 @@ export function createRotationService(deps: {
       }
     },
 
-    /** Every OK device becomes QUEUED, and rotation starts at once. */
+    /** Every OK device joins the queue (becomes QUEUED), and rotation starts at once. */
     async triggerAll(actor: Actor): Promise<number> {
       const queued = await db.transaction(async (tx) => {
         const queued = await queueAllOk(tx);
@@ -142,14 +147,13 @@ export function createRotationService(deps: {
 
     /** Queues one device and, if nothing is rotating, starts this very device. */
     async rotateDevice(id: number, actor: Actor): Promise<"queued" | "already_pending"> {
-      const [device] = await db.select({ state: devices.rotationState, modelId: devices.deviceModelId }).from(devices).where(eq(devices.id, id));
+      const [device] = await db.select({ state: rotationStateSql, modelId: devices.deviceModelId }).from(devices).where(eq(devices.id, id));
       if (!device) throw deviceNotFound(id);
       if (device.state === "PENDING") return "already_pending";
       await db.transaction(async (tx) => {
-        await tx
-          .update(devices)
-          .set({ rotationState: "QUEUED", nextRetryAt: null, updatedAt: new Date() })
-          .where(and(eq(devices.id, id), inArray(devices.rotationState, ["OK", "TIMEOUT"])));
+        // Under the row lock: a device being started at this moment is PENDING once the lock is ours, and not queued.
+        await tx.select({ id: devices.id }).from(devices).where(eq(devices.id, id)).for("update");
+        await enqueue(tx, eq(devices.id, id));
         await audit.record(tx, { actor, kind: "rotation.triggered", deviceId: id, modelId: device.modelId, details: { status: "queued", from: device.state } });
       });
       await engine.startNext(id);
@@ -193,7 +197,7 @@ export function createRotationService(deps: {
         ',"key":', to_json(${devices.key}),
         ',"device_name":', coalesce(to_json(${devices.deviceName})::text, 'null'),
         ',"device_model_code":', to_json(${deviceModels.code}),
-        ',"rotation_state":"', ${devices.rotationState},
+        ',"rotation_state":"', ${rotationStateSql},
         '","rotation_unconfirmed":', case when ${devices.rotationUnconfirmed} then 'true' else 'false' end,
         ',"last_rotation_completed_at":', coalesce('"' || to_char(${completedMs} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null'),
         ',"days_since_rotation":', coalesce(${days}::bigint::text, 'null'),

@@ -5,11 +5,17 @@
  */
 import { asc, eq } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
-import { deviceModels, devices } from "../../db/schema.ts";
+import { deviceModels, devices, rotationQueue } from "../../db/schema.ts";
 import type { DashboardGroup } from "../../lib/rotation/service.ts";
 import type { DashboardRow } from "../../lib/schemas.ts";
 
+type RotationState = DashboardRow["rotation_state"];
+
 const DAY_MS = 86_400_000;
+
+/** The rotation state a device shows, in plain terms: QUEUED while it has a queue row, unless it is PENDING already. */
+export const shownRotationState = (column: RotationState, queueRow: number | null): RotationState =>
+  queueRow !== null && column !== "PENDING" ? "QUEUED" : column;
 
 /** Healthy unless TIMEOUT; a TIMEOUT device is a warning while its last completed rotation is fewer than `thresholdDays` whole days ago. */
 export function dashboardGroupOf(row: Pick<DashboardRow, "rotation_state" | "days_since_rotation">, thresholdDays: number): DashboardGroup {
@@ -35,14 +41,19 @@ export async function dashboardOracle(db: Database, now: Date, thresholdDays = 7
       key: devices.key,
       device_name: devices.deviceName,
       device_model_code: deviceModels.code,
-      rotation_state: devices.rotationState,
+      column: devices.rotationState,
+      queued: rotationQueue.deviceId,
       rotation_unconfirmed: devices.rotationUnconfirmed,
       completed: devices.lastRotationCompletedAt,
     })
     .from(devices)
     .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
+    .leftJoin(rotationQueue, eq(rotationQueue.deviceId, devices.id))
     .orderBy(asc(devices.key));
   const groups: Record<DashboardGroup, DashboardRow[]> = { healthy: [], warning: [], critical: [] };
-  for (const row of rows.map((device) => toDashboardRow(device, now))) groups[dashboardGroupOf(row, thresholdDays)].push(row);
+  for (const { column, queued, rotation_unconfirmed, completed, ...device } of rows) {
+    const row = toDashboardRow({ ...device, rotation_state: shownRotationState(column, queued), rotation_unconfirmed, completed }, now);
+    groups[dashboardGroupOf(row, thresholdDays)].push(row);
+  }
   return groups;
 }

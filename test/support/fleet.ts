@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
-import { builtinClients, devices } from "../../db/schema.ts";
+import { builtinClients, devices, rotationQueue } from "../../db/schema.ts";
 import type { DeviceRow } from "../../db/schema.ts";
+import { shownRotationState } from "./dashboard-oracle.ts";
 import type { TestServer } from "./server.ts";
 import { createLegacyDevice } from "./legacy-device.ts";
 import { createSimulatedDevice, type Misbehaviour, type SimulatedDevice } from "./simulated-device.ts";
@@ -18,15 +19,19 @@ export async function createFleet(server: TestServer, count: number, code = `m${
   return fleet;
 }
 
+const withQueueRow = (server: Pick<TestServer, "services">) =>
+  server.services.database.db.select({ row: devices, queueRow: rotationQueue.deviceId }).from(devices).leftJoin(rotationQueue, eq(rotationQueue.deviceId, devices.id));
+
+/** The device's row, its rotationState as the API shows it. */
 export async function deviceRow(server: Pick<TestServer, "services">, id: number): Promise<DeviceRow> {
-  const [row] = await server.services.database.db.select().from(devices).where(eq(devices.id, id));
-  if (!row) throw new Error(`device ${id} is gone`);
-  return row;
+  const [found] = await withQueueRow(server).where(eq(devices.id, id));
+  if (!found) throw new Error(`device ${id} is gone`);
+  return { ...found.row, rotationState: shownRotationState(found.row.rotationState, found.queueRow) };
 }
 
 export async function statesOf(server: Pick<TestServer, "services">) {
-  const rows = await server.services.database.db.select({ id: devices.id, state: devices.rotationState }).from(devices);
-  return Object.fromEntries(rows.map((row) => [row.id, row.state]));
+  const rows = await withQueueRow(server);
+  return Object.fromEntries(rows.map(({ row, queueRow }) => [row.id, shownRotationState(row.rotationState, queueRow)]));
 }
 
 const simulations = new Set<SimulatedDevice>();

@@ -12,7 +12,7 @@ import type { DeviceStateService } from "../../../lib/device-state/service.ts";
 import { modelNotFound } from "../../../lib/errors.ts";
 import { describeTarget, NO_TARGET, targetRolloutId, targetVersionId } from "../../../lib/firmware/targets.ts";
 import type { Metrics } from "../../../lib/metrics.ts";
-import { type FakeWorld, versionNamesOf } from "./world.ts";
+import { type FakeWorld, derivedOf } from "./world.ts";
 
 const HOUR_MS = 3_600_000;
 
@@ -21,7 +21,7 @@ export function fakeDeviceStateService(world: FakeWorld, metrics: Metrics): Devi
 
   /** Each device a group of its own (the real service has the database group them). */
   function fleetGroup(device: DeviceRow, staleBefore: Date): FleetGroup {
-    const { downloadedVersion, targetVersion } = versionNamesOf(world, device);
+    const { downloadedVersion, targetVersion } = derivedOf(world, device);
     const running = runningFirmware({ ...device, downloadedVersion }).version;
     return { running, target: targetVersion, devices: 1, stale: device.lastSeenAt === null || device.lastSeenAt < staleBefore ? 1 : 0 };
   }

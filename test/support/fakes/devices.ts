@@ -7,7 +7,7 @@ import type { IdentityProvider } from "../../../lib/identity/provider.ts";
 import { compileSchema, validateAgainstSchema } from "../../../lib/json-schema.ts";
 import type { Notifier } from "../../../lib/mqtt.ts";
 import { toPage } from "../../../lib/paging.ts";
-import { versionNamesOf, type FakeWorld, newDeviceRow } from "./world.ts";
+import { derivedOf, type FakeWorld, newDeviceRow } from "./world.ts";
 
 /** The real service checks configs on a worker thread; the rules that matter to a handler are the same here. */
 function readConfig(text: string, model: ModelRow) {
@@ -50,14 +50,14 @@ export function fakeDeviceService(world: FakeWorld, deps: { identity: IdentityPr
         .sort((a, b) => (a.key < b.key ? -1 : 1))
         .slice(0, query.limit + 1);
       return toPage(
-        rows.map((row) => toDeviceSummary({ ...row, ...versionNamesOf(world, row) })),
+        rows.map((row) => toDeviceSummary({ ...row, ...derivedOf(world, row) })),
         query.limit,
         (device) => device.key,
       );
     },
     async get(id) {
       const { device, model } = await findWithModel(id);
-      return toDevice(device, model, versionNamesOf(world, device));
+      return toDevice(device, model, derivedOf(world, device));
     },
     async create(input) {
       const model = world.models.get(input.device_model_id);
@@ -70,13 +70,13 @@ export function fakeDeviceService(world: FakeWorld, deps: { identity: IdentityPr
       await deps.identity.createClient(clientId);
       const row = newDeviceRow(world.nextId(), { ...fields, key, clientId, deviceModelId: model.id });
       world.devices.set(row.id, row);
-      return toDevice(row, model, versionNamesOf(world, row));
+      return toDevice(row, model, derivedOf(world, row));
     },
     async update(id, input) {
       const { device, model } = await findWithModel(id);
       Object.assign(device, readConfig(input.config, model), { updatedAt: new Date() });
       await deps.notifier.publish("config", device.clientId, { device_key: device.key });
-      return toDevice(device, model, versionNamesOf(world, device));
+      return toDevice(device, model, derivedOf(world, device));
     },
     async remove(id) {
       const { device } = await findWithModel(id);

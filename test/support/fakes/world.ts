@@ -15,9 +15,11 @@ export type FakeWorld = {
 const versionOf = (world: FakeWorld, id: number | null) => (id === null ? null : (world.versions.get(id)?.version ?? null));
 
 /** The version strings of a device's last full download and of its target (lib/firmware/targets.ts). */
-export const versionNamesOf = (world: FakeWorld, device: DeviceRow) => ({
+/** What a device view derives from more than the row (lib/devices.ts); the fake keeps QUEUED in its rows, having no queue table. */
+export const derivedOf = (world: FakeWorld, device: DeviceRow) => ({
   downloadedVersion: versionOf(world, device.downloadedVersionId),
   targetVersion: versionOf(world, targetVersionId({ device, model: world.models.get(device.deviceModelId)! })),
+  rotationState: device.rotationState,
 });
 
 export function createWorld(): FakeWorld {
