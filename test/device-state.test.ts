@@ -241,6 +241,27 @@ describe("device reported state", () => {
       await Promise.all([first.close(), second.close()]);
     });
 
+    test("a report waiting on one replica stays as old as it is when the device polls there again without headers", async () => {
+      const d = await device(modelId);
+      const stored = await row(d);
+      const replica = () => createSeenBuffer({ db: db(), logger: createLogger("silent"), counters: { written: () => {}, dropped: () => {} }, flushEveryMs: 3_600_000 });
+      const [first, second] = [replica(), replica()];
+      const [before, after, later] = [30_000, 20_000, 10_000].map((ms) => new Date(Date.now() - ms));
+      // Before its update the device told the first replica it ran rep-0; after it, the second that it runs rep-1; then
+      // it polled the first again, saying nothing (the firmware sends no report headers on its version poll).
+      first.note(stored, before!, { firmware_version: "rep-0", ota_state: "valid" });
+      second.note(stored, after!, { firmware_version: "rep-1", ota_state: "pending_verify" });
+      await second.flush();
+      first.note(stored, later!, {});
+      await first.flush();
+      const r = await row(d);
+      assert.equal(r.reportedFirmwareVersion, "rep-1");
+      assert.equal(r.otaState, "pending_verify");
+      assert.equal(r.reportedAt?.getTime(), after!.getTime());
+      assert.equal(r.lastSeenAt?.getTime(), later!.getTime(), "the poll is still a sighting");
+      await Promise.all([first.close(), second.close()]);
+    });
+
     test("malformed report headers are ignored and counted; the request still answers 200", async () => {
       const d = await device(modelId);
       const ignored = server.services.metrics.deviceReportHeadersIgnored;

@@ -24,8 +24,11 @@ const ROWS_PER_STATEMENT = 1_000;
 type Report = HeaderReport["report"];
 /** The latest full download of a device: its model and the image's SHA-256 name the version (resolved when written). */
 type Download = { modelId: number; sha256: string; at: Date };
-/** `seenAt` null: only a download is waiting (the request that made it was noted, or not due, before it). */
-type Pending = { id: number; seenAt: Date | null; report: Report; download: Download | null };
+/**
+ * `seenAt` null: only a download is waiting (the request that made it was noted, or not due, before it). `reportedAt`:
+ * the time of the latest request whose headers reported something (null: none did).
+ */
+type Pending = { id: number; seenAt: Date | null; report: Report; reportedAt: Date | null; download: Download | null };
 export type SeenDevice = Pick<DeviceRow, "id" | "lastSeenAt" | "downloadedAt" | "reportedFirmwareVersion" | "reportedElfSha256" | "otaState">;
 
 const changes = (device: SeenDevice, report: Report) =>
@@ -49,18 +52,18 @@ export function createSeenBuffer(deps: { db: Database; logger: Logger; counters:
 
   async function write(batch: Pending[]): Promise<number> {
     const rows = batch.map(
-      ({ id, seenAt, report, download }) =>
-        sql`(${id}::int, ${seenAt?.toISOString() ?? null}::timestamptz, ${report.firmware_version ?? null}::text, ${report.elf_sha256 ?? null}::text, ${report.ota_state ?? null}::text, ${download?.modelId ?? null}::int, ${download?.sha256 ?? null}::text, ${download?.at.toISOString() ?? null}::timestamptz)`,
+      ({ id, seenAt, report, reportedAt, download }) =>
+        sql`(${id}::int, ${seenAt?.toISOString() ?? null}::timestamptz, ${reportedAt?.toISOString() ?? null}::timestamptz, ${report.firmware_version ?? null}::text, ${report.elf_sha256 ?? null}::text, ${report.ota_state ?? null}::text, ${download?.modelId ?? null}::int, ${download?.sha256 ?? null}::text, ${download?.at.toISOString() ?? null}::timestamptz)`,
     );
-    const v = sql`(values ${sql.join(rows, sql`, `)}) as v(id, seen_at, firmware_version, elf_sha256, ota_state, model_id, sha256, downloaded_at)`;
+    const v = sql`(values ${sql.join(rows, sql`, `)}) as v(id, seen_at, reported_at, firmware_version, elf_sha256, ota_state, model_id, sha256, downloaded_at)`;
     // A download newer than the one stored replaces it (greatest() skips nulls); a version deleted meanwhile is null.
     const newerDownload = sql`v.downloaded_at is not null and (${devices.downloadedAt} is null or v.downloaded_at >= ${devices.downloadedAt})`;
     const reported = sql`(v.firmware_version is distinct from null and v.firmware_version is distinct from ${devices.reportedFirmwareVersion})
       or (v.elf_sha256 is distinct from null and v.elf_sha256 is distinct from ${devices.reportedElfSha256})
       or (v.ota_state is distinct from null and v.ota_state is distinct from ${devices.otaState})`;
-    // Replicas flush their own buffers: a sighting older than the stored report (another replica wrote a newer one
-    // first) must not bring back what the device ran before, e.g. the version it had before a rollout's update.
-    const notOlder = sql`(${devices.reportedAt} is null or v.seen_at >= ${devices.reportedAt})`;
+    // Replicas flush their own buffers: a report older than the stored one (another replica wrote a newer one first)
+    // must not bring back what the device ran before, e.g. the version it had before a rollout's update.
+    const notOlder = sql`(${devices.reportedAt} is null or v.reported_at >= ${devices.reportedAt})`;
     const keepNewest = (reportedValue: SQL, column: AnyPgColumn) => sql`case when ${notOlder} then coalesce(${reportedValue}, ${column}) else ${column} end`;
     const updated = await db
       .update(devices)
@@ -69,7 +72,7 @@ export function createSeenBuffer(deps: { db: Database; logger: Logger; counters:
         reportedFirmwareVersion: keepNewest(sql`v.firmware_version`, devices.reportedFirmwareVersion),
         reportedElfSha256: keepNewest(sql`v.elf_sha256`, devices.reportedElfSha256),
         otaState: keepNewest(sql`v.ota_state`, devices.otaState),
-        reportedAt: sql`case when (${reported}) and ${notOlder} then v.seen_at else ${devices.reportedAt} end`,
+        reportedAt: sql`case when (${reported}) and ${notOlder} then v.reported_at else ${devices.reportedAt} end`,
         downloadedVersionId: sql`case when ${newerDownload} then (select ${firmwareVersions.id} from ${firmwareVersions}
           where ${firmwareVersions.deviceModelId} = v.model_id and ${firmwareVersions.sha256} = v.sha256) else ${devices.downloadedVersionId} end`,
         downloadedAt: sql`greatest(${devices.downloadedAt}, v.downloaded_at)`,
@@ -114,13 +117,19 @@ export function createSeenBuffer(deps: { db: Database; logger: Logger; counters:
   return {
     /** A request of `device` at `now` whose headers reported `report` (validated). Never waits, never throws. */
     note(device: SeenDevice, now: Date, report: Report): void {
+      const reports = Object.keys(report).length > 0;
       const known = pending.get(device.id);
       if (known) {
         if (known.seenAt === null || known.seenAt < now) known.seenAt = now;
-        Object.assign(known.report, report);
+        // A report is as old as the request that made it: a later request that reports nothing (a device polling
+        // without headers) must not make it look newer than what the device told another replica since.
+        if (reports && (known.reportedAt === null || known.reportedAt <= now)) {
+          Object.assign(known.report, report);
+          known.reportedAt = now;
+        }
       } else if (isDue(device, now, report)) {
         if (pending.size >= MAX_PENDING) return counters.dropped(1);
-        pending.set(device.id, { id: device.id, seenAt: now, report: { ...report }, download: null });
+        pending.set(device.id, { id: device.id, seenAt: now, report: { ...report }, reportedAt: reports ? now : null, download: null });
       }
     },
     /**
@@ -133,7 +142,7 @@ export function createSeenBuffer(deps: { db: Database; logger: Logger; counters:
         if (known.download === null || known.download.at <= at) known.download = { modelId, sha256, at };
       } else {
         if (pending.size >= MAX_PENDING) return counters.dropped(1);
-        pending.set(deviceId, { id: deviceId, seenAt: null, report: {}, download: { modelId, sha256, at } });
+        pending.set(deviceId, { id: deviceId, seenAt: null, report: {}, reportedAt: null, download: { modelId, sha256, at } });
       }
     },
     flush,
