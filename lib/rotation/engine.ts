@@ -122,7 +122,8 @@ export function createRotationEngine(deps: Deps) {
           .where(and(eq(devices.id, candidate.id), rotationStateIs(shownState)))
           .returning();
         if (!row) return undefined;
-        if (queued) await dequeue(tx, row.id);
+        // Also for a retry: a queue row written while it was being claimed would otherwise outlive the start.
+        await dequeue(tx, row.id);
         await recordTransition(tx, "started", row, { from: shownState });
         return row;
       });
