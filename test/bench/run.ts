@@ -82,7 +82,8 @@ async function main() {
   for (const file of files) outcomes.push(await runOne(file));
 
   const text = report(outcomes, startedAt, machineAtStart);
-  const stamp = startedAt.toISOString().slice(0, 16).replace(":", "");
+  // To the second: two runs started within one minute must not overwrite each other's report.
+  const stamp = startedAt.toISOString().slice(0, 19).replaceAll(":", "");
   writeAtomically(join(resultsDir, `${stamp}.md`), text);
   writeAtomically(join(resultsDir, "latest.md"), text);
   const failed = outcomes.filter((outcome) => "error" in outcome).map((outcome) => outcome.file);
