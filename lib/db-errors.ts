@@ -9,6 +9,7 @@ function pgCode(error: unknown): string | undefined {
 
 export const isUniqueViolation = (error: unknown) => pgCode(error) === "23505";
 export const isForeignKeyViolation = (error: unknown) => pgCode(error) === "23503";
+export const isDeadlock = (error: unknown) => pgCode(error) === "40P01";
 
 // Connection-level failures (server gone, database dropped, shutting down) and answers that did not come in time
 // (statement timeout 57014, the driver's CONNECT_TIMEOUT, QUERY_TIMEOUT and the pool's QUEUE_TIMEOUT): the database is

@@ -239,11 +239,11 @@ describe("long device and model lists", () => {
     assert.equal((await get("/api/devices")).body.count, countBefore);
   });
 
-  test("queueing the fleet queues every OK device in one statement, nothing else, and shows it everywhere", async () => {
+  test("queueing the fleet queues every OK device, key range by key range in one transaction, nothing else, and shows it everywhere", async () => {
     const before = await server.services.rotation.countsByState();
     assert.ok(before.OK > 1000);
     const timedOut = await get(`/api/devices?rotation_state=TIMEOUT&limit=${MAX_PAGE_LIMIT}`);
-    assert.equal(await db().transaction((tx) => queueAllOk(tx)), before.OK);
+    assert.equal(await db().transaction((tx) => queueAllOk(tx, 333)), before.OK, "key range by key range");
     assert.deepEqual(await server.services.rotation.countsByState(), { ...before, OK: 0, QUEUED: before.OK });
     assert.deepEqual((await get(`/api/devices?rotation_state=TIMEOUT&limit=${MAX_PAGE_LIMIT}`)).body, timedOut.body, "TIMEOUT devices stay as they are");
     const firstQueued: { id: number }[] = (await get("/api/devices?rotation_state=QUEUED&limit=5")).body.devices;

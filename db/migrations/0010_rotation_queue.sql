@@ -30,7 +30,10 @@ BEGIN
   ELSE
     INSERT INTO events (type, payload)
       SELECT e.type, e.payload FROM new_rows n JOIN old_rows o ON o.id = n.id
-      CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM rotation_queue q WHERE q.device_id = n.id) AS queued) w
+      -- Looked up only where the column changed: else both sides show the same state, queued or not.
+      CROSS JOIN LATERAL (
+        SELECT n.rotation_state IS DISTINCT FROM o.rotation_state AND EXISTS (SELECT 1 FROM rotation_queue q WHERE q.device_id = n.id) AS queued
+      ) w
       CROSS JOIN LATERAL (
         SELECT CASE WHEN w.queued AND o.rotation_state <> 'PENDING' THEN 'QUEUED' ELSE o.rotation_state::text END AS old_state,
                CASE WHEN w.queued AND n.rotation_state <> 'PENDING' THEN 'QUEUED' ELSE n.rotation_state::text END AS new_state

@@ -10,7 +10,7 @@ import { errorMessage, type Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Notifier } from "../mqtt.ts";
 import { type SecretBox, sameSecret } from "../secrets.ts";
-import { dequeue, rotationStateIs } from "./queue.ts";
+import { dequeue, dropQueueRowWhilePending, rotationStateIs } from "./queue.ts";
 
 type RotationSettings = { timeoutSeconds: number; retryBackoffSeconds: number; previousSecretGraceDays: number };
 
@@ -29,6 +29,8 @@ type Deps = {
 type StartOutcome = { started: DeviceRow | null; notStarted: string | null };
 /** The next device to start, and whether it waits in the queue (else it is a TIMEOUT whose retry is due). */
 type Candidate = { device: DeviceRow; queued: boolean };
+/** Rolls a claim back: its device left the queue while it was being claimed. */
+class ClaimLost extends Error {}
 const NOTHING_DUE: StartOutcome = { started: null, notStarted: null };
 
 const MAX_BACKOFF_SECONDS = 86_400;
@@ -69,8 +71,10 @@ export function createRotationEngine(deps: Deps) {
   const log = (message: string, device: Pick<DeviceRow, "key" | "clientId">, fields: Record<string, unknown> = {}, to: Logger = logger) =>
     to.info(message, { device_key: device.key, client_id: device.clientId, ...fields });
 
+  // FOR NO KEY UPDATE, the lock an UPDATE of the row takes: it excludes the other rotation steps, but not the key-share
+  // lock with which a new queue row is checked against its device (queueing the fleet would deadlock with it).
   const lockDevice = async (tx: Transaction, id: number) =>
-    (await tx.select().from(devices).where(eq(devices.id, id)).for("update"))[0];
+    (await tx.select().from(devices).where(eq(devices.id, id)).for("no key update"))[0];
 
   async function nextCandidate(preferId?: number): Promise<Candidate | undefined> {
     if (preferId !== undefined) {
@@ -122,13 +126,14 @@ export function createRotationEngine(deps: Deps) {
           .where(and(eq(devices.id, candidate.id), rotationStateIs(shownState)))
           .returning();
         if (!row) return undefined;
-        // Also for a retry: a queue row written while it was being claimed would otherwise outlive the start.
-        await dequeue(tx, row.id);
+        // Also for a retry: a queue row written while it was being claimed would otherwise outlive the start. A queued
+        // device whose row is gone completed or left meanwhile (its row's check above saw the statement's snapshot).
+        if (!(await dequeue(tx, row.id)) && queued) throw new ClaimLost();
         await recordTransition(tx, "started", row, { from: shownState });
         return row;
       });
     } catch (error) {
-      if (isUniqueViolation(error)) return NOTHING_DUE;
+      if (isUniqueViolation(error) || error instanceof ClaimLost) return NOTHING_DUE;
       throw error;
     }
     if (!claimed) return NOTHING_DUE;
@@ -265,6 +270,7 @@ export function createRotationEngine(deps: Deps) {
     const { device } = principal;
     const now = new Date();
     const done = await db.transaction(async (tx) => {
+      await dropQueueRowWhilePending(tx, device.id);
       const [row] = await tx
         .update(devices)
         .set({
@@ -350,6 +356,7 @@ export function createRotationEngine(deps: Deps) {
     return inTransaction(db, async (tx) => {
       const [row] = await tx.select().from(devices).where(and(eq(devices.id, id), eq(devices.rotationState, "PENDING"))).for("update", { skipLocked: true });
       if (!row || !row.rotationStartedAt || row.rotationStartedAt > deadline) return "skipped";
+      await dropQueueRowWhilePending(tx, id);
       const outcome = row.previousSecretEncrypted
         ? await restorePreviousSecret(row)
         : row.newSecretIssuedAt

@@ -6,7 +6,7 @@
  * Every change keeps one order, which those triggers rely on: a device leaves the queue after its row's update in the
  * same transaction, and joins it from PENDING before that update.
  */
-import { and, count, eq, inArray, ne, type SQL, sql } from "drizzle-orm";
+import { and, count, eq, ne, type SQL, sql } from "drizzle-orm";
 import type { Database, Executor } from "../../db/client.ts";
 import { type DeviceRow, devices, rotationQueue } from "../../db/schema.ts";
 
@@ -45,27 +45,47 @@ export async function enqueue(executor: Executor, where: SQL | undefined): Promi
   return result?.n ?? 0;
 }
 
-/** Takes `deviceId` out of the queue (after its row's update, in the same transaction). */
-export async function dequeue(executor: Executor, deviceId: number): Promise<void> {
-  await executor.delete(rotationQueue).where(eq(rotationQueue.deviceId, deviceId));
+/** Takes `deviceId` out of the queue (after its row's update, in the same transaction); whether it was queued. */
+export async function dequeue(executor: Executor, deviceId: number): Promise<boolean> {
+  const removed = await executor.delete(rotationQueue).where(eq(rotationQueue.deviceId, deviceId)).returning({ deviceId: rotationQueue.deviceId });
+  return removed.length > 0;
 }
 
 /**
- * How many devices are QUEUED, and how many of them have OK or TIMEOUT in their column (the column counts less these
- * are the devices shown OK and TIMEOUT). Only the few queued devices whose column is not OK are joined: two index
- * reads, no device row. A queue row of a PENDING device (see rotationStateSql) is not counted.
+ * Removes the queue row of a PENDING device, writing no event: queueing the fleet can add one while the device is being
+ * started (it read the device before the start, and waited for the start's removal of the row). Called before a
+ * PENDING device's row changes (timeout, completion), so that it does not become QUEUED instead.
  */
-export async function queueCounts(db: Database): Promise<{ queued: number; fromOk: number; fromTimeout: number }> {
-  const [[all], notOk] = await Promise.all([
-    db.select({ n: count() }).from(rotationQueue),
-    db
-      .select({ state: devices.rotationState, n: count() })
-      .from(rotationQueue)
-      .innerJoin(devices, eq(devices.id, rotationQueue.deviceId))
-      .where(inArray(devices.rotationState, ["TIMEOUT", "PENDING"]))
-      .groupBy(devices.rotationState),
-  ]);
-  const of = (state: RotationState) => notOk.find((row) => row.state === state)?.n ?? 0;
-  const queued = (all?.n ?? 0) - of("PENDING");
-  return { queued, fromOk: queued - of("TIMEOUT"), fromTimeout: of("TIMEOUT") };
+export async function dropQueueRowWhilePending(executor: Executor, deviceId: number): Promise<void> {
+  await executor
+    .delete(rotationQueue)
+    .where(and(eq(rotationQueue.deviceId, deviceId), sql`exists (select 1 from ${devices} where ${devices.id} = ${deviceId} and ${devices.rotationState} = 'PENDING')`));
+}
+
+/**
+ * Devices per state as shown: the column counts, less the queued devices counted as QUEUED. One statement, so one
+ * snapshot: counted side by side, a device starting in between could be counted twice. Only the few queued devices whose
+ * column is not OK are joined, so no device row is read. A queue row of a PENDING device (rotationStateSql) is not
+ * counted as queued.
+ */
+export async function countsByState(db: Database): Promise<Record<RotationState, number>> {
+  const counted = (query: SQL) => sql<number>`(${query})`.mapWith(Number);
+  const ofColumn = (state: RotationState) => counted(sql`select count(*) from ${devices} where ${devices.rotationState} = ${state}`);
+  const queuedWith = (state: RotationState) =>
+    counted(
+      sql`select count(*) from ${rotationQueue} join ${devices} on ${devices.id} = ${rotationQueue.deviceId} where ${devices.rotationState} = ${state}`,
+    );
+  const [row] = await db
+    .select({
+      ok: ofColumn("OK"),
+      pending: ofColumn("PENDING"),
+      timedOut: ofColumn("TIMEOUT"),
+      queue: counted(sql`select count(*) from ${rotationQueue}`),
+      queuedTimedOut: queuedWith("TIMEOUT"),
+      queuedPending: queuedWith("PENDING"),
+    })
+    .from(sql`(values (1)) as one (x)`);
+  const { ok, pending, timedOut, queue, queuedTimedOut, queuedPending } = row!;
+  const queued = queue - queuedPending;
+  return { OK: ok - (queued - queuedTimedOut), QUEUED: queued, PENDING: pending, TIMEOUT: timedOut - queuedTimedOut };
 }

@@ -2,13 +2,14 @@ import { and, asc, count, eq, gt, isNull, max, not, or, type SQL, sql } from "dr
 import type { Database } from "../../db/client.ts";
 import { deviceModels, devices } from "../../db/schema.ts";
 import type { Actor, AuditRecorder } from "../audit/log.ts";
+import { isDatabaseUnavailable } from "../db-errors.ts";
 import { deviceNotFound } from "../errors.ts";
 import { type Page, toPage } from "../paging.ts";
 import type { DashboardCounts, RotationStatus } from "../schemas.ts";
-import type { Logger } from "../logger.ts";
+import { errorMessage, type Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { RotationEngine } from "./engine.ts";
-import { enqueue, queueCounts, rotationStateIs, rotationStateSql } from "./queue.ts";
+import { countsByState as shownCounts, enqueue, rotationStateIs, rotationStateSql } from "./queue.ts";
 import { nextOccurrence, queueAllOk, queueScheduled, type Schedule } from "./schedule.ts";
 
 type CycleSummary = {
@@ -42,14 +43,7 @@ export function createRotationService(deps: {
 }) {
   const { db, engine, schedule, metrics, logger, audit } = deps;
 
-  async function countsByState(): Promise<RotationStatus["counts_by_state"]> {
-    const [rows, queue] = await Promise.all([
-      db.select({ state: devices.rotationState, n: count() }).from(devices).groupBy(devices.rotationState),
-      queueCounts(db),
-    ]);
-    const column = (state: string) => rows.find((row) => row.state === state)?.n ?? 0;
-    return { OK: column("OK") - queue.fromOk, QUEUED: queue.queued, PENDING: column("PENDING"), TIMEOUT: column("TIMEOUT") - queue.fromTimeout };
-  }
+  const countsByState = (): Promise<RotationStatus["counts_by_state"]> => shownCounts(db);
 
   /** Devices that may hold a new secret they have not used yet (a timeout came first). */
   async function unconfirmedCount(): Promise<number> {
@@ -111,7 +105,12 @@ export function createRotationService(deps: {
     /** One cycle: scheduled queueing, timeouts, start next. Safe to run from several processes at once. */
     async runCycle(): Promise<CycleSummary> {
       try {
-        const scheduled = await queueScheduled(db, schedule, new Date(), audit);
+        // A failed queueing must not hold up the timeouts and the next start: it is reported and tried next cycle.
+        const scheduled = await queueScheduled(db, schedule, new Date(), audit).catch((error: unknown) => {
+          if (isDatabaseUnavailable(error)) throw error;
+          logger.error("Scheduled queueing failed; retrying next cycle", { error: errorMessage(error) });
+          return { queued: 0, baseline: false, error: `scheduled queueing failed (${errorMessage(error)}); will retry` };
+        });
         const timeouts = await engine.expireTimedOut();
         const retired = await engine.retireLeftoverSecrets();
         const { started, notStarted } = await engine.startNext();
@@ -122,7 +121,7 @@ export function createRotationService(deps: {
           retired_previous_secrets: retired,
           started: started?.key ?? null,
           pending: started?.key ?? (await pendingDevice())?.key ?? null,
-          errors: notStarted ? [...timeouts.errors, notStarted] : timeouts.errors,
+          errors: [...("error" in scheduled ? [scheduled.error] : []), ...timeouts.errors, ...(notStarted ? [notStarted] : [])],
         };
         metrics.rotationJobRuns.inc({ result: summary.errors.length > 0 ? "error" : "success" });
         if (summary.errors.length) logger.warn("Rotation cycle left due work undone", summary);
@@ -152,7 +151,9 @@ export function createRotationService(deps: {
       if (device.state === "PENDING") return "already_pending";
       await db.transaction(async (tx) => {
         // Under the row lock: a device being started at this moment is PENDING once the lock is ours, and not queued.
-        await tx.select({ id: devices.id }).from(devices).where(eq(devices.id, id)).for("update");
+        // FOR NO KEY UPDATE, not FOR UPDATE: queueing the fleet checks its queue row against the device with a key-share
+        // lock, which FOR UPDATE would make the two wait for each other.
+        await tx.select({ id: devices.id }).from(devices).where(eq(devices.id, id)).for("no key update");
         await enqueue(tx, eq(devices.id, id));
         await audit.record(tx, { actor, kind: "rotation.triggered", deviceId: id, modelId: device.modelId, details: { status: "queued", from: device.state } });
       });

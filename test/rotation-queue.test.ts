@@ -1,0 +1,88 @@
+/**
+ * The rotation queue table (lib/rotation/queue.ts) where other work crosses it, with the interleavings forced by real
+ * row locks on the real PostgreSQL: a device deleted while the fleet is being queued, and a queue row that queueing the
+ * fleet leaves to a device being started at the same moment.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { eq } from "drizzle-orm";
+import postgres from "postgres";
+import { devices, rotationQueue } from "../db/schema.ts";
+import type { Notifier } from "../lib/mqtt.ts";
+import { createFleet, deviceRow, expireNow } from "./support/fleet.ts";
+import { startTestServer, type TestServer } from "./support/server.ts";
+import { waitFor } from "./support/wait.ts";
+
+describe("the rotation queue crossed by other work", () => {
+  let server: TestServer;
+  let other: postgres.Sql;
+  // Connected and acknowledging every notice: nothing here depends on a device answering.
+  const notifier: Notifier = { state: () => "connected", waitUntilConnected: async () => true, publish: async () => true, close: async () => {} };
+  before(async () => {
+    server = await startTestServer({ overrides: { notifier } });
+    other = postgres(server.databaseUrl, { max: 1, onnotice: () => {} });
+  });
+  after(async () => {
+    await other?.end();
+    await server?.close();
+  });
+
+  const db = () => server.services.database.db;
+  const queueRows = async () => (await db().select().from(rotationQueue)).map((row) => row.deviceId).sort((a, b) => a - b);
+  const reset = async () => {
+    await db().delete(rotationQueue);
+    await db().update(devices).set({ rotationState: "OK", rotationStartedAt: null });
+  };
+
+  test("a device deleted while the fleet is queued: the trigger queues the others instead of failing", async () => {
+    await reset();
+    const fleet = await createFleet(server, 4);
+    const gone = fleet[2]!;
+    // The delete holds the device's row until it commits; the fleet's insert has read the device by then and waits
+    // to check its queue row against it, then finds it deleted.
+    let deleted!: () => void;
+    const isDeleted = new Promise<void>((resolve) => (deleted = resolve));
+    const deleting = other.begin(async (tx) => {
+      await tx`delete from devices where id = ${gone.id}`;
+      deleted();
+      await waitFor("the trigger to wait on the deleted row", async () => {
+        const [row] = await tx`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`;
+        return row!.n > 0;
+      });
+    });
+    await isDeleted;
+    const triggered = server.admin("POST", "/api/rotation/trigger");
+    await deleting;
+    const response = await triggered;
+    assert.equal(response.status, 200, await response.clone().text());
+    const stillThere = fleet.filter((device) => device.id !== gone.id);
+    // Every remaining device was queued (the first of them is started at once).
+    assert.deepEqual(await response.json(), { queued_count: (await db().select().from(devices)).length });
+    const shown = await Promise.all(stillThere.map(async (device) => (await deviceRow(server, device.id)).rotationState));
+    assert.deepEqual(shown.filter((state) => state === "QUEUED").length + shown.filter((state) => state === "PENDING").length, stillThere.length);
+    assert.ok(!(await queueRows()).includes(gone.id));
+  });
+
+  test("a queue row left to a device that started meanwhile: it times out TIMEOUT, not QUEUED, with one event", async () => {
+    await reset();
+    const [device] = await createFleet(server, 1);
+    await server.admin("POST", `/api/devices/${device!.id}/rotate`);
+    assert.equal((await deviceRow(server, device!.id)).rotationState, "PENDING");
+    // What queueing the fleet leaves when it read the device before its start and inserted after the start removed the
+    // row: a PENDING device with a queue row. It shows PENDING and is counted so.
+    await db().insert(rotationQueue).values({ deviceId: device!.id, secretCreatedAt: null });
+    assert.equal((await deviceRow(server, device!.id)).rotationState, "PENDING");
+    const counts = (await server.services.rotation.status()).counts_by_state;
+    assert.deepEqual([counts.QUEUED, counts.PENDING, counts.TIMEOUT], [0, 1, 0]);
+
+    const [{ last }] = await other`select coalesce(max(id), 0)::int as last from events`;
+    await expireNow(server, device!.id);
+    await server.services.rotation.runCycle();
+    assert.equal((await deviceRow(server, device!.id)).rotationState, "TIMEOUT");
+    assert.deepEqual(await queueRows(), []);
+    const events = await other`select payload->>'from' as "from", payload->>'to' as "to" from events
+      where id > ${last} and type = 'rotation.state' and (payload->>'device_id')::int = ${device!.id} order by id`;
+    assert.deepEqual(events.map((event) => `${event.from}→${event.to}`), ["PENDING→TIMEOUT"]);
+    assert.equal((await db().select().from(devices).where(eq(devices.id, device!.id)))[0]!.rotationState, "TIMEOUT");
+  });
+});
