@@ -36,6 +36,8 @@ const changes = (device: SeenDevice, report: Report) =>
   (report.elf_sha256 !== undefined && report.elf_sha256 !== device.reportedElfSha256) ||
   (report.ota_state !== undefined && report.ota_state !== device.otaState);
 
+const reportsAnything = (report: Report) => report.firmware_version !== undefined || report.elf_sha256 !== undefined || report.ota_state !== undefined;
+
 /** Whether a request of `device` at `now` has anything to write. */
 export function isDue(device: SeenDevice, now: Date, report: Report): boolean {
   const { lastSeenAt, downloadedAt } = device;
@@ -117,7 +119,7 @@ export function createSeenBuffer(deps: { db: Database; logger: Logger; counters:
   return {
     /** A request of `device` at `now` whose headers reported `report` (validated). Never waits, never throws. */
     note(device: SeenDevice, now: Date, report: Report): void {
-      const reports = Object.keys(report).length > 0;
+      const reports = reportsAnything(report);
       const known = pending.get(device.id);
       if (known) {
         if (known.seenAt === null || known.seenAt < now) known.seenAt = now;

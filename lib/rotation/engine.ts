@@ -40,6 +40,13 @@ const sameTime = (a: Date | null, b: Date | null) => (a?.getTime() ?? null) === 
 const sleepUntil = (date: Date) => new Promise((resolve) => setTimeout(resolve, Math.max(0, date.getTime() - Date.now())));
 
 /**
+ * Locks a device's row for a rotation step. FOR NO KEY UPDATE, the lock an UPDATE of the row takes: it excludes the
+ * other rotation steps, but not the key-share lock with which a new queue row is checked against its device (queueing
+ * the fleet would deadlock with FOR UPDATE).
+ */
+export const lockDevice = async (tx: Transaction, id: number) => (await tx.select().from(devices).where(eq(devices.id, id)).for("no key update"))[0];
+
+/**
  * The rotation state machine of CONTRACT §7: OK → QUEUED → PENDING → OK, or TIMEOUT. Every step is written so that
  * a crash between any two statements leaves a device holding a secret that works.
  *
@@ -71,10 +78,6 @@ export function createRotationEngine(deps: Deps) {
   const log = (message: string, device: Pick<DeviceRow, "key" | "clientId">, fields: Record<string, unknown> = {}, to: Logger = logger) =>
     to.info(message, { device_key: device.key, client_id: device.clientId, ...fields });
 
-  // FOR NO KEY UPDATE, the lock an UPDATE of the row takes: it excludes the other rotation steps, but not the key-share
-  // lock with which a new queue row is checked against its device (queueing the fleet would deadlock with it).
-  const lockDevice = async (tx: Transaction, id: number) =>
-    (await tx.select().from(devices).where(eq(devices.id, id)).for("no key update"))[0];
 
   async function nextCandidate(preferId?: number): Promise<Candidate | undefined> {
     if (preferId !== undefined) {
@@ -356,7 +359,7 @@ export function createRotationEngine(deps: Deps) {
     return inTransaction(db, async (tx) => {
       const [row] = await tx.select().from(devices).where(and(eq(devices.id, id), eq(devices.rotationState, "PENDING"))).for("update", { skipLocked: true });
       if (!row || !row.rotationStartedAt || row.rotationStartedAt > deadline) return "skipped";
-      await dropQueueRowWhilePending(tx, id);
+      await dequeue(tx, id); // while PENDING: see dropQueueRowWhilePending
       const outcome = row.previousSecretEncrypted
         ? await restorePreviousSecret(row)
         : row.newSecretIssuedAt

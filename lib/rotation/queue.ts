@@ -45,7 +45,10 @@ export async function enqueue(executor: Executor, where: SQL | undefined): Promi
   return result?.n ?? 0;
 }
 
-/** Takes `deviceId` out of the queue (after its row's update, in the same transaction); whether it was queued. */
+/**
+ * Takes `deviceId` out of the queue; whether it was queued. After its row's update when it leaves for another state
+ * (the queue's trigger then writes QUEUED → that state); a PENDING device's row goes without an event.
+ */
 export async function dequeue(executor: Executor, deviceId: number): Promise<boolean> {
   const removed = await executor.delete(rotationQueue).where(eq(rotationQueue.deviceId, deviceId)).returning({ deviceId: rotationQueue.deviceId });
   return removed.length > 0;

@@ -8,7 +8,7 @@ import { type Page, toPage } from "../paging.ts";
 import type { DashboardCounts, RotationStatus } from "../schemas.ts";
 import { errorMessage, type Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
-import type { RotationEngine } from "./engine.ts";
+import { lockDevice, type RotationEngine } from "./engine.ts";
 import { countsByState as shownCounts, enqueue, rotationStateIs, rotationStateSql } from "./queue.ts";
 import { nextOccurrence, queueAllOk, queueScheduled, type Schedule } from "./schedule.ts";
 
@@ -151,9 +151,7 @@ export function createRotationService(deps: {
       if (device.state === "PENDING") return "already_pending";
       await db.transaction(async (tx) => {
         // Under the row lock: a device being started at this moment is PENDING once the lock is ours, and not queued.
-        // FOR NO KEY UPDATE, not FOR UPDATE: queueing the fleet checks its queue row against the device with a key-share
-        // lock, which FOR UPDATE would make the two wait for each other.
-        await tx.select({ id: devices.id }).from(devices).where(eq(devices.id, id)).for("no key update");
+        await lockDevice(tx, id);
         await enqueue(tx, eq(devices.id, id));
         await audit.record(tx, { actor, kind: "rotation.triggered", deviceId: id, modelId: device.modelId, details: { status: "queued", from: device.state } });
       });
