@@ -1,15 +1,17 @@
 /**
  * The rotation queue table (lib/rotation/queue.ts) where other work crosses it, with the interleavings forced by real
- * row locks on the real PostgreSQL: a device deleted while the fleet is being queued, and a queue row that queueing the
- * fleet leaves to a device being started at the same moment.
+ * row locks on the real PostgreSQL: a device deleted while the fleet is being queued, a queue row that queueing the
+ * fleet leaves to a device being started at the same moment, and a fault in a later key range of the fleet's queueing.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import postgres from "postgres";
-import { devices, rotationQueue } from "../db/schema.ts";
+import { devices, rotationQueue, settings } from "../db/schema.ts";
+import { errorMessage } from "../lib/logger.ts";
 import type { Notifier } from "../lib/mqtt.ts";
-import { createFleet, deviceRow, expireNow } from "./support/fleet.ts";
+import { queueAllOk } from "../lib/rotation/schedule.ts";
+import { createFleet, deviceRow, expireNow, statesOf } from "./support/fleet.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -84,5 +86,57 @@ describe("the rotation queue crossed by other work", () => {
       where id > ${last} and type = 'rotation.state' and (payload->>'device_id')::int = ${device!.id} order by id`;
     assert.deepEqual(events.map((event) => `${event.from}→${event.to}`), ["PENDING→TIMEOUT"]);
     assert.equal((await db().select().from(devices).where(eq(devices.id, device!.id)))[0]!.rotationState, "TIMEOUT");
+  });
+
+  /** Makes the database refuse the queue row of `deviceId`, as a fault in the middle of the fleet's queueing would. */
+  const refuseQueueRowOf = async (deviceId: number) => {
+    await other.unsafe(`create or replace function refuse_queue_row() returns trigger language plpgsql as $$
+      begin if new.device_id = ${deviceId} then raise exception 'injected fault'; end if; return new; end $$`);
+    await other`create trigger refuse_queue_row before insert on rotation_queue for each row execute function refuse_queue_row()`;
+  };
+  const allowQueueRows = () => other`drop trigger if exists refuse_queue_row on rotation_queue`;
+  const stateEventsAfter = async (last: number) =>
+    (await other`select count(*)::int as n from events where id > ${last} and type = 'rotation.state'`)[0]!.n;
+
+  test("a fault in a later key range queues nothing: the fleet joins the queue whole or not at all", async () => {
+    await reset();
+    await createFleet(server, 5);
+    const keysInOrder = (await db().select({ id: devices.id, key: devices.key }).from(devices)).sort((a, b) => a.key.localeCompare(b.key));
+    const [{ last }] = await other`select coalesce(max(id), 0)::int as last from events`;
+    // Two devices per key range: the first two ranges go in, the third one fails.
+    await refuseQueueRowOf(keysInOrder.at(-1)!.id);
+    try {
+      await assert.rejects(db().transaction((tx) => queueAllOk(tx, 2)), (error) => /injected fault/.test(errorMessage(error)));
+    } finally {
+      await allowQueueRows();
+    }
+    assert.deepEqual(await queueRows(), []);
+    assert.deepEqual(new Set(Object.values(await statesOf(server))), new Set(["OK"]));
+    assert.equal(await stateEventsAfter(last), 0, "no device was shown queued, not even for a moment");
+  });
+
+  test("a scheduled queueing that fails is reported, the cycle goes on, and the next cycle queues the fleet", async () => {
+    await reset();
+    const fleet = await createFleet(server, 3);
+    const longAgo = "2000-01-01T00:00:00.000Z";
+    await db().insert(settings).values({ key: "rotation.schedule_baseline", value: longAgo }).onConflictDoUpdate({ target: settings.key, set: { value: longAgo } });
+    await refuseQueueRowOf(fleet[1]!.id);
+    try {
+      const failed = await server.services.rotation.runCycle();
+      assert.equal(failed.queued, 0);
+      assert.equal(failed.started, null);
+      assert.match(failed.errors.join("\n"), /^scheduled queueing failed \(.*injected fault.*\); will retry$/);
+      assert.deepEqual(await queueRows(), []);
+      const [baseline] = await db().select().from(settings).where(eq(settings.key, "rotation.schedule_baseline"));
+      assert.equal(baseline!.value, longAgo, "the occurrence stays due");
+    } finally {
+      await allowQueueRows();
+    }
+    const retried = await server.services.rotation.runCycle();
+    assert.deepEqual(retried.errors, []);
+    assert.equal(retried.queued, (await db().select().from(devices)).length);
+    assert.notEqual(retried.started, null);
+    const shown = Object.values(await statesOf(server));
+    assert.deepEqual([shown.filter((s) => s === "PENDING").length, shown.filter((s) => s === "QUEUED").length], [1, shown.length - 1]);
   });
 });
