@@ -67,7 +67,7 @@ cli
     run(async () => {
       const database = await openDatabase(loadConfig());
       try {
-        await database.migrate();
+        for (const warning of await database.migrate()) process.stderr.write(`warning: ${warning}\n`);
         process.stdout.write(`migrations applied (${database.kind})\n`);
       } finally {
         await database.close();

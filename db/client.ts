@@ -25,8 +25,11 @@ export type DatabaseHandle = {
    * process holds it now (false again once that connection was lost). PGlite has one process: always true.
    */
   advisoryLock(id: number): { held(): Promise<boolean>; release(): Promise<void> };
-  /** Applies pending migrations; on PostgreSQL under an advisory lock so two replicas cannot migrate at once. */
-  migrate(): Promise<void>;
+  /**
+   * Applies pending migrations; on PostgreSQL under an advisory lock so two replicas cannot migrate at once. Resolves
+   * with the warnings they raised, such as an optional index left out (migration 0011), for the caller to log.
+   */
+  migrate(): Promise<string[]>;
   close(): Promise<void>;
 };
 
@@ -98,8 +101,12 @@ export function openPostgres(url: string, options: { max?: number; timeouts?: Da
     async migrate() {
       // A connection of its own, without the pool's timeouts: a migration may rewrite a large table, and the lock
       // waits for as long as another replica's migration runs.
+      const warnings: string[] = [];
       const session = postgres(url, {
         ...sessionOptions,
+        onnotice: (notice) => {
+          if (notice.severity === "WARNING") warnings.push(notice.message);
+        },
         max: 1,
         ...(options.timeouts && { connect_timeout: options.timeouts.DATABASE_CONNECT_TIMEOUT_MS / 1000 }),
         connection: { ...sessionOptions.connection, statement_timeout: 0, idle_in_transaction_session_timeout: 0 },
@@ -107,6 +114,7 @@ export function openPostgres(url: string, options: { max?: number; timeouts?: Da
       try {
         await session`select pg_advisory_lock(${MIGRATION_LOCK_ID})`;
         await migratePostgres(drizzlePostgres(session, { schema }), { migrationsFolder });
+        return warnings;
       } finally {
         await session.end({ timeout: 5 });
       }
@@ -115,18 +123,23 @@ export function openPostgres(url: string, options: { max?: number; timeouts?: Da
   };
 }
 
+/** A PGlite database at `path`, with the extension the migrations use: pg_trgm, the device search's index (0011). */
+export async function createPgliteClient(path: string) {
+  const [{ PGlite }, { pg_trgm }] = await Promise.all([import("@electric-sql/pglite"), import("@electric-sql/pglite/contrib/pg_trgm")]);
+  return PGlite.create(path, { extensions: { pg_trgm } });
+}
+
 /** The embedded database: PGlite files under DATA_DIR. Only one process may open it (see data-dir-lock.ts). */
 async function openPglite(dataDir: string): Promise<DatabaseHandle> {
   mkdirSync(dataDir, { recursive: true });
   const releaseLock = acquireDataDirLock(dataDir);
   try {
     // Loaded only in embedded mode: a server on PostgreSQL starts faster without the WASM database.
-    const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
-      import("@electric-sql/pglite"),
+    const [client, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
+      createPgliteClient(`${dataDir}/pglite`),
       import("drizzle-orm/pglite"),
       import("drizzle-orm/pglite/migrator"),
     ]);
-    const client = await PGlite.create(`${dataDir}/pglite`);
     const db = drizzlePglite(client, { schema });
     return {
       db: db as unknown as Database,
@@ -136,7 +149,10 @@ async function openPglite(dataDir: string): Promise<DatabaseHandle> {
         return async () => unlisten();
       },
       advisoryLock: () => ({ held: async () => true, release: async () => {} }),
-      migrate: () => migratePglite(db, { migrationsFolder }),
+      async migrate() {
+        await migratePglite(db, { migrationsFolder });
+        return [];
+      },
       async close() {
         await client.close();
         releaseLock();

@@ -175,6 +175,10 @@ export const devices = pgTable(
     // The device list's filters, each in key order: a page is one index range however far into the list it starts.
     index("devices_model_key_idx").on(table.deviceModelId, table.key),
     index("devices_rotation_state_key_idx").on(table.rotationState, table.key),
+    // The list's q (ILIKE '%text%' over key and name): a text few devices match is found without reading the fleet.
+    // Created only where the pg_trgm extension can be (migration 0011); without it q reads the key order.
+    index("devices_key_trgm_idx").using("gin", table.key.op("gin_trgm_ops")),
+    index("devices_name_trgm_idx").using("gin", table.deviceName.op("gin_trgm_ops")),
     // The rotation's retries (lib/rotation/engine.ts nextCandidate), after the queue (rotation_queue).
     index("devices_retry_order_idx").on(sql`${table.nextRetryAt} asc nulls first`, table.id).where(sql`${table.rotationState} = 'TIMEOUT'`),
     // Few rows each: what every rotation cycle and status call looks for without reading the fleet.

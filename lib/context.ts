@@ -228,7 +228,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, {}, undefined, logFormatFor(process.stdout, config.LOG_FORMAT));
   const metrics = overrides.metrics ?? createMetrics({ processMetrics: overrides.processName !== "cli" });
   const database = overrides.database ?? (await openDatabase(config));
-  if (config.embeddedDatabase || config.MIGRATE_ON_START) await database.migrate();
+  if (config.embeddedDatabase || config.MIGRATE_ON_START) for (const warning of await database.migrate()) logger.warn("Migration warning", { warning });
   const secretBox = loadSecretBox(config, logger);
   const audit = createAuditLog(database.db);
   const builtinClients: BuiltinClientStore | null =

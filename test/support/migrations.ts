@@ -12,6 +12,7 @@ import type { SQL } from "drizzle-orm";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
+import { createPgliteClient } from "../../db/client.ts";
 import { createTestDatabase } from "./database.ts";
 
 const MIGRATIONS = fileURLToPath(new URL("../../db/migrations", import.meta.url));
@@ -62,12 +63,11 @@ export function testMigrationAcross(tag: string, seed: (execute: Execute) => Pro
   });
 
   test("on PGlite", async () => {
-    const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
-      import("@electric-sql/pglite"),
+    const [client, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
+      createPgliteClient(join(dir, "pglite")),
       import("drizzle-orm/pglite"),
       import("drizzle-orm/pglite/migrator"),
     ]);
-    const client = await PGlite.create(join(dir, "pglite"));
     try {
       const db = drizzlePglite(client);
       await across((query) => db.execute(query), (migrationsFolder) => migratePglite(db, { migrationsFolder }));

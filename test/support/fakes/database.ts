@@ -17,5 +17,5 @@ export function fakeDatabase(): FakeDatabase {
     },
     { schema },
   );
-  return { server, db, kind: "postgres", listen: async () => async () => {}, advisoryLock: () => ({ held: async () => true, release: async () => {} }), migrate: async () => {}, close: async () => {} };
+  return { server, db, kind: "postgres", listen: async () => async () => {}, advisoryLock: () => ({ held: async () => true, release: async () => {} }), migrate: async () => [], close: async () => {} };
 }

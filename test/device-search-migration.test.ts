@@ -1,0 +1,117 @@
+/**
+ * Migration 0011: the device search's trigram indexes where pg_trgm can be created (PostgreSQL with its contrib, and
+ * the embedded PGlite), and every migration still applied, without them, where it cannot.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { PGlite } from "@electric-sql/pglite";
+import { drizzle } from "drizzle-orm/pglite";
+import { migrate } from "drizzle-orm/pglite/migrator";
+import postgres from "postgres";
+import { openDatabase, openPostgres } from "../db/client.ts";
+import { createTestDatabase } from "./support/database.ts";
+import { bareEnv, runEntry } from "./support/process.ts";
+
+const journal = JSON.parse(readFileSync(new URL("../db/migrations/meta/_journal.json", import.meta.url), "utf8")) as { entries: unknown[] };
+const SEARCH_INDEXES = ["devices_key_trgm_idx", "devices_name_trgm_idx"];
+const noTimeouts = { DATABASE_CONNECT_TIMEOUT_MS: 5000, DATABASE_STATEMENT_TIMEOUT_MS: 0, DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: 0, DATABASE_POOL_WAIT_MS: 5000 };
+
+const SEARCH_INDEXES_QUERY = "select indexname as name from pg_indexes where tablename = 'devices' and indexname like '%trgm%' order by 1";
+const searchIndexes = async (sql: postgres.Sql) => (await sql.unsafe<{ name: string }[]>(SEARCH_INDEXES_QUERY)).map((row) => row.name);
+
+describe("the device search's indexes (migration 0011)", () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
+
+  test("on PostgreSQL, migrated by the database's owner: pg_trgm and both indexes, no warning", async () => {
+    const database = await createTestDatabase();
+    cleanups.push(database.drop);
+    const handle = openPostgres(database.url, { max: 1 });
+    try {
+      assert.deepEqual(await handle.migrate(), []);
+    } finally {
+      await handle.close();
+    }
+    const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+    try {
+      assert.deepEqual(await searchIndexes(sql), SEARCH_INDEXES);
+    } finally {
+      await sql.end();
+    }
+  });
+
+  test("pg_trgm installed earlier in a schema outside the search path: both indexes, on its operator class", async () => {
+    const database = await createTestDatabase();
+    cleanups.push(database.drop);
+    const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+    cleanups.push(() => sql.end());
+    await sql.unsafe("create schema extensions; create extension pg_trgm schema extensions");
+    const handle = openPostgres(database.url, { max: 1 });
+    try {
+      assert.deepEqual(await handle.migrate(), []);
+    } finally {
+      await handle.close();
+    }
+    assert.deepEqual(await searchIndexes(sql), SEARCH_INDEXES);
+    const [{ definition }] = await sql<[{ definition: string }]>`select indexdef as definition from pg_indexes where indexname = 'devices_key_trgm_idx'`;
+    assert.match(definition, /USING gin \(key extensions\.gin_trgm_ops\)/);
+  });
+
+  test("on the embedded PGlite: both indexes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "iot-search-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const handle = await openDatabase({ DATA_DIR: dir, ...noTimeouts });
+    try {
+      assert.deepEqual(await handle.migrate(), []);
+      const result = (await handle.db.execute(SEARCH_INDEXES_QUERY)) as unknown as { rows: { name: string }[] };
+      assert.deepEqual(result.rows.map((row) => row.name), SEARCH_INDEXES);
+    } finally {
+      await handle.close();
+    }
+  });
+
+  test("where the database refuses extensions: `migrate` applies every migration without the indexes and warns on stderr", async () => {
+    const database = await createTestDatabase();
+    cleanups.push(database.drop);
+    const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+    cleanups.push(() => sql.end());
+    // As a managed PostgreSQL that keeps an allow-list of extensions answers.
+    await sql.unsafe(`create function refuse_extensions() returns event_trigger language plpgsql as $$
+      begin raise insufficient_privilege using message = 'extensions are not allowed here'; end $$;
+      create event trigger refuse_extensions on ddl_command_start when tag in ('CREATE EXTENSION') execute function refuse_extensions()`);
+
+    const dir = mkdtempSync(join(tmpdir(), "iot-search-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const child = runEntry("cli.ts", ["migrate"], { cwd: dir, env: bareEnv({ DATABASE_URL: database.url, DATA_DIR: join(dir, "data") }) });
+    try {
+      assert.equal(await child.exited(60_000), 0, child.stderr());
+    } finally {
+      child.kill();
+    }
+    assert.equal(child.stdout(), "migrations applied (postgres)\n");
+    assert.equal(child.stderr(), "warning: pg_trgm could not be created (extensions are not allowed here); device search works without its index, slower on large fleets\n");
+    const [{ applied }] = await sql<[{ applied: number }]>`select count(*)::int as applied from drizzle.__drizzle_migrations`;
+    assert.equal(applied, journal.entries.length);
+    assert.deepEqual(await searchIndexes(sql), []);
+  });
+
+  test("a PGlite without the extension: every migration applied, without the indexes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "iot-search-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const client = await PGlite.create(join(dir, "pglite"));
+    try {
+      await migrate(drizzle(client), { migrationsFolder: fileURLToPath(new URL("../db/migrations", import.meta.url)) });
+      const applied = await client.query<{ n: number }>("select count(*)::int as n from drizzle.__drizzle_migrations");
+      assert.equal(applied.rows[0]!.n, journal.entries.length);
+      assert.deepEqual((await client.query(SEARCH_INDEXES_QUERY)).rows, []);
+    } finally {
+      await client.close();
+    }
+  });
+});
