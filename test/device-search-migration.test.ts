@@ -3,6 +3,7 @@
  * the embedded PGlite), and every migration still applied, without them, where it cannot.
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,9 +12,11 @@ import { fileURLToPath } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/pglite";
 import { migrate } from "drizzle-orm/pglite/migrator";
+import { sql as query } from "drizzle-orm";
 import postgres from "postgres";
 import { openDatabase, openPostgres } from "../db/client.ts";
-import { createTestDatabase } from "./support/database.ts";
+import { createTestDatabase, TEST_POSTGRES_URL } from "./support/database.ts";
+import { testMigrationAcross } from "./support/migrations.ts";
 import { bareEnv, runEntry } from "./support/process.ts";
 
 const journal = JSON.parse(readFileSync(new URL("../db/migrations/meta/_journal.json", import.meta.url), "utf8")) as { entries: unknown[] };
@@ -26,21 +29,63 @@ const searchIndexes = async (sql: postgres.Sql) => (await sql.unsafe<{ name: str
 describe("the device search's indexes (migration 0011)", () => {
   const cleanups: (() => Promise<void>)[] = [];
   after(async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup();
+    // Every cleanup runs, even after one failed.
+    const results = await Promise.allSettled(cleanups.reverse().map((cleanup) => cleanup()));
+    for (const result of results) if (result.status === "rejected") throw result.reason;
   });
 
-  test("on PostgreSQL, migrated by the database's owner: pg_trgm and both indexes, no warning", async () => {
+  /** A fresh database owned by a role of its own that is not a superuser, as a managed PostgreSQL hands one out. */
+  async function ownedDatabase() {
     const database = await createTestDatabase();
-    cleanups.push(database.drop);
-    const handle = openPostgres(database.url, { max: 1 });
+    const role = `iot_owner_${randomBytes(4).toString("hex")}`;
+    const admin = postgres(TEST_POSTGRES_URL, { max: 1, onnotice: () => {} });
+    cleanups.push(async () => {
+      await database.drop();
+      await admin.unsafe(`drop role if exists ${role}`);
+      await admin.end();
+    });
+    const name = new URL(database.url).pathname.slice(1);
+    await admin.unsafe(`create role ${role} login; alter database ${name} owner to ${role}`);
+    const url = new URL(database.url);
+    url.username = role;
+    return { superuserUrl: database.url, url: url.toString() };
+  }
+
+  async function migrateAs(url: string) {
+    const handle = openPostgres(url, { max: 1 });
     try {
-      assert.deepEqual(await handle.migrate(), []);
+      return await handle.migrate();
     } finally {
       await handle.close();
     }
-    const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  }
+
+  test("on PostgreSQL, migrated by the database's owner (not a superuser): pg_trgm and both indexes, no warning", async () => {
+    const { url } = await ownedDatabase();
+    assert.deepEqual(await migrateAs(url), []);
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
     try {
       assert.deepEqual(await searchIndexes(sql), SEARCH_INDEXES);
+    } finally {
+      await sql.end();
+    }
+  });
+
+  test("pg_trgm installed earlier in a schema the owner may not use: every migration applied without the indexes, with a warning", async () => {
+    const { superuserUrl, url } = await ownedDatabase();
+    const superuser = postgres(superuserUrl, { max: 1, onnotice: () => {} });
+    try {
+      await superuser.unsafe("create schema locked; create extension pg_trgm schema locked");
+    } finally {
+      await superuser.end();
+    }
+    const warnings = await migrateAs(url);
+    assert.deepEqual(warnings, ['pg_trgm is not usable here (permission denied for schema locked); device search works without its index, slower on large fleets']);
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      const [{ applied }] = await sql<[{ applied: number }]>`select count(*)::int as applied from drizzle.__drizzle_migrations`;
+      assert.equal(applied, journal.entries.length);
+      assert.deepEqual(await searchIndexes(sql), []);
     } finally {
       await sql.end();
     }
@@ -113,5 +158,18 @@ describe("the device search's indexes (migration 0011)", () => {
     } finally {
       await client.close();
     }
+  });
+
+  describe("an index of the same name added by hand before the migration is kept", () => {
+    testMigrationAcross(
+      "0011_device_search",
+      async (execute) => {
+        await execute(query`create extension if not exists pg_trgm`);
+        await execute(query`create index devices_key_trgm_idx on devices using gin (key gin_trgm_ops)`);
+      },
+      async (execute) => {
+        assert.deepEqual((await execute(query.raw(SEARCH_INDEXES_QUERY))).map((row) => row.name), SEARCH_INDEXES);
+      },
+    );
   });
 });

@@ -103,7 +103,7 @@ describe("the rotation queue crossed by other work", () => {
     await createFleet(server, 5);
     const keysInOrder = (await db().select({ id: devices.id, key: devices.key }).from(devices)).sort((a, b) => a.key.localeCompare(b.key));
     const [{ last }] = await other`select coalesce(max(id), 0)::int as last from events`;
-    // Two devices per key range: the first two ranges go in, the third one fails.
+    // Two devices per key range: the ranges before the last go in, the last one (the last key's) fails.
     await refuseQueueRowOf(keysInOrder.at(-1)!.id);
     try {
       await assert.rejects(db().transaction((tx) => queueAllOk(tx, 2)), (error) => /injected fault/.test(errorMessage(error)));
@@ -112,18 +112,24 @@ describe("the rotation queue crossed by other work", () => {
     }
     assert.deepEqual(await queueRows(), []);
     assert.deepEqual(new Set(Object.values(await statesOf(server))), new Set(["OK"]));
-    assert.equal(await stateEventsAfter(last), 0, "no device was shown queued, not even for a moment");
+    assert.equal(await stateEventsAfter(last), 0, "no queued event is left in the live stream");
   });
 
   test("a scheduled queueing that fails is reported, the cycle goes on, and the next cycle queues the fleet", async () => {
     await reset();
-    const fleet = await createFleet(server, 3);
+    const [timingOut, refused] = await createFleet(server, 3);
+    // A rotation past its timeout: the cycle has to end it although its queueing fails.
+    await server.admin("POST", `/api/devices/${timingOut!.id}/rotate`);
+    await expireNow(server, timingOut!.id);
     const longAgo = "2000-01-01T00:00:00.000Z";
     await db().insert(settings).values({ key: "rotation.schedule_baseline", value: longAgo }).onConflictDoUpdate({ target: settings.key, set: { value: longAgo } });
-    await refuseQueueRowOf(fleet[1]!.id);
+    await refuseQueueRowOf(refused!.id);
     try {
       const failed = await server.services.rotation.runCycle();
       assert.equal(failed.queued, 0);
+      assert.equal(failed.timed_out, 1);
+      assert.equal((await deviceRow(server, timingOut!.id)).rotationState, "TIMEOUT");
+      // Nothing queued, and the timed-out device waits for its retry.
       assert.equal(failed.started, null);
       assert.match(failed.errors.join("\n"), /^scheduled queueing failed \(.*injected fault.*\); will retry$/);
       assert.deepEqual(await queueRows(), []);
@@ -134,9 +140,10 @@ describe("the rotation queue crossed by other work", () => {
     }
     const retried = await server.services.rotation.runCycle();
     assert.deepEqual(retried.errors, []);
-    assert.equal(retried.queued, (await db().select().from(devices)).length);
+    assert.equal(retried.queued, (await db().select().from(devices)).length - 1, "every device but the TIMEOUT one");
     assert.notEqual(retried.started, null);
     const shown = Object.values(await statesOf(server));
-    assert.deepEqual([shown.filter((s) => s === "PENDING").length, shown.filter((s) => s === "QUEUED").length], [1, shown.length - 1]);
+    const counted = (state: string) => shown.filter((s) => s === state).length;
+    assert.deepEqual([counted("PENDING"), counted("TIMEOUT"), counted("QUEUED")], [1, 1, shown.length - 2]);
   });
 });
