@@ -29,10 +29,25 @@ const searchIndexes = async (sql: postgres.Sql) => (await sql.unsafe<{ name: str
 describe("the device search's indexes (migration 0011)", () => {
   const cleanups: (() => Promise<void>)[] = [];
   after(async () => {
-    // Every cleanup runs, even after one failed.
-    const results = await Promise.allSettled(cleanups.reverse().map((cleanup) => cleanup()));
-    for (const result of results) if (result.status === "rejected") throw result.reason;
+    // Last in, first out (connections before their database), and every one even after one failed.
+    const failures: unknown[] = [];
+    for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => failures.push(error));
+    if (failures.length > 0) throw failures[0];
   });
+
+  /** A connection closed after the tests. */
+  const connect = (url: string) => {
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    cleanups.push(() => sql.end());
+    return sql;
+  };
+
+  /** Every migration of the journal is recorded as applied, and the search indexes are `indexes`. */
+  async function assertMigrated(sql: postgres.Sql, indexes: string[]) {
+    const [{ applied }] = await sql<[{ applied: number }]>`select count(*)::int as applied from drizzle.__drizzle_migrations`;
+    assert.equal(applied, journal.entries.length);
+    assert.deepEqual(await searchIndexes(sql), indexes);
+  }
 
   /** A fresh database owned by a role of its own that is not a superuser, as a managed PostgreSQL hands one out. */
   async function ownedDatabase() {
@@ -63,47 +78,24 @@ describe("the device search's indexes (migration 0011)", () => {
   test("on PostgreSQL, migrated by the database's owner (not a superuser): pg_trgm and both indexes, no warning", async () => {
     const { url } = await ownedDatabase();
     assert.deepEqual(await migrateAs(url), []);
-    const sql = postgres(url, { max: 1, onnotice: () => {} });
-    try {
-      assert.deepEqual(await searchIndexes(sql), SEARCH_INDEXES);
-    } finally {
-      await sql.end();
-    }
+    await assertMigrated(connect(url), SEARCH_INDEXES);
   });
 
   test("pg_trgm installed earlier in a schema the owner may not use: every migration applied without the indexes, with a warning", async () => {
     const { superuserUrl, url } = await ownedDatabase();
-    const superuser = postgres(superuserUrl, { max: 1, onnotice: () => {} });
-    try {
-      await superuser.unsafe("create schema locked; create extension pg_trgm schema locked");
-    } finally {
-      await superuser.end();
-    }
+    await connect(superuserUrl).unsafe("create schema locked; create extension pg_trgm schema locked");
     const warnings = await migrateAs(url);
-    assert.deepEqual(warnings, ['pg_trgm is not usable here (permission denied for schema locked); device search works without its index, slower on large fleets']);
-    const sql = postgres(url, { max: 1, onnotice: () => {} });
-    try {
-      const [{ applied }] = await sql<[{ applied: number }]>`select count(*)::int as applied from drizzle.__drizzle_migrations`;
-      assert.equal(applied, journal.entries.length);
-      assert.deepEqual(await searchIndexes(sql), []);
-    } finally {
-      await sql.end();
-    }
+    assert.deepEqual(warnings, ["pg_trgm is not usable here (permission denied for schema locked); device search works without its index, slower on large fleets"]);
+    await assertMigrated(connect(url), []);
   });
 
   test("pg_trgm installed earlier in a schema outside the search path: both indexes, on its operator class", async () => {
     const database = await createTestDatabase();
     cleanups.push(database.drop);
-    const sql = postgres(database.url, { max: 1, onnotice: () => {} });
-    cleanups.push(() => sql.end());
+    const sql = connect(database.url);
     await sql.unsafe("create schema extensions; create extension pg_trgm schema extensions");
-    const handle = openPostgres(database.url, { max: 1 });
-    try {
-      assert.deepEqual(await handle.migrate(), []);
-    } finally {
-      await handle.close();
-    }
-    assert.deepEqual(await searchIndexes(sql), SEARCH_INDEXES);
+    assert.deepEqual(await migrateAs(database.url), []);
+    await assertMigrated(sql, SEARCH_INDEXES);
     const [{ definition }] = await sql<[{ definition: string }]>`select indexdef as definition from pg_indexes where indexname = 'devices_key_trgm_idx'`;
     assert.match(definition, /USING gin \(key extensions\.gin_trgm_ops\)/);
   });
@@ -124,8 +116,7 @@ describe("the device search's indexes (migration 0011)", () => {
   test("where the database refuses extensions: `migrate` applies every migration without the indexes and warns on stderr", async () => {
     const database = await createTestDatabase();
     cleanups.push(database.drop);
-    const sql = postgres(database.url, { max: 1, onnotice: () => {} });
-    cleanups.push(() => sql.end());
+    const sql = connect(database.url);
     // As a managed PostgreSQL that keeps an allow-list of extensions answers.
     await sql.unsafe(`create function refuse_extensions() returns event_trigger language plpgsql as $$
       begin raise insufficient_privilege using message = 'extensions are not allowed here'; end $$;
@@ -141,9 +132,7 @@ describe("the device search's indexes (migration 0011)", () => {
     }
     assert.equal(child.stdout(), "migrations applied (postgres)\n");
     assert.equal(child.stderr(), "warning: pg_trgm could not be created (extensions are not allowed here); device search works without its index, slower on large fleets\n");
-    const [{ applied }] = await sql<[{ applied: number }]>`select count(*)::int as applied from drizzle.__drizzle_migrations`;
-    assert.equal(applied, journal.entries.length);
-    assert.deepEqual(await searchIndexes(sql), []);
+    await assertMigrated(sql, []);
   });
 
   test("a PGlite without the extension: every migration applied, without the indexes", async () => {
