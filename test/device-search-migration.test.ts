@@ -4,11 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/pglite";
 import { migrate } from "drizzle-orm/pglite/migrator";
@@ -16,10 +15,9 @@ import { sql as query } from "drizzle-orm";
 import postgres from "postgres";
 import { openDatabase, openPostgres } from "../db/client.ts";
 import { createTestDatabase, TEST_POSTGRES_URL } from "./support/database.ts";
-import { testMigrationAcross } from "./support/migrations.ts";
+import { MIGRATION_COUNT, MIGRATIONS, testMigrationAcross } from "./support/migrations.ts";
 import { bareEnv, runEntry } from "./support/process.ts";
 
-const journal = JSON.parse(readFileSync(new URL("../db/migrations/meta/_journal.json", import.meta.url), "utf8")) as { entries: unknown[] };
 const SEARCH_INDEXES = ["devices_key_trgm_idx", "devices_name_trgm_idx"];
 const noTimeouts = { DATABASE_CONNECT_TIMEOUT_MS: 5000, DATABASE_STATEMENT_TIMEOUT_MS: 0, DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: 0, DATABASE_POOL_WAIT_MS: 5000 };
 
@@ -45,7 +43,7 @@ describe("the device search's indexes (migration 0011)", () => {
   /** Every migration of the journal is recorded as applied, and the search indexes are `indexes`. */
   async function assertMigrated(sql: postgres.Sql, indexes: string[]) {
     const [{ applied }] = await sql<[{ applied: number }]>`select count(*)::int as applied from drizzle.__drizzle_migrations`;
-    assert.equal(applied, journal.entries.length);
+    assert.equal(applied, MIGRATION_COUNT);
     assert.deepEqual(await searchIndexes(sql), indexes);
   }
 
@@ -140,9 +138,9 @@ describe("the device search's indexes (migration 0011)", () => {
     cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
     const client = await PGlite.create(join(dir, "pglite"));
     try {
-      await migrate(drizzle(client), { migrationsFolder: fileURLToPath(new URL("../db/migrations", import.meta.url)) });
+      await migrate(drizzle(client), { migrationsFolder: MIGRATIONS });
       const applied = await client.query<{ n: number }>("select count(*)::int as n from drizzle.__drizzle_migrations");
-      assert.equal(applied.rows[0]!.n, journal.entries.length);
+      assert.equal(applied.rows[0]!.n, MIGRATION_COUNT);
       assert.deepEqual((await client.query(SEARCH_INDEXES_QUERY)).rows, []);
     } finally {
       await client.close();

@@ -1,15 +1,14 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import postgres from "postgres";
 import { openPostgres } from "../db/client.ts";
 import { createTestDatabase } from "./support/database.ts";
+import { MIGRATION_COUNT } from "./support/migrations.ts";
 import { bareEnv, runEntry } from "./support/process.ts";
 
-const journal = JSON.parse(readFileSync(new URL("../db/migrations/meta/_journal.json", import.meta.url), "utf8")) as { entries: unknown[] };
-const MIGRATIONS = journal.entries.length;
 
 type TestDatabase = Awaited<ReturnType<typeof createTestDatabase>>;
 
@@ -38,13 +37,13 @@ describe("migrations from several processes at once", () => {
   });
 
   test("three handles migrating concurrently: all resolve, each migration is applied once, a second round changes nothing", async () => {
-    assert.ok(MIGRATIONS > 0, "the journal lists migrations");
+    assert.ok(MIGRATION_COUNT > 0, "the journal lists migrations");
     const database = await fresh();
     const handles = [0, 1, 2].map(() => openPostgres(database.url, { max: 2 }));
     try {
       await Promise.all(handles.map((handle) => handle.migrate()));
       const first = await inspect(database.url);
-      assert.equal(first.applied, MIGRATIONS);
+      assert.equal(first.applied, MIGRATION_COUNT);
       assert.ok(first.tables.includes("devices") && first.tables.includes("device_models"), `tables: ${first.tables.join(", ")}`);
       assert.equal(new Set(first.tables).size, first.tables.length);
 
@@ -71,7 +70,7 @@ describe("migrations from several processes at once", () => {
         for (const child of children) child.kill();
       }
       const state = await inspect(database.url);
-      assert.equal(state.applied, MIGRATIONS);
+      assert.equal(state.applied, MIGRATION_COUNT);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

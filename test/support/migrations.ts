@@ -15,7 +15,9 @@ import postgres from "postgres";
 import { createPgliteClient } from "../../db/client.ts";
 import { createTestDatabase } from "./database.ts";
 
-const MIGRATIONS = fileURLToPath(new URL("../../db/migrations", import.meta.url));
+export const MIGRATIONS = fileURLToPath(new URL("../../db/migrations", import.meta.url));
+/** How many migrations the journal lists: what a fully migrated database has recorded as applied. */
+export const MIGRATION_COUNT = (JSON.parse(readFileSync(join(MIGRATIONS, "meta", "_journal.json"), "utf8")) as { entries: unknown[] }).entries.length;
 
 /** A copy of the migrations folder in `dir` whose journal stops before `tag`: the schema as it was before that migration. */
 function migrationsBefore(dir: string, tag: string): string {
