@@ -1,7 +1,8 @@
 /**
  * The rotation queue table (lib/rotation/queue.ts) where other work crosses it, with the interleavings forced by real
  * row locks on the real PostgreSQL: a device deleted while the fleet is being queued, a queue row that queueing the
- * fleet leaves to a device being started at the same moment, and a fault in a later key range of the fleet's queueing.
+ * fleet leaves to a device being started at the same moment, and faults in the fleet's queueing (from the trigger, the
+ * schedule, and in a later key range).
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -113,6 +114,27 @@ describe("the rotation queue crossed by other work", () => {
     assert.deepEqual(await queueRows(), []);
     assert.deepEqual(new Set(Object.values(await statesOf(server))), new Set(["OK"]));
     assert.equal(await stateEventsAfter(last), 0, "no queued event is left in the live stream");
+  });
+
+  test("POST /api/rotation/trigger when queueing fails: 500 envelope without SQL, nothing queued, nothing audited", async () => {
+    await reset();
+    const [device] = await createFleet(server, 2);
+    const [{ lastAudit }] = await other`select coalesce(max(id), 0)::int as "lastAudit" from audit_events`;
+    await refuseQueueRowOf(device!.id);
+    let response: Response;
+    try {
+      response = await server.admin("POST", "/api/rotation/trigger");
+    } finally {
+      await allowQueueRows();
+    }
+    assert.equal(response.status, 500);
+    const body = await response.json();
+    assert.deepEqual([body.code, body.error, body.details], ["INTERNAL_ERROR", "Something went wrong on our side. The error was logged.", null]);
+    assert.doesNotMatch(JSON.stringify(body), /rotation_queue|insert|injected fault/i);
+    assert.deepEqual(await queueRows(), []);
+    assert.deepEqual(new Set(Object.values(await statesOf(server))), new Set(["OK"]));
+    const [{ audited }] = await other`select count(*)::int as audited from audit_events where id > ${lastAudit}`;
+    assert.equal(audited, 0);
   });
 
   test("a scheduled queueing that fails is reported, the cycle goes on, and the next cycle queues the fleet", async () => {
