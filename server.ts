@@ -6,7 +6,7 @@ import { createServices, type ServiceOverrides, type Services } from "./lib/cont
 import { createDispatcher } from "./lib/http/app.ts";
 import { nodeListener } from "./lib/http/node-adapter.ts";
 import { errorMessage } from "./lib/logger.ts";
-import { startInternalScheduler } from "./lib/periodic-job.ts";
+import { startDashboardRendering, startInternalScheduler } from "./lib/periodic-job.ts";
 import { startRetentionTimer } from "./lib/retention.ts";
 
 
@@ -29,6 +29,7 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
       : async () => {};
   const stopRetention =
     config.RETENTION_SCHEDULER === "internal" ? startRetentionTimer(services, config.RETENTION_INTERVAL_SECONDS) : async () => {};
+  const stopDashboardRendering = startDashboardRendering(services);
   return {
     server,
     services,
@@ -36,6 +37,7 @@ export async function startServer(config: Config, overrides: ServiceOverrides = 
     async stop() {
       await stopScheduler();
       await stopRetention();
+      await stopDashboardRendering();
       // Event streams never end on their own: closed first, or the server would wait for them until its deadline.
       await services.events.close();
       await stopServer(server, services, config.SHUTDOWN_DEADLINE_SECONDS * 1000);

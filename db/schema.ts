@@ -211,6 +211,33 @@ export const rotationQueue = pgTable(
   (table) => [index("rotation_queue_order_idx").on(sql`${table.secretCreatedAt} asc nulls first`, table.deviceId)],
 );
 
+/**
+ * The whole rotation dashboard kept ready, a chunk per two-character key prefix (lib/rotation/dashboard.ts): each group's
+ * rows as the JSON the dashboard sends, comma-joined in key order. A chunk is used as stored only while it is fresh:
+ * rendered with the threshold in use, no dashboard_dirty row for its prefix, and the time read within the span over
+ * which none of its days_since_rotation changes; else the dashboard renders it from the devices as it reads.
+ */
+export const dashboardChunks = pgTable("dashboard_chunks", {
+  prefix: text("prefix").primaryKey(),
+  /** ROTATION_CRITICAL_THRESHOLD_DAYS it was rendered with (null: never rendered). */
+  thresholdDays: integer("threshold_days"),
+  /** Epoch milliseconds from and until (exclusive) which its days hold; null: unbounded (no completed rotation). */
+  validFromMs: bigint("valid_from_ms", { mode: "number" }),
+  validUntilMs: bigint("valid_until_ms", { mode: "number" }),
+  healthy: text("healthy").notNull().default(""),
+  warning: text("warning").notNull().default(""),
+  critical: text("critical").notNull().default(""),
+  healthyCount: integer("healthy_count").notNull().default(0),
+  warningCount: integer("warning_count").notNull().default(0),
+  criticalCount: integer("critical_count").notNull().default(0),
+});
+
+/**
+ * Prefixes whose devices changed since their chunk was rendered, written by the triggers of migration 0012 in the
+ * changing transaction; the rendering removes those it has seen in the snapshot it rendered from.
+ */
+export const dashboardDirty = pgTable("dashboard_dirty", { prefix: text("prefix").notNull() }, (table) => [index("dashboard_dirty_prefix_idx").on(table.prefix)]);
+
 /** The plan of a rollout as stored (lib/rollouts/plan.ts gives the defaults). */
 export type RolloutPlan = {
   canary_device_ids: number[];

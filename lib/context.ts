@@ -314,6 +314,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   });
   const rotation = createRotationService({
     db: database.db,
+    rawTexts: database.rawTexts,
     engine: rotationEngine,
     schedule: { cron: config.ROTATION_CRON, timezone: config.ROTATION_TIMEZONE },
     criticalThresholdDays: config.ROTATION_CRITICAL_THRESHOLD_DAYS,

@@ -12,6 +12,9 @@ export const DEFAULT_PAGE_LIMIT = 100;
 /** A page of rows, and the sort key of its last row when more rows follow (null: this is the last page). */
 export type Page<T> = { items: T[]; next: string | null };
 
+/** Rows as JSON text, comma-joined in list order (e.g. chunks of the rotation dashboard), and how many they are. */
+export type JoinedRows = { text: string | Uint8Array; rows: number };
+
 export const encodeCursor = (after: string): string => Buffer.from(JSON.stringify({ after })).toString("base64url");
 
 /** The sort key in `cursor`, or null when it is not a cursor whose key `keyPattern` accepts. */

@@ -41,3 +41,14 @@ export function startInternalScheduler(services: Pick<Services, "config" | "rota
   ];
   return async () => void (await Promise.all(stops.map((stop) => stop())));
 }
+
+/** How often a server renders the rotation dashboard's chunks that are no longer fresh. */
+const DASHBOARD_RENDER_INTERVAL_SECONDS = 2;
+
+/**
+ * Keeps the whole rotation dashboard ready (lib/rotation/dashboard.ts): every server runs it, whatever the scheduler,
+ * and one renders at a time. At 100,000 devices a day turns for about one device a second, so a chunk or two a tick.
+ */
+export function startDashboardRendering(services: Pick<Services, "rotation" | "logger" | "logDatabaseOutage">): () => Promise<void> {
+  return startPeriodicJob("Dashboard rendering", () => services.rotation.refreshDashboard(new Date()), services, DASHBOARD_RENDER_INTERVAL_SECONDS);
+}

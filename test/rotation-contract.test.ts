@@ -5,7 +5,7 @@ import { inArray, sql } from "drizzle-orm";
 import { deviceModels, devices } from "../db/schema.ts";
 import { allPages } from "../lib/paging.ts";
 import { enqueue } from "../lib/rotation/queue.ts";
-import { dashboardGroups } from "../lib/rotation/service.ts";
+import { dashboardGroups } from "../lib/rotation/dashboard.ts";
 import { createTestApp } from "./support/app.ts";
 import { fakeNotifier } from "./support/fakes/notifier.ts";
 import { dashboardOracle } from "./support/dashboard-oracle.ts";

@@ -4,7 +4,7 @@
  * deleted when it holds more than its share). Works the same on PostgreSQL and PGlite.
  */
 import { and, asc, eq, gte, ilike, lt, sql } from "drizzle-orm";
-import type { Database } from "../../db/client.ts";
+import { type Database, rowsOf } from "../../db/client.ts";
 import { deviceLogs, deviceLogVolume, events } from "../../db/schema.ts";
 
 /** A line ready to store: its device and its stamp in microseconds since the epoch (unique within this process). */
@@ -41,11 +41,6 @@ function lineEvents(lines: StoredLine[]) {
       payload: { device_id: deviceId, lines: own.slice(i * LINES_PER_EVENT, (i + 1) * LINES_PER_EVENT) },
     })),
   );
-}
-
-/** Rows of a statement, from either driver (postgres.js answers an array, PGlite an object with `rows`). */
-function rowsOf<T>(result: unknown): T[] {
-  return (Array.isArray(result) ? result : ((result as { rows?: T[] }).rows ?? [])) as T[];
 }
 
 /** A LIKE pattern for a case-insensitive substring, where `*` stands for any run of characters. */

@@ -1,15 +1,15 @@
-import { and, asc, count, eq, gt, isNull, max, not, or, type SQL, sql } from "drizzle-orm";
-import type { Database } from "../../db/client.ts";
-import { deviceModels, devices } from "../../db/schema.ts";
+import { count, eq, max } from "drizzle-orm";
+import type { Database, DatabaseHandle } from "../../db/client.ts";
+import { devices } from "../../db/schema.ts";
 import type { Actor, AuditRecorder } from "../audit/log.ts";
 import { isDatabaseUnavailable } from "../db-errors.ts";
 import { deviceNotFound } from "../errors.ts";
-import { type Page, toPage } from "../paging.ts";
-import type { DashboardCounts, RotationStatus } from "../schemas.ts";
+import type { RotationStatus } from "../schemas.ts";
 import { errorMessage, type Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import { lockDevice, type RotationEngine } from "./engine.ts";
-import { countsByState as shownCounts, enqueue, rotationStateIs, rotationStateSql } from "./queue.ts";
+import { createDashboard } from "./dashboard.ts";
+import { countsByState as shownCounts, enqueue, rotationStateSql } from "./queue.ts";
 import { nextOccurrence, queueAllOk, queueScheduled, type Schedule } from "./schedule.ts";
 
 type CycleSummary = {
@@ -23,17 +23,10 @@ type CycleSummary = {
   errors: string[];
 };
 
-const DAY_MS = 86_400_000;
-
-export const dashboardGroups = ["healthy", "warning", "critical"] as const;
-export type DashboardGroup = (typeof dashboardGroups)[number];
-
-/** A page of one dashboard group: by key after `after`, days counted at `now` (the same for every page of one answer). */
-export type DashboardPageQuery = { after?: string; limit: number; now: Date };
-
 /** What the rotation routes, the CronJob and the internal timer call; the state machine itself is in engine.ts. */
 export function createRotationService(deps: {
   db: Database;
+  rawTexts: DatabaseHandle["rawTexts"];
   engine: RotationEngine;
   schedule: Schedule;
   criticalThresholdDays: number;
@@ -42,6 +35,7 @@ export function createRotationService(deps: {
   audit: AuditRecorder;
 }) {
   const { db, engine, schedule, metrics, logger, audit } = deps;
+  const dashboard = createDashboard({ db, rawTexts: deps.rawTexts, criticalThresholdDays: deps.criticalThresholdDays });
 
   const countsByState = (): Promise<RotationStatus["counts_by_state"]> => shownCounts(db);
 
@@ -56,48 +50,19 @@ export function createRotationService(deps: {
     return row ?? null;
   }
 
-  /**
-   * The devices of one dashboard group after `after`, each group's condition on an index. days < threshold ⇔
-   * completed > now − threshold days (to the millisecond, as the row's days are counted).
-   */
-  function dashboardPageWhere(group: DashboardGroup, after: string | undefined, now: Date): SQL | undefined {
-    const cutoff = sql`${new Date(now.getTime() - deps.criticalThresholdDays * DAY_MS).toISOString()}::timestamptz`;
-    const completedMs = sql`date_trunc('milliseconds', ${devices.lastRotationCompletedAt})`;
-    const timedOut = rotationStateIs("TIMEOUT");
-    const inGroup: Record<DashboardGroup, SQL | undefined> = {
-      healthy: not(timedOut),
-      warning: and(timedOut, sql`${completedMs} > ${cutoff}`),
-      critical: and(timedOut, or(isNull(devices.lastRotationCompletedAt), sql`${completedMs} <= ${cutoff}`)),
-    };
-    return and(inGroup[group], after === undefined ? undefined : gt(devices.key, after));
-  }
-
-  /**
-   * The dashboard's counts without reading its groups: one statement of four counts, each on an index (the state's,
-   * the last completed rotation's, the unconfirmed devices'). A TIMEOUT device is a warning when its completion,
-   * cut to the millisecond, is after now − threshold days (dashboardPageWhere); the cut value is after that instant
-   * exactly when the time itself is at least 1 ms after it, so the comparison can use the index on the column.
-   */
-  async function dashboardCounts(now: Date): Promise<DashboardCounts> {
-    const warningFrom = new Date(now.getTime() - deps.criticalThresholdDays * DAY_MS + 1).toISOString();
-    const from = sql`${warningFrom}::timestamptz`;
-    const counted = (where: SQL) => sql<number>`(select count(*) from ${devices} where ${where})`.mapWith(Number);
-    const [row] = await db
-      .select({
-        all: sql<number>`(select count(*) from ${devices})`.mapWith(Number),
-        timedOut: counted(rotationStateIs("TIMEOUT")),
-        warning: counted(sql`${rotationStateIs("TIMEOUT")} and ${devices.lastRotationCompletedAt} >= ${from}`),
-        unconfirmed: counted(sql`${devices.rotationUnconfirmed}`),
-      })
-      .from(sql`(values (1)) as one (x)`);
-    const { all, timedOut, warning, unconfirmed } = row!;
-    return { healthy: all - timedOut, warning, critical: timedOut - warning, unconfirmed };
-  }
-
   return {
     engine,
 
-    dashboardCounts,
+    dashboardCounts: dashboard.counts,
+
+    /** One page of a dashboard group, by key, each row its JSON text. */
+    dashboardJsonPage: dashboard.page,
+
+    /** The whole of a dashboard group, a chunk of rows at a time (lib/rotation/dashboard.ts). */
+    dashboardJsonChunks: dashboard.chunks,
+
+    /** Renders the dashboard's chunks that are not fresh, in the background of the server; returns how many. */
+    refreshDashboard: dashboard.refresh,
 
     /** The secret for the device's provisioning request: during its rotation, the new one (see engine.issueSecret). */
     issueProvisioningSecret: engine.issueSecret,
@@ -179,37 +144,6 @@ export function createRotationService(deps: {
         last_rotation_completed_at: last?.at ? new Date(last.at).toISOString() : null,
         next_scheduled_rotation: nextOccurrence(schedule, new Date()).toISOString(),
       };
-    },
-
-    /**
-     * One page of a dashboard group, by key (keyset paging, lib/paging.ts), each row as its JSON text written by
-     * PostgreSQL (the fields of dashboardRowSchema in its order, timestamps to the millisecond, whole days since the last
-     * completed rotation; days < threshold ⇔ completed > now − threshold days, to the millisecond): the dashboard route
-     * sends these as they come, without reading each row into an object and writing it out again (most of the time of a
-     * 100,000-device dashboard). test/support/dashboard-oracle.ts is the plain model the tests hold it to.
-     */
-    async dashboardJsonPage(group: DashboardGroup, { after, limit, now }: DashboardPageQuery): Promise<Page<string>> {
-      const completedMs = sql`date_trunc('milliseconds', ${devices.lastRotationCompletedAt})`;
-      const days = sql`floor((${now.getTime()}::numeric - extract(epoch from ${completedMs}) * 1000) / ${DAY_MS})`;
-      const json = sql<string>`concat(
-        '{"id":', ${devices.id},
-        ',"key":', to_json(${devices.key}),
-        ',"device_name":', coalesce(to_json(${devices.deviceName})::text, 'null'),
-        ',"device_model_code":', to_json(${deviceModels.code}),
-        ',"rotation_state":"', ${rotationStateSql},
-        '","rotation_unconfirmed":', case when ${devices.rotationUnconfirmed} then 'true' else 'false' end,
-        ',"last_rotation_completed_at":', coalesce('"' || to_char(${completedMs} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null'),
-        ',"days_since_rotation":', coalesce(${days}::bigint::text, 'null'),
-        '}')`;
-      const rows = await db
-        .select({ key: devices.key, json })
-        .from(devices)
-        .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-        .where(dashboardPageWhere(group, after, now))
-        .orderBy(asc(devices.key))
-        .limit(limit + 1);
-      const page = toPage(rows, limit, (row) => row.key);
-      return { items: page.items.map((row) => row.json), next: page.next };
     },
   };
 }

@@ -6,7 +6,7 @@
 import { asc, eq } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { deviceModels, devices, rotationQueue } from "../../db/schema.ts";
-import type { DashboardGroup } from "../../lib/rotation/service.ts";
+import type { DashboardGroup } from "../../lib/rotation/dashboard.ts";
 import type { DashboardRow } from "../../lib/schemas.ts";
 
 type RotationState = DashboardRow["rotation_state"];

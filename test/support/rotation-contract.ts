@@ -8,16 +8,27 @@ import type { Services } from "../../lib/context.ts";
 import type { DevicePrincipal } from "../../lib/identity/principal.ts";
 import { AppError } from "../../lib/errors.ts";
 import { allPages } from "../../lib/paging.ts";
-import { dashboardGroups } from "../../lib/rotation/service.ts";
+import { dashboardGroups } from "../../lib/rotation/dashboard.ts";
 import type { Notice } from "./fakes/notifier.ts";
 
-/** The dashboard's counts as its route streams them: every group walked in pages of two. */
+/** The dashboard's counts as its route streams them: every group walked in pages of two, and whole in its chunks. */
 async function dashboardCounts(rotation: Services["rotation"]) {
   const now = new Date();
   const counts: Record<string, number> = {};
   for (const group of dashboardGroups) {
-    counts[group] = 0;
-    for await (const batch of allPages((after) => rotation.dashboardJsonPage(group, { after, limit: 2, now }))) counts[group] += batch.length;
+    const paged: string[] = [];
+    for await (const batch of allPages((after) => rotation.dashboardJsonPage(group, { after, limit: 2, now }))) paged.push(...batch);
+    const whole: string[] = [];
+    let wholeCount = 0;
+    for await (const batch of rotation.dashboardJsonChunks(group, now)) {
+      for (const part of batch) {
+        whole.push(Buffer.from(part.text).toString("utf8"));
+        wholeCount += part.rows;
+      }
+    }
+    assert.equal(whole.join(","), paged.join(","), `${group} whole is ${group} paged`);
+    assert.equal(wholeCount, paged.length);
+    counts[group] = paged.length;
   }
   const walked = { ...counts, unconfirmed: await rotation.unconfirmedCount() };
   assert.deepEqual(await rotation.dashboardCounts(now), walked, "the counted dashboard counts are the walked ones");

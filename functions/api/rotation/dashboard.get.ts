@@ -1,7 +1,7 @@
 import { defineRoute } from "../../../lib/http/route.ts";
 import { jsonText, streamedJson } from "../../../lib/http/respond.ts";
-import { allPages, DEFAULT_PAGE_LIMIT, encodeCursor, STREAM_BATCH } from "../../../lib/paging.ts";
-import { dashboardGroups } from "../../../lib/rotation/service.ts";
+import { DEFAULT_PAGE_LIMIT, encodeCursor } from "../../../lib/paging.ts";
+import { dashboardGroups } from "../../../lib/rotation/dashboard.ts";
 import { dashboardPageSchema, dashboardQuery, dashboardSchema } from "../../../lib/schemas.ts";
 
 export default defineRoute({
@@ -36,9 +36,9 @@ export default defineRoute({
     }
     const groups = dashboardGroups.map((name) => ({
       name,
-      // Rows as PostgreSQL wrote their JSON: sent as they come.
-      json: true,
-      batches: allPages((after) => services.rotation.dashboardJsonPage(name, { after, limit: STREAM_BATCH, now })),
+      // Chunks of rows as PostgreSQL wrote their JSON, most kept ready: sent as they come.
+      json: true as const,
+      batches: services.rotation.dashboardJsonChunks(name, now),
     }));
     return streamedJson(
       groups,

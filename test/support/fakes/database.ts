@@ -10,12 +10,19 @@ export type FakeDatabase = DatabaseHandle & { server: { up: boolean } };
 
 export function fakeDatabase(): FakeDatabase {
   const server = { up: true };
-  const db = drizzle(
-    async () => {
-      if (!server.up) throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
-      return { rows: [[1]] };
-    },
-    { schema },
-  );
-  return { server, db, kind: "postgres", listen: async () => async () => {}, advisoryLock: () => ({ held: async () => true, release: async () => {} }), migrate: async () => [], close: async () => {} };
+  const answer = async () => {
+    if (!server.up) throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+    return { rows: [[1]] };
+  };
+  const db = drizzle(answer, { schema });
+  return {
+    server,
+    db,
+    kind: "postgres",
+    listen: async () => async () => {},
+    advisoryLock: () => ({ held: async () => true, release: async () => {} }),
+    migrate: async () => [],
+    rawTexts: async () => (await answer()).rows.map((row) => row.map((value) => Buffer.from(String(value)))),
+    close: async () => {},
+  };
 }

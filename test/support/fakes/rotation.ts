@@ -7,6 +7,7 @@ import { deviceNotFound } from "../../../lib/errors.ts";
 import type { Notifier } from "../../../lib/mqtt.ts";
 import type { RotationEngine } from "../../../lib/rotation/engine.ts";
 import { nextOccurrence, type Schedule } from "../../../lib/rotation/schedule.ts";
+import type { DashboardGroup } from "../../../lib/rotation/dashboard.ts";
 import type { RotationService } from "../../../lib/rotation/service.ts";
 import { dashboardGroupOf, toDashboardRow } from "../dashboard-oracle.ts";
 import { toPage } from "../../../lib/paging.ts";
@@ -68,6 +69,25 @@ export function fakeRotationService(
     Object.fromEntries(rotationStates.map((state) => [state, rows().filter((row) => row.rotationState === state).length])) as RotationStatus["counts_by_state"];
   const unconfirmedCount = async () => rows().filter((row) => row.rotationUnconfirmed).length;
 
+  /** A dashboard group's rows at `now`, by key. */
+  const groupRows = (group: DashboardGroup, now: Date) =>
+    rows()
+      .map((device) =>
+        toDashboardRow(
+          {
+            id: device.id,
+            key: device.key,
+            device_name: device.deviceName,
+            device_model_code: world.models.get(device.deviceModelId)!.code,
+            rotation_state: device.rotationState,
+            rotation_unconfirmed: device.rotationUnconfirmed,
+            completed: device.lastRotationCompletedAt,
+          },
+          now,
+        ),
+      )
+      .filter((row) => dashboardGroupOf(row, deps.criticalThresholdDays) === group);
+
   return {
     engine,
     issueProvisioningSecret: engine.issueSecret,
@@ -111,25 +131,17 @@ export function fakeRotationService(
       };
     },
     async dashboardJsonPage(group, { after, limit, now }) {
-      const inGroup = rows()
-        .filter((device) => after === undefined || device.key > after)
-        .map((device) =>
-          toDashboardRow(
-            {
-              id: device.id,
-              key: device.key,
-              device_name: device.deviceName,
-              device_model_code: world.models.get(device.deviceModelId)!.code,
-              rotation_state: device.rotationState,
-              rotation_unconfirmed: device.rotationUnconfirmed,
-              completed: device.lastRotationCompletedAt,
-            },
-            now,
-          ),
-        )
-        .filter((row) => dashboardGroupOf(row, deps.criticalThresholdDays) === group);
+      const inGroup = groupRows(group, now).filter((row) => after === undefined || row.key > after);
       const page = toPage(inGroup.slice(0, limit + 1), limit, (row) => row.key);
       return { items: page.items.map((row) => JSON.stringify(row)), next: page.next };
     },
+    // A chunk per key prefix, as the real one keeps them; nothing is kept here, so there is nothing to render.
+    async *dashboardJsonChunks(group, now) {
+      const byPrefix = new Map<string, string[]>();
+      for (const row of groupRows(group, now)) byPrefix.set(row.key.slice(0, 2), [...(byPrefix.get(row.key.slice(0, 2)) ?? []), JSON.stringify(row)]);
+      const chunks = [...byPrefix.values()].map((texts) => ({ text: texts.join(","), rows: texts.length }));
+      if (chunks.length > 0) yield chunks;
+    },
+    refreshDashboard: async () => 0,
   };
 }

@@ -1,0 +1,68 @@
+CREATE TABLE "dashboard_chunks" (
+	"prefix" text PRIMARY KEY NOT NULL,
+	"threshold_days" integer,
+	"valid_from_ms" bigint,
+	"valid_until_ms" bigint,
+	"healthy" text DEFAULT '' NOT NULL,
+	"warning" text DEFAULT '' NOT NULL,
+	"critical" text DEFAULT '' NOT NULL,
+	"healthy_count" integer DEFAULT 0 NOT NULL,
+	"warning_count" integer DEFAULT 0 NOT NULL,
+	"critical_count" integer DEFAULT 0 NOT NULL
+);
+--> statement-breakpoint
+CREATE TABLE "dashboard_dirty" (
+	"prefix" text NOT NULL
+);
+--> statement-breakpoint
+CREATE INDEX "dashboard_dirty_prefix_idx" ON "dashboard_dirty" USING btree ("prefix");--> statement-breakpoint
+-- Not from the schema from here on (drizzle-kit does not model storage, data or triggers). The rows are read far more
+-- often than written, and read whole: kept uncompressed, so reading them costs no decompression.
+ALTER TABLE "dashboard_chunks" ALTER COLUMN "healthy" SET STORAGE EXTERNAL, ALTER COLUMN "warning" SET STORAGE EXTERNAL, ALTER COLUMN "critical" SET STORAGE EXTERNAL;
+--> statement-breakpoint
+-- A chunk for every prefix a key can have (devices_key_format), none rendered yet: the dashboard renders them from the
+-- devices until the server's background rendering has stored them.
+INSERT INTO "dashboard_chunks" ("prefix")
+  SELECT a || b FROM unnest(string_to_array('0123456789abcdefghijklmnopqrstuvwxyz', NULL)) a, unnest(string_to_array('0123456789abcdefghijklmnopqrstuvwxyz', NULL)) b;
+--> statement-breakpoint
+-- A change to anything a dashboard row shows marks its key's prefix, in the changing transaction and once per
+-- statement: a device's row, its queue row (QUEUED) and its model's code.
+CREATE FUNCTION "iot_mark_dashboard_dirty"() RETURNS trigger LANGUAGE plpgsql SET jit = off AS $$
+BEGIN
+  IF TG_TABLE_NAME = 'devices' THEN
+    IF TG_OP = 'INSERT' THEN
+      INSERT INTO dashboard_dirty (prefix) SELECT DISTINCT left(n.key, 2) FROM new_rows n;
+    ELSIF TG_OP = 'DELETE' THEN
+      INSERT INTO dashboard_dirty (prefix) SELECT DISTINCT left(o.key, 2) FROM old_rows o;
+    ELSE
+      INSERT INTO dashboard_dirty (prefix)
+        SELECT DISTINCT left(k.key, 2) FROM new_rows n JOIN old_rows o ON o.id = n.id CROSS JOIN LATERAL (VALUES (n.key), (o.key)) k (key)
+        WHERE (n.key, n.device_name, n.device_model_id, n.rotation_state, n.rotation_unconfirmed, n.last_rotation_completed_at)
+          IS DISTINCT FROM (o.key, o.device_name, o.device_model_id, o.rotation_state, o.rotation_unconfirmed, o.last_rotation_completed_at);
+    END IF;
+  ELSIF TG_TABLE_NAME = 'rotation_queue' THEN
+    IF TG_OP = 'INSERT' THEN
+      INSERT INTO dashboard_dirty (prefix) SELECT DISTINCT left(d.key, 2) FROM new_rows r JOIN devices d ON d.id = r.device_id;
+    ELSE
+      INSERT INTO dashboard_dirty (prefix) SELECT DISTINCT left(d.key, 2) FROM old_rows r JOIN devices d ON d.id = r.device_id;
+    END IF;
+  ELSE
+    INSERT INTO dashboard_dirty (prefix)
+      SELECT DISTINCT left(d.key, 2) FROM new_rows n JOIN old_rows o ON o.id = n.id JOIN devices d ON d.device_model_id = n.id
+      WHERE n.code IS DISTINCT FROM o.code;
+  END IF;
+  RETURN NULL;
+END
+$$;
+--> statement-breakpoint
+CREATE TRIGGER "devices_dashboard_insert" AFTER INSERT ON "devices" REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "iot_mark_dashboard_dirty"();
+--> statement-breakpoint
+CREATE TRIGGER "devices_dashboard_update" AFTER UPDATE ON "devices" REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "iot_mark_dashboard_dirty"();
+--> statement-breakpoint
+CREATE TRIGGER "devices_dashboard_delete" AFTER DELETE ON "devices" REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION "iot_mark_dashboard_dirty"();
+--> statement-breakpoint
+CREATE TRIGGER "rotation_queue_dashboard_insert" AFTER INSERT ON "rotation_queue" REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "iot_mark_dashboard_dirty"();
+--> statement-breakpoint
+CREATE TRIGGER "rotation_queue_dashboard_delete" AFTER DELETE ON "rotation_queue" REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION "iot_mark_dashboard_dirty"();
+--> statement-breakpoint
+CREATE TRIGGER "device_models_dashboard_update" AFTER UPDATE ON "device_models" REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "iot_mark_dashboard_dirty"();
