@@ -214,13 +214,14 @@ export const rotationQueue = pgTable(
 /**
  * The whole rotation dashboard kept ready, a chunk per two-character key prefix (lib/rotation/dashboard.ts): each group's
  * rows as the JSON the dashboard sends, comma-joined in key order. A chunk is used as stored only while it is fresh:
- * rendered with the threshold in use, no dashboard_dirty row for its prefix, and the time read within the span over
- * which none of its days_since_rotation changes; else the dashboard renders it from the devices as it reads.
+ * rendered by the same rendering (its SQL and threshold), no dashboard_dirty row for its prefix, and the time read
+ * within the span over which none of its days_since_rotation changes; else the dashboard renders it from the devices
+ * as it reads. A migration that changes what a row shows without changing that SQL must set rendered_by to null.
  */
 export const dashboardChunks = pgTable("dashboard_chunks", {
   prefix: text("prefix").primaryKey(),
-  /** ROTATION_CRITICAL_THRESHOLD_DAYS it was rendered with (null: never rendered). */
-  thresholdDays: integer("threshold_days"),
+  /** Which rendering wrote it: a digest of the rendering's SQL and its threshold (null: never rendered). */
+  renderedBy: text("rendered_by"),
   /** Epoch milliseconds from and until (exclusive) which its days hold; null: unbounded (no completed rotation). */
   validFromMs: bigint("valid_from_ms", { mode: "number" }),
   validUntilMs: bigint("valid_until_ms", { mode: "number" }),

@@ -147,6 +147,74 @@ describe("the whole dashboard kept ready in dashboard_chunks", () => {
     });
   });
 
+  it("sends a fresh chunk as it is stored, and none written by another rendering (an earlier release's SQL)", async () => {
+    await withApp(async (app, db) => {
+      const now = Date.now();
+      await seed(db, now);
+      const at = new Date(now + 60_000);
+      await app.services.rotation.refreshDashboard(at);
+      const [stored] = await db.select().from(dashboardChunks).where(eq(dashboardChunks.prefix, "m5"));
+      const marker = '{"stored":true}';
+      await db.update(dashboardChunks).set({ healthy: marker }).where(eq(dashboardChunks.prefix, "m5"));
+      const texts: string[] = [];
+      for await (const batch of app.services.rotation.dashboardJsonChunks("healthy", at)) texts.push(...batch.map((part) => Buffer.from(part.text).toString("utf8")));
+      assert.ok(texts.includes(marker), "the stored text is what is sent");
+      await db.update(dashboardChunks).set({ healthy: stored!.healthy, renderedBy: "an earlier release" });
+      await assertDashboard(app.services.rotation, db, at);
+      assert.equal(await app.services.rotation.refreshDashboard(at), 1296);
+      await assertDashboard(app.services.rotation, db, at);
+    });
+  });
+
+  it("marks every prefix when a table is emptied and a device's id changes, and keeps its tables whole", async () => {
+    await withApp(async (app, db) => {
+      const now = Date.now();
+      await seed(db, now);
+      const at = new Date(now + 60_000);
+      await app.services.rotation.refreshDashboard(at);
+      await db.execute(sql`truncate rotation_queue`);
+      assert.equal((await dirtyPrefixes(db)).length, 1296);
+      await assertDashboard(app.services.rotation, db, at);
+      await app.services.rotation.refreshDashboard(at);
+      await db.update(devices).set({ id: 9999 }).where(eq(devices.key, "a1000004"));
+      assert.deepEqual(await dirtyPrefixes(db), ["a1"]);
+      await assertDashboard(app.services.rotation, db, at);
+      await assert.rejects(db.execute(sql`delete from dashboard_chunks where prefix = 'a1'`), (error: Error) => /not removed by hand/.test(String((error.cause as Error).message)));
+      await assert.rejects(db.execute(sql`truncate dashboard_dirty`), (error: Error) => /not removed by hand/.test(String((error.cause as Error).message)));
+      await assertDashboard(app.services.rotation, db, at);
+    });
+  });
+
+  it("a statement read ahead that fails while a batch is being sent takes nobody down", async () => {
+    await withApp(async (_app, db) => {
+      let calls = 0;
+      const rawTexts = async () => {
+        if (++calls > 1) throw new Error("connection lost");
+        return Array.from({ length: 16 }, (_, i) => [`p${i}`, `{"n":${i}}`, "1", "true"].map((value) => Buffer.from(value)));
+      };
+      const dashboard = createDashboard({ db, rawTexts, criticalThresholdDays: 7 });
+      const unhandled: unknown[] = [];
+      const record = (reason: unknown) => unhandled.push(reason);
+      process.on("unhandledRejection", record);
+      try {
+        const chunks = dashboard.chunks("healthy", new Date());
+        const first = await chunks.next();
+        assert.equal((first.value as unknown[]).length, 16);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.deepEqual(unhandled, [], "the failure waits for whoever reads on");
+        await assert.rejects(chunks.next(), /connection lost/);
+        calls = 0;
+        const dropped = dashboard.chunks("healthy", new Date());
+        await dropped.next();
+        await dropped.return(undefined);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.deepEqual(unhandled, [], "nor when nobody reads on");
+      } finally {
+        process.off("unhandledRejection", record);
+      }
+    });
+  });
+
   it("renders from the devices where the chunks were rendered with another critical threshold", async () => {
     await withApp(async (app, db) => {
       const now = Date.now();
@@ -221,7 +289,7 @@ describe("the whole dashboard kept ready in dashboard_chunks", () => {
     try {
       const db = server.services.database.db;
       await seed(db, Date.now());
-      await waitFor("every chunk rendered", async () => (await dirtyPrefixes(db)).length === 0 && (await db.select().from(dashboardChunks).where(sql`${dashboardChunks.thresholdDays} is null`)).length === 0);
+      await waitFor("every chunk rendered", async () => (await dirtyPrefixes(db)).length === 0 && (await db.select().from(dashboardChunks).where(sql`${dashboardChunks.renderedBy} is null`)).length === 0);
       const overSocket = await (await server.admin("GET", "/api/rotation/dashboard")).text();
       const { createApp } = await import("../lib/http/app.ts");
       const { routesFor } = await import("../functions/index.ts");

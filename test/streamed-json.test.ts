@@ -65,6 +65,25 @@ describe("streamedJson", () => {
     assert.equal(await socketText(await joined()), expected);
   });
 
+  it("gives every array's batches back when its body is dropped before it is read, through either body", async () => {
+    for (const drop of [(response: Response) => response.body!.cancel(), (response: Response) => (directBody(response) as Readable).destroy()]) {
+      const released: string[] = [];
+      const tracked = (name: string) =>
+        (async function* () {
+          try {
+            yield [{ name }];
+            yield [{ name }];
+          } finally {
+            released.push(name);
+          }
+        })();
+      const response = await streamedJson([{ name: "a", batches: tracked("a") }, { name: "b", batches: tracked("b") }], async () => ({}), quiet);
+      await drop(response);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(released.sort(), ["a"], "the first array, read before the answer started, is given back");
+    }
+  });
+
   it("a failure before the first batch is thrown (the envelope answers); one later is logged and ends the body short", async () => {
     await assert.rejects(
       streamedList(

@@ -46,22 +46,30 @@ export async function streamedJson(
   logger: Pick<Logger, "error">,
 ): Promise<Response> {
   const first = arrays.length > 0 ? await arrays[0]!.batches.next() : null;
-  const texts = jsonTexts(arrays, first, trailer, logger);
+  // Every array's batches are given back however the body ends, also when it is dropped before its first read (a HEAD,
+  // a client gone at once): a generator that never ran does not run its own cleanup when it is returned.
+  const release = () => Promise.all(arrays.map((array) => array.batches.return(undefined))).then(() => {}, () => {});
+  const texts = jsonTexts(arrays, first, trailer, logger, release);
   const encoder = new TextEncoder();
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const next = await texts.next();
-      if (next.done) controller.close();
-      else controller.enqueue(typeof next.value === "string" ? encoder.encode(next.value) : next.value);
-    },
-    async cancel() {
-      await texts.return(undefined);
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const next = await texts.next();
+        if (next.done) controller.close();
+        else controller.enqueue(typeof next.value === "string" ? encoder.encode(next.value) : next.value);
+      },
+      async cancel() {
+        await texts.return(undefined);
+        await release();
+      },
     },
     // Read only when someone reads it: else it would take the first text from the direct body.
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
   const response = new Response(body, { headers: { "content-type": "application/json; charset=utf-8" } });
   // One text ahead at most: a batch is up to a few MB.
-  return withDirectBody(response, Readable.from(texts, { objectMode: true, highWaterMark: 1 }));
+  const direct = Readable.from(texts, { objectMode: true, highWaterMark: 1 }).once("close", () => void release());
+  return withDirectBody(response, direct);
 }
 
 const COMMA = Buffer.from(",");
@@ -72,6 +80,7 @@ async function* jsonTexts(
   first: IteratorResult<unknown[]> | null,
   trailer: (lengths: number[]) => Promise<Record<string, unknown>>,
   logger: Pick<Logger, "error">,
+  release: () => Promise<void>,
 ): AsyncGenerator<string | Uint8Array> {
   const lengths = arrays.map(() => 0);
   try {
@@ -99,7 +108,7 @@ async function* jsonTexts(
   } catch (error) {
     logger.error("A streamed answer broke off", { error: errorMessage(error), rows_sent: lengths.reduce((a, b) => a + b, 0) });
   } finally {
-    await Promise.all(arrays.map((array) => array.batches.return(undefined))).catch(() => {});
+    await release();
   }
 }
 

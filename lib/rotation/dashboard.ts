@@ -5,7 +5,9 @@
  * not fresh when the dashboard is read is rendered from the devices there and then, so the answer is always the
  * devices as they are (docs/performance.md, "Dashboard").
  */
+import { createHash } from "node:crypto";
 import { and, asc, count, eq, gt, isNull, not, or, type SQL, sql } from "drizzle-orm";
+import { PgDialect } from "drizzle-orm/pg-core";
 import { type Database, type DatabaseHandle, rowsOf } from "../../db/client.ts";
 import { dashboardChunks, dashboardDirty, deviceModels, devices } from "../../db/schema.ts";
 import { type JoinedRows, type Page, toPage } from "../paging.ts";
@@ -20,18 +22,21 @@ export type DashboardGroup = (typeof dashboardGroups)[number];
 /** A page of one dashboard group: by key after `after`, days counted at `now` (the same for every page of one answer). */
 export type DashboardPageQuery = { after?: string; limit: number; now: Date };
 
-/** Chunks rendered per statement: at 100,000 devices about 10,000 devices, 0.1–0.2 s of PostgreSQL's time. */
-const RENDERED_PER_STATEMENT = 128;
-
 /**
- * What a statement reading the whole dashboard aims at: its first reads this many chunks, each next one as many as
- * would have made READ_BYTES of the last. Few statements (each is a round trip the answer waits for: at 100,000
- * devices 128 chunks a statement took 185 ms against 120 ms for 512, through Node's fetch), and memory bounded
- * whatever the size of the fleet.
+ * How much one statement takes on, so that each stays well inside the statement timeout whatever the size of the fleet,
+ * and few statements make up the answer (each is a round trip it waits for): the first statement of a read or a
+ * rendering takes FIRST_CHUNKS chunks, each next one as many as would have made, in the last one, READ_BYTES of JSON
+ * read, LIVE_ROWS devices rendered while reading, or RENDERED_ROWS devices rendered in the background. At 100,000
+ * devices 128 chunks a statement took 185 ms for the whole dashboard against 120 ms for 512, through Node's fetch.
  */
-const FIRST_READ = 128;
+const FIRST_CHUNKS = 16;
 const READ_BYTES = 8 * 1024 * 1024;
+const LIVE_ROWS = 5_000;
+const RENDERED_ROWS = 10_000;
 const PREFIXES = 36 * 36;
+
+/** The chunks for the next statement: as many as would have made `budget` of what `limit` chunks made `spent` of. */
+const nextChunks = (limit: number, spent: number, budget: number) => Math.min(PREFIXES, Math.max(1, Math.floor((limit * budget) / Math.max(spent, 1))));
 
 /** Only one process renders at a time: two renderings of one chunk from different snapshots could store the older. */
 export const DASHBOARD_RENDER_LOCK_ID = 7_341_017;
@@ -84,15 +89,66 @@ export function createDashboard({ db, rawTexts, criticalThresholdDays }: { db: D
     '}')`;
 
   /**
-   * Whether the chunk at hand may be sent as stored at `now`: rendered with this threshold, none of its devices changed
-   * since (no dirty mark its rendering has not seen), and no day of its rows turned since it was rendered.
+   * Whether the chunk at hand may be sent as stored at `now`: written by this very rendering, none of its devices
+   * changed since (no dirty mark its rendering has not seen), and no day of its rows turned since it was rendered.
    */
-  const isFresh = (now: Date) => {
+  const isFresh = (now: Date, rendering: string) => {
     const at = sql`${now.getTime()}::bigint`;
-    return sql<boolean>`(${dashboardChunks.thresholdDays} is not distinct from ${criticalThresholdDays}
+    return sql<boolean>`(${dashboardChunks.renderedBy} is not distinct from ${rendering}
       and coalesce(${dashboardChunks.validFromMs} <= ${at}, true) and coalesce(${at} < ${dashboardChunks.validUntilMs}, true)
       and not exists (select 1 from ${dashboardDirty} where ${dashboardDirty.prefix} = ${dashboardChunks.prefix}))`;
   };
+
+  /**
+   * Renders the first `limit` chunks that are not fresh at `now` and stores them, returning each one's rows. One
+   * statement, so one snapshot: it removes exactly the dirty marks of the changes it rendered (a change committed after
+   * its snapshot keeps its mark).
+   */
+  const renderStatement = (now: Date, limit: number, rendering: string) => {
+    const days = daysAt(now);
+    const ofGroup = (group: DashboardGroup) => groupWhere(group, now);
+    return sql`
+      with stale as (
+        select ${dashboardChunks.prefix} from ${dashboardChunks} where not ${isFresh(now, rendering)}
+        order by ${dashboardChunks.prefix} limit ${limit}
+      ),
+      rendered as (
+        select stale.prefix, r.* from stale cross join lateral (
+          select
+            coalesce(string_agg(x.json, ',' order by x.key) filter (where x.healthy), '') as healthy,
+            coalesce(string_agg(x.json, ',' order by x.key) filter (where x.warning), '') as warning,
+            coalesce(string_agg(x.json, ',' order by x.key) filter (where x.critical), '') as critical,
+            count(*) filter (where x.healthy) as healthy_count,
+            count(*) filter (where x.warning) as warning_count,
+            count(*) filter (where x.critical) as critical_count,
+            max(x.completed + x.days * ${DAY_MS}) as valid_from_ms,
+            min(x.completed + (x.days + 1) * ${DAY_MS}) as valid_until_ms
+          from (
+            select ${devices.key} as key, ${rowJson(now)} as json, ${completedEpochMs} as completed, ${days} as days,
+              coalesce(${ofGroup("healthy")}, false) as healthy, coalesce(${ofGroup("warning")}, false) as warning,
+              coalesce(${ofGroup("critical")}, false) as critical
+            from ${devices} join ${deviceModels} on ${eq(devices.deviceModelId, deviceModels.id)}
+            where ${devices.key} >= stale.prefix || '000000' and ${devices.key} <= stale.prefix || 'zzzzzz'
+          ) x
+        ) r
+      ),
+      seen as (delete from ${dashboardDirty} where ${dashboardDirty.prefix} in (select prefix from stale))
+      update ${dashboardChunks} set
+        rendered_by = ${rendering}, valid_from_ms = rendered.valid_from_ms, valid_until_ms = rendered.valid_until_ms,
+        healthy = rendered.healthy, warning = rendered.warning, critical = rendered.critical,
+        healthy_count = rendered.healthy_count, warning_count = rendered.warning_count, critical_count = rendered.critical_count
+      from rendered where ${dashboardChunks.prefix} = rendered.prefix
+      returning (rendered.healthy_count + rendered.warning_count + rendered.critical_count)::integer as rows`;
+  };
+
+  /**
+   * This rendering: its SQL (the rows' JSON, the groups, the spans) and its threshold. Chunks another one wrote (an
+   * earlier release, a replica with another ROTATION_CRITICAL_THRESHOLD_DAYS) are never sent as stored.
+   */
+  const rendering = createHash("sha256")
+    .update(`${new PgDialect().sqlToQuery(renderStatement(new Date(0), 1, "")).sql}\n${criticalThresholdDays}`)
+    .digest("base64url")
+    .slice(0, 22);
 
   /** A group's rows of the chunk at hand, rendered from the devices at `now` unless the chunk is fresh (then none). */
   const liveRows = (group: DashboardGroup, now: Date) =>
@@ -103,7 +159,7 @@ export function createDashboard({ db, rawTexts, criticalThresholdDays }: { db: D
       })
       .from(devices)
       .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-      .where(and(sql`not ${isFresh(now)}`, inChunk, groupWhere(group, now)))
+      .where(and(sql`not ${isFresh(now, rendering)}`, inChunk, groupWhere(group, now)))
       .as("live");
 
   return {
@@ -143,97 +199,63 @@ export function createDashboard({ db, rawTexts, criticalThresholdDays }: { db: D
     },
 
     /**
-     * The whole of a group at `now`, chunk after chunk in key order (so by key), about READ_BYTES a statement: a fresh
-     * chunk as stored, any other rendered from the devices in the same statement, so each statement answers from one
-     * snapshot. Chunks without rows of the group are left out.
+     * The whole of a group at `now`, chunk after chunk in key order (so by key), as many a statement as nextChunks
+     * allows: a fresh chunk as stored, any other rendered from the devices in the same statement, so each statement
+     * answers from one snapshot. Chunks without rows of the group are left out.
      */
     async *chunks(group: DashboardGroup, now: Date): AsyncGenerator<JoinedRows[]> {
       const live = liveRows(group, now);
-      type Read = { read: Uint8Array[][]; limit: number };
+      const fresh = isFresh(now, rendering);
+      type Read = { read: { prefix: string; text: Uint8Array; rows: number; fresh: boolean }[]; limit: number };
       const readAfter = async (after: string, limit: number): Promise<Read> => {
         const page = db
           .select({
             prefix: dashboardChunks.prefix,
-            text: sql<string>`case when ${isFresh(now)} then ${stored[group].text} else ${live.text} end`.as("text"),
-            rows: sql<number>`case when ${isFresh(now)} then ${stored[group].rows} else ${live.rows} end`.as("rows"),
+            fresh: sql<boolean>`${fresh}`.as("fresh"),
+            text: sql<string>`case when ${fresh} then ${stored[group].text} else ${live.text} end`.as("text"),
+            rows: sql<number>`case when ${fresh} then ${stored[group].rows} else ${live.rows} end`.as("rows"),
           })
           .from(dashboardChunks)
           .innerJoinLateral(live, sql`true`)
           // A fresh chunk without rows of the group is not read: warning and critical are a few chunks at most.
-          .where(and(gt(dashboardChunks.prefix, after), or(sql`not ${isFresh(now)}`, gt(stored[group].rows, 0))))
+          .where(and(gt(dashboardChunks.prefix, after), or(sql`not ${fresh}`, gt(stored[group].rows, 0))))
           .orderBy(asc(dashboardChunks.prefix))
           .limit(limit)
           .as("page");
         // Answered as bytes: the server writes the stored JSON as it came, without decoding and encoding 22 MB.
-        const read = (await rawTexts(sql`select ${page.prefix}, ${page.text}, ${page.rows}::text from ${page} order by ${page.prefix}`)) as Uint8Array[][];
-        return { read, limit };
+        const rows = await rawTexts(sql`select ${page.prefix}, ${page.text}, ${page.rows}::text, ${page.fresh}::text from ${page} order by ${page.prefix}`);
+        const text = (value: Uint8Array | null) => Buffer.from(value!).toString("latin1");
+        return { read: rows.map(([prefix, json, count, isFresh]) => ({ prefix: text(prefix!), text: json!, rows: Number(text(count!)), fresh: text(isFresh!) === "true" })), limit };
       };
-      let next: Promise<Read> | null = readAfter("", FIRST_READ);
-      try {
-        while (next) {
-          const { read, limit }: Read = await next;
-          const bytes = read.reduce((sum, [, text]) => sum + text!.length, 0);
-          const nextLimit = Math.min(PREFIXES, Math.max(1, Math.floor((limit * READ_BYTES) / Math.max(bytes, 1))));
-          // The next statement runs while this one's chunks are sent.
-          next = read.length < limit ? null : readAfter(String(read.at(-1)![0]), nextLimit);
-          const filled = read.map(([, text, rows]) => ({ text: text!, rows: Number(String(rows)) })).filter((chunk) => chunk.rows > 0);
-          if (filled.length > 0) yield filled;
-        }
-      } finally {
-        // Left unread when the client went away: its failure is nobody's.
-        next?.catch(() => {});
+      // A failure of the statement read ahead is taken by whoever awaits it, or by nobody if the client went away.
+      const ahead = (promise: Promise<Read>) => (promise.catch(() => {}), promise);
+      let next: Promise<Read> | null = ahead(readAfter("", FIRST_CHUNKS));
+      while (next) {
+        const { read, limit }: Read = await next;
+        const bytes = read.reduce((sum, chunk) => sum + chunk.text.length, 0);
+        const rendered = read.reduce((sum, chunk) => sum + (chunk.fresh ? 0 : chunk.rows), 0);
+        const limitNext = Math.min(nextChunks(limit, bytes, READ_BYTES), rendered > 0 ? nextChunks(limit, rendered, LIVE_ROWS) : PREFIXES);
+        // The next statement runs while this one's chunks are sent.
+        next = read.length < limit ? null : ahead(readAfter(read.at(-1)!.prefix, limitNext));
+        const filled = read.filter((chunk) => chunk.rows > 0).map(({ text, rows }) => ({ text, rows }));
+        if (filled.length > 0) yield filled;
       }
     },
 
     /**
-     * Renders and stores the chunks that are not fresh at `now`, RENDERED_PER_STATEMENT at a time; returns how many. Each
-     * is one statement, so one snapshot: it removes exactly the dirty marks of the changes it rendered (a change
-     * committed after its snapshot keeps its mark). Does nothing while another process renders.
+     * Renders and stores the chunks that are not fresh at `now` (renderStatement), as many a statement as nextChunks
+     * allows; returns how many. Does nothing while another process renders.
      */
     async refresh(now: Date): Promise<number> {
       let rendered = 0;
-      for (;;) {
-        const done = await db.transaction(async (tx) => {
+      for (let limit = FIRST_CHUNKS; ; ) {
+        const rows = await db.transaction(async (tx) => {
           const [lock] = rowsOf<{ taken: boolean }>(await tx.execute(sql`select pg_try_advisory_xact_lock(${DASHBOARD_RENDER_LOCK_ID}) as taken`));
-          if (!lock?.taken) return 0;
-          const days = daysAt(now);
-          const ofGroup = (group: DashboardGroup) => groupWhere(group, now);
-          const result = await tx.execute(sql`
-            with stale as (
-              select ${dashboardChunks.prefix} from ${dashboardChunks} where not ${isFresh(now)}
-              order by ${dashboardChunks.prefix} limit ${RENDERED_PER_STATEMENT}
-            ),
-            rendered as (
-              select stale.prefix, r.* from stale cross join lateral (
-                select
-                  coalesce(string_agg(x.json, ',' order by x.key) filter (where x.healthy), '') as healthy,
-                  coalesce(string_agg(x.json, ',' order by x.key) filter (where x.warning), '') as warning,
-                  coalesce(string_agg(x.json, ',' order by x.key) filter (where x.critical), '') as critical,
-                  count(*) filter (where x.healthy) as healthy_count,
-                  count(*) filter (where x.warning) as warning_count,
-                  count(*) filter (where x.critical) as critical_count,
-                  max(x.completed + x.days * ${DAY_MS}) as valid_from_ms,
-                  min(x.completed + (x.days + 1) * ${DAY_MS}) as valid_until_ms
-                from (
-                  select ${devices.key} as key, ${rowJson(now)} as json, ${completedEpochMs} as completed, ${days} as days,
-                    coalesce(${ofGroup("healthy")}, false) as healthy, coalesce(${ofGroup("warning")}, false) as warning,
-                    coalesce(${ofGroup("critical")}, false) as critical
-                  from ${devices} join ${deviceModels} on ${eq(devices.deviceModelId, deviceModels.id)}
-                  where ${devices.key} >= stale.prefix || '000000' and ${devices.key} <= stale.prefix || 'zzzzzz'
-                ) x
-              ) r
-            ),
-            seen as (delete from ${dashboardDirty} where ${dashboardDirty.prefix} in (select prefix from stale))
-            update ${dashboardChunks} set
-              threshold_days = ${criticalThresholdDays}, valid_from_ms = rendered.valid_from_ms, valid_until_ms = rendered.valid_until_ms,
-              healthy = rendered.healthy, warning = rendered.warning, critical = rendered.critical,
-              healthy_count = rendered.healthy_count, warning_count = rendered.warning_count, critical_count = rendered.critical_count
-            from rendered where ${dashboardChunks.prefix} = rendered.prefix
-            returning 1`);
-          return rowsOf(result).length;
+          return lock?.taken ? rowsOf<{ rows: number }>(await tx.execute(renderStatement(now, limit, rendering))).map((chunk) => chunk.rows) : [];
         });
-        rendered += done;
-        if (done < RENDERED_PER_STATEMENT) return rendered;
+        rendered += rows.length;
+        if (rows.length < limit) return rendered;
+        limit = nextChunks(limit, rows.reduce((sum, n) => sum + n, 0), RENDERED_ROWS);
       }
     },
   };

@@ -80,7 +80,7 @@ async function untilDashboardRendered(handle: ReturnType<typeof openPostgres>) {
   for (;;) {
     const [row] = rowsOf<{ stale: number }>(
       await handle.db.execute(
-        sql`select count(*)::integer as stale from ${dashboardChunks} where ${dashboardChunks.thresholdDays} is null or ${dashboardChunks.prefix} in (select ${dashboardDirty.prefix} from ${dashboardDirty})`,
+        sql`select count(*)::integer as stale from ${dashboardChunks} where ${dashboardChunks.renderedBy} is null or ${dashboardChunks.prefix} in (select ${dashboardDirty.prefix} from ${dashboardDirty})`,
       ),
     );
     if (row?.stale === 0) return (performance.now() - started) / 1000;
