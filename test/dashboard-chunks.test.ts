@@ -185,6 +185,23 @@ describe("the whole dashboard kept ready in dashboard_chunks", () => {
     });
   });
 
+  it("marks every prefix when the fleet is queued in statements of many devices, and shows them QUEUED", async () => {
+    await withApp(async (app, db) => {
+      const now = Date.now();
+      const { models } = await seed(db, now);
+      const many = Array.from({ length: 1300 }, (_, i) => ({ key: `q${String(i).padStart(7, "0")}`, deviceModelId: models[0]!.id, clientId: `many_${i}`, config: "{}" }));
+      await db.insert(devices).values(many);
+      const at = new Date(now + 60_000);
+      await app.services.rotation.refreshDashboard(at);
+      await enqueue(db, undefined);
+      assert.equal((await dirtyPrefixes(db)).length, 1296);
+      const shown = await assertDashboard(app.services.rotation, db, at);
+      assert.ok(shown.healthy.filter((row) => row.rotation_state === "QUEUED").length >= 1300);
+      await app.services.rotation.refreshDashboard(at);
+      await assertDashboard(app.services.rotation, db, at);
+    });
+  });
+
   it("a statement read ahead that fails while a batch is being sent takes nobody down", async () => {
     await withApp(async (_app, db) => {
       let calls = 0;

@@ -38,7 +38,9 @@ CREATE TRIGGER "dashboard_chunks_kept" BEFORE DELETE OR TRUNCATE ON "dashboard_c
 CREATE TRIGGER "dashboard_dirty_kept" BEFORE TRUNCATE ON "dashboard_dirty" FOR EACH STATEMENT EXECUTE FUNCTION "iot_dashboard_refuse_removal"();
 --> statement-breakpoint
 -- A change to anything a dashboard row shows marks its key's prefix, in the changing transaction and once per
--- statement: a device's row, its queue row (QUEUED) and its model's code; a table emptied marks every prefix.
+-- statement: a device's row, its queue row (QUEUED) and its model's code; a table emptied marks every prefix. A model's
+-- code and a device inserted for it cannot pass each other unseen: the code is unique, so its update locks the model
+-- row against the foreign-key check of the insert.
 CREATE FUNCTION "iot_mark_dashboard_dirty"() RETURNS trigger LANGUAGE plpgsql SET jit = off AS $$
 BEGIN
   IF TG_OP = 'TRUNCATE' THEN
@@ -61,7 +63,12 @@ BEGIN
     END IF;
   ELSIF TG_TABLE_NAME = 'rotation_queue' THEN
     IF TG_OP = 'INSERT' THEN
-      INSERT INTO dashboard_dirty (prefix) SELECT DISTINCT left(d.key, 2) FROM new_rows r JOIN devices d ON d.id = r.device_id;
+      IF (SELECT count(*) FROM new_rows) >= 1296 THEN
+        -- Queueing the fleet (25,000 rows a statement) reaches about every prefix: marked without looking each device up.
+        INSERT INTO dashboard_dirty (prefix) SELECT prefix FROM dashboard_chunks;
+      ELSE
+        INSERT INTO dashboard_dirty (prefix) SELECT DISTINCT left(d.key, 2) FROM new_rows r JOIN devices d ON d.id = r.device_id;
+      END IF;
     ELSIF TG_OP = 'DELETE' THEN
       INSERT INTO dashboard_dirty (prefix) SELECT DISTINCT left(d.key, 2) FROM old_rows r JOIN devices d ON d.id = r.device_id;
     ELSE

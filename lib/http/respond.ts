@@ -99,7 +99,7 @@ async function* jsonTexts(
         } else {
           const separator = lengths[index]! > 0 ? "," : "";
           lengths[index]! += rows.length;
-          yield separator + rows.map((row) => JSON.stringify(row)).join(",");
+          yield Buffer.from(separator + rows.map((row) => JSON.stringify(row)).join(","));
         }
       }
       yield "]";
