@@ -17,7 +17,7 @@ import { createServices, type Services } from "../lib/context.ts";
 import { createDashboard, DASHBOARD_RENDER_LOCK_ID, dashboardGroups } from "../lib/rotation/dashboard.ts";
 import { dequeue, enqueue } from "../lib/rotation/queue.ts";
 import { createTestApp, type TestApp } from "./support/app.ts";
-import { dashboardOracle } from "./support/dashboard-oracle.ts";
+import { dashboardOracle, wholeGroup } from "./support/dashboard-oracle.ts";
 import { fakeNotifier } from "./support/fakes/notifier.ts";
 import { startTestServer } from "./support/server.ts";
 import { waitFor } from "./support/wait.ts";
@@ -61,24 +61,25 @@ type Rotation = Pick<Services["rotation"], "dashboardJsonChunks">;
 async function assertDashboard(rotation: Rotation, db: Database, at: Date, thresholdDays = 7) {
   const expected = await dashboardOracle(db, at, thresholdDays);
   for (const group of dashboardGroups) {
-    const texts: string[] = [];
-    let rows = 0;
-    for await (const batch of rotation.dashboardJsonChunks(group, at)) {
-      for (const part of batch) {
-        texts.push(Buffer.from(part.text).toString("utf8"));
-        rows += part.rows;
-      }
-    }
-    assert.equal(`[${texts.join(",")}]`, JSON.stringify(expected[group]), `${group} at ${at.toISOString()}`);
+    const { joined, rows } = await wholeGroup(rotation, group, at);
+    assert.equal(`[${joined}]`, JSON.stringify(expected[group]), `${group} at ${at.toISOString()}`);
     assert.equal(rows, expected[group].length, `${group}'s count`);
   }
   return expected;
 }
 
-async function withApp(test: (app: TestApp, db: Database) => Promise<void>) {
+type Seeded = { app: TestApp; db: Database; now: number; at: Date; models: Awaited<ReturnType<typeof seed>>["models"] };
+
+/** A test app with the seeded devices; `at` is a minute on, when every chunk is rendered (unless `rendered` is false). */
+async function withSeededApp(test: (seeded: Seeded) => Promise<void>, { rendered = true } = {}) {
   const app = await createTestApp({ overrides: { notifier: fakeNotifier() } });
   try {
-    await test(app, app.services.database.db);
+    const db = app.services.database.db;
+    const now = Date.now();
+    const { models } = await seed(db, now);
+    const at = new Date(now + 60_000);
+    if (rendered) await app.services.rotation.refreshDashboard(at);
+    await test({ app, db, now, at, models });
   } finally {
     await app.close();
   }
@@ -88,10 +89,7 @@ const dirtyPrefixes = async (db: Database) => [...new Set((await db.select().fro
 
 describe("the whole dashboard kept ready in dashboard_chunks", () => {
   it("answers the devices as they are before anything is rendered, once rendered, and after each kind of change, rendering only the chunks a change touched", async () => {
-    await withApp(async (app, db) => {
-      const now = Date.now();
-      const { models } = await seed(db, now);
-      const at = new Date(now + 60_000);
+    await withSeededApp(async ({ app, db, now, at, models }) => {
       const { refreshDashboard } = app.services.rotation;
       await assertDashboard(app.services.rotation, db, at);
       assert.equal(await refreshDashboard(at), 1296, "every prefix a key can have is rendered once");
@@ -124,15 +122,11 @@ describe("the whole dashboard kept ready in dashboard_chunks", () => {
 
       await db.update(devices).set({ lastSeenAt: new Date(), config: '{"x":1}' }).where(eq(devices.key, "a1000003"));
       assert.deepEqual(await dirtyPrefixes(db), [], "a change the dashboard does not show marks nothing");
-    });
+    }, { rendered: false });
   });
 
   it("renders a chunk from the devices from the millisecond a day of its rows turns, and where its rendering is newer than the clock", async () => {
-    await withApp(async (app, db) => {
-      const now = Date.now();
-      await seed(db, now);
-      const at = new Date(now + 60_000);
-      await app.services.rotation.refreshDashboard(at);
+    await withSeededApp(async ({ app, db, at }) => {
       const [device] = await db.select().from(devices).where(eq(devices.key, "a1000000"));
       const completed = device!.lastRotationCompletedAt!.getTime();
       const turn = new Date(completed + (Math.floor((at.getTime() - completed) / DAY_MS) + 1) * DAY_MS);
@@ -148,11 +142,7 @@ describe("the whole dashboard kept ready in dashboard_chunks", () => {
   });
 
   it("sends a fresh chunk as it is stored, and none written by another rendering (an earlier release's SQL)", async () => {
-    await withApp(async (app, db) => {
-      const now = Date.now();
-      await seed(db, now);
-      const at = new Date(now + 60_000);
-      await app.services.rotation.refreshDashboard(at);
+    await withSeededApp(async ({ app, db, at }) => {
       const [stored] = await db.select().from(dashboardChunks).where(eq(dashboardChunks.prefix, "m5"));
       const marker = '{"stored":true}';
       await db.update(dashboardChunks).set({ healthy: marker }).where(eq(dashboardChunks.prefix, "m5"));
@@ -167,11 +157,7 @@ describe("the whole dashboard kept ready in dashboard_chunks", () => {
   });
 
   it("marks every prefix when a table is emptied and a device's id changes, and keeps its tables whole", async () => {
-    await withApp(async (app, db) => {
-      const now = Date.now();
-      await seed(db, now);
-      const at = new Date(now + 60_000);
-      await app.services.rotation.refreshDashboard(at);
+    await withSeededApp(async ({ app, db, at }) => {
       await db.execute(sql`truncate rotation_queue`);
       assert.equal((await dirtyPrefixes(db)).length, 1296);
       await assertDashboard(app.services.rotation, db, at);
@@ -186,12 +172,9 @@ describe("the whole dashboard kept ready in dashboard_chunks", () => {
   });
 
   it("marks every prefix when the fleet is queued in statements of many devices, and shows them QUEUED", async () => {
-    await withApp(async (app, db) => {
-      const now = Date.now();
-      const { models } = await seed(db, now);
+    await withSeededApp(async ({ app, db, at, models }) => {
       const many = Array.from({ length: 1300 }, (_, i) => ({ key: `q${String(i).padStart(7, "0")}`, deviceModelId: models[0]!.id, clientId: `many_${i}`, config: "{}" }));
       await db.insert(devices).values(many);
-      const at = new Date(now + 60_000);
       await app.services.rotation.refreshDashboard(at);
       await enqueue(db, undefined);
       assert.equal((await dirtyPrefixes(db)).length, 1296);
@@ -203,7 +186,7 @@ describe("the whole dashboard kept ready in dashboard_chunks", () => {
   });
 
   it("a statement read ahead that fails while a batch is being sent takes nobody down", async () => {
-    await withApp(async (_app, db) => {
+    await withSeededApp(async ({ db }) => {
       let calls = 0;
       const rawTexts = async () => {
         if (++calls > 1) throw new Error("connection lost");
@@ -233,11 +216,7 @@ describe("the whole dashboard kept ready in dashboard_chunks", () => {
   });
 
   it("renders from the devices where the chunks were rendered with another critical threshold", async () => {
-    await withApp(async (app, db) => {
-      const now = Date.now();
-      await seed(db, now);
-      const at = new Date(now + 60_000);
-      await app.services.rotation.refreshDashboard(at);
+    await withSeededApp(async ({ app, db, at }) => {
       const threeDays = createDashboard({ db, rawTexts: app.services.database.rawTexts, criticalThresholdDays: 3 });
       const rotation = { dashboardJsonChunks: threeDays.chunks };
       const seven = await dashboardOracle(db, at, 7);
@@ -250,11 +229,7 @@ describe("the whole dashboard kept ready in dashboard_chunks", () => {
   });
 
   it("keeps the mark of a change committed after the rendering read the devices", async () => {
-    await withApp(async (app, db) => {
-      const now = Date.now();
-      await seed(db, now);
-      const at = new Date(now + 60_000);
-      await app.services.rotation.refreshDashboard(at);
+    await withSeededApp(async ({ app, db, at }) => {
       await db.update(devices).set({ deviceName: "Committed first" }).where(eq(devices.key, "a0000001"));
       const other = postgres(app.services.config.DATABASE_URL!, { max: 1, onnotice: () => {} });
       try {
@@ -274,11 +249,7 @@ describe("the whole dashboard kept ready in dashboard_chunks", () => {
   });
 
   it("renders in one process at a time, and a rendering that fails stores nothing and loses no mark", async () => {
-    await withApp(async (app, db) => {
-      const now = Date.now();
-      await seed(db, now);
-      const at = new Date(now + 60_000);
-      await app.services.rotation.refreshDashboard(at);
+    await withSeededApp(async ({ app, db, at }) => {
       await db.update(devices).set({ deviceName: "Changed" }).where(eq(devices.key, "m5000001"));
       const other = postgres(app.services.config.DATABASE_URL!, { max: 1, onnotice: () => {} });
       try {

@@ -7,6 +7,7 @@ import { asc, eq } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { deviceModels, devices, rotationQueue } from "../../db/schema.ts";
 import type { DashboardGroup } from "../../lib/rotation/dashboard.ts";
+import type { RotationService } from "../../lib/rotation/service.ts";
 import type { DashboardRow } from "../../lib/schemas.ts";
 
 type RotationState = DashboardRow["rotation_state"];
@@ -56,4 +57,17 @@ export async function dashboardOracle(db: Database, now: Date, thresholdDays = 7
     groups[dashboardGroupOf(row, thresholdDays)].push(row);
   }
   return groups;
+}
+
+/** A group of the whole dashboard as its chunks make it at `now`: their JSON texts joined, and how many rows they hold. */
+export async function wholeGroup(rotation: Pick<RotationService, "dashboardJsonChunks">, group: DashboardGroup, now: Date): Promise<{ joined: string; rows: number }> {
+  const texts: string[] = [];
+  let rows = 0;
+  for await (const batch of rotation.dashboardJsonChunks(group, now)) {
+    for (const part of batch) {
+      texts.push(Buffer.from(part.text).toString("utf8"));
+      rows += part.rows;
+    }
+  }
+  return { joined: texts.join(","), rows };
 }

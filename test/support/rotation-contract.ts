@@ -9,6 +9,7 @@ import type { DevicePrincipal } from "../../lib/identity/principal.ts";
 import { AppError } from "../../lib/errors.ts";
 import { allPages } from "../../lib/paging.ts";
 import { dashboardGroups } from "../../lib/rotation/dashboard.ts";
+import { wholeGroup } from "./dashboard-oracle.ts";
 import type { Notice } from "./fakes/notifier.ts";
 
 /** The dashboard's counts as its route streams them: every group walked in pages of two, and whole in its chunks. */
@@ -21,16 +22,9 @@ async function dashboardCounts(rotation: Services["rotation"]) {
     // Whole, as it is read before the chunks are rendered again and after.
     for (const rendered of [false, true]) {
       if (rendered) await rotation.refreshDashboard(now);
-      const whole: string[] = [];
-      let wholeCount = 0;
-      for await (const batch of rotation.dashboardJsonChunks(group, now)) {
-        for (const part of batch) {
-          whole.push(Buffer.from(part.text).toString("utf8"));
-          wholeCount += part.rows;
-        }
-      }
-      assert.equal(whole.join(","), paged.join(","), `${group} whole is ${group} paged${rendered ? ", its chunks rendered" : ""}`);
-      assert.equal(wholeCount, paged.length);
+      const whole = await wholeGroup(rotation, group, now);
+      assert.equal(whole.joined, paged.join(","), `${group} whole is ${group} paged${rendered ? ", its chunks rendered" : ""}`);
+      assert.equal(whole.rows, paged.length);
     }
     counts[group] = paged.length;
   }
