@@ -277,7 +277,9 @@ describe("the whole dashboard kept ready in dashboard_chunks", () => {
     try {
       const db = server.services.database.db;
       await seed(db, Date.now());
-      await waitFor("every chunk rendered", async () => (await dirtyPrefixes(db)).length === 0 && (await db.select().from(dashboardChunks).where(sql`${dashboardChunks.renderedBy} is null`)).length === 0);
+      const { database, config } = server.services;
+      const dashboard = createDashboard({ db, rawTexts: database.rawTexts, criticalThresholdDays: config.ROTATION_CRITICAL_THRESHOLD_DAYS });
+      await waitFor("every chunk rendered", async () => (await dashboard.stale(new Date())) === 0);
       const overSocket = await (await server.admin("GET", "/api/rotation/dashboard")).text();
       const { createApp } = await import("../lib/http/app.ts");
       const { routesFor } = await import("../functions/index.ts");

@@ -47,8 +47,9 @@ const completedEpochMs = sql`(extract(epoch from ${completedMs}) * 1000)`;
 /** Whole days since the last completed rotation at `now`, cut to the millisecond; null without one. */
 const daysAt = (now: Date) => sql`floor((${now.getTime()}::numeric - ${completedEpochMs}) / ${DAY_MS})`;
 
-/** The devices of the chunk whose prefix is the row of dashboard_chunks at hand: a range of the key's index. */
-const inChunk = sql`${devices.key} >= ${dashboardChunks.prefix} || '000000' and ${devices.key} <= ${dashboardChunks.prefix} || 'zzzzzz'`;
+/** The devices of the chunk of `prefix` (the row of dashboard_chunks at hand unless named): a range of the key's index. */
+const inChunk = (prefix: SQL | typeof dashboardChunks.prefix = dashboardChunks.prefix) =>
+  sql`${devices.key} >= ${prefix} || '000000' and ${devices.key} <= ${prefix} || 'zzzzzz'`;
 
 const stored = {
   healthy: { text: dashboardChunks.healthy, rows: dashboardChunks.healthyCount },
@@ -128,7 +129,7 @@ export function createDashboard({ db, rawTexts, criticalThresholdDays }: { db: D
               coalesce(${ofGroup("healthy")}, false) as healthy, coalesce(${ofGroup("warning")}, false) as warning,
               coalesce(${ofGroup("critical")}, false) as critical
             from ${devices} join ${deviceModels} on ${eq(devices.deviceModelId, deviceModels.id)}
-            where ${devices.key} >= stale.prefix || '000000' and ${devices.key} <= stale.prefix || 'zzzzzz'
+            where ${inChunk(sql`stale.prefix`)}
           ) x
         ) r
       ),
@@ -159,7 +160,7 @@ export function createDashboard({ db, rawTexts, criticalThresholdDays }: { db: D
       })
       .from(devices)
       .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-      .where(and(sql`not ${isFresh(now, rendering)}`, inChunk, groupWhere(group, now)))
+      .where(and(sql`not ${isFresh(now, rendering)}`, inChunk(), groupWhere(group, now)))
       .as("live");
 
   return {
@@ -240,6 +241,12 @@ export function createDashboard({ db, rawTexts, criticalThresholdDays }: { db: D
         const filled = read.filter((chunk) => chunk.rows > 0).map(({ text, rows }) => ({ text, rows }));
         if (filled.length > 0) yield filled;
       }
+    },
+
+    /** How many chunks are not fresh at `now`, by the rule the reading uses: 0 once the rendering has caught up. */
+    async stale(now: Date): Promise<number> {
+      const [row] = await db.select({ n: count() }).from(dashboardChunks).where(sql`not ${isFresh(now, rendering)}`);
+      return row?.n ?? 0;
     },
 
     /**
