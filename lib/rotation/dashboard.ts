@@ -151,8 +151,8 @@ export function createDashboard({ db, rawTexts, criticalThresholdDays }: { db: D
     .digest("base64url")
     .slice(0, 22);
 
-  /** A group's rows of the chunk at hand, rendered from the devices at `now` unless the chunk is fresh (then none). */
-  const liveRows = (group: DashboardGroup, now: Date) =>
+  /** A group's rows of the chunk at hand, rendered from the devices at `now` unless `fresh` (then none). */
+  const liveRows = (group: DashboardGroup, now: Date, fresh: SQL.Aliased<boolean>) =>
     db
       .select({
         text: sql<string>`coalesce(string_agg(${rowJson(now)}, ',' order by ${devices.key}), '')`.as("live_text"),
@@ -160,7 +160,7 @@ export function createDashboard({ db, rawTexts, criticalThresholdDays }: { db: D
       })
       .from(devices)
       .innerJoin(deviceModels, eq(devices.deviceModelId, deviceModels.id))
-      .where(and(sql`not ${isFresh(now, rendering)}`, inChunk(), groupWhere(group, now)))
+      .where(and(sql`not ${fresh}`, inChunk(), groupWhere(group, now)))
       .as("live");
 
   return {
@@ -205,18 +205,21 @@ export function createDashboard({ db, rawTexts, criticalThresholdDays }: { db: D
      * answers from one snapshot. Chunks without rows of the group are left out.
      */
     async *chunks(group: DashboardGroup, now: Date): AsyncGenerator<JoinedRows[]> {
-      const live = liveRows(group, now);
-      const fresh = isFresh(now, rendering);
+      // Whether the chunk at hand is fresh, worked out once per chunk for the row, its text, its count and the filter.
+      const freshness = db.select({ fresh: sql<boolean>`${isFresh(now, rendering)}`.as("fresh") }).from(sql`(values (1)) as one (x)`).as("freshness");
+      const fresh = freshness.fresh;
+      const live = liveRows(group, now, fresh);
       type Read = { read: { prefix: string; text: Uint8Array; rows: number; fresh: boolean }[]; limit: number };
       const readAfter = async (after: string, limit: number): Promise<Read> => {
         const page = db
           .select({
             prefix: dashboardChunks.prefix,
-            fresh: sql<boolean>`${fresh}`.as("fresh"),
+            fresh,
             text: sql<string>`case when ${fresh} then ${stored[group].text} else ${live.text} end`.as("text"),
             rows: sql<number>`case when ${fresh} then ${stored[group].rows} else ${live.rows} end`.as("rows"),
           })
           .from(dashboardChunks)
+          .innerJoinLateral(freshness, sql`true`)
           .innerJoinLateral(live, sql`true`)
           // A fresh chunk without rows of the group is not read: warning and critical are a few chunks at most.
           .where(and(gt(dashboardChunks.prefix, after), or(sql`not ${fresh}`, gt(stored[group].rows, 0))))
