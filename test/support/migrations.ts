@@ -12,7 +12,7 @@ import type { SQL } from "drizzle-orm";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
-import { createPgliteClient } from "../../db/client.ts";
+import { createPgliteClient, rowsOf } from "../../db/client.ts";
 import { createTestDatabase } from "./database.ts";
 
 export const MIGRATIONS = fileURLToPath(new URL("../../db/migrations", import.meta.url));
@@ -33,7 +33,7 @@ function migrationsBefore(dir: string, tag: string): string {
 
 export type Execute = (query: SQL) => Promise<Record<string, unknown>[]>;
 
-const rowsOf = (result: unknown) => (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows).map((row) => ({ ...(row as object) }));
+const plainRows = (result: unknown) => rowsOf<object>(result).map((row) => ({ ...row }));
 
 /**
  * Defines one test per database: migrates up to before `tag`, runs `seed`, applies every migration, then `check`
@@ -45,7 +45,7 @@ export function testMigrationAcross(tag: string, seed: (execute: Execute) => Pro
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   async function across(run: (query: SQL) => Promise<unknown>, migrate: (folder: string) => Promise<void>) {
-    const execute: Execute = async (query) => rowsOf(await run(query));
+    const execute: Execute = async (query) => plainRows(await run(query));
     await migrate(before);
     await seed(execute);
     await migrate(MIGRATIONS);
